@@ -1,0 +1,1 @@
+"""Export: ONNX / TensorRT model export and checks (import name occ_export)."""

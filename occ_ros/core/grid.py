@@ -1,0 +1,136 @@
+"""The voxel grid: one spec shared by labels, training, export, the node and replay.
+
+Frames and indexing (docs/conventions.md): the grid lives in the ego frame
+(base_link: x forward, y left, z up, metres). Arrays are indexed ``[x, y, z]`` as in
+Occ3D, so ``labels[i, j, k]`` is the voxel whose centre is
+``range_min + (i + 0.5, j + 0.5, k + 0.5) * voxel_size``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Mapping, Tuple
+
+import numpy as np
+
+Vec3 = Tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class GridSpec:
+    """An axis-aligned voxel grid in the ego frame.
+
+    Attributes:
+        range_min: (x, y, z) of the grid's lower corner, metres.
+        range_max: (x, y, z) of the grid's upper corner, metres.
+        voxel_size: edge lengths (x, y, z), metres.
+    """
+
+    range_min: Vec3
+    range_max: Vec3
+    voxel_size: Vec3
+
+    def __post_init__(self) -> None:
+        for name in ("range_min", "range_max", "voxel_size"):
+            value = tuple(float(v) for v in getattr(self, name))
+            if len(value) != 3 or not all(np.isfinite(value)):
+                raise ValueError(f"GridSpec.{name} must be 3 finite numbers, got {getattr(self, name)!r}")
+            object.__setattr__(self, name, value)
+        for axis in range(3):
+            lo, hi, size = self.range_min[axis], self.range_max[axis], self.voxel_size[axis]
+            if size <= 0:
+                raise ValueError(f"GridSpec.voxel_size[{axis}] must be > 0, got {size}")
+            if hi <= lo:
+                raise ValueError(f"GridSpec.range_max[{axis}]={hi} must exceed range_min[{axis}]={lo}")
+            cells = (hi - lo) / size
+            if abs(cells - round(cells)) > 1e-6 * max(1.0, cells):
+                raise ValueError(
+                    f"GridSpec axis {axis}: extent {hi - lo} m is not a whole number of {size} m voxels"
+                )
+
+    # ------------------------------------------------------------------ presets
+    @classmethod
+    def occ3d(cls) -> "GridSpec":
+        """Occ3D-nuScenes: 200x200x16 voxels of 0.4 m over [-40,-40,-1, 40,40,5.4]."""
+        return cls((-40.0, -40.0, -1.0), (40.0, 40.0, 5.4), (0.4, 0.4, 0.4))
+
+    @classmethod
+    def demo(cls) -> "GridSpec":
+        """A coarse CPU-friendly grid: 80x80x8 voxels of 0.8 m over [-32,-32,-1, 32,32,5.4]."""
+        return cls((-32.0, -32.0, -1.0), (32.0, 32.0, 5.4), (0.8, 0.8, 0.8))
+
+    @classmethod
+    def named(cls, name: str) -> "GridSpec":
+        """A preset by name: ``occ3d`` or ``demo``."""
+        presets = {"occ3d": cls.occ3d, "demo": cls.demo}
+        if name not in presets:
+            raise ValueError(f"unknown grid preset {name!r}; expected one of {sorted(presets)}")
+        return presets[name]()
+
+    # ------------------------------------------------------------------ shape
+    @property
+    def shape(self) -> Tuple[int, int, int]:
+        """Voxel counts (X, Y, Z)."""
+        return tuple(  # type: ignore[return-value]
+            int(round((hi - lo) / s)) for lo, hi, s in zip(self.range_min, self.range_max, self.voxel_size)
+        )
+
+    @property
+    def num_voxels(self) -> int:
+        x, y, z = self.shape
+        return x * y * z
+
+    # ------------------------------------------------------------------ conversions
+    def points_to_indices(self, points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        """Voxel indices of metric points.
+
+        Args:
+            points: (..., 3) ego-frame points, metres.
+        Returns:
+            indices: (..., 3) int64 [i, j, k] (meaningful only where ``inside``).
+            inside: (...) bool, True where the point lies in the half-open grid box.
+        """
+        points = np.asarray(points, dtype=np.float64)
+        lo = np.asarray(self.range_min)
+        size = np.asarray(self.voxel_size)
+        idx = np.floor((points - lo) / size).astype(np.int64)
+        inside = np.all((idx >= 0) & (idx < np.asarray(self.shape)), axis=-1)
+        return idx, inside
+
+    def indices_to_centers(self, indices: np.ndarray) -> np.ndarray:
+        """Metric centres (..., 3) of voxel indices (..., 3)."""
+        indices = np.asarray(indices, dtype=np.float64)
+        return np.asarray(self.range_min) + (indices + 0.5) * np.asarray(self.voxel_size)
+
+    def voxel_centers(self) -> np.ndarray:
+        """All voxel centres as an (X, Y, Z, 3) float64 array in the ego frame."""
+        axes = [
+            lo + (np.arange(n) + 0.5) * s for lo, n, s in zip(self.range_min, self.shape, self.voxel_size)
+        ]
+        return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
+
+    def flat_index(self, indices: np.ndarray) -> np.ndarray:
+        """Row-major flat index of (..., 3) voxel indices, matching ``array.reshape(-1)``."""
+        indices = np.asarray(indices, dtype=np.int64)
+        _, ny, nz = self.shape
+        return (indices[..., 0] * ny + indices[..., 1]) * nz + indices[..., 2]
+
+    # ------------------------------------------------------------------ (de)serialisation
+    def to_dict(self) -> Dict[str, Any]:
+        return {
+            "range_min": list(self.range_min),
+            "range_max": list(self.range_max),
+            "voxel_size": list(self.voxel_size),
+            "shape": list(self.shape),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> "GridSpec":
+        """Inverse of :meth:`to_dict`; a stored ``shape`` is checked, not trusted."""
+        missing = {"range_min", "range_max", "voxel_size"} - set(data)
+        if missing:
+            raise ValueError(f"grid spec is missing {sorted(missing)}")
+        spec = cls(tuple(data["range_min"]), tuple(data["range_max"]), tuple(data["voxel_size"]))
+        if "shape" in data and tuple(data["shape"]) != spec.shape:
+            raise ValueError(f"grid spec shape {tuple(data['shape'])} disagrees with its range/voxel size {spec.shape}")
+        return spec

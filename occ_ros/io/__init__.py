@@ -1,0 +1,1 @@
+"""File formats: atomic writes, Occ3D label files, rosbag2 messages."""

@@ -1,0 +1,134 @@
+"""Packaging for occ_ros, a ROS 2 ament_python package that is also a plain pip package.
+
+One distribution, three import packages:
+
+* ``occ_ros``      <- ``occ_ros/``   runtime + ROS node (imports without torch)
+* ``occ_training`` <- ``training/``  pseudo-labels, network, losses, synthetic world
+* ``occ_export``   <- ``export/``    ONNX / TensorRT export
+
+colcon (ament_python) runs this file directly; ``pip install -e '.[synth,dev,cv]'``
+(see the Makefile) uses it through setuptools' legacy PEP 517 backend.
+
+Dependencies: in a ROS install the rosdep keys of package.xml (apt packages) provide
+numpy, yaml, scipy, OpenCV...; colcon never installs ``install_requires``. OpenCV is
+therefore *not* in ``install_requires``: pip's ``opencv-python-headless`` and apt's
+``python3-opencv`` both provide the ``cv2`` module and must not be mixed in one
+environment. Plain pip environments add it with the ``cv`` extra.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from glob import glob
+
+from setuptools import find_packages, setup
+
+PACKAGE_NAME = "occ_ros"
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# Import name -> folder (relative to this file). ``occ_ros`` lives at the repo root.
+PACKAGE_DIRS = {
+    "occ_ros": "occ_ros",
+    "occ_training": "training",
+    "occ_export": "export",
+}
+
+
+def _version() -> str:
+    """Single source of truth for the version: package.xml."""
+    with open(os.path.join(HERE, "package.xml"), encoding="utf-8") as f:
+        match = re.search(r"<version>\s*([^<\s]+)\s*</version>", f.read())
+    if not match:
+        raise RuntimeError("no <version> in package.xml")
+    return match.group(1)
+
+
+def _packages() -> list[str]:
+    """``find_packages`` on each folder, prefixed with its import name."""
+    packages: list[str] = []
+    for name, folder in PACKAGE_DIRS.items():
+        if not os.path.isfile(os.path.join(HERE, folder, "__init__.py")):
+            continue
+        packages.append(name)
+        found = find_packages(where=os.path.join(HERE, folder), exclude=["tests", "tests.*"])
+        packages.extend(f"{name}.{sub}" for sub in found)
+    return sorted(packages)
+
+
+def _files(pattern: str) -> list[str]:
+    """Files (never folders) matching ``pattern``, relative to this file, sorted."""
+    matches = glob(os.path.join(HERE, pattern), recursive=True)
+    return sorted(os.path.relpath(p, HERE) for p in matches if os.path.isfile(p))
+
+
+def _data_files() -> list[tuple[str, list[str]]]:
+    share = os.path.join("share", PACKAGE_NAME)
+    data_files: list[tuple[str, list[str]]] = [
+        (os.path.join("share", "ament_index", "resource_index", "packages"), [os.path.join("resource", PACKAGE_NAME)]),
+        (share, ["package.xml"]),
+        (os.path.join(share, "launch"), _files(os.path.join("launch", "*.launch.py"))),
+    ]
+    # Every file under config/, keeping its sub-folder (config/rigs/x.yaml -> share/occ_ros/config/rigs/).
+    by_dir: dict[str, list[str]] = {}
+    for path in _files(os.path.join("config", "**", "*")):
+        by_dir.setdefault(os.path.join(share, os.path.dirname(path)), []).append(path)
+    data_files.extend(sorted(by_dir.items()))
+    return data_files
+
+
+SYNTH = ["trimesh", "embreex"]
+
+setup(
+    name=PACKAGE_NAME,
+    version=_version(),
+    description="Camera-only 3D semantic occupancy for ROS 2 (node, offline tools, training, export).",
+    maintainer="occ_ros maintainers",
+    maintainer_email="maintainers@occ-ros.invalid",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=_packages(),
+    package_dir={name: folder for name, folder in PACKAGE_DIRS.items() if name != folder},
+    package_data={"": ["*.yaml", "*.json", "*.txt", "py.typed"]},
+    include_package_data=True,
+    data_files=_data_files(),
+    zip_safe=False,
+    install_requires=[
+        "numpy>=1.21",
+        "pyyaml",
+        "scipy",
+        "rosbags>=0.10",
+        "tqdm",
+        "rich",
+        "matplotlib",
+    ],
+    extras_require={
+        # pip environments only; ROS installs use apt's python3-opencv (package.xml).
+        "cv": ["opencv-python-headless"],
+        # Ray casting for the synthetic world.
+        "synth": SYNTH,
+        # torch is pinned to the local CPU wheel by constraints.txt (install with -c constraints.txt).
+        "train": ["torch==2.13.0", "tensorboard", "transformers", *SYNTH],
+        "export": ["onnx", "onnxruntime"],
+        "dev": [
+            "pytest",
+            "pytest-timeout",
+            "hypothesis",
+            "mypy",
+            "types-PyYAML",
+            "ruff",
+            "mcap",
+            "mcap-ros2-support",
+            "rclpy-intellisense",
+            "colcon-common-extensions",
+            "setuptools>=64",
+            *SYNTH,
+        ],
+    },
+    entry_points={
+        "console_scripts": [
+            "occ = occ_ros.cli:main",
+            "occupancy_node = occ_ros.node.occupancy_node:main",
+        ],
+    },
+)

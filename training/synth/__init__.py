@@ -1,0 +1,1 @@
+"""Synthetic world: procedural scenes, ray-cast cameras and ground-truth occupancy (import name occ_training.synth)."""
