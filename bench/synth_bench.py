@@ -14,7 +14,6 @@ import platform
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List
 
 import numpy as np
 
@@ -24,12 +23,12 @@ from occ_training.synth.sequence import generate, get_preset
 from occ_training.synth.world import FRAME_RATE_HZ, urban_world
 
 
-def stage_times(preset_name: str, frames: int, seed: int = 0) -> Dict[str, float]:
+def stage_times(preset_name: str, frames: int, seed: int = 0) -> dict[str, float]:
     """Per-stage seconds of the steady-state frames (render, ground truth) without file output."""
     preset = get_preset(preset_name)
     rig, grid = preset.rig(), preset.grid_spec()
     world = urban_world(seed, (frames - 1) / FRAME_RATE_HZ)
-    times: Dict[str, List[float]] = {"freeze": [], "render": [], "ground_truth": []}
+    times: dict[str, list[float]] = {"freeze": [], "render": [], "ground_truth": []}
     for i in range(frames):
         t = i / FRAME_RATE_HZ
         t0 = time.perf_counter()
@@ -47,12 +46,18 @@ def stage_times(preset_name: str, frames: int, seed: int = 0) -> Dict[str, float
     return {k: float(np.mean(v)) for k, v in times.items()}
 
 
-def end_to_end(preset_name: str, frames: int, seed: int = 0) -> Dict[str, float]:
-    per_frame: List[float] = []
+def end_to_end(preset_name: str, frames: int, seed: int = 0) -> dict[str, float]:
+    per_frame: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
-        generate(Path(tmp) / "seq", frames=frames, seed=seed, preset=preset_name, progress=False,
-                 on_frame=lambda i, s: per_frame.append(s))
+        generate(
+            Path(tmp) / "seq",
+            frames=frames,
+            seed=seed,
+            preset=preset_name,
+            progress=False,
+            on_frame=lambda i, s: per_frame.append(s),
+        )
         total = time.perf_counter() - t0
         size = sum(f.stat().st_size for f in (Path(tmp) / "seq").rglob("*") if f.is_file())
     return {
@@ -72,16 +77,24 @@ def main() -> None:
     args = parser.parse_args()
     results = {}
     for preset, frames in (("demo", args.frames_demo), ("nuscenes", args.frames_nuscenes)):
-        results[preset] = {**end_to_end(preset, frames), **{f"stage_{k}_s": v for k, v in stage_times(preset, frames).items()}}
-    machine = f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+        results[preset] = {
+            **end_to_end(preset, frames),
+            **{f"stage_{k}_s": v for k, v in stage_times(preset, frames).items()},
+        }
+    machine = (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     print(f"machine: {machine}\n")
-    print("| preset | images | grid | first frame (s) | steady s/frame | render 6 cams (s) | ground truth (s) | MB/frame |")
+    header = ["preset", "images", "grid", "first frame (s)", "steady s/frame", "render 6 cams (s)", "ground truth (s)"]
+    print("| " + " | ".join(header + ["MB/frame"]) + " |")
     print("|---|---|---|---|---|---|---|---|")
     for preset, r in results.items():
         p = get_preset(preset)
         g = "x".join(map(str, p.grid_spec().shape))
-        print(f"| {preset} | 6x{p.height}x{p.width} | {g} | {r['first_frame_s']:.2f} | {r['steady_s_per_frame']:.2f} | "
-              f"{r['stage_render_s']:.2f} | {r['stage_ground_truth_s']:.2f} | {r['mb_per_frame']:.2f} |")
+        print(
+            f"| {preset} | 6x{p.height}x{p.width} | {g} | {r['first_frame_s']:.2f} | {r['steady_s_per_frame']:.2f} | "
+            f"{r['stage_render_s']:.2f} | {r['stage_ground_truth_s']:.2f} | {r['mb_per_frame']:.2f} |"
+        )
     if args.json:
         args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
 

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, List, Optional
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
@@ -42,9 +42,15 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, required=True, help="output directory (must not exist unless --force)")
     p.add_argument("--frames", type=_positive_int, default=20, help="number of frames at 12 Hz (default 20)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
-    p.add_argument("--preset", default="demo", help="demo (6x112x200 images, 80x80x8 grid) or nuscenes (6x900x1600, Occ3D 200x200x16)")
+    p.add_argument(
+        "--preset",
+        default="demo",
+        help="demo (6x112x200 images, 80x80x8 grid) or nuscenes (6x900x1600, Occ3D 200x200x16)",
+    )
     p.add_argument("--compressed", action="store_true", help="also record JPEG /<camera>/image_raw/compressed topics")
-    p.add_argument("--force", action="store_true", help="replace an existing output directory (only once the new one is complete)")
+    p.add_argument(
+        "--force", action="store_true", help="replace an existing output directory (only once the new one is complete)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_synth)
 
@@ -56,8 +62,13 @@ def _run_synth(args: argparse.Namespace) -> int:
         raise CliError(f"unknown preset {args.preset!r}; expected one of {', '.join(sorted(PRESETS))}")
     try:
         out = generate(
-            args.out, frames=args.frames, seed=args.seed, preset=args.preset,
-            compressed=args.compressed, overwrite=args.force, progress=not args.quiet,
+            args.out,
+            frames=args.frames,
+            seed=args.seed,
+            preset=args.preset,
+            compressed=args.compressed,
+            overwrite=args.force,
+            progress=not args.quiet,
         )
     except (FileExistsError, PermissionError, OSError, ValueError) as err:
         raise CliError(str(err)) from None
@@ -86,7 +97,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: List[Callable[[argparse._SubParsersAction], None]] = [_add_synth, _add_demo]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_synth, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -101,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
@@ -112,7 +123,6 @@ def main(argv: Optional[List[str]] = None) -> int:
     except KeyboardInterrupt:
         print(f"occ {args.command}: interrupted", file=sys.stderr)
         return 130
-
 
 
 if __name__ == "__main__":  # pragma: no cover

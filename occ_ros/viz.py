@@ -5,8 +5,8 @@ numpy produces the images; matplotlib (imported lazily) lays out figures with ti
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Union
 
 import numpy as np
 
@@ -35,7 +35,7 @@ def colorize_depth(depth: np.ndarray, max_depth: float = 60.0) -> np.ndarray:
     return rgb
 
 
-def camera_mosaic(images: Dict[str, np.ndarray], layout: Sequence[Sequence[str]] = MOSAIC_LAYOUT) -> np.ndarray:
+def camera_mosaic(images: dict[str, np.ndarray], layout: Sequence[Sequence[str]] = MOSAIC_LAYOUT) -> np.ndarray:
     """Tile per-camera images (H, W, 3) into rows; cameras missing from ``images`` are left black."""
     first = next(iter(images.values()))
     h, w = first.shape[:2]
@@ -46,7 +46,7 @@ def camera_mosaic(images: Dict[str, np.ndarray], layout: Sequence[Sequence[str]]
     return np.concatenate(rows, axis=0)
 
 
-def bev_labels(semantics: np.ndarray, free: int, mask: Optional[np.ndarray] = None) -> np.ndarray:
+def bev_labels(semantics: np.ndarray, free: int, mask: np.ndarray | None = None) -> np.ndarray:
     """Bird's-eye view of an [x, y, z] label grid: the top-most non-free label per column.
 
     Returns an (X, Y) label image indexed [x, y]; ``free`` where the column is empty (or masked out).
@@ -61,14 +61,14 @@ def bev_labels(semantics: np.ndarray, free: int, mask: Optional[np.ndarray] = No
     return out
 
 
-def bev_image(semantics: np.ndarray, vocab: Vocabulary, mask: Optional[np.ndarray] = None) -> np.ndarray:
+def bev_image(semantics: np.ndarray, vocab: Vocabulary, mask: np.ndarray | None = None) -> np.ndarray:
     """(Y, X, 3) uint8 image of the BEV with ego x pointing up and ego y pointing left (image rows = -x)."""
     labels = bev_labels(semantics, vocab.free_index, mask)
     # image row r <-> x descending; image column c <-> y descending (left of the car is left in the image)
     return colorize_labels(labels[::-1, ::-1], vocab)
 
 
-def save_png(path: Union[str, Path], rgb: np.ndarray) -> None:
+def save_png(path: str | Path, rgb: np.ndarray) -> None:
     """Write an RGB uint8 image as PNG (creates the folder)."""
     import cv2
 
@@ -79,10 +79,10 @@ def save_png(path: Union[str, Path], rgb: np.ndarray) -> None:
 
 
 def legend_figure(
-    path: Union[str, Path],
+    path: str | Path,
     panels: Sequence[np.ndarray],
     titles: Sequence[str],
-    vocab: Optional[Vocabulary] = None,
+    vocab: Vocabulary | None = None,
     suptitle: str = "",
     dpi: int = 110,
 ) -> None:
@@ -94,7 +94,7 @@ def legend_figure(
     from matplotlib.patches import Patch
 
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels) + (2.2 if vocab else 0), 4.6), squeeze=False)
-    for ax, img, title in zip(axes[0], panels, titles):
+    for ax, img, title in zip(axes[0], panels, titles, strict=False):
         ax.imshow(img, interpolation="nearest")
         ax.set_title(title)
         ax.set_xticks([])

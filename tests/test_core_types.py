@@ -17,7 +17,6 @@ from occ_ros.core.transforms import (
     quaternion_from_transform,
     transform_from_quaternion,
     transform_points,
-    yaw_transform,
 )
 from occ_ros.core.vocabulary import OCC3D, Vocabulary
 from occ_ros.io import rosbag as rio
@@ -64,9 +63,24 @@ def test_grid_rejects_inconsistent_specs():
 # ---------------------------------------------------------------------------- Vocabulary
 def test_occ3d_vocabulary_is_the_official_order():
     expected = [
-        "others", "barrier", "bicycle", "bus", "car", "construction_vehicle", "motorcycle", "pedestrian",
-        "traffic_cone", "trailer", "truck", "driveable_surface", "other_flat", "sidewalk", "terrain",
-        "manmade", "vegetation", "free",
+        "others",
+        "barrier",
+        "bicycle",
+        "bus",
+        "car",
+        "construction_vehicle",
+        "motorcycle",
+        "pedestrian",
+        "traffic_cone",
+        "trailer",
+        "truck",
+        "driveable_surface",
+        "other_flat",
+        "sidewalk",
+        "terrain",
+        "manmade",
+        "vegetation",
+        "free",
     ]
     assert OCC3D.names == expected
     assert OCC3D.free_index == 17 and OCC3D.num_semantic == 17
@@ -81,8 +95,10 @@ def test_vocabulary_yaml_roundtrip_and_errors(tmp_path):
     path = tmp_path / "v.yaml"
     OCC3D.to_yaml(path)
     assert Vocabulary.from_yaml(path) == OCC3D
-    path.write_text("name: indoor\nclasses:\n  - {name: floor, color: [1, 2, 3], prompts: [floor]}\n"
-                    "  - {name: free, color: [255, 255, 255]}\n")
+    path.write_text(
+        "name: indoor\nclasses:\n  - {name: floor, color: [1, 2, 3], prompts: [floor]}\n"
+        "  - {name: free, color: [255, 255, 255]}\n"
+    )
     v = Vocabulary.load(path)
     assert v.names == ["floor", "free"] and v.free_index == 1
     path.write_text("classes:\n  - {name: floor, color: [1, 2, 3]}\n  - {name: free, color: [0, 0, 0]}\n")
@@ -186,7 +202,7 @@ nuscenes = pytest.mark.skipif(not (FIXTURES / "nuscenes_sample").is_dir(), reaso
 def test_shipped_nuscenes_rig_equals_the_fixture_calibration():
     fixture = CameraRig.from_nuscenes_calib(FIXTURES / "nuscenes_sample" / "calib.json")
     shipped = CameraRig.nuscenes()
-    for a, b in zip(fixture, shipped):
+    for a, b in zip(fixture, shipped, strict=False):
         assert a.name == b.name and (a.width, a.height) == (b.width, b.height) == (1600, 900)
         np.testing.assert_allclose(a.K, b.K, atol=1e-5)
         np.testing.assert_allclose(a.cam_from_ego, b.cam_from_ego, atol=1e-8)

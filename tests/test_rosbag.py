@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
-from occ_ros.io import rosbag as rio
 from occ_ros.core.rig import Camera, CameraRig
+from occ_ros.io import rosbag as rio
 
 mcap_reader = pytest.importorskip("mcap.reader")
 mcap_ros2_decoder = pytest.importorskip("mcap_ros2.decoder")

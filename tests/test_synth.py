@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, List
 
 import cv2
 import numpy as np
@@ -32,8 +31,9 @@ def sequence(tmp_path_factory) -> Path:
     return generate(out, frames=3, seed=3, preset="demo", progress=False)
 
 
-def _backprojection_agreement(rig: CameraRig, depth: Dict[str, np.ndarray], sem: Dict[str, np.ndarray],
-                              semantics: np.ndarray, grid: GridSpec):
+def _backprojection_agreement(
+    rig: CameraRig, depth: dict[str, np.ndarray], sem: dict[str, np.ndarray], semantics: np.ndarray, grid: GridSpec
+):
     """Lift every pixel with depth into the ego frame; return (in occupied voxel, in voxel of its class) rates."""
     occupied_hits = class_hits = total = 0
     for cam in rig:
@@ -68,10 +68,15 @@ def _aligned_world():
     ]
     objects = [SceneObject(s) for s in ground]
     # a building on [8, 16] x [8, 16], a car floating in the voxel layers [0.6, 2.2], a wall behind the ego
-    objects.append(SceneObject(box((8 - 2 * e, 8 - 2 * e, 9), (12, 12, 4.5), C["manmade"], Material.FACADE,
-                                   bottom_in_gt=False)))
-    objects.append(SceneObject(box((4.0 - 2 * e, 1.6 - 2 * e, 1.6 - 2 * e), (8.4, -1.6, 1.4), C["car"], Material.PAINT)))
-    objects.append(SceneObject(box((0.8 - 2 * e, 8.0, 2.2 - 2 * e), (-12.4, 0.0, 1.7), C["manmade"], Material.CONCRETE)))
+    objects.append(
+        SceneObject(box((8 - 2 * e, 8 - 2 * e, 9), (12, 12, 4.5), C["manmade"], Material.FACADE, bottom_in_gt=False))
+    )
+    objects.append(
+        SceneObject(box((4.0 - 2 * e, 1.6 - 2 * e, 1.6 - 2 * e), (8.4, -1.6, 1.4), C["car"], Material.PAINT))
+    )
+    objects.append(
+        SceneObject(box((0.8 - 2 * e, 8.0, 2.2 - 2 * e), (-12.4, 0.0, 1.7), C["manmade"], Material.CONCRETE))
+    )
     return custom_world(objects)
 
 
@@ -96,10 +101,18 @@ def test_rendered_depth_and_classes_agree_with_gt_in_the_urban_world(sequence):
     grid = GridSpec.from_dict(meta["grid"])
     for frame in meta["frames"]:
         name = frame["name"]
-        depth = {c.name: decode_depth(cv2.imread(str(sequence / "depth" / meta["scene"] / name / f"{c.name}.png"),
-                                                 cv2.IMREAD_UNCHANGED)) for c in rig}
-        sem = {c.name: cv2.imread(str(sequence / "semantics" / meta["scene"] / name / f"{c.name}.png"),
-                                  cv2.IMREAD_UNCHANGED) for c in rig}
+        depth = {
+            c.name: decode_depth(
+                cv2.imread(str(sequence / "depth" / meta["scene"] / name / f"{c.name}.png"), cv2.IMREAD_UNCHANGED)
+            )
+            for c in rig
+        }
+        sem = {
+            c.name: cv2.imread(
+                str(sequence / "semantics" / meta["scene"] / name / f"{c.name}.png"), cv2.IMREAD_UNCHANGED
+            )
+            for c in rig
+        }
         gt = np.load(sequence / "gts" / meta["scene"] / name / "labels.npz")
         occ_rate, class_rate, _ = _backprojection_agreement(rig, depth, sem, gt["semantics"], grid)
         # Geometry is exact; classes differ only where 0.8 m voxels straddle two surfaces (kerbs, wall feet).
@@ -122,7 +135,7 @@ def test_camera_mask_stops_at_walls():
     occupied = gt.semantics != FREE
     assert occupied[wall_i, 40, 1:6].all()  # the wall is in the GT
     # Nothing behind the wall is visible.
-    assert gt.mask_camera[wall_i + 1:].sum() == 0
+    assert gt.mask_camera[wall_i + 1 :].sum() == 0
     # The wall's near face above the road layer and the road in front of it are visible (the road voxels
     # hide the wall's foot, which shares their layer); nothing under the road is visible.
     assert gt.mask_camera[wall_i, 38:42, 2:6].all()
@@ -130,7 +143,7 @@ def test_camera_mask_stops_at_walls():
     assert gt.mask_camera[x5, 40, 1] and gt.semantics[x5, 40, 1] == C["driveable_surface"]
     assert gt.mask_camera[:, :, 0].sum() == 0
     # LiDAR: the beams also stop at the wall
-    assert gt.mask_lidar[wall_i + 1:].sum() == 0 and gt.mask_lidar[wall_i, 40, 2]
+    assert gt.mask_lidar[wall_i + 1 :].sum() == 0 and gt.mask_lidar[wall_i, 40, 2]
 
 
 def test_urban_sequence_has_many_classes_and_valid_files(sequence):
@@ -154,8 +167,9 @@ def test_urban_sequence_has_many_classes_and_valid_files(sequence):
             rgb = cv2.imread(str(sequence / "images" / meta["scene"] / frame["name"] / f"{cam['name']}.png"))
             assert rgb.shape == (112, 200, 3)
             colours.append(rgb.reshape(-1, 3))
-            sem = cv2.imread(str(sequence / "semantics" / meta["scene"] / frame["name"] / f"{cam['name']}.png"),
-                             cv2.IMREAD_UNCHANGED)
+            sem = cv2.imread(
+                str(sequence / "semantics" / meta["scene"] / frame["name"] / f"{cam['name']}.png"), cv2.IMREAD_UNCHANGED
+            )
             assert set(np.unique(sem)) <= set(range(17)) | {NO_SURFACE}
         colours = np.concatenate(colours)
         assert colours.std() > 20 and len(np.unique(colours, axis=0)) > 2000  # textured and shaded, not flat
@@ -179,17 +193,20 @@ def test_bag_decodes_with_an_independent_mcap_reader(sequence):
 
     bag_files = list((sequence / "bag").glob("*.mcap"))
     assert len(bag_files) == 1 and (sequence / "bag" / "metadata.yaml").is_file()
-    counts: Dict[str, int] = {}
-    types: Dict[str, str] = {}
+    counts: dict[str, int] = {}
+    types: dict[str, str] = {}
     first_image = None
-    tf_translations: List[List[float]] = []
+    tf_translations: list[list[float]] = []
     with open(bag_files[0], "rb") as f:
         reader = make_reader(f, decoder_factories=[DecoderFactory()])
         for schema, channel, message, decoded in reader.iter_decoded_messages():
             counts[channel.topic] = counts.get(channel.topic, 0) + 1
             types[channel.topic] = schema.name
-            assert message.log_time == decoded.header.stamp.sec * 10**9 + decoded.header.stamp.nanosec \
-                if hasattr(decoded, "header") else True
+            assert (
+                message.log_time == decoded.header.stamp.sec * 10**9 + decoded.header.stamp.nanosec
+                if hasattr(decoded, "header")
+                else True
+            )
             if channel.topic == "/cam_front/image_raw" and first_image is None:
                 first_image = np.frombuffer(bytes(decoded.data), np.uint8).reshape(decoded.height, decoded.width, 3)
                 assert decoded.encoding == "rgb8" and decoded.header.frame_id == "cam_front_optical_frame"
@@ -200,8 +217,15 @@ def test_bag_decodes_with_an_independent_mcap_reader(sequence):
             if channel.topic == "/tf_static":
                 assert len(decoded.transforms) == 6
                 assert {t.child_frame_id for t in decoded.transforms} == {
-                    f"{c.lower()}_optical_frame" for c in
-                    ["CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"]
+                    f"{c.lower()}_optical_frame"
+                    for c in [
+                        "CAM_FRONT",
+                        "CAM_FRONT_RIGHT",
+                        "CAM_FRONT_LEFT",
+                        "CAM_BACK",
+                        "CAM_BACK_LEFT",
+                        "CAM_BACK_RIGHT",
+                    ]
                 }
     meta = load_meta(sequence)
     for cam in ["cam_front", "cam_front_right", "cam_front_left", "cam_back", "cam_back_left", "cam_back_right"]:
@@ -209,14 +233,15 @@ def test_bag_decodes_with_an_independent_mcap_reader(sequence):
         assert types[f"/{cam}/camera_info"] == "sensor_msgs/msg/CameraInfo" and counts[f"/{cam}/camera_info"] == 3
     assert types["/tf"] == types["/tf_static"] == "tf2_msgs/msg/TFMessage"
     assert counts["/tf"] == 3 and counts["/tf_static"] == 1
-    png = cv2.cvtColor(cv2.imread(str(sequence / "images" / meta["scene"] / "000000" / "CAM_FRONT.png")),
-                       cv2.COLOR_BGR2RGB)
+    png = cv2.cvtColor(
+        cv2.imread(str(sequence / "images" / meta["scene"] / "000000" / "CAM_FRONT.png")), cv2.COLOR_BGR2RGB
+    )
     np.testing.assert_array_equal(first_image, png)
     np.testing.assert_allclose(tf_translations, [np.array(f["odom_from_base_link"])[:2, 3] for f in meta["frames"]])
 
 
 # ---------------------------------------------------------------------------- bad input
-def _leftovers(parent: Path) -> List[str]:
+def _leftovers(parent: Path) -> list[str]:
     return sorted(p.name for p in parent.iterdir())
 
 

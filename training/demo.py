@@ -9,13 +9,12 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Dict
 
 import cv2
 import numpy as np
 
-from occ_ros.core.vocabulary import Vocabulary
 from occ_ros import viz
+from occ_ros.core.vocabulary import Vocabulary
 
 
 def _read_rgb(path: Path) -> np.ndarray:
@@ -25,7 +24,7 @@ def _read_rgb(path: Path) -> np.ndarray:
     return cv2.cvtColor(img, cv2.COLOR_BGR2RGB) if img.ndim == 3 else img
 
 
-def sequence_pictures(data: Path, out: Path, frame: str) -> Dict[str, Path]:
+def sequence_pictures(data: Path, out: Path, frame: str) -> dict[str, Path]:
     """Mosaics of one frame (RGB, depth, per-pixel class) and the BEV of its ground truth."""
     from occ_training.synth.sequence import decode_depth, load_meta
 
@@ -56,13 +55,13 @@ def sequence_pictures(data: Path, out: Path, frame: str) -> Dict[str, Path]:
     return paths
 
 
-def run_demo(out: Path, frames: int = 12, seed: int = 7) -> Dict[str, object]:
+def run_demo(out: Path, frames: int = 12, seed: int = 7) -> dict[str, object]:
     """Run every stage that exists into ``out`` and print where things are."""
     from occ_training.synth.sequence import generate, load_meta
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary: Dict[str, object] = {}
+    summary: dict[str, object] = {}
     t0 = time.perf_counter()
     print(f"[1/2] synthetic world: {frames} frames, seed {seed} -> {out / 'data'}")
     data = generate(out / "data", frames=frames, seed=seed, preset="demo", overwrite=True)

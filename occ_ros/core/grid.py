@@ -8,12 +8,13 @@ Occ3D, so ``labels[i, j, k]`` is the voxel whose centre is
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Dict, Mapping, Tuple
+from typing import Any
 
 import numpy as np
 
-Vec3 = Tuple[float, float, float]
+Vec3 = tuple[float, float, float]
 
 
 @dataclass(frozen=True)
@@ -44,23 +45,21 @@ class GridSpec:
                 raise ValueError(f"GridSpec.range_max[{axis}]={hi} must exceed range_min[{axis}]={lo}")
             cells = (hi - lo) / size
             if abs(cells - round(cells)) > 1e-6 * max(1.0, cells):
-                raise ValueError(
-                    f"GridSpec axis {axis}: extent {hi - lo} m is not a whole number of {size} m voxels"
-                )
+                raise ValueError(f"GridSpec axis {axis}: extent {hi - lo} m is not a whole number of {size} m voxels")
 
     # ------------------------------------------------------------------ presets
     @classmethod
-    def occ3d(cls) -> "GridSpec":
+    def occ3d(cls) -> GridSpec:
         """Occ3D-nuScenes: 200x200x16 voxels of 0.4 m over [-40,-40,-1, 40,40,5.4]."""
         return cls((-40.0, -40.0, -1.0), (40.0, 40.0, 5.4), (0.4, 0.4, 0.4))
 
     @classmethod
-    def demo(cls) -> "GridSpec":
+    def demo(cls) -> GridSpec:
         """A coarse CPU-friendly grid: 80x80x8 voxels of 0.8 m over [-32,-32,-1, 32,32,5.4]."""
         return cls((-32.0, -32.0, -1.0), (32.0, 32.0, 5.4), (0.8, 0.8, 0.8))
 
     @classmethod
-    def named(cls, name: str) -> "GridSpec":
+    def named(cls, name: str) -> GridSpec:
         """A preset by name: ``occ3d`` or ``demo``."""
         presets = {"occ3d": cls.occ3d, "demo": cls.demo}
         if name not in presets:
@@ -69,10 +68,11 @@ class GridSpec:
 
     # ------------------------------------------------------------------ shape
     @property
-    def shape(self) -> Tuple[int, int, int]:
+    def shape(self) -> tuple[int, int, int]:
         """Voxel counts (X, Y, Z)."""
         return tuple(  # type: ignore[return-value]
-            int(round((hi - lo) / s)) for lo, hi, s in zip(self.range_min, self.range_max, self.voxel_size)
+            int(round((hi - lo) / s))
+            for lo, hi, s in zip(self.range_min, self.range_max, self.voxel_size, strict=False)
         )
 
     @property
@@ -81,7 +81,7 @@ class GridSpec:
         return x * y * z
 
     # ------------------------------------------------------------------ conversions
-    def points_to_indices(self, points: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def points_to_indices(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Voxel indices of metric points.
 
         Args:
@@ -105,7 +105,7 @@ class GridSpec:
     def voxel_centers(self) -> np.ndarray:
         """All voxel centres as an (X, Y, Z, 3) float64 array in the ego frame."""
         axes = [
-            lo + (np.arange(n) + 0.5) * s for lo, n, s in zip(self.range_min, self.shape, self.voxel_size)
+            lo + (np.arange(n) + 0.5) * s for lo, n, s in zip(self.range_min, self.shape, self.voxel_size, strict=False)
         ]
         return np.stack(np.meshgrid(*axes, indexing="ij"), axis=-1)
 
@@ -116,7 +116,7 @@ class GridSpec:
         return (indices[..., 0] * ny + indices[..., 1]) * nz + indices[..., 2]
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "range_min": list(self.range_min),
             "range_max": list(self.range_max),
@@ -125,7 +125,7 @@ class GridSpec:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> "GridSpec":
+    def from_dict(cls, data: Mapping[str, Any]) -> GridSpec:
         """Inverse of :meth:`to_dict`; a stored ``shape`` is checked, not trusted."""
         missing = {"range_min", "range_max", "voxel_size"} - set(data)
         if missing:

@@ -28,6 +28,7 @@ def config_dir() -> Path:
         if (path / "rigs").is_dir():
             return path
     raise FileNotFoundError(
-        "cannot find occ_ros' config directory; looked in " + ", ".join(str(p) for p in candidates)
+        "cannot find occ_ros' config directory; looked in "
+        + ", ".join(str(p) for p in candidates)
         + " (set OCC_ROS_CONFIG_DIR to override)"
     )

@@ -9,9 +9,10 @@ of the top-left pixel (OpenCV / ROS CameraInfo convention).
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 
@@ -65,7 +66,8 @@ class Camera:
         if not isinstance(other, Camera):
             return NotImplemented
         return (
-            (self.name, self.frame_id, self.width, self.height) == (other.name, other.frame_id, other.width, other.height)
+            (self.name, self.frame_id, self.width, self.height)
+            == (other.name, other.frame_id, other.width, other.height)
             and np.array_equal(self.K, other.K)
             and np.array_equal(self.cam_from_ego, other.cam_from_ego)
         )
@@ -82,7 +84,7 @@ class Camera:
         """Optical centre in the ego frame, (3,)."""
         return self.ego_from_cam[:3, 3]
 
-    def project(self, points_ego: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def project(self, points_ego: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Project ego-frame points into the image.
 
         Args:
@@ -102,7 +104,7 @@ class Camera:
         """(N,) bool: pixel coordinates inside the image (pixel centres at integers)."""
         return (uv[:, 0] >= -0.5) & (uv[:, 0] < self.width - 0.5) & (uv[:, 1] >= -0.5) & (uv[:, 1] < self.height - 0.5)
 
-    def pixel_rays(self, stride: int = 1) -> Tuple[np.ndarray, np.ndarray]:
+    def pixel_rays(self, stride: int = 1) -> tuple[np.ndarray, np.ndarray]:
         """Rays through pixel centres, in the optical frame.
 
         Returns:
@@ -117,7 +119,7 @@ class Camera:
         dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
         return dirs, dirs[..., 2]
 
-    def resized(self, width: int, height: int) -> "Camera":
+    def resized(self, width: int, height: int) -> Camera:
         """The same camera with its image resampled to ``width`` x ``height`` (intrinsics scaled)."""
         sx, sy = width / self.width, height / self.height
         K = self.K.copy()
@@ -129,7 +131,7 @@ class Camera:
         return Camera(self.name, self.frame_id, width, height, K, self.cam_from_ego)
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "frame_id": self.frame_id,
@@ -140,7 +142,7 @@ class Camera:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> "Camera":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Camera:
         required = {"name", "width", "height", "K", "cam_from_ego"}
         missing = required - set(data)
         if missing:
@@ -163,7 +165,7 @@ class Camera:
 class CameraRig:
     """An ordered set of cameras; the order is the network's camera order."""
 
-    cameras: Tuple[Camera, ...]
+    cameras: tuple[Camera, ...]
 
     def __post_init__(self) -> None:
         cams = tuple(self.cameras)
@@ -180,7 +182,7 @@ class CameraRig:
     def __iter__(self):  # type: ignore[no-untyped-def]
         return iter(self.cameras)
 
-    def __getitem__(self, key: Union[int, str]) -> Camera:
+    def __getitem__(self, key: int | str) -> Camera:
         if isinstance(key, str):
             for cam in self.cameras:
                 if cam.name == key:
@@ -189,7 +191,7 @@ class CameraRig:
         return self.cameras[key]
 
     @property
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         return [c.name for c in self.cameras]
 
     def intrinsics(self) -> np.ndarray:
@@ -200,21 +202,21 @@ class CameraRig:
         """(N, 4, 4) stacked cam_from_ego."""
         return np.stack([c.cam_from_ego for c in self.cameras])
 
-    def resized(self, width: int, height: int) -> "CameraRig":
+    def resized(self, width: int, height: int) -> CameraRig:
         return CameraRig(tuple(c.resized(width, height) for c in self.cameras))
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {"cameras": [c.to_dict() for c in self.cameras]}
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> "CameraRig":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> CameraRig:
         if not isinstance(data, Mapping) or not isinstance(data.get("cameras"), list):
             raise ValueError(f"{source}: a rig needs a 'cameras' list")
         return cls(tuple(Camera.from_dict(c, f"{source} cameras[{i}]") for i, c in enumerate(data["cameras"])))
 
     @classmethod
-    def from_file(cls, path: Union[str, Path]) -> "CameraRig":
+    def from_file(cls, path: str | Path) -> CameraRig:
         """Load a rig from YAML or JSON (``{cameras: [...]}``)."""
         import yaml
 
@@ -225,13 +227,13 @@ class CameraRig:
             raise ValueError(f"cannot read rig file {path}: {err.strerror}") from None
         return cls.from_dict(data, source=str(path))
 
-    def to_yaml(self, path: Union[str, Path]) -> None:
+    def to_yaml(self, path: str | Path) -> None:
         import yaml
 
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None))
 
     @classmethod
-    def from_nuscenes_calib(cls, path: Union[str, Path], order: Optional[Sequence[str]] = None) -> "CameraRig":
+    def from_nuscenes_calib(cls, path: str | Path, order: Sequence[str] | None = None) -> CameraRig:
         """Rig from a nuScenes-style ``calib.json`` (``cameras: {NAME: {cam2img, cam2ego, image_size_wh}}``).
 
         ``cam2ego`` is the camera's pose in ego (ego_from_cam); ``order`` defaults to NUSCENES_CAMERAS.
@@ -270,7 +272,7 @@ class CameraRig:
     @classmethod
     def from_camera_infos(
         cls, names: Iterable[str], camera_infos: Iterable[Any], ego_from_optical: Iterable[np.ndarray]
-    ) -> "CameraRig":
+    ) -> CameraRig:
         """Rig from ROS ``sensor_msgs/CameraInfo`` messages and tf transforms.
 
         Args:
@@ -281,7 +283,7 @@ class CameraRig:
                 (tf2 ``lookup_transform(base_link, frame_id)`` as a matrix).
         """
         cameras = []
-        for name, info, ego_from_cam in zip(names, camera_infos, ego_from_optical):
+        for name, info, ego_from_cam in zip(names, camera_infos, ego_from_optical, strict=False):
             K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
             if not np.all(np.isfinite(ego_from_cam)) or not is_rigid(ego_from_cam):
                 raise ValueError(f"camera {name!r}: transform base_link <- {info.header.frame_id} is not rigid")
@@ -298,7 +300,7 @@ class CameraRig:
         return cls(tuple(cameras))
 
     @classmethod
-    def nuscenes(cls) -> "CameraRig":
+    def nuscenes(cls) -> CameraRig:
         """nuScenes' six cameras at 1600x900, shipped in ``config/rigs/nuscenes.yaml``."""
         return cls.from_file(config_path("rigs", "nuscenes.yaml"))
 

@@ -6,7 +6,7 @@ Naming: ``b_from_a`` maps points expressed in frame ``a`` into frame ``b``
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 from scipy.spatial.transform import Rotation

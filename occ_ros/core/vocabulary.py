@@ -14,9 +14,10 @@ The last class must be ``free`` (the empty-space label), as in Occ3D.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Dict, List, Mapping, Sequence, Tuple, Union
+from typing import Any
 
 import numpy as np
 
@@ -35,8 +36,8 @@ class SemanticClass:
     """
 
     name: str
-    color: Tuple[int, int, int]
-    prompts: Tuple[str, ...] = ()
+    color: tuple[int, int, int]
+    prompts: tuple[str, ...] = ()
     dynamic: bool = False
 
 
@@ -45,7 +46,7 @@ class Vocabulary:
     """An ordered list of classes; the index of a class is its label value."""
 
     name: str
-    classes: Tuple[SemanticClass, ...] = field(default_factory=tuple)
+    classes: tuple[SemanticClass, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         names = [c.name for c in self.classes]
@@ -67,7 +68,7 @@ class Vocabulary:
         return len(self.classes)
 
     @property
-    def names(self) -> List[str]:
+    def names(self) -> list[str]:
         return [c.name for c in self.classes]
 
     @property
@@ -95,7 +96,7 @@ class Vocabulary:
         """(C,) bool, True for classes that move."""
         return np.array([c.dynamic for c in self.classes], dtype=bool)
 
-    def prompts(self) -> List[Tuple[str, ...]]:
+    def prompts(self) -> list[tuple[str, ...]]:
         """Text prompts per non-free class; raises if a class has none."""
         missing = [c.name for c in self.classes[:-1] if not c.prompts]
         if missing:
@@ -103,7 +104,7 @@ class Vocabulary:
         return [c.prompts for c in self.classes[:-1]]
 
     # ------------------------------------------------------------------ (de)serialisation
-    def to_dict(self) -> Dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         return {
             "name": self.name,
             "classes": [
@@ -113,7 +114,7 @@ class Vocabulary:
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> "Vocabulary":
+    def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Vocabulary:
         if not isinstance(data, Mapping) or "classes" not in data:
             raise ValueError(f"{source}: a vocabulary needs a 'classes' list")
         classes = []
@@ -140,7 +141,7 @@ class Vocabulary:
             raise ValueError(f"{source}: {err}") from None
 
     @classmethod
-    def from_yaml(cls, path: Union[str, Path]) -> "Vocabulary":
+    def from_yaml(cls, path: str | Path) -> Vocabulary:
         import yaml
 
         path = Path(path)
@@ -152,18 +153,18 @@ class Vocabulary:
             raise ValueError(f"vocabulary file {path} is not valid YAML: {err}") from None
         return cls.from_dict(data, source=str(path))
 
-    def to_yaml(self, path: Union[str, Path]) -> None:
+    def to_yaml(self, path: str | Path) -> None:
         import yaml
 
         Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
-    def occ3d(cls) -> "Vocabulary":
+    def occ3d(cls) -> Vocabulary:
         """The 18 Occ3D-nuScenes classes in official order."""
         return OCC3D
 
     @classmethod
-    def load(cls, name_or_path: Union[str, Path]) -> "Vocabulary":
+    def load(cls, name_or_path: str | Path) -> Vocabulary:
         """``occ3d`` or a YAML path."""
         if str(name_or_path) == "occ3d":
             return OCC3D

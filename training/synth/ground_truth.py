@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict
 
 import numpy as np
 
@@ -98,7 +97,7 @@ class FrameGroundTruth:
     mask_lidar: np.ndarray
     mask_camera: np.ndarray
 
-    def arrays(self) -> Dict[str, np.ndarray]:
+    def arrays(self) -> dict[str, np.ndarray]:
         return {"semantics": self.semantics, "mask_lidar": self.mask_lidar, "mask_camera": self.mask_camera}
 
 
@@ -128,4 +127,3 @@ def frame_ground_truth(
         mask_lidar=lidar_mask(lidar_scan(scene, world_from_ego), grid),
         mask_camera=camera_mask(occupied, grid, rig),
     )
-

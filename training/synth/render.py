@@ -12,7 +12,6 @@ from that triangle's plane, so depth is exact to double precision.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Tuple
 
 import numpy as np
 import trimesh
@@ -49,7 +48,7 @@ class FrozenScene:
         mesh = trimesh.Trimesh(self.shape.vertices, self.shape.faces, process=False)
         self._intersector = RayMeshIntersector(mesh)
 
-    def cast(self, origins: np.ndarray, directions: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+    def cast(self, origins: np.ndarray, directions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """First hits of rays.
 
         Args:

@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, List, Optional
 
 import cv2
 import numpy as np
@@ -53,7 +53,7 @@ class SynthPreset:
         return GridSpec.named(self.grid)
 
 
-PRESETS: Dict[str, SynthPreset] = {
+PRESETS: dict[str, SynthPreset] = {
     "demo": SynthPreset("demo", width=200, height=112, grid="demo"),
     "nuscenes": SynthPreset("nuscenes", width=1600, height=900, grid="occ3d"),
 }
@@ -108,8 +108,8 @@ def generate(
     compressed: bool = False,
     overwrite: bool = False,
     progress: bool = True,
-    world: Optional[World] = None,
-    on_frame: Optional[Callable[[int, float], None]] = None,
+    world: World | None = None,
+    on_frame: Callable[[int, float], None] | None = None,
 ) -> Path:
     """Render a sequence into ``out`` atomically and return it.
 
@@ -133,7 +133,7 @@ def generate(
     vocab = OCC3D
 
     with atomic_directory(out, overwrite=overwrite) as tmp:
-        frame_meta: List[Dict[str, object]] = []
+        frame_meta: list[dict[str, object]] = []
         gt_classes: set = set()
         with bagio.BagWriter(tmp / "bag") as bag:
             first_stamp = frame_stamp_ns(0)
@@ -146,13 +146,19 @@ def generate(
                 t, stamp, name = frame_time(i), frame_stamp_ns(i), frame_name(i)
                 world_from_ego = world.ego.pose(t)
                 frozen = freeze(world, t)
-                views: List[CameraImage] = [render_camera(frozen, cam, world_from_ego) for cam in rig]
+                views: list[CameraImage] = [render_camera(frozen, cam, world_from_ego) for cam in rig]
                 gt = frame_ground_truth(world, frozen, t, grid, rig, vocab.free_index)
                 atomic_savez_compressed(tmp / "gts" / scene / name / "labels.npz", **gt.arrays())
                 gt_classes.update(int(c) for c in np.unique(gt.semantics) if c != vocab.free_index)
-                bag.write("/tf", bagio.tf_message([bagio.transform_stamped(world_from_ego, stamp, ODOM_FRAME, BASE_FRAME)]), stamp)
-                for cam, view in zip(rig, views):
-                    _write_png(tmp / "images" / scene / name / f"{cam.name}.png", cv2.cvtColor(view.rgb, cv2.COLOR_RGB2BGR))
+                bag.write(
+                    "/tf",
+                    bagio.tf_message([bagio.transform_stamped(world_from_ego, stamp, ODOM_FRAME, BASE_FRAME)]),
+                    stamp,
+                )
+                for cam, view in zip(rig, views, strict=False):
+                    _write_png(
+                        tmp / "images" / scene / name / f"{cam.name}.png", cv2.cvtColor(view.rgb, cv2.COLOR_RGB2BGR)
+                    )
                     _write_png(tmp / "depth" / scene / name / f"{cam.name}.png", encode_depth(view.depth))
                     _write_png(tmp / "semantics" / scene / name / f"{cam.name}.png", view.semantics)
                     prefix = f"/{cam.name.lower()}"
@@ -193,13 +199,15 @@ def generate(
     return Path(out)
 
 
-def load_meta(root: Path) -> Dict[str, object]:
+def load_meta(root: Path) -> dict[str, object]:
     """Read ``DIR/meta.json`` of a synthetic sequence, checking its format."""
     path = Path(root) / "meta.json"
     try:
         meta = json.loads(path.read_text())
     except FileNotFoundError:
-        raise FileNotFoundError(f"{path} not found: {root} is not a synthetic sequence written by `occ synth`") from None
+        raise FileNotFoundError(
+            f"{path} not found: {root} is not a synthetic sequence written by `occ synth`"
+        ) from None
     if meta.get("format") != FORMAT:
         raise ValueError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
     return meta

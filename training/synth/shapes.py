@@ -7,8 +7,8 @@ a base colour and a texture seed, and whether ground-truth sampling should see i
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Tuple
 
 import numpy as np
 import trimesh
@@ -43,7 +43,7 @@ class Shape:
     def num_faces(self) -> int:
         return int(self.faces.shape[0])
 
-    def transformed(self, transform: np.ndarray) -> "Shape":
+    def transformed(self, transform: np.ndarray) -> Shape:
         return Shape(
             transform_points(transform, self.vertices),
             self.faces,
@@ -62,14 +62,14 @@ class Shape:
         return np.divide(n, norm, out=np.zeros_like(n), where=norm > 0)
 
     @staticmethod
-    def concat(shapes: Sequence["Shape"]) -> "Shape":
+    def concat(shapes: Sequence[Shape]) -> Shape:
         shapes = [s for s in shapes if s.num_faces]
         if not shapes:
             return empty_shape()
         offsets = np.cumsum([0] + [s.vertices.shape[0] for s in shapes[:-1]])
         return Shape(
             np.concatenate([s.vertices for s in shapes]),
-            np.concatenate([s.faces + o for s, o in zip(shapes, offsets)]),
+            np.concatenate([s.faces + o for s, o in zip(shapes, offsets, strict=False)]),
             np.concatenate([s.face_class for s in shapes]),
             np.concatenate([s.face_material for s in shapes]),
             np.concatenate([s.face_color for s in shapes]),
@@ -106,8 +106,8 @@ def _from_trimesh(
 
 
 def box(
-    size: Tuple[float, float, float],
-    center: Tuple[float, float, float],
+    size: tuple[float, float, float],
+    center: tuple[float, float, float],
     cls: int,
     material: Material,
     color: Sequence[float] = (0.5, 0.5, 0.5),
@@ -130,7 +130,7 @@ def box(
 def cylinder(
     radius: float,
     height: float,
-    center: Tuple[float, float, float],
+    center: tuple[float, float, float],
     cls: int,
     material: Material,
     color: Sequence[float] = (0.5, 0.5, 0.5),
@@ -150,7 +150,7 @@ def cylinder(
 
 def sphere(
     radius: float,
-    center: Tuple[float, float, float],
+    center: tuple[float, float, float],
     cls: int,
     material: Material,
     color: Sequence[float] = (0.5, 0.5, 0.5),
@@ -168,7 +168,7 @@ def sphere(
 def cone(
     radius: float,
     height: float,
-    base: Tuple[float, float, float],
+    base: tuple[float, float, float],
     cls: int,
     material: Material,
     color: Sequence[float] = (0.9, 0.4, 0.1),
@@ -226,18 +226,37 @@ def _pitch_edges(lo: float, hi: float, pitch: float) -> np.ndarray:
     return edges
 
 
-def slab(x0: float, x1: float, y0: float, y1: float, height: float, cls: int, material: Material,
-         color: Sequence[float] = (0.5, 0.5, 0.5), seed: int = 0, pitch: float = 4.0) -> Shape:
+def slab(
+    x0: float,
+    x1: float,
+    y0: float,
+    y1: float,
+    height: float,
+    cls: int,
+    material: Material,
+    color: Sequence[float] = (0.5, 0.5, 0.5),
+    seed: int = 0,
+    pitch: float = 4.0,
+) -> Shape:
     """A raised slab (kerbed sidewalk) on the ground: boxes of at most ``pitch`` metres along x from x0."""
     xs = _pitch_edges(x0, x1, pitch)
-    return Shape.concat([
-        box((b - a, y1 - y0, height), ((a + b) / 2, (y0 + y1) / 2, height / 2), cls, material, color, seed,
-            bottom_in_gt=False)
-        for a, b in zip(xs[:-1], xs[1:])
-    ])
+    return Shape.concat(
+        [
+            box(
+                (b - a, y1 - y0, height),
+                ((a + b) / 2, (y0 + y1) / 2, height / 2),
+                cls,
+                material,
+                color,
+                seed,
+                bottom_in_gt=False,
+            )
+            for a, b in zip(xs[:-1], xs[1:], strict=False)
+        ]
+    )
 
 
-def surface_samples(shape: Shape, spacing: float) -> Tuple[np.ndarray, np.ndarray]:
+def surface_samples(shape: Shape, spacing: float) -> tuple[np.ndarray, np.ndarray]:
     """Points covering every ground-truth face at roughly ``spacing`` metres apart.
 
     Deterministic: each triangle gets ``ceil(2 * area / spacing**2)`` points from the R2

@@ -10,8 +10,8 @@ Noise is hash-based value noise: deterministic, with no state, and vectorised ov
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from enum import IntEnum
-from typing import Callable, Dict
 
 import numpy as np
 
@@ -125,9 +125,10 @@ def _grass(p: np.ndarray, color: np.ndarray, seed: np.ndarray) -> np.ndarray:
     n1, n2 = fbm(p, 1.5, seed), fbm(p, 0.35, seed + 7)
     green = np.array([0.22, 0.45, 0.12])
     soil = np.array([0.42, 0.34, 0.2])
-    return _mix(np.broadcast_to(green, p.shape), np.broadcast_to(soil, p.shape), np.clip(n1 * 1.4 - 0.5, 0, 1)) * (
-        0.75 + 0.5 * n2
-    )[:, None]
+    return (
+        _mix(np.broadcast_to(green, p.shape), np.broadcast_to(soil, p.shape), np.clip(n1 * 1.4 - 0.5, 0, 1))
+        * (0.75 + 0.5 * n2)[:, None]
+    )
 
 
 def _parking(p: np.ndarray, color: np.ndarray, seed: np.ndarray) -> np.ndarray:
@@ -208,7 +209,7 @@ def _roof(p: np.ndarray, color: np.ndarray, seed: np.ndarray) -> np.ndarray:
     return color * 0.5 * (0.7 + 0.6 * fbm(p, 1.0, seed))[:, None]
 
 
-ALBEDO: Dict[Material, Albedo] = {
+ALBEDO: dict[Material, Albedo] = {
     Material.ASPHALT: _asphalt,
     Material.SIDEWALK: _sidewalk,
     Material.GRASS: _grass,

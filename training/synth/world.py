@@ -8,8 +8,8 @@ moving objects in one lane share a speed, so nothing ever collides.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -71,24 +71,24 @@ class EgoTrajectory:
 class World:
     """Everything the renderer and the ground truth need."""
 
-    objects: List[SceneObject]
+    objects: list[SceneObject]
     ego: EgoTrajectory
     sun: np.ndarray
     seed: int
-    _static_cache: Dict[str, object] = field(default_factory=dict, repr=False)
+    _static_cache: dict[str, object] = field(default_factory=dict, repr=False)
 
     @property
-    def static_objects(self) -> List[SceneObject]:
+    def static_objects(self) -> list[SceneObject]:
         return [o for o in self.objects if o.is_static]
 
     @property
-    def moving_objects(self) -> List[SceneObject]:
+    def moving_objects(self) -> list[SceneObject]:
         return [o for o in self.objects if not o.is_static]
 
-    def classes_present(self) -> List[int]:
+    def classes_present(self) -> list[int]:
         return sorted({int(c) for o in self.objects for c in np.unique(o.shape.face_class)})
 
-    def static_samples(self, spacing: float) -> Tuple[np.ndarray, np.ndarray]:
+    def static_samples(self, spacing: float) -> tuple[np.ndarray, np.ndarray]:
         """World-frame surface samples of all static objects (cached per spacing)."""
         key = f"samples@{spacing}"
         if key not in self._static_cache:
@@ -101,14 +101,14 @@ class World:
             self._static_cache[key] = (np.concatenate(pts), np.concatenate(cls))
         return self._static_cache[key]  # type: ignore[return-value]
 
-    def moving_samples(self, spacing: float, t: float) -> Tuple[np.ndarray, np.ndarray]:
+    def moving_samples(self, spacing: float, t: float) -> tuple[np.ndarray, np.ndarray]:
         """World-frame surface samples of moving objects at time t."""
         key = f"moving@{spacing}"
         if key not in self._static_cache:
             self._static_cache[key] = [surface_samples(o.shape, spacing) for o in self.moving_objects]
-        local: List[Tuple[np.ndarray, np.ndarray]] = self._static_cache[key]  # type: ignore[assignment]
+        local: list[tuple[np.ndarray, np.ndarray]] = self._static_cache[key]  # type: ignore[assignment]
         pts, cls = [np.zeros((0, 3))], [np.zeros(0, np.uint8)]
-        for obj, (p, c) in zip(self.moving_objects, local):
+        for obj, (p, c) in zip(self.moving_objects, local, strict=False):
             pose = obj.pose(t)
             pts.append(p @ pose[:3, :3].T + pose[:3, 3])
             cls.append(c)
@@ -116,14 +116,19 @@ class World:
 
 
 # ---------------------------------------------------------------------------- object builders
-def _wheels(length: float, width: float, radius: float, color_seed: int, cls: int) -> List[Shape]:
+def _wheels(length: float, width: float, radius: float, color_seed: int, cls: int) -> list[Shape]:
     out = []
     for sx in (-1, 1):
         for sy in (-1, 1):
             out.append(
                 cylinder(
-                    radius, 0.24, (sx * (length / 2 - radius - 0.35), sy * (width / 2 - 0.12), radius),
-                    cls, M.TYRE, seed=color_seed, axis="y",
+                    radius,
+                    0.24,
+                    (sx * (length / 2 - radius - 0.35), sy * (width / 2 - 0.12), radius),
+                    cls,
+                    M.TYRE,
+                    seed=color_seed,
+                    axis="y",
                 )
             )
     return out
@@ -135,13 +140,19 @@ def car(rng: np.random.Generator, seed: int) -> Shape:
     c = C["car"]
     body = box((length, width, 0.7), (0, 0, 0.3 + 0.35), c, M.PAINT, color, seed)
     cab_len = length * rng.uniform(0.45, 0.6)
-    cabin = box((cab_len, width * 0.9, height - 1.0), (-0.1 * length, 0, 1.0 + (height - 1.0) / 2), c, M.GLASS, color, seed)
+    cabin = box(
+        (cab_len, width * 0.9, height - 1.0), (-0.1 * length, 0, 1.0 + (height - 1.0) / 2), c, M.GLASS, color, seed
+    )
     return Shape.concat([body, cabin, *_wheels(length, width, 0.33, seed, c)])
 
 
 def bus(rng: np.random.Generator, seed: int) -> Shape:
     length, width, height = rng.uniform(10.0, 12.5), 2.55, rng.uniform(3.0, 3.4)
-    color = np.array([rng.uniform(0.6, 0.9), rng.uniform(0.1, 0.3), 0.1]) if rng.random() < 0.5 else np.array([0.9, 0.85, 0.2])
+    color = (
+        np.array([rng.uniform(0.6, 0.9), rng.uniform(0.1, 0.3), 0.1])
+        if rng.random() < 0.5
+        else np.array([0.9, 0.85, 0.2])
+    )
     c = C["bus"]
     body = box((length, width, height - 0.35), (0, 0, 0.35 + (height - 0.35) / 2), c, M.FACADE, color, seed)
     return Shape.concat([body, *_wheels(length, width, 0.5, seed, c)])
@@ -154,7 +165,9 @@ def truck_with_trailer(rng: np.random.Generator, seed: int) -> Shape:
     cab = box((2.4, 2.5, 3.0), (0, 0, 0.5 + 1.5), t, M.PAINT, color, seed)
     chassis = box((1.8, 2.2, 0.5), (-2.0, 0, 0.75), t, M.METAL, (0.25, 0.25, 0.25), seed)
     trail_len = rng.uniform(8.0, 11.0)
-    trailer = box((trail_len, 2.55, 3.0), (-1.3 - trail_len / 2, 0, 1.0 + 1.5), tr, M.CONCRETE, (0.85, 0.85, 0.85), seed + 1)
+    trailer = box(
+        (trail_len, 2.55, 3.0), (-1.3 - trail_len / 2, 0, 1.0 + 1.5), tr, M.CONCRETE, (0.85, 0.85, 0.85), seed + 1
+    )
     wheels = _wheels(2.4, 2.5, 0.5, seed, t) + [
         w.transformed(yaw_transform(-1.3 - trail_len + 2.0, 0, 0, 0)) for w in _wheels(2.5, 2.5, 0.5, seed, tr)
     ]
@@ -230,7 +243,9 @@ def tree(rng: np.random.Generator, seed: int) -> Shape:
     c = C["vegetation"]
     trunk_h = rng.uniform(1.8, 3.0)
     crown_r = rng.uniform(1.4, 2.8)
-    trunk = cylinder(rng.uniform(0.12, 0.25), trunk_h, (0, 0, trunk_h / 2), c, M.BARK, (0.4, 0.28, 0.18), seed, sections=8)
+    trunk = cylinder(
+        rng.uniform(0.12, 0.25), trunk_h, (0, 0, trunk_h / 2), c, M.BARK, (0.4, 0.28, 0.18), seed, sections=8
+    )
     green = np.array([rng.uniform(0.15, 0.3), rng.uniform(0.4, 0.6), rng.uniform(0.1, 0.2)])
     crown = sphere(crown_r, (0, 0, trunk_h + crown_r * 0.7), c, M.FOLIAGE, green, seed, squash=rng.uniform(0.8, 1.2))
     return Shape.concat([trunk, crown])
@@ -250,7 +265,15 @@ def street_pole(rng: np.random.Generator, seed: int, facing: float) -> Shape:
 
 def _vehicle_color(rng: np.random.Generator) -> np.ndarray:
     palette = np.array(
-        [[0.8, 0.1, 0.1], [0.1, 0.2, 0.6], [0.9, 0.9, 0.9], [0.1, 0.1, 0.1], [0.5, 0.5, 0.55], [0.2, 0.5, 0.3], [0.85, 0.6, 0.1]]
+        [
+            [0.8, 0.1, 0.1],
+            [0.1, 0.2, 0.6],
+            [0.9, 0.9, 0.9],
+            [0.1, 0.1, 0.1],
+            [0.5, 0.5, 0.55],
+            [0.2, 0.5, 0.3],
+            [0.85, 0.6, 0.1],
+        ]
     )
     return palette[rng.integers(len(palette))] * rng.uniform(0.85, 1.1)
 
@@ -302,7 +325,7 @@ def urban_world(seed: int, duration_s: float, margin: float = 100.0) -> World:
     )
     zone_start = float(top.uniform(-10.0, 50.0))
     sun = np.array([top.uniform(-0.6, 0.6), top.uniform(-0.6, 0.6), 1.0])
-    objects: List[SceneObject] = []
+    objects: list[SceneObject] = []
     objects += _ground(layout, rng)
     objects += _roadside(layout, rng)
     objects += _traffic(layout, ego, duration_s, zone_start, rng)
@@ -313,21 +336,25 @@ def _seed(rng: np.random.Generator) -> int:
     return int(rng.integers(1 << 30))
 
 
-def _ground(layout: StreetLayout, rng: Callable[[], np.random.Generator]) -> List[SceneObject]:
+def _ground(layout: StreetLayout, rng: Callable[[], np.random.Generator]) -> list[SceneObject]:
     """Road, sidewalks, verges and the land behind them, partitioning the ground with no overlap."""
     x0, x1 = layout.x_min, layout.x_max
     sw, vw = layout.sidewalk_width, layout.verge_width
     far = ROAD_HALF_WIDTH + sw + vw + layout.setback + 40.0
     r = rng()
-    shapes: List[Shape] = [ground_rect(x0, x1, -ROAD_HALF_WIDTH, ROAD_HALF_WIDTH, 0.0, C["driveable_surface"], M.ASPHALT, seed=_seed(r))]
+    shapes: list[Shape] = [
+        ground_rect(x0, x1, -ROAD_HALF_WIDTH, ROAD_HALF_WIDTH, 0.0, C["driveable_surface"], M.ASPHALT, seed=_seed(r))
+    ]
     cuts = sorted((xc - ROAD_HALF_WIDTH, xc + ROAD_HALF_WIDTH) for xc in layout.cross_streets)
     spans = _complement(x0, x1, cuts)
-    cross: List[SceneObject] = []
+    cross: list[SceneObject] = []
     for side in (-1, 1):
         r = rng()
         for xc in layout.cross_streets:  # the cross street, built along its own x and turned to run along y
             lo, hi = sorted((side * ROAD_HALF_WIDTH, side * far))
-            road = ground_rect(lo, hi, -ROAD_HALF_WIDTH, ROAD_HALF_WIDTH, 0.0, C["driveable_surface"], M.ASPHALT, seed=_seed(r))
+            road = ground_rect(
+                lo, hi, -ROAD_HALF_WIDTH, ROAD_HALF_WIDTH, 0.0, C["driveable_surface"], M.ASPHALT, seed=_seed(r)
+            )
             cross.append(SceneObject(road, x=xc, y=0.0, yaw=np.pi / 2, kind="cross_street"))
         y_sw = (side * ROAD_HALF_WIDTH, side * (ROAD_HALF_WIDTH + sw))
         y_verge = (side * (ROAD_HALF_WIDTH + sw), side * (ROAD_HALF_WIDTH + sw + vw))
@@ -350,9 +377,9 @@ def _ground(layout: StreetLayout, rng: Callable[[], np.random.Generator]) -> Lis
     return [SceneObject(Shape.concat(shapes), kind="ground"), *cross]
 
 
-def _roadside(layout: StreetLayout, rng: Callable[[], np.random.Generator]) -> List[SceneObject]:
+def _roadside(layout: StreetLayout, rng: Callable[[], np.random.Generator]) -> list[SceneObject]:
     """Buildings, walls, hedges, trees, poles and bins along both sides."""
-    objects: List[SceneObject] = []
+    objects: list[SceneObject] = []
     sw, vw = layout.sidewalk_width, layout.verge_width
     blocked = [(xc - ROAD_HALF_WIDTH - 2.0, xc + ROAD_HALF_WIDTH + 2.0) for xc in layout.cross_streets]
     for side in (-1, 1):
@@ -370,15 +397,41 @@ def _roadside(layout: StreetLayout, rng: Callable[[], np.random.Generator]) -> L
             if kind < 0.75:
                 height = float(r.uniform(5.0, 18.0))
                 colour = r.uniform(0.45, 0.85, 3)
-                shape = Shape.concat([
-                    box((b - a, depth, height), (0, 0, height / 2), C["manmade"], M.FACADE, colour, _seed(r), bottom_in_gt=False),
-                ])
+                shape = Shape.concat(
+                    [
+                        box(
+                            (b - a, depth, height),
+                            (0, 0, height / 2),
+                            C["manmade"],
+                            M.FACADE,
+                            colour,
+                            _seed(r),
+                            bottom_in_gt=False,
+                        ),
+                    ]
+                )
                 objects.append(SceneObject(shape, x=(a + b) / 2, y=side * (front + depth / 2), kind="building"))
             elif kind < 0.9:
-                shape = box((b - a, 0.3, 2.2), (0, 0, 1.1), C["manmade"], M.CONCRETE, (0.7, 0.68, 0.64), _seed(r), bottom_in_gt=False)
+                shape = box(
+                    (b - a, 0.3, 2.2),
+                    (0, 0, 1.1),
+                    C["manmade"],
+                    M.CONCRETE,
+                    (0.7, 0.68, 0.64),
+                    _seed(r),
+                    bottom_in_gt=False,
+                )
                 objects.append(SceneObject(shape, x=(a + b) / 2, y=side * (front + 0.15), kind="wall"))
             else:
-                shape = box((b - a, 1.0, 1.3), (0, 0, 0.65), C["vegetation"], M.FOLIAGE, (0.2, 0.5, 0.15), _seed(r), bottom_in_gt=False)
+                shape = box(
+                    (b - a, 1.0, 1.3),
+                    (0, 0, 0.65),
+                    C["vegetation"],
+                    M.FOLIAGE,
+                    (0.2, 0.5, 0.15),
+                    _seed(r),
+                    bottom_in_gt=False,
+                )
                 objects.append(SceneObject(shape, x=(a + b) / 2, y=side * (front + 0.5), kind="hedge"))
         r = rng()
         x = layout.x_min + float(r.uniform(0, 8))
@@ -402,9 +455,9 @@ def _roadside(layout: StreetLayout, rng: Callable[[], np.random.Generator]) -> L
 
 def _traffic(
     layout: StreetLayout, ego: EgoTrajectory, duration: float, zone_a: float, rng: Callable[[], np.random.Generator]
-) -> List[SceneObject]:
+) -> list[SceneObject]:
     """Vehicles in lanes, a construction zone, cyclists, pedestrians and parked cars."""
-    objects: List[SceneObject] = []
+    objects: list[SceneObject] = []
     x0, x1 = layout.x_min, layout.x_max
     v = ego.speed
     r = rng()
@@ -428,7 +481,11 @@ def _traffic(
         objects.append(SceneObject(barrier(r, _seed(r)), x=float(x), y=y_zone + 1.0, kind="barrier"))
     for x in np.arange(zone_a - 6, zone_b + 6, 3.0):
         objects.append(SceneObject(traffic_cone(r, _seed(r)), x=float(x), y=y_zone - 1.4, kind="cone"))
-    objects.append(SceneObject(construction_vehicle(r, _seed(r)), x=(zone_a + zone_b) / 2, y=y_zone + 0.2, yaw=np.pi, kind="construction"))
+    objects.append(
+        SceneObject(
+            construction_vehicle(r, _seed(r)), x=(zone_a + zone_b) / 2, y=y_zone + 0.2, yaw=np.pi, kind="construction"
+        )
+    )
     objects.append(SceneObject(trash_bin(r, _seed(r)), x=zone_a + 3.0, y=y_zone + 0.2, kind="bin"))
     r = rng()
     x = x0
@@ -443,7 +500,9 @@ def _traffic(
         for side in (-1, 1):
             for k in range(int(r.integers(1, 3))):
                 y = side * (ROAD_HALF_WIDTH + 4 + k * 6.5)
-                objects.append(SceneObject(car(r, _seed(r)), x=xc + side * LANE_WIDTH / 2, y=y, yaw=-side * np.pi / 2, kind="car"))
+                objects.append(
+                    SceneObject(car(r, _seed(r)), x=xc + side * LANE_WIDTH / 2, y=y, yaw=-side * np.pi / 2, kind="car")
+                )
     # pedestrians walking on both sidewalks, each on its own line so they never meet
     sw = layout.sidewalk_width
     for side in (-1, 1):
@@ -452,14 +511,23 @@ def _traffic(
             direction = 0.0 if i % 2 == 0 else np.pi
             r = rng()
             speed = float(r.uniform(1.0, 1.6))
-            objects += _lane([pedestrian], side * offset, direction, speed, x0, x1, r, gap=(8, 30), cross=layout.cross_streets)
+            objects += _lane(
+                [pedestrian], side * offset, direction, speed, x0, x1, r, gap=(8, 30), cross=layout.cross_streets
+            )
     return objects
 
 
 def _lane(
-    makers: Sequence[Callable[[np.random.Generator, int], Shape]], y: float, yaw: float, speed: float,
-    x0: float, x1: float, r: np.random.Generator, gap: Tuple[float, float] = (10, 30), cross: Sequence[float] = (),
-) -> List[SceneObject]:
+    makers: Sequence[Callable[[np.random.Generator, int], Shape]],
+    y: float,
+    yaw: float,
+    speed: float,
+    x0: float,
+    x1: float,
+    r: np.random.Generator,
+    gap: tuple[float, float] = (10, 30),
+    cross: Sequence[float] = (),
+) -> list[SceneObject]:
     """Objects spaced along a line y from x0 to x1, all moving at ``speed`` along ``yaw``."""
     out = []
     x = x0 + float(r.uniform(0, gap[1]))
@@ -471,7 +539,7 @@ def _lane(
     return out
 
 
-def _complement(a: float, b: float, cuts: Sequence[Tuple[float, float]]) -> List[Tuple[float, float]]:
+def _complement(a: float, b: float, cuts: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
     spans, x = [], a
     for lo, hi in cuts:
         if lo > x:
@@ -482,11 +550,13 @@ def _complement(a: float, b: float, cuts: Sequence[Tuple[float, float]]) -> List
     return spans
 
 
-def _overlaps(a: float, b: float, intervals: Sequence[Tuple[float, float]]) -> bool:
+def _overlaps(a: float, b: float, intervals: Sequence[tuple[float, float]]) -> bool:
     return any(a < hi and b > lo for lo, hi in intervals)
 
 
-def custom_world(objects: Sequence[SceneObject], ego: Optional[EgoTrajectory] = None, seed: int = 0) -> World:
+def custom_world(objects: Sequence[SceneObject], ego: EgoTrajectory | None = None, seed: int = 0) -> World:
     """A world from hand-placed objects (tests); the ego stands still at the origin by default."""
     sun = np.array([0.3, 0.2, 1.0])
-    return World(list(objects), ego or EgoTrajectory(0.0, 0.0, 0.0, weave_amplitude=0.0), sun / np.linalg.norm(sun), seed)
+    return World(
+        list(objects), ego or EgoTrajectory(0.0, 0.0, 0.0, weave_amplitude=0.0), sun / np.linalg.norm(sun), seed
+    )
