@@ -100,7 +100,10 @@ def legend_figure(
         ax.set_xticks([])
         ax.set_yticks([])
     if vocab is not None:
-        handles = [Patch(color=np.asarray(c.color) / 255.0, label=c.name) for c in vocab.classes[:-1]]
+        handles = [
+            Patch(color=(c.color[0] / 255.0, c.color[1] / 255.0, c.color[2] / 255.0), label=c.name)
+            for c in vocab.classes[:-1]
+        ]
         fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
     if suptitle:
         fig.suptitle(suptitle)

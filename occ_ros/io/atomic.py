@@ -40,7 +40,7 @@ def atomic_write_text(path: PathLike, text: str) -> None:
 def atomic_savez_compressed(path: PathLike, **arrays: np.ndarray) -> None:
     """``np.savez_compressed`` through a temp file. Output is byte-identical for identical arrays."""
     buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
+    np.savez_compressed(buf, **arrays)  # type: ignore[arg-type]  # numpy stubs type **kwds too narrowly
     atomic_write_bytes(path, buf.getvalue())
 
 
