@@ -97,7 +97,7 @@ setup(
         "numpy>=1.21",
         "pyyaml",
         "scipy",
-        "rosbags>=0.10",
+        "rosbags>=0.11",
         "tqdm",
         "rich",
         "matplotlib",

@@ -55,7 +55,7 @@ def sequence_pictures(data: Path, out: Path, frame: str) -> dict[str, Path]:
     return paths
 
 
-def run_demo(out: Path, frames: int = 12, seed: int = 7) -> dict[str, object]:
+def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
     """Run every stage that exists into ``out`` and print where things are."""
     from occ_training.synth.sequence import generate, load_meta
 
