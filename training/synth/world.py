@@ -85,9 +85,6 @@ class World:
     def moving_objects(self) -> list[SceneObject]:
         return [o for o in self.objects if not o.is_static]
 
-    def classes_present(self) -> list[int]:
-        return sorted({int(c) for o in self.objects for c in np.unique(o.shape.face_class)})
-
     def static_samples(self, spacing: float) -> tuple[np.ndarray, np.ndarray]:
         """World-frame surface samples of all static objects (cached per spacing)."""
         key = f"samples@{spacing}"
