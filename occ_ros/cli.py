@@ -56,7 +56,8 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_synth(args: argparse.Namespace) -> int:
-    from occ_training.synth.sequence import PRESETS, generate, load_meta
+    from occ_ros.datasets.synth import load_meta
+    from occ_training.synth.sequence import PRESETS, generate
 
     if args.preset not in PRESETS:
         raise CliError(f"unknown preset {args.preset!r}; expected one of {', '.join(sorted(PRESETS))}")
@@ -75,6 +76,86 @@ def _run_synth(args: argparse.Namespace) -> int:
     meta = load_meta(out)
     print(f"wrote {len(meta['frames'])} frames of {meta['scene']} to {out}")  # type: ignore[arg-type]
     print(f"  classes present: {', '.join(meta['classes_present'])}")  # type: ignore[arg-type]
+    return 0
+
+
+# ---------------------------------------------------------------------------- occ eval
+def _add_eval(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "eval",
+        help="score predicted occupancy against ground truth (Occ3D mIoU/IoU, RayIoU, SemanticKITTI SSC)",
+        description="Occ3D-nuScenes metric exactly as the official code computes it: one global confusion "
+        "matrix over all samples inside the chosen visibility mask; per-class IoU (NaN when a class is in "
+        "neither GT nor prediction), mIoU over the non-free classes, and geometric IoU. --pred and --gt are "
+        "labels.npz files or directories matched by relative path. Optional RayIoU (SparseOcc) needs the "
+        "ego poses of the sequence (--dataset). --benchmark semantickitti runs the SemanticKITTI SSC metric "
+        "on the official voxel files instead.",
+    )
+    p.add_argument("--pred", type=Path, required=True, help="prediction labels.npz or directory")
+    p.add_argument("--gt", type=Path, required=True, help="ground-truth labels.npz or directory (e.g. DIR/gts)")
+    p.add_argument(
+        "--mask", choices=("camera", "lidar", "none"), default="camera", help="visibility mask (default camera)"
+    )
+    p.add_argument("--json", type=Path, help="write the metrics as JSON to this file")
+    p.add_argument("--vocabulary", default="occ3d", help="vocabulary name or YAML path (default occ3d)")
+    p.add_argument("--rayiou", action="store_true", help="also compute RayIoU at 1, 2 and 4 m")
+    p.add_argument(
+        "--dataset",
+        type=Path,
+        help="dataset the GT belongs to, for RayIoU ego poses: an `occ synth` directory or a nuScenes root "
+        "(default: the parent of --gt when it is an `occ synth` directory)",
+    )
+    p.add_argument(
+        "--benchmark",
+        choices=("occ3d", "semantickitti"),
+        default="occ3d",
+        help="occ3d (labels.npz, default) or semantickitti (--gt: dataset root with sequences/NN/voxels, "
+        "--pred: root with sequences/NN/predictions/*.label)",
+    )
+    p.add_argument("--sequences", nargs="*", help="SemanticKITTI sequences to evaluate (default: all with voxels)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_eval)
+
+
+def _run_eval(args: argparse.Namespace) -> int:
+    import json
+
+    from occ_ros.io.atomic import atomic_write_text
+
+    try:
+        if args.benchmark == "semantickitti":
+            from occ_ros.eval.ssc import evaluate_semantickitti, format_table
+
+            result = evaluate_semantickitti(args.pred, args.gt, sequences=args.sequences, progress=not args.quiet)
+            print(format_table(result))
+            doc = result.to_dict()
+        else:
+            from occ_ros.core.vocabulary import Vocabulary
+            from occ_ros.eval.runner import evaluate, origins_from_dataset
+
+            vocabulary = Vocabulary.load(args.vocabulary)
+            origins, grid = None, None
+            if args.rayiou:
+                origins, grid = origins_from_dataset(args.dataset, args.gt)
+            report = evaluate(
+                args.pred,
+                args.gt,
+                mask=args.mask,
+                vocabulary=vocabulary,
+                rayiou_origins=origins,
+                grid=grid,
+                progress=not args.quiet,
+            )
+            print(report.occ3d.format_table())
+            if report.rayiou is not None:
+                print()
+                print(report.rayiou.format_table())
+            doc = report.to_dict()
+    except (OSError, ValueError, KeyError) as err:
+        raise CliError(str(err)) from None
+    if args.json is not None:
+        atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
+        print(f"wrote {args.json}")
     return 0
 
 
@@ -97,7 +178,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_synth, _add_demo]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_synth, _add_eval, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

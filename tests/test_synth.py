@@ -15,9 +15,10 @@ from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.transforms import transform_points
 from occ_ros.core.vocabulary import OCC3D
+from occ_ros.datasets.synth import decode_depth, load_meta
 from occ_training.synth.ground_truth import frame_ground_truth
 from occ_training.synth.render import NO_SURFACE, freeze, render_camera
-from occ_training.synth.sequence import decode_depth, generate, get_preset, load_meta
+from occ_training.synth.sequence import generate, get_preset
 from occ_training.synth.shapes import box, ground_rect
 from occ_training.synth.textures import Material
 from occ_training.synth.world import C, SceneObject, custom_world

@@ -26,7 +26,7 @@ def _read_rgb(path: Path) -> np.ndarray:
 
 def sequence_pictures(data: Path, out: Path, frame: str) -> dict[str, Path]:
     """Mosaics of one frame (RGB, depth, per-pixel class) and the BEV of its ground truth."""
-    from occ_training.synth.sequence import decode_depth, load_meta
+    from occ_ros.datasets.synth import decode_depth, load_meta
 
     meta = load_meta(data)
     vocab = Vocabulary.from_dict(meta["vocabulary"])  # type: ignore[arg-type]
@@ -57,7 +57,8 @@ def sequence_pictures(data: Path, out: Path, frame: str) -> dict[str, Path]:
 
 def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
     """Run every stage that exists into ``out`` and print where things are."""
-    from occ_training.synth.sequence import generate, load_meta
+    from occ_ros.datasets.synth import load_meta
+    from occ_training.synth.sequence import generate
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

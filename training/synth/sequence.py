@@ -24,17 +24,13 @@ import numpy as np
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.vocabulary import OCC3D
+from occ_ros.datasets.synth import BASE_FRAME, DEPTH_SCALE, FORMAT, FORMAT_VERSION, ODOM_FRAME, encode_depth
 from occ_ros.io.atomic import atomic_directory, atomic_savez_compressed, atomic_write_text
 from occ_training.synth.ground_truth import LIDAR_EGO_POSITION, frame_ground_truth
 from occ_training.synth.render import CameraImage, freeze, render_camera
 from occ_training.synth.world import FRAME_RATE_HZ, World, urban_world
 
-FORMAT = "occ_ros.synth"
-FORMAT_VERSION = 1
 START_STAMP_NS = 1_700_000_000 * 1_000_000_000
-ODOM_FRAME = "odom"
-BASE_FRAME = "base_link"
-DEPTH_SCALE = 256.0  # KITTI convention: uint16 = metres * 256
 
 
 @dataclass(frozen=True)
@@ -80,16 +76,6 @@ def frame_time(index: int) -> float:
 
 def frame_stamp_ns(index: int) -> int:
     return START_STAMP_NS + int(round(index * 1e9 / FRAME_RATE_HZ))
-
-
-def encode_depth(depth: np.ndarray) -> np.ndarray:
-    """Metres -> uint16 (metres * 256, saturating at 255.99 m; 0 stays 'no surface')."""
-    return np.clip(np.round(depth * DEPTH_SCALE), 0, 65535).astype(np.uint16)
-
-
-def decode_depth(encoded: np.ndarray) -> np.ndarray:
-    """uint16 -> float32 metres (0 = no surface)."""
-    return encoded.astype(np.float32) / DEPTH_SCALE
 
 
 def _write_png(path: Path, image: np.ndarray) -> None:
@@ -197,17 +183,3 @@ def generate(
         }
         atomic_write_text(tmp / "meta.json", json.dumps(meta, indent=1))
     return Path(out)
-
-
-def load_meta(root: Path) -> dict[str, object]:
-    """Read ``DIR/meta.json`` of a synthetic sequence, checking its format."""
-    path = Path(root) / "meta.json"
-    try:
-        meta = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{path} not found: {root} is not a synthetic sequence written by `occ synth`"
-        ) from None
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{path}: format is {meta.get('format')!r}, expected {FORMAT!r}")
-    return meta
