@@ -134,3 +134,35 @@ class GridSpec:
         if "shape" in data and tuple(data["shape"]) != spec.shape:
             raise ValueError(f"grid spec shape {tuple(data['shape'])} disagrees with its range/voxel size {spec.shape}")
         return spec
+
+
+def resample_labels(
+    labels: np.ndarray, grid: GridSpec, src_from_dst: np.ndarray, fill: int, dst_grid: GridSpec | None = None
+) -> np.ndarray:
+    """Move a label volume into another frame by nearest-voxel lookup.
+
+    Every voxel centre of the destination grid (in the destination ego frame) is transformed into
+    the source frame and takes the label of the source voxel containing it; centres falling outside
+    the source grid get ``fill``.
+
+    Args:
+        labels: (X, Y, Z) labels on ``grid``, in the source ego frame.
+        grid: the source grid.
+        src_from_dst: (4, 4) transform from the destination frame to the source frame
+            (e.g. ``inv(world_from_src) @ world_from_dst`` for two ego poses).
+        fill: label for voxels with no source (e.g. the vocabulary's free index).
+        dst_grid: destination grid (default: the same spec).
+    Returns:
+        (X', Y', Z') labels of the destination grid, same dtype as ``labels``.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != grid.shape:
+        raise ValueError(f"labels have shape {labels.shape}, grid {grid.shape}")
+    dst = dst_grid or grid
+    T = np.asarray(src_from_dst, dtype=np.float64)
+    centres = dst.voxel_centers().reshape(-1, 3)
+    src_pts = centres @ T[:3, :3].T + T[:3, 3]
+    idx, inside = grid.points_to_indices(src_pts)
+    out = np.full(centres.shape[0], fill, dtype=labels.dtype)
+    out[inside] = labels[idx[inside, 0], idx[inside, 1], idx[inside, 2]]
+    return out.reshape(dst.shape)

@@ -56,7 +56,7 @@ def open_dataset(path: str | Path, kind: str = "auto", load_gt: bool = True, **o
     if kind == "semantickitti":
         from .semantickitti import SemanticKittiReader
 
-        return SemanticKittiReader(root, **options)  # type: ignore[arg-type]
+        return SemanticKittiReader(root, load_gt=load_gt, **options)  # type: ignore[arg-type]
     if kind == "rosbag":
         from .rosbag_reader import RosbagReader
 
