@@ -6,12 +6,14 @@ code under test.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
 
+from occ_ros.cli import main
 from occ_ros.datasets.sample import IGNORE_LABEL, LabelFileError
 from occ_ros.datasets.semantickitti import (
     LEARNING_CLASS_NAMES,
@@ -500,6 +502,11 @@ def test_evaluate_semantickitti_folders(tmp_path: Path) -> None:
     assert r.precision == pytest.approx(3 / 4) and r.recall == pytest.approx(3 / 4)
     assert r.iou_completion == pytest.approx(3 / 5)
     assert evaluate_semantickitti(tmp_path, tmp_path, sequences=[8], progress=False).to_dict() == r.to_dict()
+    out = tmp_path / "ssc.json"
+    argv = ["eval", "--benchmark", "semantickitti", "--pred", str(tmp_path), "--gt", str(tmp_path)]
+    assert main([*argv, "--json", str(out), "--quiet"]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["iou_completion"] == 60.0 and doc["miou"] == round((1 / 3 + 1 / 2) / 19 * 100, 2)
 
     (seq / "predictions" / "000005.label").rename(seq / "predictions" / "000010.label")
     with pytest.raises(LabelFileError, match=r"missing prediction.*000005\.label.*without ground truth.*000010"):
