@@ -159,6 +159,62 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- occ inspect
+def _add_inspect(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "inspect",
+        help="show what a dataset reader sees: samples, scenes, cameras, ground truth, bag synchronization",
+        description="Open a dataset with the reader training and evaluation use, and summarise it: an `occ synth` "
+        "directory, a nuScenes root (with Occ3D gts/), a SemanticKITTI root, or a rosbag2 bag with --config "
+        "(the camera/topic YAML, see config/datasets/rosbag_example.yaml). Use it to check a bag config before "
+        "training on your own recordings.",
+    )
+    p.add_argument("dataset", type=Path, help="dataset directory or rosbag2 bag")
+    p.add_argument(
+        "--kind", default="auto", choices=("auto", "synth", "nuscenes", "semantickitti", "rosbag"), help="reader"
+    )
+    p.add_argument("--config", type=Path, help="camera/topic YAML of a rosbag2 bag")
+    p.add_argument("--version", help="nuScenes version (default: the only v1.0-* folder)")
+    p.set_defaults(func=_run_inspect)
+
+
+def _run_inspect(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from occ_ros.datasets import open_dataset
+
+    options: dict[str, object] = {}
+    if args.config is not None:
+        options["config"] = args.config
+    if args.version is not None:
+        options["version"] = args.version
+    try:
+        reader = open_dataset(args.dataset, kind=args.kind, **options)
+        print(f"{reader.kind} dataset {args.dataset}: {len(reader)} samples")
+        if len(reader) == 0:
+            return 0
+        scenes = reader.scenes()
+        print(f"  scenes: {len(scenes)} ({', '.join(list(scenes)[:5])}{', ...' if len(scenes) > 5 else ''})")
+        first = reader.load(0)
+        print(f"  grid: {first.grid.shape if first.grid else 'none'}; vocabulary: {first.vocabulary.name}")
+        print(f"  ground truth: {'yes' if first.gt is not None else 'no'}")
+        for cam in first.rig:
+            shape = first.images[cam.name].shape if cam.name in first.images else "?"
+            fx, fy = cam.K[0, 0], cam.K[1, 1]
+            centre = np.round(cam.center_ego, 2).tolist()
+            print(f"  {cam.name:16s} {cam.width}x{cam.height} image {shape} fx {fx:.1f} fy {fy:.1f} at {centre} m")
+        poses = reader.poses()
+        for scene, p in list(poses.items())[:5]:
+            travelled = float(np.linalg.norm(np.diff(p[:, :3, 3], axis=0), axis=1).sum()) if len(p) > 1 else 0.0
+            print(f"  {scene}: {len(p)} frames, ego travelled {travelled:.1f} m")
+        report = getattr(reader, "sync_report", None)
+        if report is not None:
+            print(report.summary())
+    except (OSError, ValueError, KeyError, LookupError) as err:
+        raise CliError(str(err)) from None
+    return 0
+
+
 # ---------------------------------------------------------------------------- occ demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job end to end on the built-in synthetic world")
@@ -178,7 +234,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_synth, _add_eval, _add_demo]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_synth, _add_eval, _add_inspect, _add_demo]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -109,3 +109,24 @@ def test_occ_eval_rayiou_on_a_synthetic_sequence(sequence: Path, tmp_path: Path)
     doc = json.loads(out.read_text())
     assert code == 0 and 0 < doc["miou"] < 100 and 0 < doc["rayiou"]["rayiou"] < 100
     assert main(["eval", "--pred", str(pred), "--gt", str(pred), "--rayiou", "--quiet"]) == 1
+
+
+def test_occ_inspect_synth_and_bag(sequence: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from occ_ros.core.rig import config_path
+
+    assert main(["inspect", str(sequence)]) == 0
+    out = capsys.readouterr().out
+    assert "synth dataset" in out and "3 samples" in out and "CAM_BACK_RIGHT" in out
+    assert main(["inspect", str(sequence / "bag"), "--config", str(config_path("datasets", "synth_bag.yaml"))]) == 0
+    out = capsys.readouterr().out
+    assert "rosbag dataset" in out and "3 samples from 3 CAM_FRONT messages" in out
+    assert main(["inspect", str(sequence / "bag")]) == 1
+    assert "needs config=" in capsys.readouterr().err
+    wrong = config_path("datasets", "rosbag_example.yaml")
+    assert main(["inspect", str(sequence / "bag"), "--config", str(wrong)]) == 1
+    err = capsys.readouterr().err
+    assert (
+        "lacks topic(s)" in err
+        and "/cam_left/image_raw" in err
+        and "/cam_front/image_raw  [sensor_msgs/msg/Image]" in err
+    )
