@@ -189,7 +189,7 @@ def _run_inspect(args: argparse.Namespace) -> int:
     if args.version is not None:
         options["version"] = args.version
     try:
-        reader = open_dataset(args.dataset, kind=args.kind, **options)
+        reader = open_dataset(args.dataset, kind=args.kind, load_gt=True, **options)
         print(f"{reader.kind} dataset {args.dataset}: {len(reader)} samples")
         if len(reader) == 0:
             return 0
