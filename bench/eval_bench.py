@@ -4,7 +4,8 @@ Builds 1,000 ground-truth / prediction file pairs from the real Occ3D fixture
 (``../shared/fixtures/occ3d_sample/labels.npz``): 20 distinct perturbed predictions (random
 relabelling, shifts) copied into a nuScenes-like layout of 25 scenes x 40 frames, then times
 the same code path as ``occ eval --pred P --gt G`` (file pairing, validated loading on a thread
-pool, global confusion matrix). RayIoU is timed on a few frames with 8 origins each.
+pool, global confusion matrix). RayIoU is timed on one 40-frame scene with 8 origins per frame,
+in one and in two worker processes.
 
 Usage::
 
@@ -26,7 +27,7 @@ import numpy as np
 from occ_ros.core.grid import GridSpec
 from occ_ros.datasets import load_labels
 from occ_ros.eval.rayiou import RayIoUMetric
-from occ_ros.eval.runner import evaluate
+from occ_ros.eval.runner import _rayiou_parallel, evaluate, pair_label_files
 
 FIXTURE = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "occ3d_sample" / "labels.npz"
 VARIANTS = 20
@@ -59,7 +60,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--frames", type=int, default=1000)
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/occ_eval_bench"))
-    ap.add_argument("--rayiou-frames", type=int, default=5)
+    ap.add_argument("--rayiou-frames", type=int, default=40)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()
     if not FIXTURE.exists():
@@ -80,16 +81,18 @@ def main() -> None:
         )
         results[f"occ3d_{mask}_s"] = round(wall, 2)
 
-    gt = load_labels(FIXTURE)
     origins = np.array([[0.986 + 4.0 * k, 0.1 * k, 1.84] for k in range(-4, 4)])
-    metric = RayIoUMetric(GridSpec.occ3d())
-    pred = np.roll(gt.semantics, 1, axis=0)
-    t0 = time.perf_counter()
-    for _ in range(args.rayiou_frames):
-        metric.update(pred, gt.semantics, origins)
-    per = (time.perf_counter() - t0) / args.rayiou_frames
-    print(f"RayIoU: {per:.2f} s/frame (8 origins x 14,040 rays, prediction and GT)")
-    results["rayiou_s_per_frame"] = round(per, 3)
+    pairs = pair_label_files(pred_root, gt_root)[: args.rayiou_frames]
+    for workers in (1, 2):
+        metric = RayIoUMetric(GridSpec.occ3d())
+        t0 = time.perf_counter()
+        _rayiou_parallel(metric, pairs, [origins] * len(pairs), workers=workers, progress=False)
+        per = (time.perf_counter() - t0) / len(pairs)
+        print(
+            f"RayIoU, {workers} process(es): {per:.3f} s/frame over {len(pairs)} frames "
+            f"(8 origins x 14,040 rays, prediction and GT), RayIoU {metric.compute().rayiou}"
+        )
+        results[f"rayiou_s_per_frame_{workers}proc"] = round(per, 3)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
     shutil.rmtree(args.workdir, ignore_errors=True)

@@ -19,7 +19,7 @@ from occ_ros.core.vocabulary import OCC3D, Vocabulary
 from occ_ros.datasets import LabelFileError, load_labels
 from occ_ros.eval.occ3d import Occ3DMetric
 from occ_ros.eval.rayiou import RayIoUMetric, cast_labels, lidar_ray_directions, rayiou_origins
-from occ_ros.eval.runner import evaluate, pair_label_files
+from occ_ros.eval.runner import _rayiou_parallel, evaluate, pair_label_files
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 OCC3D_FILE = FIXTURES / "occ3d_sample" / "labels.npz"
@@ -399,3 +399,23 @@ def test_rayiou_real_file_perfect_and_shifted() -> None:
     r = m.compute()
     at = r.per_threshold
     assert 0 < at[1.0] <= at[2.0] <= at[4.0] < 100
+
+
+@needs_occ3d
+def test_rayiou_worker_processes_match_serial(tmp_path: Path) -> None:
+    gt = load_labels(OCC3D_FILE)
+    pred_root, gt_root = tmp_path / "pred", tmp_path / "gts"
+    for i in range(8):
+        write_labels(gt_root / f"{i:02d}" / "labels.npz", gt.semantics)
+        write_labels(pred_root / f"{i:02d}" / "labels.npz", np.roll(gt.semantics, i % 3, axis=0), masks=False)
+    pairs = pair_label_files(pred_root, gt_root)
+    origins = [np.array([[0.99 + i, 0.0, 1.84], [-3.0, 0.5 * i, 1.84]]) for i in range(8)]
+    dirs = lidar_ray_directions()[::97]
+    serial = RayIoUMetric(GridSpec.occ3d(), directions=dirs)
+    _rayiou_parallel(serial, pairs, origins, workers=1, progress=False)
+    parallel = RayIoUMetric(GridSpec.occ3d(), directions=dirs)
+    _rayiou_parallel(parallel, pairs, origins, workers=2, progress=False)
+    assert serial.samples == parallel.samples == 8
+    np.testing.assert_array_equal(serial.tp_count, parallel.tp_count)
+    np.testing.assert_array_equal(serial.gt_count, parallel.gt_count)
+    assert 0 < serial.compute().rayiou < 100

@@ -154,7 +154,6 @@ def evaluate(
 
     pairs = pair_label_files(pred, gt)
     metric = Occ3DMetric(vocabulary, mask=mask)
-    ray_metric: RayIoUMetric | None = None
     for pair, p, g in tqdm(
         iter_pairs(pairs, vocabulary, require_masks=mask != "none", workers=workers),
         total=len(pairs),
@@ -166,11 +165,52 @@ def evaluate(
             metric.update(p.semantics, g.semantics, g.mask_camera, g.mask_lidar)
         except ValueError as err:
             raise LabelFileError(f"{pair.pred} vs {pair.gt}: {err}") from None
-        if rayiou_origins is not None:
-            if ray_metric is None:
-                ray_metric = RayIoUMetric(grid or _grid_for(g.shape), vocabulary)
-            ray_metric.update(p.semantics, g.semantics, rayiou_origins(pair.key))
-    return EvalReport(metric.compute(), ray_metric.compute() if ray_metric is not None else None)
+    ray_result = None
+    if rayiou_origins is not None and pairs:
+        origins = [rayiou_origins(pair.key) for pair in pairs]  # fails early, naming the frame
+        shape = load_labels(pairs[0].gt).shape
+        ray_metric = RayIoUMetric(grid or _grid_for(shape), vocabulary)
+        _rayiou_parallel(ray_metric, pairs, origins, workers, progress)
+        ray_result = ray_metric.compute()
+    return EvalReport(metric.compute(), ray_result)
+
+
+def _rayiou_chunk(metric: RayIoUMetric, pairs: list[LabelPair], origins: list[np.ndarray]) -> RayIoUMetric:
+    """RayIoU counts of a chunk of frames (runs in a worker process; files were validated before)."""
+    metric.reset()
+    for pair, o in zip(pairs, origins, strict=True):
+        pred, gt = load_pair(pair, metric.vocabulary, require_masks=False)
+        metric.update(pred.semantics, gt.semantics, o)
+    return metric
+
+
+def _rayiou_parallel(
+    metric: RayIoUMetric, pairs: list[LabelPair], origins: list[np.ndarray], workers: int, progress: bool
+) -> None:
+    """Accumulate RayIoU over all pairs into ``metric``, on ``workers`` processes (ray casting holds the GIL)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    from tqdm import tqdm
+
+    chunk = max(1, min(8, len(pairs) // max(1, 4 * workers)))
+    spans = [(i, min(i + chunk, len(pairs))) for i in range(0, len(pairs), chunk)]
+    bar = tqdm(total=len(pairs), desc="RayIoU", unit="frame", disable=not progress)
+    if workers <= 1 or len(pairs) < 8:  # starting worker processes costs more than a few frames
+        for a, b in spans:
+            metric.merge(_rayiou_chunk(_fresh(metric), pairs[a:b], origins[a:b]))
+            bar.update(b - a)
+    else:
+        with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            futures = {pool.submit(_rayiou_chunk, _fresh(metric), pairs[a:b], origins[a:b]): b - a for a, b in spans}
+            for fut in as_completed(futures):
+                metric.merge(fut.result())
+                bar.update(futures[fut])
+    bar.close()
+
+
+def _fresh(metric: RayIoUMetric) -> RayIoUMetric:
+    return RayIoUMetric(metric.grid, metric.vocabulary, metric.thresholds, metric.directions)
 
 
 def _grid_for(shape: tuple[int, int, int]) -> GridSpec:
