@@ -47,6 +47,7 @@ from occ_ros.core.rig import CameraRig
 from occ_ros.core.tf_buffer import TransformBuffer, TransformError
 from occ_ros.core.vocabulary import OCC3D, Vocabulary
 from occ_ros.datasets.sample import DatasetReader, Sample
+from occ_ros.io.rosbag import ns_from_stamp
 
 __all__ = [
     "BagConfig",
@@ -547,13 +548,13 @@ class RosbagReader(DatasetReader):
                 if topic in info_topics:
                     info: Any = store.deserialize_cdr(raw, conn.msgtype)
                     for name in info_topics[topic]:
-                        infos[name][0].append(_stamp_ns(info.header.stamp))
+                        infos[name][0].append(ns_from_stamp(info.header.stamp))
                         infos[name][1].append(info)
                 if topic in image_topics:
                     header = _cdr_header(raw)
                     if header is None:
                         image: Any = store.deserialize_cdr(raw, conn.msgtype)
-                        header = (_stamp_ns(image.header.stamp), str(image.header.frame_id))
+                        header = (ns_from_stamp(image.header.stamp), str(image.header.frame_id))
                     for name in image_topics[topic]:
                         stamps, logs, frames = images[name]
                         stamps.append(header[0])
@@ -618,7 +619,7 @@ class RosbagReader(DatasetReader):
                 buffer.add(
                     str(tfs.header.frame_id).lstrip("/"),
                     str(tfs.child_frame_id).lstrip("/"),
-                    _stamp_ns(tfs.header.stamp),
+                    ns_from_stamp(tfs.header.stamp),
                     matrix_from_transform(tfs),
                     static=static,
                 )
@@ -814,7 +815,7 @@ class RosbagReader(DatasetReader):
                 decoded: Any = None
                 if header is None:
                     decoded = store.deserialize_cdr(raw, conn.msgtype)
-                    header = (_stamp_ns(decoded.header.stamp), "")
+                    header = (ns_from_stamp(decoded.header.stamp), "")
                 if header[0] != stamp:
                     continue
                 if seen == dup:
@@ -858,10 +859,6 @@ class RosbagReader(DatasetReader):
 
     def __repr__(self) -> str:
         return f"RosbagReader({str(self.path)!r}, {len(self)} samples, cameras {self.config.names})"
-
-
-def _stamp_ns(stamp: Any) -> int:
-    return int(stamp.sec) * _NS_PER_S + int(stamp.nanosec)
 
 
 def _nearest(stamps: np.ndarray, t: int) -> int:

@@ -73,8 +73,8 @@ class Occ3DResult:
     def to_dict(self) -> dict[str, object]:
         """The ``occ eval --json`` document: miou, iou, per_class, mask, samples (NaN -> None)."""
         return {
-            "miou": _json_float(self.miou),
-            "iou": _json_float(self.iou),
+            "miou": nan_to_none(self.miou),
+            "iou": nan_to_none(self.iou),
             "per_class": dict(self.per_class),
             "mask": self.mask,
             "samples": self.samples,
@@ -97,8 +97,19 @@ def _fmt(value: float) -> str:
     return "    n/a" if math.isnan(value) else f"{value:7.2f}"
 
 
-def _json_float(value: float) -> float | None:
+def nan_to_none(value: float) -> float | None:
+    """JSON-friendly score: NaN (undefined) becomes None."""
     return None if math.isnan(value) else float(value)
+
+
+def nanmean(values: np.ndarray) -> float:
+    """Mean ignoring NaN; NaN (without a warning) when every value is NaN."""
+    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else math.nan
+
+
+def percent(fraction: float) -> float:
+    """A score fraction as percent rounded to 2 decimals, as the official scripts print it (NaN stays NaN)."""
+    return math.nan if math.isnan(fraction) else float(np.round(fraction * 100, 2))
 
 
 class Occ3DMetric:
@@ -172,7 +183,7 @@ class Occ3DMetric:
         free = self.vocabulary.free_index
         semantic: Sequence[int] = [c for c in range(self.num_classes) if c != free]
         sem_iou = iou[list(semantic)]
-        miou = float(np.round(np.nanmean(sem_iou) * 100, 2)) if np.any(~np.isnan(sem_iou)) else math.nan
+        miou = percent(nanmean(sem_iou))
         occ = np.ones(self.num_classes, dtype=bool)
         occ[free] = False
         tp = int(self.confusion[np.ix_(occ, occ)].sum())
@@ -180,10 +191,7 @@ class Occ3DMetric:
         fn = int(self.confusion[occ, free].sum())
         geo = float(np.round(100.0 * tp / (tp + fp + fn), 2)) if tp + fp + fn else math.nan
         names = self.vocabulary.names
-        per_class = {
-            names[c]: (None if math.isnan(v) else float(np.round(v * 100, 2)))
-            for c, v in zip(semantic, sem_iou, strict=True)
-        }
+        per_class = {names[c]: nan_to_none(percent(v)) for c, v in zip(semantic, sem_iou, strict=True)}
         return Occ3DResult(
             miou=miou,
             iou=geo,

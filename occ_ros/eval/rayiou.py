@@ -34,6 +34,8 @@ from occ_ros.core.grid import GridSpec
 from occ_ros.core.raycast import first_hit
 from occ_ros.core.vocabulary import OCC3D, Vocabulary
 
+from .occ3d import nan_to_none, nanmean, percent
+
 DEFAULT_THRESHOLDS = (1.0, 2.0, 4.0)
 #: nuScenes LIDAR_TOP position in the ego frame (metres); origin of the query rays when no
 #: per-dataset value is given.
@@ -154,9 +156,9 @@ class RayIoUResult:
     samples: int
 
     def to_dict(self) -> dict[str, object]:
-        out: dict[str, object] = {"rayiou": _nan_none(self.rayiou)}
+        out: dict[str, object] = {"rayiou": nan_to_none(self.rayiou)}
         for t, v in self.per_threshold.items():
-            out[f"rayiou@{t:g}"] = _nan_none(v)
+            out[f"rayiou@{t:g}"] = nan_to_none(v)
         out["per_class"] = {k: list(v) for k, v in self.per_class.items()}
         out["samples"] = self.samples
         return out
@@ -172,10 +174,6 @@ class RayIoUResult:
         lines.append(f"{'mean':<{width}}" + "".join(f"{v:9.2f}" for v in self.per_threshold.values()))
         lines.append(f"{'RayIoU':<{width}}{self.rayiou:9.2f}")
         return "\n".join(lines)
-
-
-def _nan_none(v: float) -> float | None:
-    return None if math.isnan(v) else float(v)
 
 
 class RayIoUMetric:
@@ -251,15 +249,9 @@ class RayIoUMetric:
         iou = self.iou()
         names = [n for i, n in enumerate(self.vocabulary.names) if i != self.vocabulary.free_index]
 
-        def pct(x: float) -> float:
-            return math.nan if math.isnan(x) else float(np.round(x * 100, 2))
-
-        def nanmean(a: np.ndarray) -> float:
-            return float(np.nanmean(a)) if np.any(~np.isnan(a)) else math.nan
-
         return RayIoUResult(
-            rayiou=pct(nanmean(iou)),
-            per_threshold={t: pct(nanmean(iou[j])) for j, t in enumerate(self.thresholds)},
-            per_class={n: [None if math.isnan(v) else pct(v) for v in iou[:, i]] for i, n in enumerate(names)},
+            rayiou=percent(nanmean(iou)),
+            per_threshold={t: percent(nanmean(iou[j])) for j, t in enumerate(self.thresholds)},
+            per_class={n: [nan_to_none(percent(v)) for v in iou[:, i]] for i, n in enumerate(names)},
             samples=self.samples,
         )

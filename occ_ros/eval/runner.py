@@ -154,6 +154,7 @@ def evaluate(
 
     pairs = pair_label_files(pred, gt)
     metric = Occ3DMetric(vocabulary, mask=mask)
+    gt_shape: tuple[int, int, int] | None = None
     for pair, p, g in tqdm(
         iter_pairs(pairs, vocabulary, require_masks=mask != "none", workers=workers),
         total=len(pairs),
@@ -165,11 +166,11 @@ def evaluate(
             metric.update(p.semantics, g.semantics, g.mask_camera, g.mask_lidar)
         except ValueError as err:
             raise LabelFileError(f"{pair.pred} vs {pair.gt}: {err}") from None
+        gt_shape = g.shape
     ray_result = None
-    if rayiou_origins is not None and pairs:
+    if rayiou_origins is not None and gt_shape is not None:
         origins = [rayiou_origins(pair.key) for pair in pairs]  # fails early, naming the frame
-        shape = load_labels(pairs[0].gt).shape
-        ray_metric = RayIoUMetric(grid or _grid_for(shape), vocabulary)
+        ray_metric = RayIoUMetric(grid or _grid_for(gt_shape), vocabulary)
         _rayiou_parallel(ray_metric, pairs, origins, workers, progress)
         ray_result = ray_metric.compute()
     return EvalReport(metric.compute(), ray_result)
