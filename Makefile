@@ -14,7 +14,7 @@ SHELL := bash
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
-EXTRAS := synth,dev,cv
+EXTRAS := synth,dev,cv,train,export
 
 # The stamp's name carries a hash of everything that decides what gets installed, so a
 # change to any of them makes the stamp missing and `make venv` reinstalls.

@@ -215,6 +215,96 @@ def _run_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- occ labels
+def _shard(text: str) -> tuple[int, int]:
+    try:
+        rank, world = (int(v) for v in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected RANK/WORLD_SIZE like 0/4, got {text!r}") from None
+    if world < 1 or not 0 <= rank < world:
+        raise argparse.ArgumentTypeError(f"need 0 <= RANK < WORLD_SIZE, got {text!r}")
+    return rank, world
+
+
+def _add_labels(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "labels",
+        help="pseudo-label a dataset with 2D foundation models: semantics + depth -> densified Occ3D labels",
+        description="Ask a segmentation teacher and a depth teacher about every frame, calibrate relative depth "
+        "photometrically, lift labelled pixels to 3D, densify them over +-K frames and write Occ3D-format "
+        "OUT/<scene>/<frame>/labels.npz (semantics, mask_camera). Resumable: finished frames are skipped. "
+        "Under torchrun every rank labels its own scenes. See docs/pseudo_labels.md.",
+    )
+    p.add_argument("--data", type=Path, required=True, help="dataset folder or rosbag2 bag (any `occ inspect` input)")
+    p.add_argument("--out", type=Path, required=True, help="output folder (same layout as DIR/gts/)")
+    p.add_argument("--teacher", choices=("sim", "hf"), default="sim", help="simulated (synthetic world) or HF models")
+    p.add_argument("--depth", choices=("metric", "relative"), help="depth kind (sim: which to simulate)")
+    p.add_argument("--segmenter", choices=("clipseg", "grounded-sam"), default="clipseg", help="hf segmentation")
+    p.add_argument("--seg-model", help="CLIPSeg or Grounding DINO checkpoint folder (hf)")
+    p.add_argument("--sam-model", help="SAM checkpoint folder (hf, grounded-sam)")
+    p.add_argument("--depth-model", help="Depth Anything V2 checkpoint folder (hf)")
+    p.add_argument("--device", default="cpu", help="torch device of the hf models (default cpu)")
+    p.add_argument("--window", type=int, help="densify over +-K frames (0: single-frame labels); overrides --config")
+    p.add_argument("--calibration", choices=("frame", "sequence", "none"), help="relative depth calibration")
+    p.add_argument("--config", type=Path, help="label settings YAML (default config/labels/default.yaml)")
+    p.add_argument("--kind", default="auto", choices=("auto", "synth", "nuscenes", "semantickitti", "rosbag"))
+    p.add_argument("--dataset-config", type=Path, help="camera/topic YAML of a rosbag2 bag")
+    p.add_argument("--shard", type=_shard, help="RANK/WORLD_SIZE (default: torchrun's RANK / WORLD_SIZE, or 0/1)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_labels)
+
+
+def _run_labels(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
+    from occ_ros.core.config import ConfigError
+    from occ_ros.core.resources import config_dir
+    from occ_ros.datasets import open_dataset
+    from occ_training.labels.pipeline import LabelError, PseudoLabeller, load_label_settings, run_labels
+    from occ_training.teachers.base import TeacherError
+    from occ_training.teachers.factory import TeacherSpec, build_teachers
+
+    try:
+        settings = args.config if args.config is not None else config_dir() / "labels" / "default.yaml"
+        label_config, sim = load_label_settings(settings)
+        if args.window is not None:
+            if args.window < 0:
+                raise CliError(f"--window must be >= 0 frames, got {args.window}")
+            label_config = replace(label_config, lifting=replace(label_config.lifting, window=args.window))
+        if args.calibration is not None:
+            label_config = replace(label_config, calibration=args.calibration)
+        options: dict[str, object] = {}
+        if args.dataset_config is not None:
+            options["config"] = args.dataset_config
+        reader = open_dataset(args.data, kind=args.kind, load_gt=False, **options)
+        if len(reader) == 0:
+            raise CliError(f"{args.data}: the dataset has no samples")
+        vocabulary = reader.load(0, images=False).vocabulary
+        spec = TeacherSpec(
+            kind=args.teacher,
+            depth=args.depth,
+            segmenter=args.segmenter,
+            seg_model=args.seg_model,
+            sam_model=args.sam_model,
+            depth_model=args.depth_model,
+            device=args.device,
+            sim=sim,
+        )
+        segmentation, depth = build_teachers(spec, args.data, vocabulary)
+        labeller = PseudoLabeller(segmentation, depth, label_config)
+        summary = run_labels(
+            reader, args.out, labeller, teachers=spec.describe(), shard=args.shard, progress=not args.quiet
+        )
+    except (OSError, ValueError, KeyError, LookupError, ConfigError, LabelError, TeacherError) as err:
+        raise CliError(str(err)) from None
+    rate = f", {summary.frames_per_second:.2f} frames/s" if summary.written else ""
+    print(
+        f"labels: {summary.written} frames written, {summary.skipped} already done, "
+        f"{len(summary.scenes)} scenes -> {args.out}{rate}"
+    )
+    return 0
+
+
 # ---------------------------------------------------------------------------- occ demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job end to end on the built-in synthetic world")
@@ -234,7 +324,13 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_synth, _add_eval, _add_inspect, _add_demo]
+COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_synth,
+    _add_eval,
+    _add_inspect,
+    _add_labels,
+    _add_demo,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

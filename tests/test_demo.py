@@ -22,3 +22,8 @@ def test_demo_stages(tmp_path: Path) -> None:
     for name in ("cameras", "depth", "semantics", "bev_gt"):
         assert Path(metrics["pictures"][name]).stat().st_size > 1000
     assert len(list((tmp_path / "demo" / "baseline").rglob("labels.npz"))) == 3
+    labels = metrics["pseudo_labels"]
+    assert labels["depth"] == "relative" and labels["calibration"] == "frame"
+    assert len(list((tmp_path / "demo" / "pseudo_labels").rglob("labels.npz"))) == 3
+    assert 10 < labels["miou"] < 100 and 30 < labels["iou"] < 100
+    assert Path(labels["picture"]).stat().st_size > 1000

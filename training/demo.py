@@ -2,8 +2,10 @@
 
 Stages so far: (1) render a synthetic sequence with ground truth and a rosbag2 recording;
 (2) read it back through the dataset readers (files and the bag); (3) evaluate a
-neighbour-frame baseline with the Occ3D metric and RayIoU; (4) pictures. Later stages
-(pseudo-labels, the network, export, replay) extend this.
+neighbour-frame baseline with the Occ3D metric and RayIoU; (4) pseudo-labels from the simulated
+teachers (relative depth, calibrated photometrically, densified over time), scored against the
+ground truth, with a bird's-eye picture of both; (5) pictures. Later stages (the network, export,
+replay) extend this.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from pathlib import Path
 import numpy as np
 
 from occ_ros import viz
+
+STAGES = 5
 
 
 def sequence_pictures(data: Path, out: Path, frame: int) -> dict[str, Path]:
@@ -69,6 +73,50 @@ def neighbour_frame_baseline(data: Path, out: Path) -> Path:
     return out
 
 
+def pseudo_label_stage(data: Path, out: Path) -> dict[str, object]:
+    """``occ labels`` with the simulated teachers and the default settings, then ``occ eval`` of the result."""
+    from occ_ros.core.resources import config_dir
+    from occ_ros.datasets.synth import SynthReader
+    from occ_ros.eval.runner import evaluate
+    from occ_training.labels.pipeline import PseudoLabeller, load_label_settings, run_labels
+    from occ_training.teachers.factory import TeacherSpec, build_teachers
+
+    reader = SynthReader(data)
+    config, sim = load_label_settings(config_dir() / "labels" / "default.yaml")
+    spec = TeacherSpec(kind="sim", sim=sim)
+    segmentation, depth = build_teachers(spec, data, reader.vocabulary)
+    labels_dir = out / "pseudo_labels"
+    summary = run_labels(reader, labels_dir, PseudoLabeller(segmentation, depth, config), spec.describe())
+    report = evaluate(labels_dir, data / "gts", mask="camera")
+    (out / "eval_pseudo_labels.json").write_text(json.dumps(report.to_dict(), indent=1))
+
+    frame = len(reader) // 2
+    sample = reader.load(frame, images=False)
+    assert sample.gt is not None
+    from occ_ros.datasets.sample import load_labels
+
+    pseudo = load_labels(labels_dir / sample.scene / sample.frame / "labels.npz")
+    picture = out / "bev_pseudo_labels.png"
+    vocab = reader.vocabulary
+    viz.legend_figure(
+        picture,
+        [viz.bev_image(sample.gt.semantics, vocab, sample.gt.mask_camera), viz.bev_image(pseudo.semantics, vocab)],
+        ["ground truth (camera-visible)", f"pseudo-labels ({depth.kind} depth, +-{config.lifting.window} frames)"],
+        vocab,
+        suptitle=f"{sample.scene} frame {sample.frame}: bird's-eye view, ego at centre facing up",
+    )
+    return {
+        "dir": str(labels_dir),
+        "depth": depth.kind,
+        "calibration": config.calibration,
+        "window": config.lifting.window,
+        "frames_per_second": round(summary.frames_per_second, 3),
+        "miou": report.occ3d.miou,
+        "iou": report.occ3d.iou,
+        "picture": str(picture),
+    }
+
+
 def read_back(data: Path) -> dict[str, object]:
     """Read the sequence through the file reader and the rosbag2 reader; compare their poses."""
     from occ_ros.core.rig import config_path
@@ -93,7 +141,7 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
     out.mkdir(parents=True, exist_ok=True)
     summary: dict[str, object] = {}
     t0 = time.perf_counter()
-    print(f"[1/4] synthetic world: {frames} frames, seed {seed} -> {out / 'data'}")
+    print(f"[1/{STAGES}] synthetic world: {frames} frames, seed {seed} -> {out / 'data'}")
     data = generate(out / "data", frames=frames, seed=seed, preset="demo", overwrite=True)
     meta = load_meta(data)
     summary["synth"] = {
@@ -102,7 +150,7 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
         "classes_present": meta["classes_present"],
         "seconds": round(time.perf_counter() - t0, 2),
     }
-    print("[2/4] dataset readers: files and rosbag2")
+    print(f"[2/{STAGES}] dataset readers: files and rosbag2")
     summary["readers"] = read_back(data)
     r = summary["readers"]
     print(
@@ -110,7 +158,7 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
         f"poses agree with the files to {r['max_pose_difference_m']:.1e} m"
     )  # type: ignore[index]
 
-    print("[3/4] evaluation: neighbour-frame baseline (Occ3D mIoU, RayIoU)")
+    print(f"[3/{STAGES}] evaluation: neighbour-frame baseline (Occ3D mIoU, RayIoU)")
     from occ_ros.eval.runner import evaluate, origins_from_dataset
 
     baseline = neighbour_frame_baseline(data, out / "baseline")
@@ -124,8 +172,17 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
         f"over {report.occ3d.samples} frames (camera mask)"
     )
 
-    print("[4/4] pictures")
+    print(f"[4/{STAGES}] pseudo-labels: simulated teachers, calibrated relative depth, densified over time")
+    labels = pseudo_label_stage(data, out)
+    summary["pseudo_labels"] = labels
+    print(
+        f"      mIoU {labels['miou']:.2f}  IoU {labels['iou']:.2f} against the ground truth "
+        f"({labels['frames_per_second']} frames/s)"
+    )
+
+    print(f"[5/{STAGES}] pictures")
     pictures = sequence_pictures(data, out, len(meta["frames"]) // 2)  # type: ignore[arg-type]
+    pictures["bev_pseudo_labels"] = Path(str(labels["picture"]))
     summary["pictures"] = {k: str(v) for k, v in pictures.items()}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     print(f"\ndemo done in {time.perf_counter() - t0:.1f} s; everything is under {out}/")
@@ -133,5 +190,6 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
         print(f"  {name:10s} {path}")
     print(f"  {'bag':10s} {data / 'bag'}")
     print(f"  {'baseline':10s} {out / 'eval_baseline.json'}")
+    print(f"  {'labels':10s} {out / 'pseudo_labels'}  (scores: {out / 'eval_pseudo_labels.json'})")
     print(f"  {'metrics':10s} {out / 'metrics.json'}")
     return summary

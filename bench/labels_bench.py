@@ -1,0 +1,120 @@
+"""Benchmark ``occ labels``: frames per second at the demo preset, with the stage breakdown.
+
+Generates one synthetic sequence (demo preset: six 200x112 cameras, 80x80x8 grid), then labels it
+with the simulated teachers and the default settings (config/labels/default.yaml) in three set-ups:
+metric depth; relative depth calibrated per frame (the default); relative depth calibrated per
+sequence. The code path is ``run_labels``, the one ``occ labels`` runs; the breakdown wraps its
+stages (teachers, calibration, lifting, densification and file output).
+
+Usage::
+
+    .venv/bin/python bench/labels_bench.py [--frames 16] [--workdir /tmp/occ_labels_bench] [--json OUT]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import time
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from occ_ros.core.resources import config_dir
+from occ_ros.datasets.synth import SynthReader
+from occ_training.labels import pipeline
+from occ_training.labels.pipeline import LabelConfig, PseudoLabeller, load_label_settings, run_labels
+from occ_training.synth.sequence import generate
+from occ_training.teachers.simulated import SimDepthTeacher, SimSegmentationTeacher
+
+
+def _timed(times: dict[str, float], name: str, fn: Callable[..., Any]) -> Callable[..., Any]:
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        t0 = time.perf_counter()
+        try:
+            return fn(*args, **kwargs)
+        finally:
+            times[name] += time.perf_counter() - t0
+
+    return wrapper
+
+
+def run(seq: Path, out: Path, kind: str, calibration: str) -> dict[str, Any]:
+    base, sim = load_label_settings(config_dir() / "labels" / "default.yaml")
+    config = LabelConfig(lifting=base.lifting, calibration=calibration, calibrator=base.calibrator)  # type: ignore[arg-type]
+    labeller = PseudoLabeller(
+        SimSegmentationTeacher(seq, config=sim.segmentation),
+        SimDepthTeacher(seq, replace(sim.depth, kind=kind)),  # type: ignore[arg-type]
+        config,
+    )
+    times: dict[str, float] = defaultdict(float)
+    originals = {name: getattr(pipeline, name) for name in ("fit_scale_shift", "densify", "atomic_savez_compressed")}
+    labeller.teach = _timed(times, "teachers", labeller.teach)  # type: ignore[method-assign]
+    labeller.lift = _timed(times, "lifting", labeller.lift)  # type: ignore[method-assign]
+    for name, fn in originals.items():
+        setattr(
+            pipeline,
+            name,
+            _timed(
+                times,
+                {"fit_scale_shift": "calibration", "densify": "densify", "atomic_savez_compressed": "write"}[name],
+                fn,
+            ),
+        )
+    try:
+        if out.exists():
+            shutil.rmtree(out)
+        summary = run_labels(SynthReader(seq), out, labeller, progress=False)
+    finally:
+        for name, fn in originals.items():
+            setattr(pipeline, name, fn)
+    # Calibration runs inside lifting (per frame) or before it (per sequence): report lifting without it.
+    if calibration == "frame":
+        times["lifting"] -= times["calibration"]
+    per_frame = {k: v / summary.written for k, v in times.items()}
+    return {
+        "depth": kind,
+        "calibration": calibration,
+        "frames": summary.written,
+        "seconds": summary.seconds,
+        "frames_per_second": summary.frames_per_second,
+        "seconds_per_frame": per_frame,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--seed", type=int, default=5)
+    ap.add_argument("--workdir", type=Path, default=Path("/tmp/occ_labels_bench"))
+    ap.add_argument("--json", type=Path)
+    args = ap.parse_args()
+    seq = args.workdir / f"seq_{args.seed}_{args.frames}"
+    if not (seq / "meta.json").exists():
+        generate(seq, frames=args.frames, seed=args.seed, progress=False, overwrite=True)
+    results = [
+        run(seq, args.workdir / f"labels_{kind}_{cal}", kind, cal)
+        for kind, cal in (("metric", "none"), ("relative", "frame"), ("relative", "sequence"))
+    ]
+    machine = f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores"
+    print(
+        f"occ labels, demo preset, {args.frames} frames, window {load_label_settings(None)[0].lifting.window} "
+        f"({machine})\n"
+    )
+    stages = ["teachers", "calibration", "lifting", "densify", "write"]
+    print("| depth | calibration | frames/s | " + " | ".join(f"{s} s/frame" for s in stages) + " |")
+    print("|---|---|---|" + "---|" * len(stages))
+    for r in results:
+        cells = " | ".join(f"{r['seconds_per_frame'].get(s, 0.0):.3f}" for s in stages)
+        print(f"| {r['depth']} | {r['calibration']} | {r['frames_per_second']:.2f} | {cells} |")
+    if args.json:
+        args.json.write_text(json.dumps({"machine": machine, "results": results}, indent=1))
+
+
+if __name__ == "__main__":
+    main()

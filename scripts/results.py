@@ -1,0 +1,232 @@
+#!/usr/bin/env python3
+"""Regenerate docs/results.md: every accuracy claim of the project, measured on synthetic sequences.
+
+    .venv/bin/python scripts/results.py                 # all sections
+    .venv/bin/python scripts/results.py --section pseudo-labels --frames 24 --seeds 5 7
+
+Each section is written between ``<!-- section:NAME -->`` markers, so sections can be rerun one at a
+time and later stages add their own. Sequences are generated under ``--work`` (kept between runs:
+delete it to start over) and every number comes from the project's own commands' code paths
+(``run_labels`` = ``occ labels``, ``evaluate`` = ``occ eval``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "docs" / "results.md"
+HEADER = """# Results
+
+Accuracy measured on the built-in synthetic world (docs/synthetic_world.md). Every table is written by
+`scripts/results.py`; the command above each table regenerates it. Nothing here is hand-edited.
+"""
+
+
+# ---------------------------------------------------------------------------------------- pseudo-labels
+def pseudo_labels(work: Path, seeds: list[int], frames: int) -> str:
+    """Pseudo-label mIoU / IoU (single frame vs densified; metric vs calibrated vs uncalibrated relative depth)."""
+    from dataclasses import replace
+
+    from occ_ros.datasets.synth import SynthReader
+    from occ_ros.eval.depth import DepthMetric
+    from occ_ros.eval.runner import evaluate
+    from occ_training.labels.pipeline import LabelConfig, PseudoLabeller, load_label_settings, run_labels
+    from occ_training.synth.sequence import generate
+    from occ_training.teachers.simulated import SimDepthTeacher, SimSegmentationTeacher
+
+    base, sim = load_label_settings(ROOT / "config" / "labels" / "default.yaml")
+    sequences = []
+    for seed in seeds:
+        path = work / f"seq_{seed}_{frames}"
+        if not (path / "meta.json").exists():
+            generate(path, frames=frames, seed=seed, progress=False)
+        sequences.append(path)
+
+    window = base.lifting.window
+    variants: list[tuple[str, str, int, str, str]] = [
+        # (name, depth kind, window, calibration, the relative teacher's affine drawn per frame | sequence)
+        ("metric depth, single frame", "metric", 0, "none", "frame"),
+        ("metric depth, densified", "metric", window, "none", "frame"),
+        ("relative depth calibrated per frame, single frame", "relative", 0, "frame", "frame"),
+        ("relative depth calibrated per frame, densified", "relative", window, "frame", "frame"),
+        ("relative depth uncalibrated, densified", "relative", window, "none", "frame"),
+        (
+            "relative depth with a sequence-constant affine, calibrated per sequence, densified",
+            "relative",
+            window,
+            "sequence",
+            "sequence",
+        ),
+    ]
+    rows, depth_rows, timing = [], {}, {}
+    results: dict[str, float] = {}
+    for name, kind, win, calibration, affine in variants:
+        config = LabelConfig(
+            lifting=replace(base.lifting, window=win), calibration=calibration, calibrator=base.calibrator
+        )
+        tag = f"{kind}_w{win}_{calibration}"
+        preds, seconds, depth_metric, written = [], 0.0, DepthMetric(min_depth=0.5, max_depth=80.0), 0
+        for seq in sequences:
+            reader = SynthReader(seq)
+            depth_teacher = SimDepthTeacher(seq, replace(sim.depth, kind=kind, affine_per=affine))  # type: ignore[arg-type]
+            labeller = PseudoLabeller(SimSegmentationTeacher(seq, config=sim.segmentation), depth_teacher, config)
+            out = work / "labels" / seq.name / tag
+            t0 = time.perf_counter()
+            summary = run_labels(reader, out, labeller, progress=False)
+            seconds += time.perf_counter() - t0
+            written += summary.written
+            preds.append((out, seq / "gts"))
+            if kind == "relative" and win == 0:
+                _depth_accuracy(reader, labeller, depth_metric)
+        metric_totals = _occ3d(preds, evaluate)
+        results[tag] = metric_totals[0]
+        rows.append(f"| {name} | {metric_totals[0]:.2f} | {metric_totals[1]:.2f} |")
+        if written:
+            timing[name] = seconds / written
+        if kind == "relative" and win == 0:
+            depth_rows = _depth_rows(sequences, sim, base, depth_metric)
+
+    metric_dense = results[f"metric_w{window}_none"]
+    calibrated = results[f"relative_w{window}_frame"]
+    single = results["metric_w0_none"]
+    lines = [
+        "## Pseudo-labels (issue 4)",
+        "",
+        f"Command: `.venv/bin/python scripts/results.py --section pseudo-labels --frames {frames} "
+        f"--seeds {' '.join(map(str, seeds))}`",
+        "",
+        f"{len(seeds)} synthetic sequences (seeds {', '.join(map(str, seeds))}), {frames} frames each, demo preset "
+        "(six 200x112 cameras, 80x80x8 grid of 0.8 m), simulated teachers with the default noise "
+        "(config/labels/default.yaml, docs/teachers.md). Labels scored against the exact ground truth with "
+        "`occ eval` (Occ3D mIoU over the 17 classes, camera mask).",
+        "",
+        "| labels | mIoU | IoU |",
+        "|---|---|---|",
+        *rows,
+        "",
+        f"- Densification (window +-{window}) vs single frame, metric depth: {metric_dense - single:+.2f} mIoU; "
+        f"calibrated relative depth: {calibrated - results['relative_w0_frame']:+.2f} mIoU.",
+        f"- Calibrated relative depth reaches {100 * calibrated / metric_dense:.1f} % of the metric-depth labels' "
+        "mIoU (target: within 10 %).",
+        "- The default simulated depth teacher draws its unknown affine per camera *per frame* (as Depth Anything's "
+        "output drifts from image to image), which per-sequence calibration cannot follow; the last row uses a "
+        "teacher whose affine is fixed over the sequence (`affine_per: sequence`), the case that mode is for.",
+        "",
+        "### Relative-depth calibration",
+        "",
+        "Depth of the relative teacher against the true depth, every pixel with a surface at 0.5-80 m, "
+        "all cameras and frames (`occ_ros.eval.depth.DepthMetric`). Before: the naive mapping of "
+        "`uncalibrated_scale_shift` (percentiles stretched over 0.5-60 m); after: photometric calibration.",
+        "",
+        "| depth | AbsRel | delta < 1.25 |",
+        "|---|---|---|",
+        *depth_rows,
+        "",
+        "Seconds per labelled frame on this machine "
+        f"({platform.processor() or platform.machine()}, {_cores()} cores): "
+        + ", ".join(f"{k}: {v:.2f}" for k, v in timing.items()),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _cores() -> int:
+    import os
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _occ3d(preds: list[tuple[Path, Path]], evaluate: Callable) -> tuple[float, float]:
+    """mIoU and IoU over all sequences together (one confusion matrix, as `occ eval` over a folder)."""
+    from occ_ros.eval.occ3d import Occ3DMetric
+
+    total = Occ3DMetric(mask="camera")
+    for pred, gt in preds:
+        report = evaluate(pred, gt, mask="camera", progress=False)
+        total.confusion += report.occ3d.confusion
+        total.samples += report.occ3d.samples
+    result = total.compute()
+    return result.miou, result.iou
+
+
+def _depth_accuracy(reader, labeller, metric) -> None:
+    """Accumulate the calibrated depth of every frame (frame-mode calibration) into ``metric``."""
+    from occ_training.labels.calibration import fit_scale_shift
+    from occ_training.labels.pipeline import calibration_window
+
+    frames = [labeller.calibration_frame(labeller.teach(reader.load(i))) for i in range(len(reader))]
+    for i in range(len(reader)):
+        near, target = calibration_window(i, len(reader), labeller.config.calibrator.neighbours)
+        fitted = fit_scale_shift([frames[q] for q in near], [target], reader.rig, labeller.config.calibrator)
+        truth = reader.depth(i)
+        for name, ss in fitted.items():
+            metric.update(ss.apply(frames[i].relative[name]), truth[name])
+
+
+def _depth_rows(sequences, sim, base, after) -> list[str]:
+    from dataclasses import replace
+
+    from occ_ros.datasets.synth import SynthReader
+    from occ_ros.eval.depth import DepthMetric
+    from occ_training.labels.pipeline import uncalibrated_scale_shift
+    from occ_training.teachers.simulated import SimDepthTeacher
+
+    before = DepthMetric(min_depth=0.5, max_depth=80.0)
+    for seq in sequences:
+        reader = SynthReader(seq)
+        teacher = SimDepthTeacher(seq, replace(sim.depth, kind="relative"))
+        for i in range(len(reader)):
+            maps = teacher.estimate(reader.load(i))
+            truth = reader.depth(i)
+            for name, dmap in maps.items():
+                ss = uncalibrated_scale_shift(dmap.values, dmap.valid, base.lifting.min_depth, base.lifting.max_depth)
+                before.update(dmap.to_metric(ss.scale, ss.shift), truth[name])
+    rows = []
+    for label, metric in (("uncalibrated", before), ("calibrated per frame", after)):
+        r = metric.compute()
+        rows.append(f"| {label} | {r.abs_rel:.3f} | {100 * r.delta1:.1f} % |")
+    return rows
+
+
+# ---------------------------------------------------------------------------------------- document
+SECTIONS: dict[str, Callable[..., str]] = {"pseudo-labels": pseudo_labels}
+
+
+def write_section(name: str, body: str, path: Path = RESULTS) -> None:
+    """Replace (or append) the marked section ``name`` of ``path``, atomically."""
+    from occ_ros.io.atomic import atomic_write_text
+
+    text = path.read_text() if path.exists() else HEADER
+    block = f"<!-- section:{name} -->\n{body.rstrip()}\n<!-- /section:{name} -->"
+    pattern = re.compile(rf"<!-- section:{re.escape(name)} -->.*?<!-- /section:{re.escape(name)} -->", re.S)
+    text = pattern.sub(lambda _: block, text) if pattern.search(text) else text.rstrip() + "\n\n" + block + "\n"
+    atomic_write_text(path, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--section", choices=sorted(SECTIONS), action="append", help="default: all")
+    parser.add_argument("--work", type=Path, default=ROOT / "out" / "results", help="sequences and labels")
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[5, 7])
+    args = parser.parse_args(argv)
+    np.seterr(all="ignore")
+    for name in args.section or sorted(SECTIONS):
+        t0 = time.perf_counter()
+        body = SECTIONS[name](args.work, args.seeds, args.frames)
+        write_section(name, body)
+        print(f"{name}: written to {RESULTS} in {time.perf_counter() - t0:.0f} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

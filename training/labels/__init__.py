@@ -1,0 +1,1 @@
+"""Pseudo-labels from 2D foundation models: depth calibration, lifting and fusion into occupancy."""

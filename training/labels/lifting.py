@@ -1,0 +1,380 @@
+"""Lifting labelled pixels to 3D and densifying them over time into Occ3D-format voxel labels (EasyOcc).
+
+Data flow for one key frame ``i`` (docs/pseudo_labels.md):
+
+1. :func:`lift_frame` -- every frame ``j`` of the window: each camera's labelled pixels (segmentation
+   confidence >= ``min_confidence``) with a metric depth in ``[min_depth, max_depth]`` are
+   back-projected into the ego frame of ``j`` and then into the fixed (world) frame with ``j``'s pose.
+2. :func:`densify` -- points of static classes come from every frame ``|j - i| <= window``, points of
+   dynamic classes only from ``|j - i| <= dynamic_window`` (0: the key frame alone), so moving objects
+   leave no smears. All are moved into the key frame's ego frame and vote per voxel, each weighted
+   by its confidence and by ``1 / (1 + depth / distance_decay)`` (far points are less certain).
+3. Free space: every window frame's pixel rays carve the voxels they traverse, stopping a margin
+   short of their depth (:func:`occ_ros.core.raycast.carve_counts`); voxels whose vote a dynamic
+   class wins count only the rays of the dynamic window. A voxel is occupied when
+   - its vote weight reaches ``min_weight``,
+   - fewer than ``free_ratio`` rays per point passed through it (grazing rays over the ground
+     cross a surface voxel several times per point that ends in it, so the ratio is generous), and
+   - points from at least ``min(min_support, ceil(n / 2))`` distinct frames of the ``n`` that may
+     vote landed in it (depth noise and flying pixels scatter differently in every frame, surfaces
+     do not).
+   Its class is the vote's winner; everything else is ``free``.
+4. ``mask_camera``: voxels the key frame's camera rays reach, stopping at the first occupied voxel
+   (:func:`occ_ros.core.raycast.visibility_mask`): Occ3D's definition, applied to the pseudo-labels.
+
+Frames: ``world_from_ego`` maps ego (base_link) points into the dataset's fixed frame; depth is along
+the optical axis; the grid is in the key frame's ego frame, indexed ``[x, y, z]``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from occ_ros.core.grid import GridSpec
+from occ_ros.core.raycast import carve_counts, visibility_mask
+from occ_ros.core.rig import Camera, CameraRig
+from occ_ros.core.transforms import invert_transform, transform_points
+from occ_ros.core.vocabulary import Vocabulary
+from occ_ros.datasets.sample import IGNORE_LABEL, OccupancyLabels
+
+
+@dataclass(frozen=True)
+class LiftingConfig:
+    """How labelled pixels become voxel labels (see the module docstring)."""
+
+    window: int = 4
+    dynamic_window: int = 0
+    min_confidence: float = 0.5
+    min_depth: float = 0.5
+    max_depth: float = 60.0
+    pixel_stride: int = 1
+    ray_stride: int = 2
+    distance_decay: float = 30.0
+    min_weight: float = 0.1
+    free_ratio: float = 20.0
+    min_support: int = 4
+    carve_margin: float = 1.0
+    carve_margin_relative: float = 0.05
+
+    def __post_init__(self) -> None:
+        for name in ("window", "dynamic_window"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"LiftingConfig.{name} must be >= 0 frames, got {getattr(self, name)}")
+        for name in ("pixel_stride", "ray_stride"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"LiftingConfig.{name} must be >= 1 pixel, got {getattr(self, name)}")
+        if self.ray_stride % self.pixel_stride:
+            raise ValueError(
+                f"LiftingConfig.ray_stride ({self.ray_stride}) must be a multiple of pixel_stride ({self.pixel_stride})"
+            )
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"LiftingConfig.min_confidence must be in [0, 1], got {self.min_confidence}")
+        if not 0.0 <= self.min_depth < self.max_depth:
+            raise ValueError(f"LiftingConfig needs 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+        if self.carve_margin < 0 or not 0 <= self.carve_margin_relative < 1:
+            raise ValueError(
+                f"LiftingConfig.carve_margin must be >= 0 voxels and carve_margin_relative in [0, 1), got "
+                f"{self.carve_margin}, {self.carve_margin_relative}"
+            )
+        for name in ("distance_decay", "min_weight", "free_ratio"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"LiftingConfig.{name} must be > 0, got {getattr(self, name)}")
+
+
+@dataclass(frozen=True)
+class LiftedFrame:
+    """The labelled 3D points of one frame, in the fixed (world) frame.
+
+    Attributes:
+        points: (N, 3) float64 world-frame points, metres.
+        labels: (N,) uint8 classes of the vocabulary.
+        weights: (N,) float32 vote weights (confidence x distance falloff).
+        cameras: (N,) int16 index of the camera (rig order) that saw each point.
+        pixels: (N, 2) int32 (row, column) of each point's pixel.
+        world_from_ego: (4, 4) the frame's ego pose.
+    """
+
+    points: np.ndarray
+    labels: np.ndarray
+    weights: np.ndarray
+    cameras: np.ndarray
+    pixels: np.ndarray
+    world_from_ego: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    def select(self, keep: np.ndarray) -> LiftedFrame:
+        return LiftedFrame(
+            self.points[keep], self.labels[keep], self.weights[keep], self.cameras[keep], self.pixels[keep],
+            self.world_from_ego,
+        )
+
+
+def backproject(depth: np.ndarray, camera: Camera, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Pixels with depth -> ego-frame points.
+
+    Args:
+        depth: (H, W) optical-axis depth, metres (the camera's image size).
+        camera: the camera (intrinsics, ``cam_from_ego``).
+        mask: (H, W) bool pixels to lift (default: all with depth > 0).
+    Returns:
+        points: (N, 3) float64 ego-frame points.
+        pixels: (N,) int64 flat pixel indices (row-major) of those points.
+    """
+    if depth.shape != (camera.height, camera.width):
+        raise ValueError(
+            f"camera {camera.name!r}: depth map is {depth.shape[1]}x{depth.shape[0]}, "
+            f"the camera is {camera.width}x{camera.height}"
+        )
+    keep = depth > 0 if mask is None else mask & (depth > 0)
+    pixels = np.flatnonzero(keep)
+    rows, cols = np.divmod(pixels, camera.width)
+    z = depth.reshape(-1)[pixels].astype(np.float64)
+    K = camera.K
+    x = (cols - K[0, 2] - K[0, 1] * (rows - K[1, 2]) / K[1, 1]) / K[0, 0] * z
+    y = (rows - K[1, 2]) / K[1, 1] * z
+    points_cam = np.stack([x, y, z], axis=-1)
+    return transform_points(camera.ego_from_cam, points_cam), pixels
+
+
+def stride_mask(shape: tuple[int, int], stride: int) -> np.ndarray:
+    """(H, W) bool, True on every ``stride``-th row and column (starting at 0)."""
+    mask = np.zeros(shape, dtype=bool)
+    mask[::stride, ::stride] = True
+    return mask
+
+
+def lift_frame(
+    labels: Mapping[str, np.ndarray],
+    confidence: Mapping[str, np.ndarray],
+    depth: Mapping[str, np.ndarray],
+    rig: CameraRig,
+    world_from_ego: np.ndarray,
+    config: LiftingConfig,
+) -> LiftedFrame:
+    """Labelled pixels of one frame -> world-frame points with vote weights.
+
+    Args:
+        labels: camera -> (H, W) uint8 classes, ``IGNORE_LABEL`` where unlabelled.
+        confidence: camera -> (H, W) float32 label confidence in [0, 1].
+        depth: camera -> (H, W) float32 metric optical-axis depth, 0 where unknown.
+        rig: the cameras (sizes must match the maps).
+        world_from_ego: (4, 4) the frame's ego pose.
+        config: confidence / depth limits, pixel stride, distance falloff.
+    """
+    parts: list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = []
+    for cam_index, cam in enumerate(rig):
+        lab, conf, dep = labels[cam.name], confidence[cam.name], depth[cam.name]
+        keep = (
+            (lab != IGNORE_LABEL)
+            & (conf >= config.min_confidence)
+            & (dep >= config.min_depth)
+            & (dep <= config.max_depth)
+            & stride_mask(dep.shape, config.pixel_stride)
+        )
+        points, pixels = backproject(dep, cam, keep)
+        d = dep.reshape(-1)[pixels]
+        weight = conf.reshape(-1)[pixels] / (1.0 + d / config.distance_decay)
+        rows_cols = np.stack(np.divmod(pixels, cam.width), axis=-1).astype(np.int32)
+        cams = np.full(pixels.size, cam_index, dtype=np.int16)
+        parts.append((points, lab.reshape(-1)[pixels], weight, cams, rows_cols))
+    points = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3))
+    return LiftedFrame(
+        points=transform_points(world_from_ego, points),
+        labels=np.concatenate([p[1] for p in parts]).astype(np.uint8),
+        weights=np.concatenate([p[2] for p in parts]).astype(np.float32),
+        cameras=np.concatenate([p[3] for p in parts]),
+        pixels=np.concatenate([p[4] for p in parts]),
+        world_from_ego=np.asarray(world_from_ego, dtype=np.float64),
+    )
+
+
+def vote(
+    grid: GridSpec,
+    points_ego: np.ndarray,
+    labels: np.ndarray,
+    weights: np.ndarray,
+    num_classes: int,
+    sources: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Confidence-weighted class votes per voxel (sparse).
+
+    Args:
+        points_ego: (N, 3) points in the grid's (ego) frame.
+        labels: (N,) classes, < ``num_classes``.
+        weights: (N,) vote weights.
+        sources: (N,) integer id of the frame each point comes from (default: all one frame).
+    Returns:
+        voxels: (M,) int64 flat indices (``GridSpec.flat_index``) of the voxels that got points.
+        votes: (M, num_classes) float64 summed weights per class.
+        counts: (M,) int64 number of points.
+        support: (M,) int64 number of distinct frames with points in the voxel.
+    """
+    idx, inside = grid.points_to_indices(points_ego)
+    flat = grid.flat_index(idx[inside])
+    voxels, inverse = np.unique(flat, return_inverse=True)
+    inverse = inverse.reshape(-1)
+    keys = inverse * num_classes + labels[inside].astype(np.int64)
+    votes = np.bincount(keys, weights=weights[inside], minlength=voxels.size * num_classes)
+    counts = np.bincount(inverse, minlength=voxels.size)
+    if sources is None:
+        support = (counts > 0).astype(np.int64)
+    else:
+        pairs = np.unique(inverse.astype(np.int64) * (1 << 32) + (sources[inside] - sources.min()))
+        support = np.bincount(pairs >> 32, minlength=voxels.size)
+    return voxels, votes.reshape(voxels.size, num_classes), counts, support
+
+
+def window_points(
+    key_index: int,
+    frames: Mapping[int, LiftedFrame],
+    dynamic: np.ndarray,
+    config: LiftingConfig,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The window's points that may vote for key frame ``key_index``, in the key frame's ego frame.
+
+    Args:
+        frames: frame index -> lifted frame (frames outside the window are ignored; missing ones skipped).
+        dynamic: (C,) bool, classes that move (their points only from ``|j - i| <= dynamic_window``).
+    Returns:
+        points: (N, 3) key-ego-frame points; labels (N,); weights (N,); sources (N,) int64 frame index.
+    """
+    ego_from_world = invert_transform(frames[key_index].world_from_ego)
+    pts, labs, wts, srcs = [], [], [], []
+    for j, frame in frames.items():
+        offset = abs(j - key_index)
+        if offset > config.window and offset > config.dynamic_window:
+            continue
+        keep = np.ones(len(frame), dtype=bool)
+        if offset > config.dynamic_window:
+            keep &= ~dynamic[frame.labels]
+        if offset > config.window:
+            keep &= dynamic[frame.labels]
+        pts.append(transform_points(ego_from_world, frame.points[keep]))
+        labs.append(frame.labels[keep])
+        wts.append(frame.weights[keep])
+        srcs.append(np.full(int(keep.sum()), j, dtype=np.int64))
+    return np.concatenate(pts), np.concatenate(labs), np.concatenate(wts), np.concatenate(srcs)
+
+
+def camera_rays(rig: CameraRig, stride: int) -> tuple[np.ndarray, np.ndarray]:
+    """Ego-frame rays through every ``stride``-th pixel of every camera: origins (N, 3), directions (N, 3)."""
+    origins, directions = [], []
+    for cam in rig:
+        dirs, _ = cam.pixel_rays(stride)
+        d = dirs.reshape(-1, 3) @ cam.ego_from_cam[:3, :3].T
+        directions.append(d)
+        origins.append(np.broadcast_to(cam.center_ego, d.shape))
+    return np.concatenate(origins), np.concatenate(directions)
+
+
+def margin(grid: GridSpec, config: LiftingConfig) -> tuple[float, float]:
+    """(absolute metres, fraction of the ray length) kept uncarved in front of each depth."""
+    return config.carve_margin * max(grid.voxel_size), config.carve_margin_relative
+
+
+def shorten(origins: np.ndarray, endpoints: np.ndarray, margin: tuple[float, float]) -> np.ndarray:
+    """Move each endpoint towards its origin by ``margin[0] + margin[1] * length`` (not past the origin).
+
+    Args:
+        origins, endpoints: (N, 3) segment ends, same frame.
+    Returns:
+        (N, 3) shortened endpoints.
+    """
+    seg = endpoints - origins
+    length = np.linalg.norm(seg, axis=1, keepdims=True)
+    keep = np.clip(length - margin[0] - margin[1] * length, 0.0, None)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        scale = np.where(length > 0, keep / length, 0.0)
+    return origins + seg * scale
+
+
+def free_space_counts(
+    frame: LiftedFrame, ego_from_world: np.ndarray, rig: CameraRig, grid: GridSpec, config: LiftingConfig
+) -> np.ndarray:
+    """How many of a frame's pixel rays pass freely through each voxel of the key frame's grid.
+
+    Rays run from the camera centre towards each lifted point at ``ray_stride``, stopping
+    :func:`margin` short of it; the counts are scaled to all lifted pixels (``pixel_stride``).
+
+    Args:
+        frame: the lifted frame whose rays carve.
+        ego_from_world: (4, 4) the key frame's inverse pose (the grid's frame).
+    Returns:
+        (X*Y*Z,) float64 ray counts per voxel, flat (``GridSpec.flat_index`` order).
+    """
+    keep = np.all(frame.pixels % config.ray_stride == 0, axis=1)
+    if not keep.any():
+        return np.zeros(grid.num_voxels)
+    key_from_frame = ego_from_world @ frame.world_from_ego
+    centers = transform_points(key_from_frame, np.stack([cam.center_ego for cam in rig]))
+    origins = centers[frame.cameras[keep]]
+    endpoints = transform_points(ego_from_world, frame.points[keep])
+    counts, _ = carve_counts(grid, origins, shorten(origins, endpoints, margin(grid, config)))
+    return counts.reshape(-1).astype(np.float64) * (len(frame) / int(keep.sum()))
+
+
+def densify(
+    key_index: int,
+    frames: Mapping[int, LiftedFrame],
+    rig: CameraRig,
+    grid: GridSpec,
+    vocabulary: Vocabulary,
+    config: LiftingConfig,
+) -> OccupancyLabels:
+    """Occ3D-format labels of key frame ``key_index`` from the lifted frames around it.
+
+    Args:
+        key_index: the key frame (must be in ``frames``).
+        frames: frame index -> :class:`LiftedFrame` for the window around the key frame.
+        rig: the cameras (for free-space carving and the camera mask).
+        grid: the voxel grid, in the key frame's ego frame.
+        vocabulary: classes (``free`` last; ``dynamic`` flags decide aggregation).
+        config: window sizes, vote threshold, free-space rule.
+    Returns:
+        ``semantics`` (free where unoccupied) and ``mask_camera``.
+    """
+    if key_index not in frames:
+        raise KeyError(f"key frame {key_index} is not among the lifted frames {sorted(frames)}")
+    num_classes = vocabulary.num_semantic
+    points, labels, weights, sources = window_points(key_index, frames, vocabulary.dynamic_mask(), config)
+    voxels, votes, counts, support = vote(grid, points, labels, weights, num_classes, sources)
+
+    winner = np.argmax(votes, axis=1)
+    dynamic = vocabulary.dynamic_mask()[winner]
+
+    # Free space: each frame's rays carve the key grid; dynamic voxels only trust the nearest frames.
+    ego_from_world = invert_transform(frames[key_index].world_from_ego)
+    free_static = np.zeros(grid.num_voxels)
+    free_dynamic = np.zeros(grid.num_voxels)
+    for j, frame in frames.items():
+        offset = abs(j - key_index)
+        if offset > config.window and offset > config.dynamic_window:
+            continue
+        free = free_space_counts(frame, ego_from_world, rig, grid, config)
+        if offset <= config.window:
+            free_static += free
+        if offset <= config.dynamic_window:
+            free_dynamic += free
+    free_here = np.where(dynamic, free_dynamic[voxels], free_static[voxels])
+
+    total = votes.sum(axis=1)
+    span = np.where(dynamic, 2 * config.dynamic_window + 1, 2 * config.window + 1)
+    frames_here = np.minimum(span, len(frames))
+    needed = np.minimum(config.min_support, (frames_here + 1) // 2)
+    occupied = (
+        (total >= config.min_weight)
+        & (free_here <= config.free_ratio * counts)
+        & (support >= needed)
+    )
+    semantics = np.full(grid.num_voxels, vocabulary.free_index, dtype=np.uint8)
+    semantics[voxels[occupied]] = winner[occupied].astype(np.uint8)
+    semantics = semantics.reshape(grid.shape)
+
+    origins, directions = camera_rays(rig, config.ray_stride)
+    mask_camera = visibility_mask(grid, origins, directions, semantics != vocabulary.free_index)
+    return OccupancyLabels(semantics=semantics, mask_camera=mask_camera)

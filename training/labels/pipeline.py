@@ -1,0 +1,405 @@
+"""The pseudo-labelling job: teachers -> (calibrated) depth -> lifted points -> densified Occ3D labels.
+
+:func:`run_labels` walks any :class:`~occ_ros.datasets.sample.DatasetReader` (synthetic world,
+nuScenes, SemanticKITTI, rosbag2) scene by scene and writes ``OUT/<scene>/<frame>/labels.npz``
+(Occ3D: ``semantics`` + ``mask_camera``), the same relative layout as a dataset's ``gts/``, so
+``occ eval --pred OUT --gt DIR/gts`` scores it and any Occ3D training code reads it.
+
+It is resumable and crash-safe: every label file is written atomically, finished frames are
+skipped on a rerun, and ``OUT/labels.json`` records the configuration so a rerun with a different
+one is refused instead of mixing two kinds of labels. Under ``torchrun`` (``RANK`` /
+``WORLD_SIZE``) every rank takes its own scenes (``sorted(scenes)[rank::world_size]``); the ranks
+share nothing but the output folder, so they need no process group and may run on several nodes.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from occ_ros.core.config import ConfigError, from_mapping, load_yaml_mapping
+from occ_ros.core.transforms import is_rigid
+from occ_ros.datasets.sample import IGNORE_LABEL, DatasetReader, Sample
+from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
+from occ_training.labels.calibration import CalibrationConfig, CalibrationFrame, ScaleShift, fit_scale_shift
+from occ_training.labels.lifting import LiftedFrame, LiftingConfig, densify, lift_frame
+from occ_training.teachers.base import DepthMap, DepthTeacher, SegmentationTeacher
+from occ_training.teachers.simulated import SimTeacherConfig
+
+MANIFEST = "labels.json"
+LABELS_FILE = "labels.npz"
+FORMAT = "occ_ros.pseudo_labels"
+
+Calibration = Literal["frame", "sequence", "none"]
+
+
+class LabelError(ValueError):
+    """The labelling job cannot run on this input (names the sample, file or option)."""
+
+
+@dataclass(frozen=True)
+class LabelConfig:
+    """Everything that decides what the labels look like (recorded in ``OUT/labels.json``).
+
+    Attributes:
+        lifting: lifting and densification (window, thresholds, free-space rule).
+        calibration: how relative depth gets its scale and shift: ``frame`` / ``sequence`` photometric
+            calibration, or ``none`` (the naive mapping of :func:`uncalibrated_scale_shift`).
+        calibrator: settings of the photometric calibration (its ``mode`` follows ``calibration``).
+    """
+
+    lifting: LiftingConfig = field(default_factory=LiftingConfig)
+    calibration: Calibration = "frame"
+    calibrator: CalibrationConfig = field(default_factory=CalibrationConfig)
+
+    def __post_init__(self) -> None:
+        if self.calibration not in ("frame", "sequence", "none"):
+            raise ValueError(f"LabelConfig.calibration must be frame, sequence or none, got {self.calibration!r}")
+        if self.calibration != "none" and self.calibrator.mode != self.calibration:
+            object.__setattr__(self, "calibrator", _replace_mode(self.calibrator, self.calibration))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"lifting": asdict(self.lifting), "calibration": self.calibration, "calibrator": asdict(self.calibrator)}
+
+
+def load_label_settings(path: str | Path | None) -> tuple[LabelConfig, SimTeacherConfig]:
+    """The label config and the simulated teachers' noise from a YAML file (None: the defaults).
+
+    The file has up to four sections, each overriding the defaults it names::
+
+        lifting: {window: 4, min_support: 4, ...}          # LiftingConfig
+        calibration: frame                                  # frame | sequence | none
+        calibrator: {neighbours: [-1, 1], max_width: 320}   # CalibrationConfig
+        sim: {segmentation: {...}, depth: {...}}            # SimTeacherConfig (the synthetic world)
+    """
+    if path is None:
+        return LabelConfig(), SimTeacherConfig()
+    data = load_yaml_mapping(path)
+    unknown = sorted(set(data) - {"lifting", "calibration", "calibrator", "sim"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown sections {unknown}; expected lifting, calibration, calibrator, sim")
+    label = from_mapping(
+        LabelConfig,
+        {key: data[key] for key in ("lifting", "calibration", "calibrator") if key in data},
+        where=str(path),
+    )
+    return label, from_mapping(SimTeacherConfig, data.get("sim"), where=f"{path}: sim")
+
+
+def _replace_mode(config: CalibrationConfig, mode: str) -> CalibrationConfig:
+    from dataclasses import replace
+
+    return replace(config, mode=mode)
+
+
+def uncalibrated_scale_shift(values: np.ndarray, valid: np.ndarray, min_depth: float, max_depth: float) -> ScaleShift:
+    """What a user without calibration would do with a relative map: stretch it over a depth range.
+
+    The 2nd..98th percentile of the map is mapped linearly onto inverse depths ``1/max_depth`` ..
+    ``1/min_depth``. This is the "uncalibrated" baseline of docs/results.md.
+    """
+    v = values[valid]
+    lo, hi = (np.percentile(v, [2, 98]) if v.size else (0.0, 1.0))
+    span = max(float(hi - lo), 1e-9)
+    scale = (1.0 / min_depth - 1.0 / max_depth) / span
+    return ScaleShift(scale=scale, shift=1.0 / max_depth - scale * float(lo), loss=float("nan"), pixels=int(v.size))
+
+
+# ---------------------------------------------------------------------------------------- per frame
+@dataclass
+class _FrameTeaching:
+    """What the teachers said about one frame (kept while neighbours still need it)."""
+
+    sample: Sample
+    labels: dict[str, np.ndarray]
+    confidence: dict[str, np.ndarray]
+    depth: dict[str, DepthMap]
+
+
+def check_sample(sample: Sample) -> None:
+    """Raise :class:`LabelError` naming the sample when it has no usable pose or calibration."""
+    pose = np.asarray(sample.world_from_ego, dtype=np.float64)
+    if pose.shape != (4, 4) or not np.all(np.isfinite(pose)) or not is_rigid(pose):
+        raise LabelError(f"sample {sample.key}: no valid ego pose (world_from_ego must be a rigid 4x4 transform)")
+    if len(sample.rig) == 0:
+        raise LabelError(f"sample {sample.key}: no camera calibration (empty rig)")
+
+
+class PseudoLabeller:
+    """Turns the samples of one scene into Occ3D-format pseudo-labels.
+
+    Args:
+        segmentation: the semantic teacher (its vocabulary is the labels' vocabulary).
+        depth: the depth teacher, metric or relative.
+        config: lifting, densification and calibration settings.
+    """
+
+    def __init__(self, segmentation: SegmentationTeacher, depth: DepthTeacher, config: LabelConfig) -> None:
+        self.segmentation = segmentation
+        self.depth = depth
+        self.config = config
+        self.vocabulary = segmentation.vocabulary
+
+    @property
+    def reach(self) -> int:
+        """How many frames on each side a key frame's labels depend on."""
+        lifting = self.config.lifting
+        return max(lifting.window, lifting.dynamic_window)
+
+    def teach(self, sample: Sample) -> _FrameTeaching:
+        check_sample(sample)
+        semantic = self.segmentation.segment(sample)
+        depth = self.depth.estimate(sample)
+        labels, confidence = {}, {}
+        for cam in sample.rig:
+            if cam.name not in semantic or cam.name not in depth:
+                raise LabelError(f"sample {sample.key}: the teachers gave no answer for camera {cam.name}")
+            labels[cam.name], confidence[cam.name] = semantic[cam.name].labels()
+            for what, shape in (("segmentation", semantic[cam.name].shape), ("depth", depth[cam.name].shape)):
+                if shape != (cam.height, cam.width):
+                    raise LabelError(
+                        f"sample {sample.key}, camera {cam.name}: {what} is {shape[1]}x{shape[0]}, "
+                        f"the image is {cam.width}x{cam.height}"
+                    )
+        return _FrameTeaching(sample, labels, confidence, depth)
+
+    def calibration_frame(self, taught: _FrameTeaching) -> CalibrationFrame:
+        """Images, relative depth and the pixels fit to calibrate on (labelled, static classes)."""
+        dynamic = self.vocabulary.dynamic_mask()
+        valid = {}
+        for name, lab in taught.labels.items():
+            known = lab != IGNORE_LABEL
+            valid[name] = known & ~dynamic[np.where(known, lab, 0)] & taught.depth[name].valid
+        return CalibrationFrame(
+            images=taught.sample.images,
+            relative={name: d.values for name, d in taught.depth.items()},
+            world_from_ego=taught.sample.world_from_ego,
+            valid=valid,
+        )
+
+    def metric_depth(
+        self, taught: _FrameTeaching, scale_shift: Mapping[str, ScaleShift] | None
+    ) -> dict[str, np.ndarray]:
+        """Camera -> (H, W) metric depth (0 = unknown) from the teacher's map and, if relative, its calibration."""
+        lifting = self.config.lifting
+        out = {}
+        for name, dmap in taught.depth.items():
+            if dmap.kind == "metric":
+                out[name] = dmap.to_metric(max_depth=lifting.max_depth)
+                continue
+            if scale_shift is None:
+                ss = uncalibrated_scale_shift(dmap.values, dmap.valid, lifting.min_depth, lifting.max_depth)
+            else:
+                ss = scale_shift[name]
+            out[name] = dmap.to_metric(ss.scale, ss.shift, max_depth=lifting.max_depth)
+        return out
+
+    def lift(self, taught: _FrameTeaching, scale_shift: Mapping[str, ScaleShift] | None) -> LiftedFrame:
+        return lift_frame(
+            taught.labels,
+            taught.confidence,
+            self.metric_depth(taught, scale_shift),
+            taught.sample.rig,
+            taught.sample.world_from_ego,
+            self.config.lifting,
+        )
+
+
+# ---------------------------------------------------------------------------------------- the job
+@dataclass
+class LabelSummary:
+    """What :func:`run_labels` did."""
+
+    written: int = 0
+    skipped: int = 0
+    scenes: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+    #: camera -> scale/shift per written frame, when relative depth was calibrated (for reports).
+    calibration: dict[str, list[dict[str, ScaleShift]]] = field(default_factory=dict)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.written / self.seconds if self.seconds > 0 else float("nan")
+
+
+def shard_scenes(scenes: Sequence[str], rank: int, world_size: int) -> list[str]:
+    """The scenes of one rank: ``sorted(scenes)[rank::world_size]``."""
+    if world_size < 1 or not 0 <= rank < world_size:
+        raise LabelError(f"shard {rank}/{world_size}: need 0 <= rank < world_size")
+    return sorted(scenes)[rank::world_size]
+
+
+def shard_from_env(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
+    """(rank, world size) from torchrun's ``RANK`` / ``WORLD_SIZE`` (default 0, 1)."""
+    env = os.environ if environ is None else environ
+    try:
+        return int(env.get("RANK", "0")), int(env.get("WORLD_SIZE", "1"))
+    except ValueError:
+        raise LabelError(f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} are not integers") from None
+
+
+def calibration_window(position: int, length: int, offsets: Sequence[int]) -> tuple[list[int], int]:
+    """The frames a per-frame calibration of ``position`` needs, in time order, and the target's index among them.
+
+    ``fit_scale_shift`` finds a target's sources by frame offset *within the list it is given*, so the
+    list is the contiguous run ``position + min(offsets) .. position + max(offsets)`` (clipped to the scene).
+    """
+    lo = max(0, position + min(0, *offsets))
+    hi = min(length - 1, position + max(0, *offsets))
+    return list(range(lo, hi + 1)), position - lo
+
+
+def label_path(out: Path, sample: Sample) -> Path:
+    return out / sample.scene / sample.frame / LABELS_FILE
+
+
+def write_manifest(out: Path, labeller: PseudoLabeller, reader: DatasetReader, teachers: Mapping[str, Any]) -> None:
+    """Write ``OUT/labels.json``, or check that an existing one records the same configuration."""
+    manifest = {
+        "format": FORMAT,
+        "config": labeller.config.to_dict(),
+        "teachers": dict(teachers),
+        "vocabulary": labeller.vocabulary.to_dict(),
+    }
+    path = out / MANIFEST
+    if path.exists():
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as err:
+            raise LabelError(f"{path}: unreadable ({err}); remove it or use a new --out") from None
+        for key in ("config", "teachers", "vocabulary"):
+            if old.get(key) != json.loads(json.dumps(manifest[key])):
+                raise LabelError(
+                    f"{path}: {out} holds labels made with a different {key} "
+                    f"({json.dumps(old.get(key), sort_keys=True)[:200]}...); use a new --out or delete {out}"
+                )
+        return
+    out.mkdir(parents=True, exist_ok=True)
+    manifest["dataset"] = {"kind": reader.kind, "scenes": sorted(reader.scenes())}
+    atomic_write_text(path, json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+
+
+def run_labels(
+    reader: DatasetReader,
+    out: str | Path,
+    labeller: PseudoLabeller,
+    teachers: Mapping[str, Any] | None = None,
+    shard: tuple[int, int] | None = None,
+    progress: bool = True,
+    on_frame: Callable[[Sample, float], None] | None = None,
+) -> LabelSummary:
+    """Write pseudo-labels for every frame of this shard's scenes, skipping finished ones.
+
+    Args:
+        reader: any dataset reader (its samples need images, ego poses and the rig).
+        out: output folder (``OUT/<scene>/<frame>/labels.npz``, ``OUT/labels.json``).
+        labeller: teachers and configuration.
+        teachers: a description of the teachers for the manifest (model paths, noise settings).
+        shard: (rank, world size); default from torchrun's environment.
+        progress: show a progress bar.
+        on_frame: called with (sample, seconds) after each written frame (benchmarks).
+    """
+    from tqdm import tqdm
+
+    out = Path(out)
+    rank, world = shard if shard is not None else shard_from_env()
+    scenes = reader.scenes()
+    mine = shard_scenes(list(scenes), rank, world)
+    write_manifest(out, labeller, reader, teachers or {})
+    summary = LabelSummary(scenes=mine)
+    todo: dict[str, list[int]] = {}
+    total = 0
+    for scene in mine:
+        indices = list(scenes[scene])
+        pending = [p for p, i in enumerate(indices) if not label_path(out, reader.load(i, images=False)).exists()]
+        summary.skipped += len(indices) - len(pending)
+        todo[scene] = pending
+        total += len(pending)
+    start = time.perf_counter()
+    bar = tqdm(total=total, desc=f"labels [{rank}/{world}]", unit="frame", disable=not progress)
+    try:
+        for scene in mine:
+            if todo[scene]:
+                _label_scene(reader, list(scenes[scene]), todo[scene], out, labeller, summary, bar, on_frame)
+    finally:
+        bar.close()
+    summary.seconds = time.perf_counter() - start
+    return summary
+
+
+def _label_scene(
+    reader: DatasetReader,
+    indices: list[int],
+    pending: list[int],
+    out: Path,
+    labeller: PseudoLabeller,
+    summary: LabelSummary,
+    bar: Any,
+    on_frame: Callable[[Sample, float], None] | None,
+) -> None:
+    """Label the ``pending`` positions of one scene (``indices``: the scene's dataset indices in order)."""
+    config = labeller.config
+    reach = labeller.reach
+    relative = labeller.depth.kind == "relative" and config.calibration != "none"
+    offsets = config.calibrator.neighbours if relative else ()
+    taught: dict[int, _FrameTeaching] = {}
+    lifted: dict[int, LiftedFrame] = {}
+    sequence_calibration: dict[str, ScaleShift] | None = None
+
+    def teach(p: int) -> _FrameTeaching:
+        if p not in taught:
+            taught[p] = labeller.teach(reader.load(indices[p], images=True))
+        return taught[p]
+
+    if relative and config.calibration == "sequence":
+        frames = [labeller.calibration_frame(teach(p)) for p in range(len(indices))]
+        everything = list(range(len(indices)))
+        sequence_calibration = fit_scale_shift(frames, everything, teach(0).sample.rig, config.calibrator)
+
+    def calibrate(p: int) -> dict[str, ScaleShift] | None:
+        if not relative:
+            return None
+        if sequence_calibration is not None:
+            return sequence_calibration
+        near, target = calibration_window(p, len(indices), offsets)
+        frames = [labeller.calibration_frame(teach(q)) for q in near]
+        return fit_scale_shift(frames, [target], teach(p).sample.rig, config.calibrator)
+
+    calibrations: dict[int, dict[str, ScaleShift] | None] = {}
+
+    def lift(p: int) -> LiftedFrame:
+        if p not in lifted:
+            calibrations[p] = calibrate(p)
+            lifted[p] = labeller.lift(teach(p), calibrations[p])
+        return lifted[p]
+
+    for p in pending:
+        t0 = time.perf_counter()
+        window = range(max(0, p - reach), min(len(indices), p + reach + 1))
+        frames = {q: lift(q) for q in window}
+        key = taught[p].sample
+        labels = densify(p, frames, key.rig, key.grid, labeller.vocabulary, config.lifting)
+        atomic_savez_compressed(
+            label_path(out, key),
+            semantics=labels.semantics,
+            mask_camera=np.asarray(labels.mask_camera, dtype=np.uint8),
+        )
+        if calibrations.get(p) is not None:
+            summary.calibration.setdefault(key.scene, []).append(dict(calibrations[p] or {}))
+        summary.written += 1
+        bar.update(1)
+        if on_frame is not None:
+            on_frame(key, time.perf_counter() - t0)
+        # Forget what no later key frame needs.
+        keep_from = p + 1 - reach - max((abs(o) for o in offsets), default=0)
+        for cache in (taught, lifted):
+            for q in [q for q in cache if q < keep_from]:
+                del cache[q]
+

@@ -1,0 +1,1 @@
+"""Teachers: 2D foundation models (and their simulated stand-ins) that the pseudo-labeller asks."""

@@ -1,0 +1,107 @@
+"""Build the teachers ``occ labels`` asks, from command-line / YAML choices."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+from occ_ros.core.vocabulary import Vocabulary
+
+from .base import DepthTeacher, SegmentationTeacher, TeacherError
+from .simulated import SimDepthTeacher, SimSegmentationTeacher, SimTeacherConfig
+
+TeacherKind = Literal["sim", "hf"]
+Segmenter = Literal["clipseg", "grounded-sam"]
+
+
+@dataclass(frozen=True)
+class TeacherSpec:
+    """Which teachers to use.
+
+    Attributes:
+        kind: ``sim`` (simulated, synthetic world only) or ``hf`` (Hugging Face models from local dirs).
+        depth: ``metric`` or ``relative``; for ``hf`` it must agree with the depth checkpoint (None: take it).
+        segmenter: ``clipseg`` or ``grounded-sam`` (``hf`` only).
+        seg_model: CLIPSeg or Grounding DINO checkpoint directory.
+        sam_model: SAM checkpoint directory (``grounded-sam``).
+        depth_model: Depth Anything V2 checkpoint directory.
+        device: torch device for the ``hf`` models.
+        sim: noise of the simulated teachers (``sim`` only; ``sim.depth.kind`` follows ``depth``).
+    """
+
+    kind: TeacherKind = "sim"
+    depth: Literal["metric", "relative"] | None = None
+    segmenter: Segmenter = "clipseg"
+    seg_model: str | None = None
+    sam_model: str | None = None
+    depth_model: str | None = None
+    device: str = "cpu"
+    sim: SimTeacherConfig = field(default_factory=SimTeacherConfig)
+
+    def describe(self) -> dict[str, Any]:
+        """What the label manifest records (noise settings for ``sim``, model folders for ``hf``)."""
+        if self.kind == "sim":
+            return {"kind": "sim", "depth": self.depth or self.sim.depth.kind, "sim": asdict(self.sim)}
+        return {
+            "kind": "hf",
+            "segmenter": self.segmenter,
+            "seg_model": self.seg_model,
+            "sam_model": self.sam_model,
+            "depth_model": self.depth_model,
+        }
+
+
+def _model_dir(path: str | None, option: str) -> Path:
+    if not path:
+        raise TeacherError(f"--teacher hf needs {option} DIR (a local Hugging Face checkpoint folder)")
+    return Path(path)
+
+
+def build_teachers(
+    spec: TeacherSpec, data_root: str | Path, vocabulary: Vocabulary
+) -> tuple[SegmentationTeacher, DepthTeacher]:
+    """The segmentation and depth teachers of ``spec``.
+
+    Args:
+        spec: the choices.
+        data_root: the dataset being labelled (the simulated teachers read its ground truth).
+        vocabulary: the label vocabulary (its prompts drive open-vocabulary models).
+    Raises:
+        TeacherError: missing or wrong model folders, a vocabulary without prompts, a depth kind that
+            the checkpoint contradicts.
+    """
+    vocabulary.prompts()  # every teacher needs prompts (the simulated ones check the names too)
+    if spec.kind == "sim":
+        sim = spec.sim
+        if spec.depth is not None and spec.depth != sim.depth.kind:
+            sim = replace(sim, depth=replace(sim.depth, kind=spec.depth))
+        root = Path(data_root)
+        seg_root = root if (root / "meta.json").exists() else root.parent
+        return (
+            SimSegmentationTeacher(seg_root, vocabulary, sim.segmentation),
+            SimDepthTeacher(seg_root, sim.depth),
+        )
+    if spec.kind != "hf":
+        raise TeacherError(f"unknown teacher kind {spec.kind!r}; expected sim or hf")
+    from .hf import ClipSegTeacher, DepthAnythingTeacher, GroundedSamTeacher
+
+    segmentation: SegmentationTeacher
+    if spec.segmenter == "clipseg":
+        segmentation = ClipSegTeacher(vocabulary, _model_dir(spec.seg_model, "--seg-model"), device=spec.device)
+    elif spec.segmenter == "grounded-sam":
+        segmentation = GroundedSamTeacher(
+            vocabulary,
+            _model_dir(spec.seg_model, "--seg-model"),
+            _model_dir(spec.sam_model, "--sam-model"),
+            device=spec.device,
+        )
+    else:
+        raise TeacherError(f"unknown segmenter {spec.segmenter!r}; expected clipseg or grounded-sam")
+    depth = DepthAnythingTeacher(_model_dir(spec.depth_model, "--depth-model"), device=spec.device)
+    if spec.depth is not None and spec.depth != depth.kind:
+        raise TeacherError(
+            f"--depth {spec.depth} but the checkpoint {spec.depth_model} is a {depth.kind} depth model "
+            f"(config.json depth_estimation_type)"
+        )
+    return segmentation, depth
