@@ -73,9 +73,6 @@ def run(seq: Path, out: Path, kind: str, calibration: str) -> dict[str, Any]:
     finally:
         for name, fn in originals.items():
             setattr(pipeline, name, fn)
-    # Calibration runs inside lifting (per frame) or before it (per sequence): report lifting without it.
-    if calibration == "frame":
-        times["lifting"] -= times["calibration"]
     per_frame = {k: v / summary.written for k, v in times.items()}
     return {
         "depth": kind,

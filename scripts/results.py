@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import platform
 import re
+import shutil
 import sys
 import time
 from collections.abc import Callable
@@ -80,6 +81,7 @@ def pseudo_labels(work: Path, seeds: list[int], frames: int) -> str:
             depth_teacher = SimDepthTeacher(seq, replace(sim.depth, kind=kind, affine_per=affine))  # type: ignore[arg-type]
             labeller = PseudoLabeller(SimSegmentationTeacher(seq, config=sim.segmentation), depth_teacher, config)
             out = work / "labels" / seq.name / tag
+            shutil.rmtree(out, ignore_errors=True)  # always measure the current code, never resume
             t0 = time.perf_counter()
             summary = run_labels(reader, out, labeller, progress=False)
             seconds += time.perf_counter() - t0

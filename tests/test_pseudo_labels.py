@@ -350,3 +350,50 @@ def test_a_sequence_constant_affine_stays_fixed_over_frames(sequence):
     a, b = (per_sequence.true_scale_shift(reader.load(i)) for i in (0, 3))
     assert a == b and len(set(a.values())) == 6
     assert per_frame.true_scale_shift(reader.load(0)) != per_frame.true_scale_shift(reader.load(3))
+
+
+def test_simulated_clip_features_answer_text_queries(sequence):
+    from occ_training.teachers.base import class_text_embeddings
+    from occ_training.teachers.simulated import SimFeatureTeacher
+
+    reader = SynthReader(sequence)
+    teacher = SimFeatureTeacher(sequence)
+    text = class_text_embeddings(teacher, OCC3D)  # (17, D)
+    assert text.shape == (17, teacher.config.dim)
+    np.testing.assert_allclose(np.linalg.norm(teacher.embed_text(["car", "a purple cow"]), axis=1), 1, rtol=1e-5)
+    # A prompt is closer to its own class than to any other; unrelated text is close to none.
+    car = teacher.embed_text(["sedan"])[0] @ text.T
+    assert np.argmax(car) == OCC3D.index("car") and car.max() > 0.8
+    assert (teacher.embed_text(["a purple cow"])[0] @ text.T).max() < 0.6
+    feats = teacher.features(reader.load(2))
+    truth = reader.semantics_2d(2)["CAM_FRONT"]
+    fmap = feats["CAM_FRONT"].features
+    assert fmap.shape == (14, 25, teacher.config.dim)  # 8 px cells at 200 px width (64 at 1600)
+    # Per-cell open-vocabulary argmax agrees with the majority class of most cells.
+    pred = np.argmax(fmap @ text.T, axis=-1)
+    centre = truth[4::8, 4::8][: fmap.shape[0], : fmap.shape[1]]
+    seen = centre != IGNORE_LABEL
+    assert np.mean(pred[seen] == centre[seen]) > 0.8
+
+
+def test_labels_from_the_bag_match_labels_from_the_files(sequence, tmp_path):
+    from occ_ros.core.rig import config_path
+    from occ_ros.datasets.rosbag_reader import RosbagReader
+
+    bag = RosbagReader(sequence / "bag", config_path("datasets", "synth_bag.yaml"))
+    files = SynthReader(sequence)
+    run_labels(bag, tmp_path / "bag", _labeller(sequence, 1), progress=False)
+    run_labels(files, tmp_path / "files", _labeller(sequence, 1), progress=False)
+    from_bag = sorted((tmp_path / "bag").rglob("labels.npz"))
+    from_files = sorted((tmp_path / "files").rglob("labels.npz"))
+    assert len(from_bag) == len(from_files) == len(files)
+    for a, b in zip(from_bag, from_files, strict=True):
+        sa, sb = np.load(a)["semantics"], np.load(b)["semantics"]
+        assert np.mean(sa == sb) > 0.999
+
+
+def test_sequence_calibration_targets_are_evenly_spaced():
+    from occ_training.labels.calibration import sequence_targets
+
+    assert sequence_targets(5, 8) == [0, 1, 2, 3, 4]
+    assert sequence_targets(24, 4) == [0, 8, 15, 23]

@@ -90,19 +90,25 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "con
         raise ConfigError(f"{where}: {err}") from None
 
 
-def load_yaml_mapping(path: str | Path) -> dict[str, Any]:
-    """Read a YAML file whose top level is a mapping (an empty file gives {})."""
+def load_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """Read a YAML file whose top level is a mapping (an empty file gives {}).
+
+    Args:
+        what: how errors name the file, e.g. ``"vocabulary file"``.
+    Raises:
+        ConfigError: unreadable file, invalid YAML, or a top level that is not a mapping.
+    """
     import yaml
 
     path = Path(path)
     try:
         data = yaml.safe_load(path.read_text())
     except OSError as err:
-        raise ConfigError(f"{path}: cannot read ({err.strerror or err})") from None
+        raise ConfigError(f"cannot read {what} {path}: {err.strerror or err}") from None
     except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML ({err})") from None
+        raise ConfigError(f"{what} {path} is not valid YAML: {err}") from None
     if data is None:
         return {}
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping, got {type(data).__name__}")
+        raise ConfigError(f"{what} {path}: the top level must be a mapping, got {type(data).__name__}")
     return data

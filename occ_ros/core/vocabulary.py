@@ -142,16 +142,9 @@ class Vocabulary:
 
     @classmethod
     def from_yaml(cls, path: str | Path) -> Vocabulary:
-        import yaml
+        from .config import load_yaml_mapping
 
-        path = Path(path)
-        try:
-            data = yaml.safe_load(path.read_text())
-        except OSError as err:
-            raise ValueError(f"cannot read vocabulary file {path}: {err.strerror}") from None
-        except yaml.YAMLError as err:
-            raise ValueError(f"vocabulary file {path} is not valid YAML: {err}") from None
-        return cls.from_dict(data, source=str(path))
+        return cls.from_dict(load_yaml_mapping(path, "vocabulary file"), source=str(path))
 
     def to_yaml(self, path: str | Path) -> None:
         import yaml

@@ -113,6 +113,8 @@ class CalibrationConfig:
         min_depth, max_depth: metres; candidate depths are clamped to this range in the warp.
         min_pixels: cameras with fewer valid target pixels (at the working resolution) are not calibrated.
         max_batch_pixels: bound on warped pixels per batch in the cost-volume sweeps and the grid (memory).
+        sequence_targets: in ``sequence`` mode, at most this many target frames (evenly spaced) enter the
+            fit; one affine per camera is well determined by a few frames, and the cost grows with each.
         seed: seeds the tiny noise that breaks ties between reprojection and identity errors.
     """
 
@@ -138,6 +140,7 @@ class CalibrationConfig:
     max_depth: float = 80.0
     min_pixels: int = 100
     max_batch_pixels: int = 2_000_000
+    sequence_targets: int = 8
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -182,6 +185,8 @@ class CalibrationConfig:
             fail(f"min_pixels must be at least 1, got {self.min_pixels}")
         if int(self.max_batch_pixels) < 1:
             fail(f"max_batch_pixels must be positive, got {self.max_batch_pixels}")
+        if int(self.sequence_targets) < 1:
+            fail(f"sequence_targets must be at least 1, got {self.sequence_targets}")
 
 
 @dataclass
@@ -918,6 +923,13 @@ def _subset(level: _Level, keep: list[int]) -> _Level:
     return _Level(*(getattr(level, f).index_select(0, idx) for f in _Level.__dataclass_fields__))
 
 
+def sequence_targets(length: int, most: int) -> list[int]:
+    """At most ``most`` evenly spaced frame positions of a ``length``-frame scene (first and last included)."""
+    if length <= most:
+        return list(range(length))
+    return sorted({int(round(x)) for x in np.linspace(0, length - 1, most)})
+
+
 def calibrate_sequence(
     frames: Sequence[CalibrationFrame],
     rig: CameraRig,
@@ -927,7 +939,8 @@ def calibrate_sequence(
     """Calibrate every frame of a sequence.
 
     ``mode="frame"``: :func:`fit_scale_shift` with ``targets=[i]`` for each frame; ``mode="sequence"``: one
-    call with every frame as a target, and every entry of the list is that same dict.
+    call with up to ``config.sequence_targets`` evenly spaced frames as targets, and every entry of the list
+    is that same dict.
 
     Args:
         progress: show a tqdm progress bar (frame mode).
@@ -938,7 +951,7 @@ def calibrate_sequence(
     if len(frames) < 2:
         raise ValueError(f"calibration needs at least two frames (the ego must move between them), got {len(frames)}")
     if config.mode == "sequence":
-        shared = fit_scale_shift(frames, range(len(frames)), rig, config)
+        shared = fit_scale_shift(frames, sequence_targets(len(frames), config.sequence_targets), rig, config)
         return [shared for _ in frames]
     from tqdm import tqdm
 

@@ -109,7 +109,11 @@ class LiftedFrame:
 
     def select(self, keep: np.ndarray) -> LiftedFrame:
         return LiftedFrame(
-            self.points[keep], self.labels[keep], self.weights[keep], self.cameras[keep], self.pixels[keep],
+            self.points[keep],
+            self.labels[keep],
+            self.weights[keep],
+            self.cameras[keep],
+            self.pixels[keep],
             self.world_from_ego,
         )
 
@@ -366,11 +370,7 @@ def densify(
     span = np.where(dynamic, 2 * config.dynamic_window + 1, 2 * config.window + 1)
     frames_here = np.minimum(span, len(frames))
     needed = np.minimum(config.min_support, (frames_here + 1) // 2)
-    occupied = (
-        (total >= config.min_weight)
-        & (free_here <= config.free_ratio * counts)
-        & (support >= needed)
-    )
+    occupied = (total >= config.min_weight) & (free_here <= config.free_ratio * counts) & (support >= needed)
     semantics = np.full(grid.num_voxels, vocabulary.free_index, dtype=np.uint8)
     semantics[voxels[occupied]] = winner[occupied].astype(np.uint8)
     semantics = semantics.reshape(grid.shape)

@@ -28,7 +28,13 @@ from occ_ros.core.config import ConfigError, from_mapping, load_yaml_mapping
 from occ_ros.core.transforms import is_rigid
 from occ_ros.datasets.sample import IGNORE_LABEL, DatasetReader, Sample
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
-from occ_training.labels.calibration import CalibrationConfig, CalibrationFrame, ScaleShift, fit_scale_shift
+from occ_training.labels.calibration import (
+    CalibrationConfig,
+    CalibrationFrame,
+    ScaleShift,
+    fit_scale_shift,
+    sequence_targets,
+)
 from occ_training.labels.lifting import LiftedFrame, LiftingConfig, densify, lift_frame
 from occ_training.teachers.base import DepthMap, DepthTeacher, SegmentationTeacher
 from occ_training.teachers.simulated import SimTeacherConfig
@@ -106,7 +112,7 @@ def uncalibrated_scale_shift(values: np.ndarray, valid: np.ndarray, min_depth: f
     ``1/min_depth``. This is the "uncalibrated" baseline of docs/results.md.
     """
     v = values[valid]
-    lo, hi = (np.percentile(v, [2, 98]) if v.size else (0.0, 1.0))
+    lo, hi = np.percentile(v, [2, 98]) if v.size else (0.0, 1.0)
     span = max(float(hi - lo), 1e-9)
     scale = (1.0 / min_depth - 1.0 / max_depth) / span
     return ScaleShift(scale=scale, shift=1.0 / max_depth - scale * float(lo), loss=float("nan"), pixels=int(v.size))
@@ -360,8 +366,8 @@ def _label_scene(
 
     if relative and config.calibration == "sequence":
         frames = [labeller.calibration_frame(teach(p)) for p in range(len(indices))]
-        everything = list(range(len(indices)))
-        sequence_calibration = fit_scale_shift(frames, everything, teach(0).sample.rig, config.calibrator)
+        targets = sequence_targets(len(indices), config.calibrator.sequence_targets)
+        sequence_calibration = fit_scale_shift(frames, targets, teach(0).sample.rig, config.calibrator)
 
     def calibrate(p: int) -> dict[str, ScaleShift] | None:
         if not relative:
@@ -402,4 +408,3 @@ def _label_scene(
         for cache in (taught, lifted):
             for q in [q for q in cache if q < keep_from]:
                 del cache[q]
-

@@ -37,7 +37,7 @@ Depth noise (:class:`SimDepthConfig`):
 from __future__ import annotations
 
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
@@ -49,7 +49,15 @@ from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, Sample
 from occ_ros.datasets.synth import SynthReader
 
-from .base import DepthMap, DepthTeacher, SegmentationTeacher, SemanticMap, TeacherError
+from .base import (
+    DepthMap,
+    DepthTeacher,
+    FeatureMap,
+    FeatureTeacher,
+    SegmentationTeacher,
+    SemanticMap,
+    TeacherError,
+)
 
 #: (true class, reported class, probability per region) -- confusions typical of open-vocabulary models.
 DEFAULT_CONFUSIONS: tuple[tuple[str, str, float], ...] = (
@@ -68,7 +76,7 @@ DEFAULT_CONFUSIONS: tuple[tuple[str, str, float], ...] = (
     ("vegetation", "terrain", 0.05),
 )
 
-_TEACHER_STREAM = {"segmentation": 1, "depth": 2}
+_TEACHER_STREAM = {"segmentation": 1, "depth": 2, "features": 3}
 
 
 @dataclass(frozen=True)
@@ -312,7 +320,7 @@ class SimSegmentationTeacher(SegmentationTeacher):
         truth = self.lookup.reader.semantics_2d(index)
         result = {}
         for name, cam_index in self.lookup.camera_indices(sample).items():
-            rng = _rng(self.config.seed, sample.scene, index, cam_index, "segmentation")
+            rng = _rng(self.config.seed, self.lookup.reader.scene, index, cam_index, "segmentation")
             result[name] = degrade_segmentation(truth[name], self.vocabulary, self.config, rng)
         return result
 
@@ -331,14 +339,14 @@ class SimDepthTeacher(DepthTeacher):
         truth = self.lookup.reader.depth(index)
         result = {}
         for name, cam_index in self.lookup.camera_indices(sample).items():
-            rng = _rng(self.config.seed, sample.scene, index, cam_index, "depth")
+            rng = _rng(self.config.seed, self.lookup.reader.scene, index, cam_index, "depth")
             result[name] = degrade_depth(truth[name], self.config, rng, self._affine(sample, index, cam_index))
         return result
 
     def _affine(self, sample: Sample, index: int, cam_index: int) -> tuple[float, float]:
         """(a, c) of one camera image: per frame, or (``affine_per: sequence``) one per camera for the scene."""
         frame = index if self.config.affine_per == "frame" else 2**31  # one stream for the whole scene
-        return _draw_affine(self.config, _rng(self.config.seed, sample.scene, frame, cam_index, "depth"))
+        return _draw_affine(self.config, _rng(self.config.seed, self.lookup.reader.scene, frame, cam_index, "depth"))
 
     def true_scale_shift(self, sample: Sample) -> Mapping[str, tuple[float, float]]:
         """Camera -> the (scale, shift) with ``1/d = scale * r + shift`` that calibration should find."""
@@ -351,8 +359,94 @@ class SimDepthTeacher(DepthTeacher):
 
 
 @dataclass(frozen=True)
+class SimFeatureConfig:
+    """The simulated CLIP space: one direction per class, prompts near it, features noisy around it.
+
+    Attributes:
+        dim: embedding size D.
+        patch: feature cell size in pixels at 1600 px image width (scaled with the width, as a ViT's
+            patch grid is fixed by its input size; at least 1 pixel).
+        prompt_noise: std of each prompt's offset from its class direction (before renormalising).
+        feature_noise: std of the per-cell noise added to the class direction.
+        seed: seeds the class directions and all noise.
+    """
+
+    dim: int = 64
+    patch: int = 64
+    prompt_noise: float = 0.3
+    feature_noise: float = 0.5
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.dim < 2 or self.patch < 1:
+            raise ValueError(f"SimFeatureConfig needs dim >= 2 and patch >= 1, got {self.dim}, {self.patch}")
+        if self.prompt_noise < 0 or self.feature_noise < 0:
+            raise ValueError("SimFeatureConfig noise levels must be >= 0")
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
+
+
+class SimFeatureTeacher(FeatureTeacher):
+    """A stand-in for MaskCLIP: dense features of the synthetic world in a simulated text space.
+
+    Every class of the world's vocabulary (plus sky) has a random unit direction; ``embed_text`` maps a
+    class prompt near its class' direction and any other text to an unrelated random direction (both
+    deterministic per text), and the features of a cell are its majority class' direction plus noise.
+    Querying the features with the prompts of a class therefore finds that class, as with a real CLIP.
+    """
+
+    name = "sim-features"
+
+    def __init__(self, root: str | Path, config: SimFeatureConfig | None = None) -> None:
+        self.lookup = _SynthLookup(root)
+        self.config = config or SimFeatureConfig()
+        vocab = self.lookup.reader.vocabulary
+        rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, _TEACHER_STREAM["features"]]))
+        # Rows: the semantic classes in vocabulary order, then sky.
+        self.directions = _unit(rng.standard_normal((vocab.num_semantic + 1, self.config.dim)))
+        self.prompt_class = {p.lower(): k for k, c in enumerate(vocab.classes[:-1]) for p in c.prompts}
+        self.prompt_class["sky"] = vocab.num_semantic
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for text in texts:
+            key = text.strip().lower()
+            rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, zlib.crc32(key.encode())]))
+            offset = rng.standard_normal(self.config.dim)
+            k = self.prompt_class.get(key)
+            rows.append(_unit(offset) if k is None else self.directions[k] + self.config.prompt_noise * _unit(offset))
+        return _unit(np.stack(rows)).astype(np.float32)
+
+    def features(self, sample: Sample) -> dict[str, FeatureMap]:
+        index = self.lookup.frame_index(sample)
+        truth = self.lookup.reader.semantics_2d(index)
+        sky = self.lookup.reader.vocabulary.num_semantic
+        out = {}
+        for name, cam_index in self.lookup.camera_indices(sample).items():
+            labels = np.where(truth[name] == IGNORE_LABEL, sky, truth[name]).astype(np.int64)
+            h_px, w_px = labels.shape
+            patch = max(1, round(self.config.patch * w_px / 1600))
+            h, w = -(-h_px // patch), -(-w_px // patch)
+            # Majority class per cell (cells at the border are partial).
+            rows = np.minimum(np.arange(h_px) // patch, h - 1)
+            cols = np.minimum(np.arange(w_px) // patch, w - 1)
+            cell = rows[:, None] * w + cols[None, :]
+            counts = np.zeros((h * w, sky + 1), dtype=np.int64)
+            np.add.at(counts, (cell.reshape(-1), labels.reshape(-1)), 1)
+            majority = counts.argmax(axis=1)
+            rng = _rng(self.config.seed, self.lookup.reader.scene, index, cam_index, "features")
+            noise = rng.standard_normal((h * w, self.config.dim)) * self.config.feature_noise / np.sqrt(self.config.dim)
+            feats = _unit(self.directions[majority] + noise).reshape(h, w, self.config.dim)
+            out[name] = FeatureMap(feats.astype(np.float32))
+        return out
+
+
+@dataclass(frozen=True)
 class SimTeacherConfig:
     """Both simulated teachers' noise, as one config (YAML section ``teachers.sim``)."""
 
     segmentation: SimSegmentationConfig = field(default_factory=SimSegmentationConfig)
     depth: SimDepthConfig = field(default_factory=SimDepthConfig)
+    features: SimFeatureConfig = field(default_factory=SimFeatureConfig)
