@@ -11,6 +11,7 @@ replay) extend this.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -86,6 +87,7 @@ def pseudo_label_stage(data: Path, out: Path) -> dict[str, object]:
     spec = TeacherSpec(kind="sim", sim=sim)
     segmentation, depth = build_teachers(spec, data, reader.vocabulary)
     labels_dir = out / "pseudo_labels"
+    shutil.rmtree(labels_dir, ignore_errors=True)  # the sequence was just re-rendered: never resume old labels
     summary = run_labels(reader, labels_dir, PseudoLabeller(segmentation, depth, config), spec.describe())
     report = evaluate(labels_dir, data / "gts", mask="camera")
     (out / "eval_pseudo_labels.json").write_text(json.dumps(report.to_dict(), indent=1))
@@ -100,8 +102,16 @@ def pseudo_label_stage(data: Path, out: Path) -> dict[str, object]:
     vocab = reader.vocabulary
     viz.legend_figure(
         picture,
-        [viz.bev_image(sample.gt.semantics, vocab, sample.gt.mask_camera), viz.bev_image(pseudo.semantics, vocab)],
-        ["ground truth (camera-visible)", f"pseudo-labels ({depth.kind} depth, +-{config.lifting.window} frames)"],
+        [
+            viz.bev_image(sample.gt.semantics, vocab, sample.gt.mask_camera),
+            viz.bev_image(pseudo.semantics, vocab, sample.gt.mask_camera),
+            viz.bev_image(pseudo.semantics, vocab),
+        ],
+        [
+            "ground truth (camera-visible)",
+            "pseudo-labels (where scored)",
+            f"pseudo-labels, all ({depth.kind} depth, +-{config.lifting.window} frames)",
+        ],
         vocab,
         suptitle=f"{sample.scene} frame {sample.frame}: bird's-eye view, ego at centre facing up",
     )
