@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import string
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,15 @@ import torch
 import torch.nn.functional as F
 
 transformers = pytest.importorskip("transformers", reason="transformers is not installed")
+
+from tiny_hf import (  # noqa: E402
+    bert_tokenizer,
+    clip_text_config,
+    clip_tokenizer,
+    clip_vision_config,
+    save_tiny_clipseg,
+    save_tiny_depth_anything,
+)
 
 from occ_ros.core.vocabulary import SemanticClass, Vocabulary  # noqa: E402
 from occ_training.teachers.base import TeacherError, class_text_embeddings  # noqa: E402
@@ -68,69 +76,9 @@ def images() -> list[np.ndarray]:
     return [rng.integers(0, 256, (40, 60, 3), dtype=np.uint8), rng.integers(0, 256, (48, 36, 3), dtype=np.uint8)]
 
 
-# ---------------------------------------------------------------------------------------- tiny models
-def clip_tokenizer() -> transformers.CLIPTokenizer:
-    """Character-level CLIP BPE tokenizer (lower-case letters, no merges)."""
-    vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
-    for suffix in ("", "</w>"):
-        for c in string.ascii_lowercase:
-            vocab[c + suffix] = len(vocab)
-    return transformers.CLIPTokenizer(vocab=vocab, merges=[])
-
-
-def clip_text_config(tokenizer: transformers.CLIPTokenizer) -> dict:
-    return dict(
-        vocab_size=len(tokenizer.get_vocab()),
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        max_position_embeddings=32,
-        bos_token_id=0,
-        eos_token_id=1,
-        pad_token_id=1,
-    )
-
-
-def clip_vision_config() -> dict:
-    return dict(
-        hidden_size=32,
-        intermediate_size=64,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        image_size=32,
-        patch_size=8,
-        hidden_act="quick_gelu",
-    )
-
-
-def bert_tokenizer(words: list[str]) -> transformers.BertTokenizer:
-    """WordPiece vocabulary with BERT's ids for [CLS]/[SEP]/./? (Grounding DINO hard-codes them)."""
-    ids = {0: "[PAD]", 100: "[UNK]", 101: "[CLS]", 102: "[SEP]", 103: "[MASK]", 1012: ".", 1029: "?"}
-    vocab = {ids.get(i, f"[unused{i}]"): i for i in range(1030)}
-    for w in words:
-        vocab[w] = len(vocab)
-    return transformers.BertTokenizer(vocab=vocab)
-
-
 @pytest.fixture(scope="module")
 def clipseg_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(0)
-    tok = clip_tokenizer()
-    config = transformers.CLIPSegConfig(
-        text_config=clip_text_config(tok),
-        vision_config=clip_vision_config(),
-        projection_dim=16,
-        extract_layers=[0, 1],
-        reduce_dim=16,
-        decoder_num_attention_heads=2,
-        decoder_intermediate_size=32,
-    )
-    path = tmp_path_factory.mktemp("clipseg")
-    transformers.CLIPSegForImageSegmentation(config).save_pretrained(path)
-    image_processor = transformers.ViTImageProcessor(size={"height": 32, "width": 32})
-    transformers.CLIPSegProcessor(image_processor=image_processor, tokenizer=tok).save_pretrained(path)
-    return path
+    return save_tiny_clipseg(tmp_path_factory.mktemp("clipseg"))
 
 
 @pytest.fixture(scope="module")
@@ -149,33 +97,7 @@ def clip_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module", params=["relative", "metric"])
 def depth_dir(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    torch.manual_seed(2)
-    backbone = transformers.Dinov2Config(
-        hidden_size=32,
-        num_hidden_layers=2,
-        num_attention_heads=2,
-        intermediate_size=64,
-        image_size=28,
-        patch_size=14,
-        out_indices=[1, 2],
-        reshape_hidden_states=False,
-    )
-    config = transformers.DepthAnythingConfig(
-        backbone_config=backbone,
-        reassemble_hidden_size=32,
-        neck_hidden_sizes=[8, 16],
-        reassemble_factors=[2, 1],
-        fusion_hidden_size=8,
-        head_hidden_size=8,
-        depth_estimation_type=request.param,
-        max_depth=80 if request.param == "metric" else 1,
-    )
-    path = tmp_path_factory.mktemp(f"depth_{request.param}")
-    transformers.DepthAnythingForDepthEstimation(config).save_pretrained(path)
-    transformers.DPTImageProcessor(
-        size={"height": 28, "width": 28}, keep_aspect_ratio=True, ensure_multiple_of=14, do_pad=False
-    ).save_pretrained(path)
-    return path
+    return save_tiny_depth_anything(tmp_path_factory.mktemp(f"depth_{request.param}"), request.param)
 
 
 @pytest.fixture(scope="module")
