@@ -1,0 +1,1 @@
+"""Differentiable volume rendering of the occupancy volumes: rays, samplers, fields, renderer, losses."""
