@@ -1,0 +1,202 @@
+"""Camera -> BEV view transform by sampling image features at voxel points (Simple-BEV style).
+
+Every BEV cell ``(i, j)`` of the grid gets ``z_samples`` points stacked over the grid's height range.
+Each point is projected into every camera with the camera's ``K`` and ``cam_from_ego`` (forward
+*inputs*, so one exported engine serves any calibration with the same image size); the stride-16
+feature map is sampled there with bilinear 2D ``grid_sample`` and the samples are averaged over the
+cameras that see the point. The heights are folded into channels, giving BEV features
+``(B, C * z_samples, X, Y)`` for 2D convolutions (FlashOcc's channel-to-height, in reverse).
+
+Pixel and feature coordinates (docs/model.md):
+
+- Image pixels follow OpenCV / ``sensor_msgs/CameraInfo``: ``u`` right, ``v`` down, the centre of the
+  top-left pixel at (0, 0); pixel ``u`` spans ``[u - 0.5, u + 0.5)``. A point is inside the image when
+  ``-0.5 <= u < W - 0.5`` and ``-0.5 <= v < H - 0.5`` (``Camera.in_image``).
+- A feature map of ``w`` columns at stride ``s`` covers the image pixels ``[0, s * w - 1]`` (``s * w >= W``:
+  the image may have been padded at the right / bottom up to a multiple of ``s``); feature column ``c``
+  stands for the pixels ``[s c, s c + s - 1]``, its centre at ``u = s c + (s - 1) / 2``. So the feature
+  column coordinate of pixel ``u`` is ``u_f = (u + 0.5) / s - 0.5``.
+- ``grid_sample(align_corners=False)`` puts the normalised coordinate -1 on the left edge of column 0
+  and +1 on the right edge of column ``w - 1``: ``x = (2 u_f + 1) / w - 1 = 2 (u + 0.5) / (s w) - 1``;
+  likewise ``y = 2 (v + 0.5) / (s h) - 1``.
+
+Only 2D ``grid_sample`` (ONNX ``GridSample`` on 4-D tensors, TensorRT ``IGridSampleLayer``) is used: no
+3D sampling, no scatter, no data-dependent control flow.
+"""
+
+from __future__ import annotations
+
+from contextlib import nullcontext
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from occ_ros.core.grid import GridSpec
+
+DEFAULT_MIN_DEPTH = 0.1
+"""Points closer than this (metres of optical-axis depth) to a camera, or behind it, are not sampled."""
+
+GRID_LIMIT = 2.0
+"""Normalised sampling coordinates are clamped to [-2, 2]: points far outside any image (only invalid
+ones) stay finite and small, and still sample zeros."""
+
+
+def resolve_stride(image_size: tuple[int, int], feature_size: tuple[int, int], stride: int | None = None) -> int:
+    """The image-to-feature stride, checked against the sizes.
+
+    With ``stride=None`` the image must be an exact multiple of the feature map (same factor on both axes);
+    with a given stride the feature map must cover the image with less than one cell of padding:
+    ``s * (h - 1) < H <= s * h`` and likewise for the width.
+    """
+    (height, width), (h, w) = image_size, feature_size
+    if min(height, width, h, w) < 1:
+        raise ValueError(f"image size {image_size} and feature size {feature_size} must be positive")
+    if stride is None:
+        if height % h or width % w or height // h != width // w:
+            raise ValueError(
+                f"image size {image_size} is not one stride times feature size {feature_size}; pass the stride"
+            )
+        return height // h
+    if stride < 1 or not (stride * (h - 1) < height <= stride * h and stride * (w - 1) < width <= stride * w):
+        raise ValueError(f"a {feature_size} feature map at stride {stride} does not cover a {image_size} image")
+    return int(stride)
+
+
+def project_voxels(
+    points_ego: torch.Tensor,
+    K: torch.Tensor,
+    cam_from_ego: torch.Tensor,
+    image_size: tuple[int, int],
+    feature_size: tuple[int, int],
+    stride: int | None = None,
+    min_depth: float = DEFAULT_MIN_DEPTH,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Project ego-frame points into every camera's feature map.
+
+    Args:
+        points_ego: (P, 3) points in the ego frame (x forward, y left, z up), metres.
+        K: (B, N, 3, 3) intrinsics of the N cameras for the image size ``image_size``.
+        cam_from_ego: (B, N, 4, 4) transforms from ego to each optical frame (x right, y down, z forward).
+        image_size: (H, W) of the (unpadded) images ``K`` refers to.
+        feature_size: (h, w) of the feature map that is sampled.
+        stride: image pixels per feature cell; None infers it from exact multiples (see :func:`resolve_stride`).
+        min_depth: points with optical-axis depth <= this are invalid.
+    Returns:
+        grid: (B * N, 1, P, 2) normalised (x, y) coordinates for ``F.grid_sample(features, grid,
+            align_corners=False)`` on (B * N, C, h, w) features; clamped to [-2, 2].
+        valid: (B, N, P) bool, True where the point is in front of the camera (depth > ``min_depth``) and
+            inside the real image (``-0.5 <= u < W - 0.5``, ``-0.5 <= v < H - 0.5``).
+    """
+    height, width = image_size
+    h, w = feature_size
+    s = resolve_stride(image_size, feature_size, stride)
+    batch, cams = K.shape[0], K.shape[1]
+    points = points_ego.to(K.dtype).t()  # (3, P)
+    cam = torch.matmul(cam_from_ego[..., :3, :3], points) + cam_from_ego[..., :3, 3:]  # (B, N, 3, P) optical frame
+    pix = torch.matmul(K, cam)  # (B, N, 3, P); pix[:, :, 2] == depth for a pinhole K (last row 0 0 1)
+    depth = cam[:, :, 2]
+    z = depth.clamp(min=min_depth)
+    u = pix[:, :, 0] / z
+    v = pix[:, :, 1] / z
+    valid = (depth > min_depth) & (u >= -0.5) & (u < width - 0.5) & (v >= -0.5) & (v < height - 0.5)
+    gx = (u + 0.5) * (2.0 / (s * w)) - 1.0
+    gy = (v + 0.5) * (2.0 / (s * h)) - 1.0
+    grid = torch.stack([gx, gy], dim=-1).clamp(-GRID_LIMIT, GRID_LIMIT)  # (B, N, P, 2)
+    return grid.reshape(batch * cams, 1, -1, 2), valid
+
+
+def pillar_points(grid: GridSpec, z_samples: int) -> np.ndarray:
+    """Sampling points of every BEV cell, ordered (z_samples, X, Y).
+
+    x and y are the voxel-centre coordinates of the BEV cells; the heights split the grid's z range
+    into ``z_samples`` equal bins and take their centres (for ``z_samples == Z`` these are the voxel centres).
+
+    Returns:
+        (z_samples, X, Y, 3) float64 ego-frame points, metres.
+    """
+    if z_samples < 1:
+        raise ValueError(f"z_samples must be >= 1, got {z_samples}")
+    nx, ny, _ = grid.shape
+    (x0, y0, z0), (_, _, z1), (sx, sy, _) = grid.range_min, grid.range_max, grid.voxel_size
+    xs = x0 + (np.arange(nx) + 0.5) * sx
+    ys = y0 + (np.arange(ny) + 0.5) * sy
+    zs = z0 + (np.arange(z_samples) + 0.5) * (z1 - z0) / z_samples
+    zz, xx, yy = np.meshgrid(zs, xs, ys, indexing="ij")
+    return np.stack([xx, yy, zz], axis=-1)
+
+
+class VoxelSampler(nn.Module):
+    """Image features -> BEV features by sampling at voxel-pillar points and averaging over cameras.
+
+    Args:
+        grid: the voxel grid (ego frame); its X x Y cells are the BEV cells.
+        z_samples: sampling heights per BEV cell (e.g. 4 for the demo grid, 8 for Occ3D).
+        image_size: (H, W) of the unpadded images (the size ``K`` refers to).
+        feature_size: (h, w) of the sampled feature map.
+        stride: image pixels per feature cell (None: exact multiple, see :func:`resolve_stride`).
+        min_depth: minimum optical-axis depth of a sampled point, metres.
+
+    The points are a non-persistent buffer ``points`` (P, 3), P = z_samples * X * Y, ordered (z, x, y).
+    """
+
+    points: torch.Tensor
+
+    def __init__(
+        self,
+        grid: GridSpec,
+        z_samples: int,
+        image_size: tuple[int, int],
+        feature_size: tuple[int, int],
+        stride: int | None = None,
+        min_depth: float = DEFAULT_MIN_DEPTH,
+    ) -> None:
+        super().__init__()
+        self.grid = grid
+        self.z_samples = int(z_samples)
+        self.image_size = (int(image_size[0]), int(image_size[1]))
+        self.feature_size = (int(feature_size[0]), int(feature_size[1]))
+        self.stride = resolve_stride(self.image_size, self.feature_size, stride)
+        self.min_depth = float(min_depth)
+        self.bev_size = grid.shape[:2]
+        points = pillar_points(grid, self.z_samples).reshape(-1, 3)
+        self.num_points = int(points.shape[0])
+        self.register_buffer("points", torch.tensor(points, dtype=torch.float32), persistent=False)
+
+    def forward(self, features: torch.Tensor, K: torch.Tensor, cam_from_ego: torch.Tensor) -> torch.Tensor:
+        """Sample and average; projection and sampling run in float32 (autocast off), the result has ``features.dtype``.
+
+        Args:
+            features: (B * N, C, h, w) image features, camera-major within each batch item (as
+                ``images.flatten(0, 1)`` orders them).
+            K: (B, N, 3, 3) intrinsics for the unpadded image size.
+            cam_from_ego: (B, N, 4, 4) ego -> optical transforms.
+        Returns:
+            (B, C * z_samples, X, Y) BEV features in the ego frame, indexed [x, y]; channel
+            ``c * z_samples + k`` is feature channel ``c`` at height sample ``k`` (bottom to top). Points no
+            camera sees get zeros.
+        """
+        cams = K.shape[1]
+        channels = features.shape[1]
+        nx, ny = self.bev_size
+        # Projection and sampling in float32 even under mixed precision: pixel coordinates of ~1000 have a
+        # resolution of 0.5 px in float16.
+        device_type = features.device.type
+        no_autocast = torch.autocast(device_type, enabled=False) if device_type in ("cpu", "cuda") else nullcontext()
+        with no_autocast:
+            grid, valid = project_voxels(
+                self.points,
+                K.float(),
+                cam_from_ego.float(),
+                self.image_size,
+                self.feature_size,
+                self.stride,
+                self.min_depth,
+            )
+            sampled = F.grid_sample(features.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+        sampled = sampled.reshape(-1, cams, channels, self.num_points)  # (B, N, C, P)
+        mask = valid.unsqueeze(2).to(sampled.dtype)  # (B, N, 1, P)
+        total = (sampled * mask).sum(dim=1)  # (B, C, P)
+        count = mask.sum(dim=1).clamp(min=1.0)  # (B, 1, P)
+        return (total / count).reshape(-1, channels * self.z_samples, nx, ny).to(features.dtype)
