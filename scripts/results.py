@@ -38,7 +38,6 @@ def pseudo_labels(work: Path, seeds: list[int], frames: int) -> str:
     from dataclasses import replace
 
     from occ_ros.datasets.synth import SynthReader
-    from occ_ros.eval.depth import DepthMetric
     from occ_ros.eval.runner import evaluate
     from occ_training.labels.pipeline import LabelConfig, PseudoLabeller, load_label_settings, run_labels
     from occ_training.synth.sequence import generate
@@ -68,14 +67,16 @@ def pseudo_labels(work: Path, seeds: list[int], frames: int) -> str:
             "sequence",
         ),
     ]
-    rows, depth_rows, timing = [], {}, {}
+    rows: list[str] = []
+    depth_rows: list[str] = []
+    timing: dict[str, float] = {}
     results: dict[str, float] = {}
     for name, kind, win, calibration, affine in variants:
         config = LabelConfig(
             lifting=replace(base.lifting, window=win), calibration=calibration, calibrator=base.calibrator
         )
         tag = f"{kind}_w{win}_{calibration}"
-        preds, seconds, depth_metric, written = [], 0.0, DepthMetric(min_depth=0.5, max_depth=80.0), 0
+        preds, seconds, written, calibrations = [], 0.0, 0, {}
         for seq in sequences:
             reader = SynthReader(seq)
             depth_teacher = SimDepthTeacher(seq, replace(sim.depth, kind=kind, affine_per=affine))  # type: ignore[arg-type]
@@ -87,15 +88,14 @@ def pseudo_labels(work: Path, seeds: list[int], frames: int) -> str:
             seconds += time.perf_counter() - t0
             written += summary.written
             preds.append((out, seq / "gts"))
-            if kind == "relative" and win == 0:
-                _depth_accuracy(reader, labeller, depth_metric)
+            calibrations[seq] = summary.calibration
         metric_totals = _occ3d(preds, evaluate)
         results[tag] = metric_totals[0]
         rows.append(f"| {name} | {metric_totals[0]:.2f} | {metric_totals[1]:.2f} |")
         if written:
             timing[name] = seconds / written
         if kind == "relative" and win == 0:
-            depth_rows = _depth_rows(sequences, sim, base, depth_metric)
+            depth_rows = _depth_rows(sequences, sim, base, calibrations)
 
     metric_dense = results[f"metric_w{window}_none"]
     calibrated = results[f"relative_w{window}_frame"]
@@ -160,21 +160,11 @@ def _occ3d(preds: list[tuple[Path, Path]], evaluate: Callable) -> tuple[float, f
     return result.miou, result.iou
 
 
-def _depth_accuracy(reader, labeller, metric) -> None:
-    """Accumulate the calibrated depth of every frame (frame-mode calibration) into ``metric``."""
-    from occ_training.labels.calibration import fit_scale_shift
-    from occ_training.labels.pipeline import calibration_window
+def _depth_rows(sequences, sim, base, calibrations) -> list[str]:
+    """AbsRel / delta<1.25 of the relative teacher before calibration and with the job's per-frame calibration.
 
-    frames = [labeller.calibration_frame(labeller.teach(reader.load(i))) for i in range(len(reader))]
-    for i in range(len(reader)):
-        near, target = calibration_window(i, len(reader), labeller.config.calibrator.neighbours)
-        fitted = fit_scale_shift([frames[q] for q in near], [target], reader.rig, labeller.config.calibrator)
-        truth = reader.depth(i)
-        for name, ss in fitted.items():
-            metric.update(ss.apply(frames[i].relative[name]), truth[name])
-
-
-def _depth_rows(sequences, sim, base, after) -> list[str]:
+    ``calibrations``: sequence folder -> the ``LabelSummary.calibration`` of its labelling run.
+    """
     from dataclasses import replace
 
     from occ_ros.datasets.synth import SynthReader
@@ -183,15 +173,18 @@ def _depth_rows(sequences, sim, base, after) -> list[str]:
     from occ_training.teachers.simulated import SimDepthTeacher
 
     before = DepthMetric(min_depth=0.5, max_depth=80.0)
+    after = DepthMetric(min_depth=0.5, max_depth=80.0)
     for seq in sequences:
-        reader = SynthReader(seq)
+        reader = SynthReader(seq, load_gt=False)
         teacher = SimDepthTeacher(seq, replace(sim.depth, kind="relative"))
         for i in range(len(reader)):
-            maps = teacher.estimate(reader.load(i))
+            sample = reader.load(i, images=False)
+            fitted = calibrations[seq][sample.scene][sample.frame]
             truth = reader.depth(i)
-            for name, dmap in maps.items():
+            for name, dmap in teacher.estimate(sample).items():
                 ss = uncalibrated_scale_shift(dmap.values, dmap.valid, base.lifting.min_depth, base.lifting.max_depth)
                 before.update(dmap.to_metric(ss.scale, ss.shift), truth[name])
+                after.update(fitted[name].apply(dmap.values), truth[name])
     rows = []
     for label, metric in (("uncalibrated", before), ("calibrated per frame", after)):
         r = metric.compute()

@@ -28,7 +28,7 @@ the optical axis; the grid is in the key frame's ego frame, indexed ``[x, y, z]`
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -233,6 +233,21 @@ def vote(
     return voxels, votes.reshape(voxels.size, num_classes), counts, support
 
 
+def window_frames(
+    key_index: int, frames: Mapping[int, LiftedFrame], config: LiftingConfig
+) -> Iterator[tuple[int, LiftedFrame, bool, bool]]:
+    """The frames that may speak for key frame ``key_index``: (index, frame, static classes ok, dynamic ok).
+
+    Static classes come from ``|j - i| <= window``, dynamic ones from ``|j - i| <= dynamic_window``;
+    frames beyond both are skipped.
+    """
+    for j, frame in frames.items():
+        offset = abs(j - key_index)
+        static_ok, dynamic_ok = offset <= config.window, offset <= config.dynamic_window
+        if static_ok or dynamic_ok:
+            yield j, frame, static_ok, dynamic_ok
+
+
 def window_points(
     key_index: int,
     frames: Mapping[int, LiftedFrame],
@@ -249,14 +264,11 @@ def window_points(
     """
     ego_from_world = invert_transform(frames[key_index].world_from_ego)
     pts, labs, wts, srcs = [], [], [], []
-    for j, frame in frames.items():
-        offset = abs(j - key_index)
-        if offset > config.window and offset > config.dynamic_window:
-            continue
+    for j, frame, static_ok, dynamic_ok in window_frames(key_index, frames, config):
         keep = np.ones(len(frame), dtype=bool)
-        if offset > config.dynamic_window:
+        if not dynamic_ok:
             keep &= ~dynamic[frame.labels]
-        if offset > config.window:
+        if not static_ok:
             keep &= dynamic[frame.labels]
         pts.append(transform_points(ego_from_world, frame.points[keep]))
         labs.append(frame.labels[keep])
@@ -355,14 +367,11 @@ def densify(
     ego_from_world = invert_transform(frames[key_index].world_from_ego)
     free_static = np.zeros(grid.num_voxels)
     free_dynamic = np.zeros(grid.num_voxels)
-    for j, frame in frames.items():
-        offset = abs(j - key_index)
-        if offset > config.window and offset > config.dynamic_window:
-            continue
+    for _, frame, static_ok, dynamic_ok in window_frames(key_index, frames, config):
         free = free_space_counts(frame, ego_from_world, rig, grid, config)
-        if offset <= config.window:
+        if static_ok:
             free_static += free
-        if offset <= config.dynamic_window:
+        if dynamic_ok:
             free_dynamic += free
     free_here = np.where(dynamic, free_dynamic[voxels], free_static[voxels])
 

@@ -18,7 +18,7 @@ import json
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -69,7 +69,7 @@ class LabelConfig:
         if self.calibration not in ("frame", "sequence", "none"):
             raise ValueError(f"LabelConfig.calibration must be frame, sequence or none, got {self.calibration!r}")
         if self.calibration != "none" and self.calibrator.mode != self.calibration:
-            object.__setattr__(self, "calibrator", _replace_mode(self.calibrator, self.calibration))
+            object.__setattr__(self, "calibrator", replace(self.calibrator, mode=self.calibration))
 
     def to_dict(self) -> dict[str, Any]:
         return {"lifting": asdict(self.lifting), "calibration": self.calibration, "calibrator": asdict(self.calibrator)}
@@ -97,12 +97,6 @@ def load_label_settings(path: str | Path | None) -> tuple[LabelConfig, SimTeache
         where=str(path),
     )
     return label, from_mapping(SimTeacherConfig, data.get("sim"), where=f"{path}: sim")
-
-
-def _replace_mode(config: CalibrationConfig, mode: str) -> CalibrationConfig:
-    from dataclasses import replace
-
-    return replace(config, mode=mode)
 
 
 def uncalibrated_scale_shift(values: np.ndarray, valid: np.ndarray, min_depth: float, max_depth: float) -> ScaleShift:
@@ -227,8 +221,8 @@ class LabelSummary:
     skipped: int = 0
     scenes: list[str] = field(default_factory=list)
     seconds: float = 0.0
-    #: camera -> scale/shift per written frame, when relative depth was calibrated (for reports).
-    calibration: dict[str, list[dict[str, ScaleShift]]] = field(default_factory=dict)
+    #: scene -> frame -> camera -> scale/shift of every written frame whose relative depth was calibrated.
+    calibration: dict[str, dict[str, dict[str, ScaleShift]]] = field(default_factory=dict)
 
     @property
     def frames_per_second(self) -> float:
@@ -356,6 +350,8 @@ def _label_scene(
     relative = labeller.depth.kind == "relative" and config.calibration != "none"
     offsets = config.calibrator.neighbours if relative else ()
     taught: dict[int, _FrameTeaching] = {}
+    calibration_frames: dict[int, CalibrationFrame] = {}
+    calibrations: dict[int, dict[str, ScaleShift] | None] = {}
     lifted: dict[int, LiftedFrame] = {}
     sequence_calibration: dict[str, ScaleShift] | None = None
 
@@ -364,8 +360,13 @@ def _label_scene(
             taught[p] = labeller.teach(reader.load(indices[p], images=True))
         return taught[p]
 
+    def calibration_frame(p: int) -> CalibrationFrame:
+        if p not in calibration_frames:
+            calibration_frames[p] = labeller.calibration_frame(teach(p))
+        return calibration_frames[p]
+
     if relative and config.calibration == "sequence":
-        frames = [labeller.calibration_frame(teach(p)) for p in range(len(indices))]
+        frames = [calibration_frame(p) for p in range(len(indices))]
         targets = sequence_targets(len(indices), config.calibrator.sequence_targets)
         sequence_calibration = fit_scale_shift(frames, targets, teach(0).sample.rig, config.calibrator)
 
@@ -375,10 +376,8 @@ def _label_scene(
         if sequence_calibration is not None:
             return sequence_calibration
         near, target = calibration_window(p, len(indices), offsets)
-        frames = [labeller.calibration_frame(teach(q)) for q in near]
+        frames = [calibration_frame(q) for q in near]
         return fit_scale_shift(frames, [target], teach(p).sample.rig, config.calibrator)
-
-    calibrations: dict[int, dict[str, ScaleShift] | None] = {}
 
     def lift(p: int) -> LiftedFrame:
         if p not in lifted:
@@ -397,14 +396,16 @@ def _label_scene(
             semantics=labels.semantics,
             mask_camera=np.asarray(labels.mask_camera, dtype=np.uint8),
         )
-        if calibrations.get(p) is not None:
-            summary.calibration.setdefault(key.scene, []).append(dict(calibrations[p] or {}))
+        fitted = calibrations[p]
+        if fitted is not None:
+            summary.calibration.setdefault(key.scene, {})[key.frame] = dict(fitted)
         summary.written += 1
         bar.update(1)
         if on_frame is not None:
             on_frame(key, time.perf_counter() - t0)
         # Forget what no later key frame needs.
         keep_from = p + 1 - reach - max((abs(o) for o in offsets), default=0)
-        for cache in (taught, lifted):
+        caches: tuple[dict[int, Any], ...] = (taught, calibration_frames, calibrations, lifted)
+        for cache in caches:
             for q in [q for q in cache if q < keep_from]:
                 del cache[q]

@@ -65,7 +65,8 @@ def build_teachers(
 
     Args:
         spec: the choices.
-        data_root: the dataset being labelled (the simulated teachers read its ground truth).
+        data_root: the dataset being labelled (the simulated teachers read its ground truth: an
+            ``occ synth`` folder, or its ``bag/`` recording, whose parent holds the ground truth).
         vocabulary: the label vocabulary (its prompts drive open-vocabulary models).
     Raises:
         TeacherError: missing or wrong model folders, a vocabulary without prompts, a depth kind that
