@@ -74,6 +74,8 @@ def _data_files() -> list[tuple[str, list[str]]]:
     for path in _files(os.path.join("config", "**", "*")):
         by_dir.setdefault(os.path.join(share, os.path.dirname(path)), []).append(path)
     data_files.extend(sorted(by_dir.items()))
+    # Shipped models (models/demo.ckpt) -> share/occ_ros/models/.
+    data_files.append((os.path.join(share, "models"), _files(os.path.join("models", "*.ckpt"))))
     return data_files
 
 

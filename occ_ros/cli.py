@@ -305,6 +305,117 @@ def _run_labels(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- occ train / predict / query
+def _add_train(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "train",
+        help="train the occupancy network from pseudo-labels and 2D teachers (torchrun for DDP)",
+        description="Train the camera-only occupancy network (docs/training.md). The config is a YAML file of "
+        "typed settings; KEY=VALUE arguments override it (dotted keys, YAML values), e.g. steps=200 optim.lr=1e-3 "
+        "'data.train=[a,b]'. Unknown keys and wrong types are errors before any work. Writes OUT/config.yaml, "
+        "OUT/last.ckpt (resumable), OUT/model.ckpt, OUT/metrics.jsonl and TensorBoard logs in OUT/tb. Multi-GPU / "
+        "multi-node: torchrun --nproc_per_node=N $(which occ) train ... (gloo on CPU, NCCL on GPU).",
+    )
+    p.add_argument("--config", type=Path, required=True, help="training config YAML (e.g. config/train/demo.yaml)")
+    p.add_argument("--resume", action="store_true", help="continue OUT/last.ckpt exactly where it stopped")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    from occ_ros.core.config import ConfigError
+    from occ_training.trainer.checkpoint import CheckpointError
+    from occ_training.trainer.config import load_train_config
+    from occ_training.trainer.data import DataError
+    from occ_training.trainer.loop import TrainError, train
+
+    try:
+        config = load_train_config(args.config, args.overrides)
+        result = train(config, resume=args.resume, progress=not args.quiet)
+    except (ConfigError, DataError, CheckpointError, TrainError, OSError) as err:
+        raise CliError(str(err)) from None
+    val = f", validation mIoU {result.validation.miou:.2f} IoU {result.validation.iou:.2f}" if result.validation else ""
+    print(f"train: {result.step} steps ({result.seconds_per_step:.2f} s/step){val} -> {result.out}/model.ckpt")
+    return 0
+
+
+def _add_model_and_data(p: argparse.ArgumentParser, model_help: str) -> None:
+    """The model and dataset arguments ``occ predict`` and ``occ query`` share."""
+    p.add_argument("--model", type=Path, required=True, help=model_help)
+    p.add_argument("--data", type=Path, required=True, help="dataset folder or rosbag2 bag (any `occ inspect` input)")
+    p.add_argument("--kind", default="auto", choices=("auto", "synth", "nuscenes", "semantickitti", "rosbag"))
+    p.add_argument("--dataset-config", type=Path, help="camera/topic YAML of a rosbag2 bag")
+    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--limit", type=_positive_int, help="only the first N frames")
+
+
+def _add_predict(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "predict",
+        help="predict Occ3D-format semantic occupancy for every frame of a dataset",
+        description="Run a trained model (a PyTorch checkpoint) over any dataset `occ inspect` opens and write "
+        "OUT/<scene>/<frame>/labels.npz (semantics, uint8 [x, y, z]) for `occ eval`.",
+    )
+    _add_model_and_data(p, "model file (.ckpt)")
+    p.add_argument("--out", type=Path, required=True, help="output folder")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_predict)
+
+
+def _run_predict(args: argparse.Namespace) -> int:
+    from occ_training.predict import run_predict
+    from occ_training.trainer.checkpoint import CheckpointError
+
+    try:
+        summary = run_predict(
+            args.model, args.data, args.out, args.kind, args.dataset_config, args.device, args.limit, not args.quiet
+        )
+    except (CheckpointError, OSError, ValueError) as err:
+        raise CliError(str(err)) from None
+    print(f"predict: {summary.frames} frames in {summary.seconds:.1f} s -> {summary.out}")
+    return 0
+
+
+def _add_query(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "query",
+        help="open-vocabulary voxel query through the CLIP-feature head",
+        description="Find the predicted-occupied voxels whose CLIP feature matches a text prompt better than the "
+        "vocabulary's prompts (LangOcc). Writes OUT/<scene>/<frame>/query.npz (similarity, match, points) and "
+        "OUT/query.png.",
+    )
+    _add_model_and_data(p, "checkpoint with a CLIP head (model.clip_dim > 0)")
+    p.add_argument("--text", required=True, help='the query, e.g. "traffic cone"')
+    p.add_argument("--out", type=Path, default=Path("out/query"), help="output folder (default out/query)")
+    p.add_argument("--frame", type=int, help="frame index of the picture (default: the middle one)")
+    p.set_defaults(func=_run_query)
+
+
+def _run_query(args: argparse.Namespace) -> int:
+    from occ_training.predict import run_query
+    from occ_training.trainer.checkpoint import CheckpointError
+
+    try:
+        summary = run_query(
+            args.model,
+            args.data,
+            args.text,
+            args.out,
+            args.kind,
+            args.dataset_config,
+            args.device,
+            args.limit,
+            args.frame,
+        )
+    except (CheckpointError, OSError, ValueError) as err:
+        raise CliError(str(err)) from None
+    print(f"query {args.text!r}: {summary.matches} matching voxels over {summary.frames} frames -> {summary.out}")
+    if summary.picture is not None:
+        print(f"  picture: {summary.picture}")
+    return 0
+
+
 # ---------------------------------------------------------------------------- occ demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job end to end on the built-in synthetic world")
@@ -329,6 +440,9 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_eval,
     _add_inspect,
     _add_labels,
+    _add_train,
+    _add_predict,
+    _add_query,
     _add_demo,
 ]
 

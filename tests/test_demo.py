@@ -27,3 +27,10 @@ def test_demo_stages(tmp_path: Path) -> None:
     assert len(list((tmp_path / "demo" / "pseudo_labels").rglob("labels.npz"))) == 3
     assert 10 < labels["miou"] < 100 and 30 < labels["iou"] < 100
     assert Path(labels["picture"]).stat().st_size > 1000
+    network = metrics["network"]
+    # the shipped checkpoint (trained on other seeds) predicts every frame; make demo never trains
+    assert network["frames"] == 3 and network["model"].endswith("demo.ckpt")
+    assert len(list((tmp_path / "demo" / "predictions").rglob("labels.npz"))) == 3
+    assert 20 < network["miou"] < 100 and 40 < network["iou"] < 100
+    assert Path(network["picture"]).stat().st_size > 1000
+    assert network["query"]["voxels"] > 0 and Path(network["query"]["picture"]).stat().st_size > 1000

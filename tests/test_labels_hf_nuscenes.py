@@ -35,9 +35,7 @@ def test_hf_teachers_label_real_nuscenes_frames(tmp_path: Path, capsys) -> None:
     depth = save_tiny_depth_anything(tmp_path / "da2_metric", "metric")
     # Random weights are never confident: lift every 8th pixel whatever its confidence.
     settings = tmp_path / "labels.yaml"
-    settings.write_text(
-        "lifting: {window: 1, min_confidence: 0.0, pixel_stride: 8, ray_stride: 8, min_support: 1}\n"
-    )
+    settings.write_text("lifting: {window: 1, min_confidence: 0.0, pixel_stride: 8, ray_stride: 8, min_support: 1}\n")
     out = tmp_path / "labels"
     args = ["labels", "--data", str(root), "--out", str(out), "--teacher", "hf", "--seg-model", str(seg)]
     args += ["--depth-model", str(depth), "--config", str(settings), "--quiet"]

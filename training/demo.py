@@ -4,8 +4,9 @@ Stages so far: (1) render a synthetic sequence with ground truth and a rosbag2 r
 (2) read it back through the dataset readers (files and the bag); (3) evaluate a
 neighbour-frame baseline with the Occ3D metric and RayIoU; (4) pseudo-labels from the simulated
 teachers (relative depth, calibrated photometrically, densified over time), scored against the
-ground truth, with a bird's-eye picture of both; (5) pictures. Later stages (the network, export,
-replay) extend this.
+ground truth, with a bird's-eye picture of both; (5) the shipped network (models/demo.ckpt, trained
+on other seeds; no training here) predicts the sequence, scored against the ground truth, with an
+open-vocabulary query through its CLIP head; (6) pictures. Later stages (export, replay) extend this.
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ import numpy as np
 
 from occ_ros import viz
 
-STAGES = 5
+STAGES = 6
 
 
 def sequence_pictures(data: Path, out: Path, frame: int) -> dict[str, Path]:
@@ -127,6 +128,53 @@ def pseudo_label_stage(data: Path, out: Path) -> dict[str, object]:
     }
 
 
+def network_stage(data: Path, out: Path, labels_dir: Path, query: str = "car") -> dict[str, object]:
+    """``occ predict`` with the shipped checkpoint, ``occ eval`` of it, a bird's-eye picture and ``occ query``."""
+    from occ_ros.core.resources import models_dir
+    from occ_ros.datasets.sample import load_labels
+    from occ_ros.datasets.synth import SynthReader
+    from occ_ros.eval.runner import evaluate
+    from occ_training.predict import run_predict, run_query
+
+    model = models_dir() / "demo.ckpt"
+    pred_dir = out / "predictions"
+    shutil.rmtree(pred_dir, ignore_errors=True)
+    summary = run_predict(model, data, pred_dir, progress=False)
+    report = evaluate(pred_dir, data / "gts", mask="camera")
+    (out / "eval_network.json").write_text(json.dumps(report.to_dict(), indent=1))
+
+    reader = SynthReader(data)
+    vocab = reader.vocabulary
+    sample = reader.load(len(reader) // 2, images=False)
+    assert sample.gt is not None
+    pred = load_labels(pred_dir / sample.scene / sample.frame / "labels.npz")
+    pseudo = load_labels(labels_dir / sample.scene / sample.frame / "labels.npz")
+    picture = out / "bev_network.png"
+    mask = sample.gt.mask_camera
+    viz.legend_figure(
+        picture,
+        [
+            viz.bev_image(sample.gt.semantics, vocab, mask),
+            viz.bev_image(pseudo.semantics, vocab, mask),
+            viz.bev_image(pred.semantics, vocab, mask),
+            viz.bev_image(pred.semantics, vocab),
+        ],
+        ["ground truth (camera-visible)", "pseudo-labels (camera-visible)", "network (camera-visible)", "network, all"],
+        vocab,
+        suptitle=f"{sample.scene} frame {sample.frame}: models/demo.ckpt, single frame, ego at centre facing up",
+    )
+    queried = run_query(model, data, query, out / "query", picture_frame=len(reader) // 2)
+    return {
+        "model": str(model),
+        "frames": summary.frames,
+        "seconds_per_frame": round(summary.seconds / max(1, summary.frames), 3),
+        "miou": report.occ3d.miou,
+        "iou": report.occ3d.iou,
+        "picture": str(picture),
+        "query": {"text": query, "voxels": queried.matches, "picture": str(queried.picture)},
+    }
+
+
 def read_back(data: Path) -> dict[str, object]:
     """Read the sequence through the file reader and the rosbag2 reader; compare their poses."""
     from occ_ros.core.rig import config_path
@@ -190,9 +238,20 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
         f"({labels['frames_per_second']} frames/s)"
     )
 
-    print(f"[5/{STAGES}] pictures")
+    print(f"[5/{STAGES}] network: models/demo.ckpt predicts every frame (single-frame, no training here)")
+    network = network_stage(data, out, Path(str(labels["dir"])))
+    summary["network"] = network
+    print(
+        f"      mIoU {network['miou']:.2f}  IoU {network['iou']:.2f} against the ground truth "
+        f"({network['seconds_per_frame']} s/frame on CPU); query {network['query']['text']!r}: "  # type: ignore[index]
+        f"{network['query']['voxels']} voxels"  # type: ignore[index]
+    )
+
+    print(f"[6/{STAGES}] pictures")
     pictures = sequence_pictures(data, out, len(meta["frames"]) // 2)  # type: ignore[arg-type]
     pictures["bev_pseudo_labels"] = Path(str(labels["picture"]))
+    pictures["bev_network"] = Path(str(network["picture"]))
+    pictures["query"] = Path(str(network["query"]["picture"]))  # type: ignore[index]
     summary["pictures"] = {k: str(v) for k, v in pictures.items()}
     (out / "metrics.json").write_text(json.dumps(summary, indent=1))
     print(f"\ndemo done in {time.perf_counter() - t0:.1f} s; everything is under {out}/")
@@ -201,5 +260,6 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
     print(f"  {'bag':10s} {data / 'bag'}")
     print(f"  {'baseline':10s} {out / 'eval_baseline.json'}")
     print(f"  {'labels':10s} {out / 'pseudo_labels'}  (scores: {out / 'eval_pseudo_labels.json'})")
+    print(f"  {'network':10s} {out / 'predictions'}  (scores: {out / 'eval_network.json'})")
     print(f"  {'metrics':10s} {out / 'metrics.json'}")
     return summary

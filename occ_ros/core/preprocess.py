@@ -76,6 +76,20 @@ def adjust_intrinsics(K: np.ndarray, scale: float, crop_top: int) -> np.ndarray:
     return out
 
 
+def source_pixels(
+    u: np.ndarray, v: np.ndarray, src_width: int, src_height: int, config: PreprocessConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """Network-image pixel coordinates -> source-image pixel coordinates (the inverse of the preprocessing map).
+
+    For reading per-camera 2D maps of the source image (teacher depth, labels, features) at network pixels;
+    rows in the zero-padded bottom of the network image map below the source image.
+    """
+    scale, crop_top = config.scale_and_crop(src_width, src_height)
+    us = (np.asarray(u, dtype=np.float64) + 0.5) / scale - 0.5
+    vs = (np.asarray(v, dtype=np.float64) + 0.5 + crop_top) / scale - 0.5
+    return us, vs
+
+
 @dataclass(frozen=True)
 class NetworkInput:
     """What the network takes for one multi-camera frame (camera order = the rig's).

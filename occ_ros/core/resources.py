@@ -32,3 +32,20 @@ def config_dir() -> Path:
         + ", ".join(str(p) for p in candidates)
         + " (set OCC_ROS_CONFIG_DIR to override)"
     )
+
+
+def models_dir() -> Path:
+    """The ``models/`` directory with the shipped checkpoints (``demo.ckpt``).
+
+    Looked up in order: ``$OCC_ROS_MODELS_DIR``; the source tree; ``<prefix>/share/occ_ros/models``.
+    """
+    env = os.environ.get("OCC_ROS_MODELS_DIR")
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / "models")
+    candidates.append(Path(sys.prefix) / "share" / "occ_ros" / "models")
+    for path in candidates:
+        if (path / "demo.ckpt").is_file():
+            return path
+    raise FileNotFoundError(
+        "cannot find the shipped models (models/demo.ckpt); looked in " + ", ".join(str(p) for p in candidates)
+    )

@@ -15,6 +15,7 @@ share nothing but the output folder, so they need no process group and may run o
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -256,6 +257,24 @@ def calibration_window(position: int, length: int, offsets: Sequence[int]) -> tu
     return list(range(lo, hi + 1)), position - lo
 
 
+#: Extra arrays of a pseudo-label file (Occ3D readers ignore them): the relative-depth calibration of the
+#: frame per camera in rig order, ``1 / depth = scale * relative + shift`` (NaN: not calibrated). Training
+#: reads them to turn the depth teacher's relative maps into metric depth targets.
+SCALE_KEY, SHIFT_KEY = "depth_scale", "depth_shift"
+
+
+def calibration_arrays(cameras: Sequence[str], fitted: Mapping[str, ScaleShift] | None) -> dict[str, np.ndarray]:
+    """``{depth_scale, depth_shift}`` (N,) float32 in ``cameras`` order; {} without a calibration."""
+    if fitted is None:
+        return {}
+    nan = ScaleShift(math.nan, math.nan, math.nan, 0)
+    fits = [fitted.get(name, nan) for name in cameras]
+    return {
+        SCALE_KEY: np.array([f.scale if f.ok else math.nan for f in fits], dtype=np.float32),
+        SHIFT_KEY: np.array([f.shift if f.ok else math.nan for f in fits], dtype=np.float32),
+    }
+
+
 def label_path(out: Path, sample: Sample) -> Path:
     return out / sample.scene / sample.frame / LABELS_FILE
 
@@ -391,12 +410,13 @@ def _label_scene(
         frames = {q: lift(q) for q in window}
         key = taught[p].sample
         labels = densify(p, frames, key.rig, key.grid, labeller.vocabulary, config.lifting)
+        fitted = calibrations[p]
         atomic_savez_compressed(
             label_path(out, key),
             semantics=labels.semantics,
             mask_camera=np.asarray(labels.mask_camera, dtype=np.uint8),
+            **calibration_arrays(key.rig.names, fitted),
         )
-        fitted = calibrations[p]
         if fitted is not None:
             summary.calibration.setdefault(key.scene, {})[key.frame] = dict(fitted)
         summary.written += 1

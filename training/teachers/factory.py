@@ -8,8 +8,8 @@ from typing import Any, Literal
 
 from occ_ros.core.vocabulary import Vocabulary
 
-from .base import DepthTeacher, SegmentationTeacher, TeacherError
-from .simulated import SimDepthTeacher, SimSegmentationTeacher, SimTeacherConfig
+from .base import DepthTeacher, FeatureTeacher, SegmentationTeacher, TeacherError
+from .simulated import SimDepthTeacher, SimFeatureTeacher, SimSegmentationTeacher, SimTeacherConfig
 
 TeacherKind = Literal["sim", "hf"]
 Segmenter = Literal["clipseg", "grounded-sam"]
@@ -26,6 +26,8 @@ class TeacherSpec:
         seg_model: CLIPSeg or Grounding DINO checkpoint directory.
         sam_model: SAM checkpoint directory (``grounded-sam``).
         depth_model: Depth Anything V2 checkpoint directory.
+        feature_model: CLIP checkpoint directory of the dense-feature (MaskCLIP) teacher (``hf``; training's
+            CLIP distillation and ``occ query``).
         device: torch device for the ``hf`` models.
         sim: noise of the simulated teachers (``sim`` only; ``sim.depth.kind`` follows ``depth``).
     """
@@ -36,6 +38,7 @@ class TeacherSpec:
     seg_model: str | None = None
     sam_model: str | None = None
     depth_model: str | None = None
+    feature_model: str | None = None
     device: str = "cpu"
     sim: SimTeacherConfig = field(default_factory=SimTeacherConfig)
 
@@ -49,6 +52,7 @@ class TeacherSpec:
             "seg_model": self.seg_model,
             "sam_model": self.sam_model,
             "depth_model": self.depth_model,
+            "feature_model": self.feature_model,
         }
 
 
@@ -77,8 +81,7 @@ def build_teachers(
         sim = spec.sim
         if spec.depth is not None and spec.depth != sim.depth.kind:
             sim = replace(sim, depth=replace(sim.depth, kind=spec.depth))
-        root = Path(data_root)
-        seg_root = root if (root / "meta.json").exists() else root.parent
+        seg_root = synth_root(data_root)
         return (
             SimSegmentationTeacher(seg_root, vocabulary, sim.segmentation),
             SimDepthTeacher(seg_root, sim.depth),
@@ -106,3 +109,18 @@ def build_teachers(
             f"(config.json depth_estimation_type)"
         )
     return segmentation, depth
+
+
+def synth_root(data_root: str | Path) -> Path:
+    """The ``occ synth`` folder behind a dataset path: the folder itself, or the parent of its ``bag/``."""
+    root = Path(data_root)
+    return root if (root / "meta.json").exists() else root.parent
+
+
+def build_feature_teacher(spec: TeacherSpec, data_root: str | Path) -> FeatureTeacher:
+    """The dense CLIP-feature teacher of ``spec``: simulated (synthetic world) or MaskCLIP from ``feature_model``."""
+    if spec.kind == "sim":
+        return SimFeatureTeacher(synth_root(data_root), spec.sim.features)
+    from .hf import MaskClipTeacher
+
+    return MaskClipTeacher(_model_dir(spec.feature_model, "feature_model"), device=spec.device)

@@ -1,0 +1,251 @@
+"""``occ predict`` and ``occ query``: a trained model over any dataset reader.
+
+``occ predict`` writes Occ3D-format ``OUT/<scene>/<frame>/labels.npz`` (``semantics``, uint8 ``[x, y, z]``) that
+``occ eval`` scores. ``occ query`` scores every predicted-occupied voxel against a text prompt through the
+CLIP-feature head (LangOcc) and writes the matching voxels and a picture.
+
+Models: a PyTorch checkpoint (``.ckpt``) here; the export issue adds ONNX and TensorRT backends behind the same
+:class:`Predictor` interface. Every backend is fed by the checkpoint's own
+:func:`~occ_ros.core.preprocess.preprocess` settings.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from occ_ros.core.preprocess import NetworkInput, preprocess
+from occ_ros.datasets import open_dataset
+from occ_ros.datasets.sample import DatasetReader, Sample
+from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
+from occ_training.model.network import predict_labels
+from occ_training.trainer.checkpoint import CheckpointError, ModelBundle, check_data_matches, load_checkpoint
+
+LABELS_FILE = "labels.npz"
+QUERY_FILE = "query.npz"
+
+
+class Predictor:
+    """A PyTorch checkpoint as a predictor: network input -> per-voxel outputs (numpy)."""
+
+    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu") -> None:
+        self.bundle = bundle
+        self.device = torch.device(device)
+        bundle.model.to(self.device).eval()
+
+    @classmethod
+    def open(cls, path: str | Path, device: str = "cpu") -> Predictor:
+        """Open a model file by its kind (``.ckpt`` / ``.pt``: PyTorch checkpoint)."""
+        path = Path(path)
+        if path.suffix in (".onnx", ".engine", ".plan"):
+            raise CheckpointError(
+                f"{path}: ONNX and TensorRT models are served by the export stage (`occ export`); this build reads "
+                f"PyTorch checkpoints (.ckpt)"
+            )
+        return cls(load_checkpoint(path, device), device)
+
+    @torch.no_grad()
+    def __call__(self, net: NetworkInput) -> dict[str, np.ndarray]:
+        """One frame -> ``labels`` (X, Y, Z) uint8 and, with a CLIP head, ``features`` (D, X, Y, Z) float32."""
+
+        def t(a: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(a)[None].to(self.device)
+
+        outputs = self.bundle.model(t(net.images), t(net.K), t(net.cam_from_ego))
+        out = {"labels": predict_labels(outputs)[0].cpu().numpy()}
+        if "features" in outputs:
+            out["features"] = outputs["features"][0].float().cpu().numpy()
+        return out
+
+    def prepare(self, sample: Sample) -> NetworkInput:
+        return preprocess(sample.images, sample.rig, self.bundle.preprocess)
+
+
+def _frames(reader: DatasetReader, limit: int | None) -> Iterator[int]:
+    count = len(reader) if not limit else min(limit, len(reader))
+    yield from range(count)
+
+
+@dataclass
+class PredictSummary:
+    frames: int
+    seconds: float
+    out: Path
+
+
+def run_predict(
+    model: str | Path,
+    data: str | Path,
+    out: str | Path,
+    kind: str = "auto",
+    dataset_config: str | None = None,
+    device: str = "cpu",
+    limit: int | None = None,
+    progress: bool = True,
+    on_frame: Callable[[Sample, dict[str, np.ndarray]], None] | None = None,
+) -> PredictSummary:
+    """Predict every frame of a dataset into ``OUT/<scene>/<frame>/labels.npz`` (atomic writes).
+
+    Raises:
+        CheckpointError: the model file is missing / corrupt, or its vocabulary, camera count or image size do not
+            match the data (naming both).
+    """
+    predictor = Predictor.open(model, device)
+    options: dict[str, Any] = {"config": dataset_config} if dataset_config else {}
+    reader = open_dataset(data, kind, load_gt=False, **options)
+    first = reader.load(0, images=False)
+    check_data_matches(predictor.bundle, first.vocabulary, first.rig)
+    out = Path(out)
+    start = time.perf_counter()
+    indices = list(_frames(reader, limit))
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=len(indices), desc="predict", unit="frame")
+    for i in indices:
+        sample = reader.load(i)
+        result = predictor(predictor.prepare(sample))
+        atomic_savez_compressed(out / sample.scene / sample.frame / LABELS_FILE, semantics=result["labels"])
+        if on_frame is not None:
+            on_frame(sample, result)
+        if bar is not None:
+            bar.update(1)
+    if bar is not None:
+        bar.close()
+    manifest = {"model": str(model), "data": str(data), "frames": len(indices), "step": predictor.bundle.step}
+    atomic_write_text(out / "predict.json", json.dumps(manifest, indent=1))
+    return PredictSummary(len(indices), time.perf_counter() - start, out)
+
+
+# ---------------------------------------------------------------------------------------- occ query
+def text_embedding(bundle: ModelBundle, data: str | Path, texts: list[str]) -> np.ndarray:
+    """(T, D) unit text embeddings in the space the checkpoint's CLIP head was distilled into."""
+    enc = bundle.text_encoder
+    if not enc or not bundle.config.clip_dim:
+        raise CheckpointError(
+            f"{bundle.path}: this checkpoint has no CLIP-feature head (model.clip_dim = 0); train with loss.clip > 0"
+        )
+    if enc.get("kind") == "sim":
+        from occ_ros.core.config import from_mapping
+        from occ_training.teachers.factory import synth_root
+        from occ_training.teachers.simulated import SimFeatureConfig, SimFeatureTeacher
+
+        teacher = SimFeatureTeacher(synth_root(data), from_mapping(SimFeatureConfig, enc.get("features", {})))
+        return teacher.embed_text(texts)
+    if enc.get("kind") == "hf" and enc.get("feature_model"):
+        from occ_training.teachers.hf import MaskClipTeacher
+
+        return MaskClipTeacher(enc["feature_model"]).embed_text(texts)
+    raise CheckpointError(f"{bundle.path}: unknown text encoder {enc!r}")
+
+
+def query_scores(
+    features: np.ndarray, labels: np.ndarray, free_index: int, text: np.ndarray, vocabulary_texts: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cosine similarity of each voxel to the query, and which occupied voxels match it.
+
+    A voxel matches when it is occupied (predicted class not free) and the query is at least as similar to its
+    feature as every vocabulary prompt that is not a near-duplicate of the query (cosine < 0.9 to it): the query
+    must win against the alternatives, as in LangOcc's open-vocabulary retrieval.
+
+    Args:
+        features: (D, X, Y, Z) per-voxel features (unnormalised). labels: (X, Y, Z) predicted classes.
+        text: (D,) unit query embedding. vocabulary_texts: (K, D) unit embeddings of the vocabulary prompts.
+    Returns:
+        similarity: (X, Y, Z) float32 cosine to the query; match: (X, Y, Z) bool.
+    """
+    feats = F.normalize(torch.from_numpy(features).float(), dim=0)
+    q = torch.from_numpy(text).float()
+    sim = torch.einsum("dxyz,d->xyz", feats, q).numpy()
+    others = vocabulary_texts[(vocabulary_texts @ text) < 0.9]
+    best_other = (
+        torch.einsum("dxyz,kd->kxyz", feats, torch.from_numpy(others).float()).amax(dim=0).numpy()
+        if len(others)
+        else np.full(sim.shape, -np.inf, dtype=np.float32)
+    )
+    match = (labels != free_index) & (sim >= best_other)
+    return sim.astype(np.float32), match
+
+
+@dataclass
+class QuerySummary:
+    frames: int
+    matches: int
+    picture: Path | None
+    out: Path
+
+
+def run_query(
+    model: str | Path,
+    data: str | Path,
+    text: str,
+    out: str | Path,
+    kind: str = "auto",
+    dataset_config: str | None = None,
+    device: str = "cpu",
+    limit: int | None = None,
+    picture_frame: int | None = None,
+) -> QuerySummary:
+    """``occ query``: per frame ``OUT/<scene>/<frame>/query.npz`` (``similarity``, ``match``, ``points``: (M, 3)
+    ego-frame centres of the matching voxels) and ``OUT/query.png`` (bird's-eye view of one frame)."""
+    from occ_ros import viz
+
+    predictor = Predictor.open(model, device)
+    bundle = predictor.bundle
+    options: dict[str, Any] = {"config": dataset_config} if dataset_config else {}
+    reader = open_dataset(data, kind, load_gt=True, **options)
+    first = reader.load(0, images=False)
+    check_data_matches(bundle, first.vocabulary, first.rig)
+    vocab = bundle.vocabulary
+    query = text_embedding(bundle, data, [text])[0]
+    prompts = [p for c in vocab.classes[:-1] for p in c.prompts]
+    vocab_emb = text_embedding(bundle, data, prompts)
+    grid = bundle.config.grid_spec
+    out = Path(out)
+    indices = list(_frames(reader, limit))
+    show = picture_frame if picture_frame is not None else indices[len(indices) // 2]
+    total = 0
+    picture = None
+    for i in indices:
+        sample = reader.load(i)
+        result = predictor(predictor.prepare(sample))
+        sim, match = query_scores(result["features"], result["labels"], vocab.free_index, query, vocab_emb)
+        points = grid.indices_to_centers(np.argwhere(match)).astype(np.float32)
+        atomic_savez_compressed(
+            out / sample.scene / sample.frame / QUERY_FILE,
+            similarity=sim.astype(np.float16),
+            match=match,
+            points=points,
+        )
+        total += int(match.sum())
+        if i == show:
+            picture = out / "query.png"
+            panels = [viz.bev_image(result["labels"], vocab), _bev_match(result["labels"], match, vocab.free_index)]
+            titles = ["predicted semantics", f"query {text!r}: {int(match.sum())} voxels (red)"]
+            if sample.gt is not None:
+                panels.insert(0, viz.bev_image(sample.gt.semantics, vocab, sample.gt.mask_camera))
+                titles.insert(0, "ground truth (camera-visible)")
+            viz.legend_figure(picture, panels, titles, vocab, suptitle=f"{sample.scene} frame {sample.frame}")
+    atomic_write_text(out / "query.json", json.dumps({"text": text, "frames": len(indices), "matches": total}))
+    return QuerySummary(len(indices), total, picture, out)
+
+
+def _bev_match(labels: np.ndarray, match: np.ndarray, free_index: int) -> np.ndarray:
+    """(X, Y, 3) top-down picture in the layout of :func:`occ_ros.viz.bev_image`: grey = occupied, red = match."""
+    from occ_ros import viz
+
+    occupied = viz.bev_labels(labels, free_index) != free_index
+    hit = match.any(axis=2)
+    rgb = np.full((*occupied.shape, 3), 255, dtype=np.uint8)
+    rgb[occupied] = 170
+    rgb[hit] = (220, 30, 30)
+    return np.ascontiguousarray(rgb[::-1, ::-1])

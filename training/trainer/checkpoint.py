@@ -1,0 +1,164 @@
+"""Checkpoints: one self-describing file per model, written atomically.
+
+A checkpoint is a ``torch.save`` dict::
+
+    format        "occ_ros.checkpoint"   version  1
+    model         ModelConfig.to_dict()  (image size, grid, classes, channels, ...)
+    vocabulary    Vocabulary.to_dict()
+    preprocess    PreprocessConfig fields (the one preprocessing every stage repeats)
+    text_encoder  the feature teacher whose text space the CLIP head learned (``occ query`` embeds with it)
+    state_dict    the network's weights
+    step          optimizer steps trained
+    train         (training checkpoints only) optimizer, scheduler, AMP scaler, class weights, config
+
+``models/demo.ckpt`` and ``RUN/model.ckpt`` carry no ``train`` section; ``RUN/last.ckpt`` does and is what
+``--resume`` continues from. Loading checks the format and names the file in every error.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import io
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from occ_ros.core.config import ConfigError, from_mapping
+from occ_ros.core.preprocess import PreprocessConfig
+from occ_ros.core.rig import CameraRig
+from occ_ros.core.vocabulary import Vocabulary
+from occ_ros.io.atomic import atomic_write_bytes
+from occ_training.model.network import ModelConfig, OccupancyNetwork
+
+FORMAT = "occ_ros.checkpoint"
+VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, corrupt, of another format, or incompatible with the data (names the file)."""
+
+
+@dataclass
+class ModelBundle:
+    """A network with everything needed to feed it: its config, vocabulary and preprocessing.
+
+    Attributes:
+        model: the network (eval mode after :func:`load_checkpoint`).
+        vocabulary: label vocabulary (output class ``k`` = ``vocabulary.classes[k]``).
+        preprocess: the image preprocessing the network was trained with.
+        text_encoder: description of the CLIP-feature teacher (``{}`` without a feature head).
+        step: training steps.
+        path: the file it came from.
+    """
+
+    model: OccupancyNetwork
+    vocabulary: Vocabulary
+    preprocess: PreprocessConfig
+    text_encoder: dict[str, Any]
+    step: int
+    path: Path | None = None
+
+    @property
+    def config(self) -> ModelConfig:
+        return self.model.config
+
+
+def checkpoint_dict(
+    model: OccupancyNetwork,
+    vocabulary: Vocabulary,
+    preprocess: PreprocessConfig,
+    step: int,
+    text_encoder: dict[str, Any] | None = None,
+    train: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The dict :func:`save_checkpoint` writes (weights copied to CPU)."""
+    data: dict[str, Any] = {
+        "format": FORMAT,
+        "version": VERSION,
+        "model": model.config.to_dict(),
+        "vocabulary": vocabulary.to_dict(),
+        "preprocess": dataclasses.asdict(preprocess),
+        "text_encoder": dict(text_encoder or {}),
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+        "step": int(step),
+    }
+    if train is not None:
+        data["train"] = train
+    return data
+
+
+def save_checkpoint(path: str | Path, data: dict[str, Any]) -> Path:
+    """Write a checkpoint dict atomically (a crash leaves the previous file intact)."""
+    buffer = io.BytesIO()
+    torch.save(data, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
+    return Path(path)
+
+
+def read_checkpoint(path: str | Path) -> dict[str, Any]:
+    """The raw checkpoint dict, validated for format and version."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint not found")
+    try:
+        data = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt files (pickle, zip, runtime)
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(err).__name__}: {err})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise CheckpointError(f"{path}: not an occ_ros checkpoint (no format {FORMAT!r})")
+    if data.get("version") != VERSION:
+        raise CheckpointError(f"{path}: checkpoint version {data.get('version')}, this occ_ros reads {VERSION}")
+    return data
+
+
+def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> ModelBundle:
+    """Rebuild the network of a checkpoint, in eval mode on ``device``."""
+    path = Path(path)
+    data = read_checkpoint(path)
+    try:
+        config = from_mapping(ModelConfig, data["model"], f"{path}: model")
+        vocabulary = Vocabulary.from_dict(data["vocabulary"], source=str(path))
+        preprocess = from_mapping(PreprocessConfig, data["preprocess"], f"{path}: preprocess")
+    except (ConfigError, KeyError, ValueError) as err:
+        raise CheckpointError(f"{path}: invalid checkpoint metadata: {err}") from None
+    model = OccupancyNetwork(config)
+    try:
+        model.load_state_dict(data["state_dict"])
+    except RuntimeError as err:
+        raise CheckpointError(f"{path}: weights do not fit the recorded model config: {err}") from None
+    model.to(device).eval()
+    return ModelBundle(model, vocabulary, preprocess, dict(data.get("text_encoder", {})), int(data["step"]), path)
+
+
+def check_data_matches(bundle: ModelBundle, vocabulary: Vocabulary, rig: CameraRig | None = None) -> None:
+    """Raise :class:`CheckpointError` naming both sides when data and checkpoint disagree.
+
+    Args:
+        vocabulary: the data's vocabulary (class names in label order must be the checkpoint's).
+        rig: the data's cameras. Their count must be the network's; each image, scaled to the network width by
+            the checkpoint's preprocessing, must be at least the network height (a shorter one would be
+            zero-padded, which the network never saw).
+    """
+    where = bundle.path or "checkpoint"
+    if rig is not None:
+        cfg = bundle.config
+        if len(rig) != cfg.num_cameras:
+            raise CheckpointError(
+                f"{where}: the checkpoint takes {cfg.num_cameras} cameras, the data has {len(rig)} ({list(rig.names)})"
+            )
+        for cam in rig:
+            scale, _ = bundle.preprocess.scale_and_crop(cam.width, cam.height)
+            if round(cam.height * scale) < cfg.image_height:
+                raise CheckpointError(
+                    f"{where}: camera {cam.name!r} gives {cam.width}x{cam.height} images (width x height), which "
+                    f"scale to {cfg.image_width}x{round(cam.height * scale)}; the checkpoint takes "
+                    f"{cfg.image_width}x{cfg.image_height} images"
+                )
+    if vocabulary.names != bundle.vocabulary.names:
+        raise CheckpointError(
+            f"{where}: the checkpoint's vocabulary {bundle.vocabulary.name!r} ({len(bundle.vocabulary)} classes: "
+            f"{bundle.vocabulary.names}) differs from the data's {vocabulary.name!r} ({len(vocabulary)} classes: "
+            f"{vocabulary.names})"
+        )

@@ -1,0 +1,289 @@
+"""The training configuration: typed dataclasses, loaded from YAML with dotted command-line overrides.
+
+``occ train --config config/train/demo.yaml steps=200 optim.lr=1e-3 data.train=[a,b]`` reads the file,
+applies each ``KEY=VALUE`` override (the value is parsed as YAML) to the nested mapping, then builds
+:class:`TrainConfig` with :func:`~occ_ros.core.config.from_mapping`: an unknown key or a wrong type fails
+here, naming the key, before any data is read. Sections reuse the stages' own configs
+(:class:`~occ_training.model.network.ModelConfig`, :class:`~occ_training.rendering.losses.RenderingLossConfig`,
+:class:`~occ_training.rendering.renderer.RenderingConfig`, :class:`~occ_training.teachers.factory.TeacherSpec`).
+docs/training.md documents every key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from occ_ros.core.config import ConfigError, from_mapping, load_yaml_mapping
+from occ_ros.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
+from occ_ros.core.vocabulary import Vocabulary
+from occ_training.model.network import ModelConfig
+from occ_training.rendering.losses import RenderingLossConfig
+from occ_training.rendering.renderer import RenderingConfig
+from occ_training.teachers.factory import TeacherSpec
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """How camera images become network input (the size is the model's ``image_height`` x ``image_width``).
+
+    Attributes:
+        crop: where rows beyond the network height are cut (:class:`~occ_ros.core.preprocess.PreprocessConfig`).
+        mean, std: per-channel RGB normalisation.
+    """
+
+    crop: float = 1.0
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the training data lives.
+
+    Attributes:
+        train, val: dataset folders or rosbag2 bags (anything ``occ inspect`` opens). Validation needs
+            ground truth (e.g. synthetic sequences, nuScenes + Occ3D); an empty ``val`` skips validation.
+        kind: reader kind for all of them (``auto`` detects).
+        dataset_config: rosbag reader settings YAML (topics, frames), for ``kind: rosbag``.
+        labels: the pseudo-label folder of each training dataset (``occ labels --out``); a relative path is
+            taken relative to the dataset folder (for a bag: its parent folder).
+        teachers: the 2D teachers of the rendering losses (``sim`` for the synthetic world, ``hf`` models).
+        val_frames: validate on at most this many frames per dataset, evenly spaced (0 = all).
+        cache: keep prepared training frames in memory after their first use (teachers run once per frame).
+        mirror: augment by mirroring the world left-right (:func:`~occ_training.trainer.data.mirror_item`) for
+            half of the training frames, chosen by the frame's stream position (reproducible, DDP-invariant).
+    """
+
+    train: tuple[str, ...] = ()
+    val: tuple[str, ...] = ()
+    kind: Literal["auto", "synth", "nuscenes", "semantickitti", "rosbag"] = "auto"
+    dataset_config: str | None = None
+    labels: str = "pseudo_labels"
+    teachers: TeacherSpec = field(default_factory=TeacherSpec)
+    val_frames: int = 0
+    cache: bool = True
+    mirror: bool = False
+
+
+@dataclass(frozen=True)
+class PhotometricConfig:
+    """Photometric reprojection with the rendered depth (only read when ``loss.photometric > 0``).
+
+    Attributes:
+        neighbours: source frames relative to the target (e.g. ``[-1, 1]``); a missing neighbour is skipped.
+        stride: the depth image is rendered at every ``stride``-th network pixel (the target image is
+            downsampled to match).
+    """
+
+    neighbours: tuple[int, ...] = (-1, 1)
+    stride: int = 8
+
+
+@dataclass(frozen=True)
+class DistillConfig:
+    """RadOcc teacher -> student distillation (used when ``loss.ray_kl`` or ``loss.affinity`` is > 0).
+
+    Attributes:
+        teacher: ``labels``: a parameter-free teacher that is given the frame's pseudo-label volume as input
+            and renders it (occupied voxels get ``label_density``, free ones 0, unknown ones
+            ``unknown_density``; semantics one-hot); ``checkpoint``: a frozen trained network (e.g. trained
+            with more frames or a larger backbone) loaded from ``checkpoint``.
+        checkpoint: the teacher network's checkpoint (``teacher: checkpoint``).
+        label_density, unknown_density: densities (1/m) of the ``labels`` teacher.
+    """
+
+    teacher: Literal["labels", "checkpoint"] = "labels"
+    checkpoint: str | None = None
+    label_density: float = 20.0
+    unknown_density: float = 0.0
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    """AdamW with linear warm-up and cosine decay to ``min_lr_ratio * lr``.
+
+    Attributes:
+        grad_clip: clip the global gradient norm to this (0 = no clipping).
+    """
+
+    lr: float = 2e-3
+    weight_decay: float = 1e-2
+    betas: tuple[float, float] = (0.9, 0.999)
+    warmup_steps: int = 50
+    schedule: Literal["cosine", "constant"] = "cosine"
+    min_lr_ratio: float = 0.05
+    grad_clip: float = 5.0
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything ``occ train`` needs (docs/training.md).
+
+    Attributes:
+        out: run folder (checkpoints, TensorBoard logs, the resolved config); relative to the working directory.
+        seed: seeds the initial weights, the data order, ray sampling and stratified jitter.
+        vocabulary: vocabulary name or YAML path; ``model.num_classes`` must equal its size.
+        steps: optimizer steps.
+        batch_size: frames per process per micro-batch.
+        grad_accum: micro-batches per optimizer step (global batch = batch_size x grad_accum x processes).
+        device: ``auto`` (CUDA when available), ``cpu`` or ``cuda``.
+        amp: mixed precision on CUDA: ``auto`` (bf16 when supported, else fp16 with loss scaling), ``bf16``,
+            ``fp16`` or ``off``; always off on CPU.
+        threads: torch CPU threads per process (0 = torch's default).
+        log_every, val_every, ckpt_every: steps between log lines, validations and checkpoints (0 = never; the
+            last step always checkpoints).
+    """
+
+    out: str = "runs/demo"
+    seed: int = 0
+    vocabulary: str = "occ3d"
+    model: ModelConfig = field(default_factory=ModelConfig)
+    image: ImageConfig = field(default_factory=ImageConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    loss: RenderingLossConfig = field(default_factory=RenderingLossConfig)
+    rendering: RenderingConfig = field(default_factory=RenderingConfig)
+    photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    steps: int = 1000
+    batch_size: int = 1
+    grad_accum: int = 1
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
+    threads: int = 0
+    log_every: int = 10
+    val_every: int = 0
+    ckpt_every: int = 100
+
+    def __post_init__(self) -> None:
+        for name in ("steps", "batch_size", "grad_accum"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
+        for name in ("log_every", "val_every", "ckpt_every", "threads"):
+            if int(getattr(self, name)) < 0:
+                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if self.data.mirror:
+            grid = self.model.grid_spec
+            if abs(grid.range_min[1] + grid.range_max[1]) > 1e-6:
+                raise ValueError(
+                    f"data.mirror needs a grid symmetric in y, got y in [{grid.range_min[1]}, {grid.range_max[1]}]"
+                )
+        if self.photometric.stride < 1:
+            raise ValueError(f"photometric.stride must be >= 1, got {self.photometric.stride}")
+        if (self.loss.enabled("ray_kl") or self.loss.enabled("affinity")) and self.distill.teacher == "checkpoint":
+            if not self.distill.checkpoint:
+                raise ValueError("distill.teacher is 'checkpoint' but distill.checkpoint is not set")
+
+    # ------------------------------------------------------------------ derived
+    def load_vocabulary(self) -> Vocabulary:
+        """The vocabulary, checked against the model's class count (the error names both)."""
+        vocab = Vocabulary.load(self.vocabulary)
+        if len(vocab) != self.model.num_classes:
+            raise ConfigError(
+                f"vocabulary {vocab.name!r} has {len(vocab)} classes (free included) but model.num_classes is "
+                f"{self.model.num_classes}"
+            )
+        return vocab
+
+    def preprocess(self) -> PreprocessConfig:
+        """The preprocessing of every stage: the model's input size with this config's crop and normalisation."""
+        return PreprocessConfig(
+            self.model.image_height, self.model.image_width, self.image.crop, self.image.mean, self.image.std
+        )
+
+    @property
+    def uses_rendering(self) -> bool:
+        """Whether any term renders rays."""
+        return any(self.loss.enabled(t) for t in ("depth", "semantic", "photometric", "clip", "ray_kl", "affinity"))
+
+    @property
+    def uses_distillation(self) -> bool:
+        return self.loss.enabled("ray_kl") or self.loss.enabled("affinity")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data (YAML / JSON); :func:`config_from_mapping` gives the config back."""
+        data = _plain(dataclasses.asdict(self))
+        data["model"] = _plain(self.model.to_dict())
+        return data
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+#: The loss terms beyond the voxel pseudo-label loss, in the ablation's order.
+RENDERING_TERMS = ("depth", "semantic", "photometric", "clip", "ray_kl", "affinity")
+
+
+def terms_off(*names: str) -> list[str]:
+    """Overrides that switch loss terms off (all of :data:`RENDERING_TERMS` when no name is given)."""
+    return [f"loss.{name}=0" for name in (names or RENDERING_TERMS)]
+
+
+def config_from_mapping(data: Mapping[str, Any], where: str = "train config") -> TrainConfig:
+    """Build a :class:`TrainConfig`, strictly (unknown keys and wrong types raise :class:`ConfigError`)."""
+    return from_mapping(TrainConfig, data, where)
+
+
+def apply_overrides(data: Mapping[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """Apply ``KEY.SUBKEY=VALUE`` overrides (values parsed as YAML) to a nested mapping, returning a copy.
+
+    Keys are checked against :class:`TrainConfig`'s fields on the way down, so a typo names the key and
+    lists the known ones even when the file does not mention that section.
+    """
+    import yaml
+
+    out = copy.deepcopy(dict(data))
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"override {item!r}: expected KEY=VALUE, e.g. optim.lr=1e-3")
+        parts = key.strip().split(".")
+        cls: Any = TrainConfig
+        node = out
+        for depth, part in enumerate(parts):
+            names = {f.name: f for f in dataclasses.fields(cls)} if cls is not None else None
+            if names is not None and part not in names:
+                where = ".".join(parts[: depth + 1])
+                raise ConfigError(f"override {where!r}: unknown key {part!r}; {cls.__name__} has {sorted(names)}")
+            hint = _field_type(cls, part) if cls is not None else None
+            if depth == len(parts) - 1:
+                try:
+                    node[part] = yaml.safe_load(text) if text.strip() else None
+                except yaml.YAMLError as err:
+                    raise ConfigError(f"override {key}: cannot parse value {text!r}: {err}") from None
+            else:
+                child = node.get(part)
+                if child is None:
+                    child = node[part] = {}
+                if not isinstance(child, dict):
+                    raise ConfigError(f"override {key}: {'.'.join(parts[: depth + 1])} is not a section")
+                node = child
+                cls = hint if dataclasses.is_dataclass(hint) else None
+    return out
+
+
+def _field_type(cls: Any, name: str) -> Any:
+    import typing
+
+    return typing.get_type_hints(cls).get(name)
+
+
+def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainConfig:
+    """Read a training config YAML, apply command-line overrides, validate everything.
+
+    Raises:
+        ConfigError: naming the file and the key, for unknown keys, wrong types and invalid values.
+    """
+    data = load_yaml_mapping(path, "training config")
+    data = apply_overrides(data, overrides)
+    return config_from_mapping(data, where=str(path))
