@@ -131,7 +131,7 @@ def pseudo_label_stage(data: Path, out: Path) -> dict[str, object]:
 def network_stage(data: Path, out: Path, labels_dir: Path, query: str = "car") -> dict[str, object]:
     """``occ predict`` with the shipped checkpoint, ``occ eval`` of it, a bird's-eye picture and ``occ query``."""
     from occ_ros.core.resources import models_dir
-    from occ_ros.datasets.sample import load_labels
+    from occ_ros.datasets.sample import LABELS_FILE, load_labels
     from occ_ros.datasets.synth import SynthReader
     from occ_ros.eval.runner import evaluate
     from occ_training.predict import run_predict, run_query
@@ -147,8 +147,8 @@ def network_stage(data: Path, out: Path, labels_dir: Path, query: str = "car") -
     vocab = reader.vocabulary
     sample = reader.load(len(reader) // 2, images=False)
     assert sample.gt is not None
-    pred = load_labels(pred_dir / sample.scene / sample.frame / "labels.npz")
-    pseudo = load_labels(labels_dir / sample.scene / sample.frame / "labels.npz")
+    pred = load_labels(pred_dir / sample.key / LABELS_FILE)
+    pseudo = load_labels(labels_dir / sample.key / LABELS_FILE)
     picture = out / "bev_network.png"
     mask = sample.gt.mask_camera
     viz.legend_figure(

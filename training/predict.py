@@ -24,12 +24,11 @@ import torch.nn.functional as F
 
 from occ_ros.core.preprocess import NetworkInput, preprocess
 from occ_ros.datasets import open_dataset
-from occ_ros.datasets.sample import DatasetReader, Sample
+from occ_ros.datasets.sample import LABELS_FILE, DatasetReader, Sample
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
 from occ_training.model.network import predict_labels
 from occ_training.trainer.checkpoint import CheckpointError, ModelBundle, check_data_matches, load_checkpoint
 
-LABELS_FILE = "labels.npz"
 QUERY_FILE = "query.npz"
 
 

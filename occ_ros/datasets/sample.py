@@ -25,6 +25,8 @@ from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.vocabulary import Vocabulary
 
+#: File name of an Occ3D label / prediction file (``<root>/<scene>/<frame>/labels.npz``).
+LABELS_FILE = "labels.npz"
 #: Keys of an Occ3D ``labels.npz`` file.
 SEMANTICS_KEY = "semantics"
 MASK_KEYS = ("mask_camera", "mask_lidar")

@@ -27,7 +27,7 @@ import numpy as np
 
 from occ_ros.core.config import ConfigError, from_mapping, load_yaml_mapping
 from occ_ros.core.transforms import is_rigid
-from occ_ros.datasets.sample import IGNORE_LABEL, DatasetReader, Sample
+from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, Sample
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
 from occ_training.labels.calibration import (
     CalibrationConfig,
@@ -41,7 +41,6 @@ from occ_training.teachers.base import DepthMap, DepthTeacher, SegmentationTeach
 from occ_training.teachers.simulated import SimTeacherConfig
 
 MANIFEST = "labels.json"
-LABELS_FILE = "labels.npz"
 FORMAT = "occ_ros.pseudo_labels"
 
 Calibration = Literal["frame", "sequence", "none"]

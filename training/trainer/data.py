@@ -42,8 +42,8 @@ from occ_ros.core.preprocess import PreprocessConfig, preprocess, source_pixels
 from occ_ros.core.rig import Camera
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets import open_dataset
-from occ_ros.datasets.sample import IGNORE_LABEL, DatasetReader, Sample, load_labels
-from occ_training.labels.pipeline import LABELS_FILE, SCALE_KEY, SHIFT_KEY
+from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, Sample, load_labels
+from occ_training.labels.pipeline import SCALE_KEY, SHIFT_KEY
 from occ_training.teachers.factory import build_feature_teacher, build_teachers
 
 from .config import TrainConfig
@@ -237,7 +237,10 @@ class FrameDataset(Dataset):
                 keep = np.linspace(0, len(refs) - 1, config.data.val_frames).round().astype(int)
                 refs = [refs[k] for k in keep]
             self.frames += refs
+        # The pseudo-label file of every frame, resolved once (the reader's scene / frame names need a load).
+        self.label_files: list[Path] = []
         if self.needs.labels:
+            self.label_files = [self._label_path(ref) for ref in self.frames]
             self._check_labels()
         self._teachers: dict[int, tuple[Any, Any, Any]] = {}
         self._cache: dict[int, dict[str, Any]] = {}
@@ -246,16 +249,12 @@ class FrameDataset(Dataset):
         return len(self.frames)
 
     # ------------------------------------------------------------------ checks
-    def _label_file(self, ref: FrameRef, sample: Sample) -> Path:
+    def _label_path(self, ref: FrameRef) -> Path:
+        sample = self.readers[ref.reader].load(ref.index, images=False)
         return self.label_dirs[ref.reader] / sample.scene / sample.frame / LABELS_FILE
 
     def _check_labels(self) -> None:
-        missing = []
-        for ref in self.frames:
-            sample = self.readers[ref.reader].load(ref.index, images=False)
-            path = self._label_file(ref, sample)
-            if not path.exists():
-                missing.append(path)
+        missing = [path for path in self.label_files if not path.exists()]
         if missing:
             root = self.roots[self.frames[0].reader]
             raise DataError(
@@ -263,6 +262,16 @@ class FrameDataset(Dataset):
                 f"make them with `occ labels --data {root} --out {self.label_dirs[0]}` (data.labels = "
                 f"{self.config.data.labels!r})"
             )
+
+    def label_class_counts(self) -> np.ndarray:
+        """(C,) int64 counts of each pseudo-label class inside the camera masks of the frames."""
+        num_classes = len(self.vocabulary)
+        counts = np.zeros(num_classes, dtype=np.int64)
+        for path in self.label_files:
+            labels = load_labels(path, num_classes=num_classes)
+            sem = labels.semantics if labels.mask_camera is None else labels.semantics[labels.mask_camera]
+            counts += np.bincount(sem[sem < num_classes].ravel(), minlength=num_classes)
+        return counts
 
     # ------------------------------------------------------------------ teachers
     def _teachers_of(self, r: int) -> tuple[Any, Any, Any]:
@@ -295,7 +304,7 @@ class FrameDataset(Dataset):
         size = (pre.height, pre.width)
         calibration: tuple[np.ndarray, np.ndarray] | None = None
         if self.needs.labels:
-            path = self._label_file(ref, sample)
+            path = self.label_files[i]
             grid = self.config.model.grid_spec
             labels = load_labels(path, num_classes=len(self.vocabulary), shape=grid.shape)
             item["labels"] = labels.semantics

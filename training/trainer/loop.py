@@ -17,6 +17,7 @@ metadata only, for ``occ predict``), ``metrics.jsonl`` (one JSON line per logged
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -24,7 +25,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import default_collate
@@ -98,20 +98,6 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     return opt.min_lr_ratio + (1 - opt.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def label_class_counts(dataset: FrameDataset, num_classes: int) -> torch.Tensor:
-    """(C,) counts of each pseudo-label class inside the camera masks of the training frames."""
-    counts = np.zeros(num_classes, dtype=np.int64)
-    for ref_index in range(len(dataset)):
-        ref = dataset.frames[ref_index]
-        sample = dataset.readers[ref.reader].load(ref.index, images=False)
-        from occ_ros.datasets.sample import load_labels
-
-        labels = load_labels(dataset._label_file(ref, sample), num_classes=num_classes)
-        sem = labels.semantics if labels.mask_camera is None else labels.semantics[labels.mask_camera]
-        counts += np.bincount(sem[sem < num_classes].ravel(), minlength=num_classes)
-    return torch.from_numpy(counts)
-
-
 def to_device(batch: dict[str, Any], device: torch.device) -> dict[str, Any]:
     return {k: v.to(device, non_blocking=True) if isinstance(v, torch.Tensor) else v for k, v in batch.items()}
 
@@ -156,7 +142,7 @@ class Trainer:
         if resume and (self.out / "last.ckpt").exists():
             self._load_state(self.out / "last.ckpt")
         elif config.loss.class_weighting == "enet" and config.loss.enabled("voxel_ce"):
-            counts = label_class_counts(self.dataset, len(self.vocabulary))
+            counts = torch.from_numpy(self.dataset.label_class_counts())
             self.class_weights = class_weights_from_frequencies(counts)
         if self.class_weights is not None:
             self.class_weights = self.class_weights.to(self.ctx.device)
@@ -187,8 +173,8 @@ class Trainer:
 
         before = config_from_mapping(yaml.safe_load(saved.read_text()), where=str(saved)).to_dict()
         now = self.config.to_dict()
-        diff = sorted(k for k in _flatten(now) if _flatten(now)[k] != _flatten(before).get(k))
-        diff = [k for k in diff if k not in RESUMABLE_CHANGES]
+        now_flat, before_flat = _flatten(now), _flatten(before)
+        diff = sorted(k for k, v in now_flat.items() if v != before_flat.get(k) and k not in RESUMABLE_CHANGES)
         if diff:
             raise TrainError(
                 f"--resume: {self.out} was trained with different settings for {diff}; resume with the "
@@ -290,7 +276,7 @@ class Trainer:
             batch, positions = self._micro_batch(micro)
             gens = [FrameGenerators.seeded(frame_seed(cfg.seed, p), ctx.device) for p in positions]
             sync = micro == cfg.grad_accum - 1 or not ctx.distributed
-            context = self.net.no_sync() if not sync else _null()  # type: ignore[operator]
+            context = self.net.no_sync() if not sync else contextlib.nullcontext()  # type: ignore[operator]
             with context:
                 with torch.autocast(
                     ctx.device.type, dtype=self.amp_dtype or torch.float32, enabled=self.amp_dtype is not None
@@ -402,14 +388,6 @@ class Trainer:
         if res is not None:
             self.log({"kind": "val", "step": self.step, "miou": res.miou, "iou": res.iou})
         return res
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
