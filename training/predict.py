@@ -68,6 +68,22 @@ class Predictor:
         return preprocess(sample.images, sample.rig, self.bundle.preprocess)
 
 
+def open_model_and_data(
+    model: str | Path, data: str | Path, kind: str, dataset_config: str | None, device: str, load_gt: bool
+) -> tuple[Predictor, DatasetReader]:
+    """The model and the dataset, checked against each other before any frame is predicted.
+
+    Raises:
+        CheckpointError: naming both sides when the data's vocabulary, camera count or image size do not fit.
+    """
+    predictor = Predictor.open(model, device)
+    options: dict[str, Any] = {"config": dataset_config} if dataset_config else {}
+    reader = open_dataset(data, kind, load_gt=load_gt, **options)
+    first = reader.load(0, images=False)
+    check_data_matches(predictor.bundle, first.vocabulary, first.rig)
+    return predictor, reader
+
+
 def _frames(reader: DatasetReader, limit: int | None) -> Iterator[int]:
     count = len(reader) if not limit else min(limit, len(reader))
     yield from range(count)
@@ -97,11 +113,7 @@ def run_predict(
         CheckpointError: the model file is missing / corrupt, or its vocabulary, camera count or image size do not
             match the data (naming both).
     """
-    predictor = Predictor.open(model, device)
-    options: dict[str, Any] = {"config": dataset_config} if dataset_config else {}
-    reader = open_dataset(data, kind, load_gt=False, **options)
-    first = reader.load(0, images=False)
-    check_data_matches(predictor.bundle, first.vocabulary, first.rig)
+    predictor, reader = open_model_and_data(model, data, kind, dataset_config, device, load_gt=False)
     out = Path(out)
     start = time.perf_counter()
     indices = list(_frames(reader, limit))
@@ -198,12 +210,8 @@ def run_query(
     ego-frame centres of the matching voxels) and ``OUT/query.png`` (bird's-eye view of one frame)."""
     from occ_ros import viz
 
-    predictor = Predictor.open(model, device)
+    predictor, reader = open_model_and_data(model, data, kind, dataset_config, device, load_gt=True)
     bundle = predictor.bundle
-    options: dict[str, Any] = {"config": dataset_config} if dataset_config else {}
-    reader = open_dataset(data, kind, load_gt=True, **options)
-    first = reader.load(0, images=False)
-    check_data_matches(bundle, first.vocabulary, first.rig)
     vocab = bundle.vocabulary
     query = text_embedding(bundle, data, [text])[0]
     prompts = [p for c in vocab.classes[:-1] for p in c.prompts]
