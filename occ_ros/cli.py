@@ -13,6 +13,8 @@ from pathlib import Path
 
 EXIT_USAGE = 2
 EXIT_FAILURE = 1
+BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch")
+"""= occ_ros.inference.backend.BACKEND_NAMES (kept here so `occ --help` imports nothing)."""
 
 
 class CliError(Exception):
@@ -346,7 +348,8 @@ def _add_model_and_data(p: argparse.ArgumentParser, model_help: str) -> None:
     p.add_argument("--data", type=Path, required=True, help="dataset folder or rosbag2 bag (any `occ inspect` input)")
     p.add_argument("--kind", default="auto", choices=("auto", "synth", "nuscenes", "semantickitti", "rosbag"))
     p.add_argument("--dataset-config", type=Path, help="camera/topic YAML of a rosbag2 bag")
-    p.add_argument("--device", default="cpu", help="torch device (default cpu)")
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKEND_CHOICES), help="default: by file suffix")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--limit", type=_positive_int, help="only the first N frames")
 
 
@@ -354,24 +357,32 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "predict",
         help="predict Occ3D-format semantic occupancy for every frame of a dataset",
-        description="Run a trained model (a PyTorch checkpoint) over any dataset `occ inspect` opens and write "
-        "OUT/<scene>/<frame>/labels.npz (semantics, uint8 [x, y, z]) for `occ eval`.",
+        description="Run a trained model (PyTorch checkpoint, ONNX file or TensorRT engine) over any dataset "
+        "`occ inspect` opens and write OUT/<scene>/<frame>/labels.npz (semantics, uint8 [x, y, z]) for `occ eval`.",
     )
-    _add_model_and_data(p, "model file (.ckpt)")
+    _add_model_and_data(p, "model file: .ckpt (PyTorch), .onnx (ONNX Runtime) or .engine (TensorRT)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
 
 def _run_predict(args: argparse.Namespace) -> int:
+    from occ_ros.inference.backend import BackendError
     from occ_training.predict import run_predict
-    from occ_training.trainer.checkpoint import CheckpointError
 
     try:
         summary = run_predict(
-            args.model, args.data, args.out, args.kind, args.dataset_config, args.device, args.limit, not args.quiet
+            args.model,
+            args.data,
+            args.out,
+            args.kind,
+            args.dataset_config,
+            args.device,
+            args.limit,
+            not args.quiet,
+            backend=args.backend,
         )
-    except (CheckpointError, OSError, ValueError) as err:
+    except (BackendError, OSError, ValueError) as err:
         raise CliError(str(err)) from None
     print(f"predict: {summary.frames} frames in {summary.seconds:.1f} s -> {summary.out}")
     return 0
@@ -385,7 +396,7 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
         "vocabulary's prompts (LangOcc). Writes OUT/<scene>/<frame>/query.npz (similarity, match, points) and "
         "OUT/query.png.",
     )
-    _add_model_and_data(p, "checkpoint with a CLIP head (model.clip_dim > 0)")
+    _add_model_and_data(p, "checkpoint with a CLIP head (model.clip_dim > 0), or an ONNX / engine exported with it")
     p.add_argument("--text", required=True, help='the query, e.g. "traffic cone"')
     p.add_argument("--out", type=Path, default=Path("out/query"), help="output folder (default out/query)")
     p.add_argument("--frame", type=int, help="frame index of the picture (default: the middle one)")
@@ -393,8 +404,8 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_query(args: argparse.Namespace) -> int:
+    from occ_ros.inference.backend import BackendError
     from occ_training.predict import run_query
-    from occ_training.trainer.checkpoint import CheckpointError
 
     try:
         summary = run_query(
@@ -407,12 +418,169 @@ def _run_query(args: argparse.Namespace) -> int:
             args.device,
             args.limit,
             args.frame,
+            backend=args.backend,
         )
-    except (CheckpointError, OSError, ValueError) as err:
+    except (BackendError, OSError, ValueError) as err:
         raise CliError(str(err)) from None
     print(f"query {args.text!r}: {summary.matches} matching voxels over {summary.frames} frames -> {summary.out}")
     if summary.picture is not None:
         print(f"  picture: {summary.picture}")
+    return 0
+
+
+# ---------------------------------------------------------------------------- occ export
+def _add_export(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "export",
+        help="checkpoint -> verified ONNX; ONNX -> TensorRT engine",
+        description="Two steps. (1) --checkpoint C --out model.onnx: a single-file, static-shape ONNX (opset >= 17) "
+        "with the model's metadata inside, checked by onnx.checker, a TensorRT 8.6/10/11 compatibility report and "
+        "parity with PyTorch through ONNX Runtime on real frames (--data). (2) --onnx model.onnx --engine "
+        "model.engine --precision fp16|int8: a TensorRT engine built through the tensorrt Python API, with a "
+        "sidecar JSON and a cache key; prints the equivalent trtexec command.",
+    )
+    p.add_argument("--checkpoint", type=Path, help="step 1: the PyTorch checkpoint (.ckpt)")
+    p.add_argument("--out", type=Path, help="step 1: the ONNX file to write")
+    p.add_argument("--half", action="store_true", help="step 1: an FP16 ONNX (TensorRT 11 strongly typed builds)")
+    p.add_argument("--logits", action="store_true", help="step 1: also output the semantic logits")
+    p.add_argument("--features", action="store_true", help="step 1: also output the CLIP-head features")
+    p.add_argument("--opset", type=int, default=17, help="step 1: ONNX opset (>= 17, default 17)")
+    p.add_argument("--data", type=Path, help="step 1: dataset folder or bag for the parity check (any reader)")
+    p.add_argument("--frames", type=_positive_int, default=8, help="step 1: parity frames (default 8)")
+    kinds = ("auto", "synth", "nuscenes", "semantickitti", "rosbag")
+    p.add_argument("--kind", default="auto", choices=kinds, help="dataset kind of --data / --calib")
+    p.add_argument("--dataset-config", type=Path, help="camera/topic YAML of a rosbag2 bag (--data / --calib)")
+    p.add_argument("--onnx", type=Path, help="step 2: the exported ONNX file")
+    p.add_argument("--engine", type=Path, help="step 2: the TensorRT engine to build")
+    p.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"), help="step 2 (default fp16)")
+    p.add_argument("--calib", type=Path, help="step 2: INT8 calibration frames (dataset folder or bag)")
+    p.add_argument("--calib-frames", type=_positive_int, default=64, help="step 2: calibration frames (default 64)")
+    p.add_argument("--workspace", type=_positive_int, default=2048, help="step 2: builder workspace MiB")
+    p.add_argument("--timing-cache", type=Path, help="step 2: timing cache file (default ENGINE.timing.cache)")
+    p.add_argument(
+        "--on-mismatch",
+        default="rebuild",
+        choices=("rebuild", "refuse"),
+        help="step 2: a cached engine whose key differs is rebuilt (default) or refused",
+    )
+    p.add_argument("--trtexec-only", action="store_true", help="step 2: print the trtexec command, build nothing")
+    p.set_defaults(func=_run_export)
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    if args.checkpoint is not None:
+        if args.out is None:
+            raise CliError("--checkpoint needs --out model.onnx")
+        return _export_onnx(args)
+    if args.onnx is not None and args.engine is not None:
+        return _export_engine(args)
+    raise CliError("give --checkpoint C --out model.onnx, or --onnx model.onnx --engine model.engine")
+
+
+def _export_onnx(args: argparse.Namespace) -> int:
+    from occ_export.onnx_export import ExportError, export_onnx
+    from occ_training.trainer.checkpoint import CheckpointError
+
+    try:
+        result = export_onnx(
+            args.checkpoint,
+            args.out,
+            opset=args.opset,
+            half=args.half,
+            logits=args.logits,
+            features=args.features,
+            parity_data=args.data,
+            parity_frames=args.frames,
+            kind=args.kind,
+            dataset_config=str(args.dataset_config) if args.dataset_config else None,
+        )
+    except (ExportError, CheckpointError, OSError, ValueError) as err:
+        raise CliError(str(err)) from None
+    print(result.compat.to_markdown())
+    if result.parity is not None:
+        print(result.parity.summary())
+    else:
+        print("parity: not checked (pass --data DIR to compare with PyTorch on real frames)")
+    print(f"export: {result.path} ({result.bytes / 1e6:.1f} MB, sha256 {result.sha256[:12]}) in {result.seconds:.1f} s")
+    print(f"  report: {result.report_path}")
+    return 0
+
+
+def _export_engine(args: argparse.Namespace) -> int:
+    from occ_export.tensorrt_build import BuildError, BuildSettings, build_engine, trtexec_for
+    from occ_ros.inference.backend import BackendError
+
+    settings = BuildSettings(
+        precision=args.precision,
+        workspace_mib=args.workspace,
+        timing_cache=args.timing_cache,
+        calib=args.calib,
+        calib_frames=args.calib_frames,
+        calib_kind=args.kind,
+        calib_config=args.dataset_config,
+        on_mismatch=args.on_mismatch,
+    )
+    try:
+        if args.trtexec_only:
+            print("equivalent trtexec command (build on the target: Jetson engines must be built on the Jetson):")
+            print("  " + trtexec_for(args.onnx, args.engine, settings))
+            return 0
+        result = build_engine(args.onnx, args.engine, settings)
+    except (BuildError, BackendError, OSError, ValueError) as err:
+        raise CliError(str(err)) from None
+    print(result.summary())
+    return 0
+
+
+# ---------------------------------------------------------------------------- occ bench
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="inference latency of a model on a backend",
+        description="Warm up, then time the model on random inputs of its shapes: p50/p90/p99 latency, throughput "
+        "and the host<->device copy share.",
+    )
+    p.add_argument("--model", type=Path, required=True, help=".ckpt, .onnx or .engine")
+    p.add_argument("--backend", default="auto", choices=("auto", *BACKEND_CHOICES), help="default: by file suffix")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    p.add_argument(
+        "--precision",
+        default=None,
+        choices=("fp32", "fp16", "int8"),
+        help="torch: fp16 runs the network in half precision; engines report their own",
+    )
+    p.add_argument("--providers", nargs="+", help="onnxruntime providers in order, e.g. tensorrt cuda")
+    p.add_argument("--threads", type=int, default=0, help="onnxruntime CPU threads (0 = its default)")
+    p.add_argument("--cuda-graph", action="store_true", help="torch: replay a captured CUDA graph")
+    p.add_argument("--iterations", type=_positive_int, default=50, help="timed runs (default 50)")
+    p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
+    p.add_argument("--json", type=Path, help="also write the result as JSON")
+    p.set_defaults(func=_run_bench)
+
+
+def _run_bench(args: argparse.Namespace) -> int:
+    from occ_ros.inference.backend import BackendError, backend_for, open_backend
+    from occ_ros.inference.bench import run_bench
+
+    try:
+        name = backend_for(args.model, args.backend)
+        options: dict[str, object] = {}
+        if name == "onnxruntime":
+            options = {"providers": args.providers, "threads": args.threads}
+        elif name == "torch":
+            if args.precision == "int8":
+                raise CliError("the torch backend runs fp32 or fp16; int8 is a TensorRT engine's precision")
+            options = {"half": args.precision == "fp16", "cuda_graph": args.cuda_graph}
+        backend = open_backend(args.model, name, device=args.device, warmup=False, **options)
+        precision = args.precision or getattr(backend, "precision", "fp32")
+        result = run_bench(backend, iterations=args.iterations, warmup=args.warmup, precision=precision)
+        backend.close()
+    except (BackendError, OSError, ValueError) as err:
+        raise CliError(str(err)) from None
+    print(result.summary())
+    if args.json is not None:
+        result.save_json(args.json)
+        print(f"  json: {args.json}")
     return 0
 
 
@@ -443,6 +611,8 @@ COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_train,
     _add_predict,
     _add_query,
+    _add_export,
+    _add_bench,
     _add_demo,
 ]
 

@@ -34,3 +34,10 @@ def test_demo_stages(tmp_path: Path) -> None:
     assert 20 < network["miou"] < 100 and 40 < network["iou"] < 100
     assert Path(network["picture"]).stat().st_size > 1000
     assert network["query"]["voxels"] > 0 and Path(network["query"]["picture"]).stat().st_size > 1000
+    exported = metrics["export"]
+    # the checkpoint as a verified ONNX: parity with PyTorch, the TensorRT op check, predict through ONNX Runtime
+    assert Path(exported["onnx"]).stat().st_size > 100_000
+    assert exported["parity_agreement"] >= 0.999 and exported["trt_compat_ok"]
+    assert exported["predict_agreement"] >= 0.999
+    assert len(list((tmp_path / "demo" / "predictions_onnx").rglob("labels.npz"))) == 3
+    assert exported["p50_ms"]["onnxruntime"] > 0 and exported["p50_ms"]["torch"] > 0

@@ -693,6 +693,7 @@ def test_predict_refuses_a_checkpoint_that_does_not_fit_the_data(sequence, train
 
     data = read_checkpoint(trained / "model.ckpt")
     data["model"]["num_cameras"] = 5
+    data["cameras"] = data["cameras"][:5]  # a 5-camera model records 5 names
     five = save_checkpoint(tmp_path / "five.ckpt", data)
     assert main(["predict", "--model", str(five), *args]) == 1
     err = capsys.readouterr().err
@@ -733,6 +734,12 @@ def test_checkpoints_describe_themselves(trained, tmp_path):
         assert torch.equal(v, model["state_dict"][k])
     saved = json.loads(json.dumps(last["train"]["config"]))
     assert saved["model"]["bev_channels"] == 8 and saved["steps"] == 3
+    # provenance for the export metadata: the camera order of the training rig and the training config's sha256
+    from occ_ros.inference.model_info import config_hash
+
+    rig = ["CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_LEFT", "CAM_BACK_RIGHT"]
+    assert model["cameras"] == last["cameras"] == rig and bundle.cameras == tuple(rig)
+    assert model["config_hash"] == config_hash(saved) and len(bundle.config_hash) == 64
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"not a checkpoint")
     from occ_training.trainer.checkpoint import CheckpointError
@@ -754,14 +761,15 @@ def test_the_shipped_checkpoint_finds_cars_by_text(sequence, tmp_path):
     """models/demo.ckpt (trained on other seeds) + "car": the CLIP head finds car voxels about as precisely as the
     semantic head's "car" class does, and far above chance (the share of cars among occupied voxels)."""
     from occ_ros.core.resources import models_dir
-    from occ_training.predict import Predictor, run_query
+    from occ_ros.inference.backend import open_backend
+    from occ_training.predict import prepare, run_query
 
     model = models_dir() / "demo.ckpt"
     assert model.stat().st_size <= 20 * 2**20
     summary = run_query(model, sequence, "car", tmp_path / "q")
     assert summary.picture is not None and summary.picture.stat().st_size > 1000
     reader = SynthReader(sequence)
-    predictor = Predictor.open(model)
+    predictor = open_backend(model)
     car, free = reader.vocabulary.index("car"), reader.vocabulary.free_index
     n = {"match": 0, "match_car": 0, "head": 0, "head_car": 0, "car": 0, "occupied": 0}
     for i in range(len(reader)):
@@ -769,7 +777,7 @@ def test_the_shipped_checkpoint_finds_cars_by_text(sequence, tmp_path):
         with np.load(tmp_path / "q" / sample.scene / sample.frame / "query.npz") as npz:
             match = npz["match"]
             assert npz["points"].shape == (int(match.sum()), 3)
-        head = predictor(predictor.prepare(sample))["labels"] == car
+        head = predictor(prepare(predictor, sample))["labels"] == car
         gt = sample.gt.semantics
         n["match"] += int(match.sum())
         n["match_car"] += int((match & (gt == car)).sum())

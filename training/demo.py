@@ -6,7 +6,9 @@ neighbour-frame baseline with the Occ3D metric and RayIoU; (4) pseudo-labels fro
 teachers (relative depth, calibrated photometrically, densified over time), scored against the
 ground truth, with a bird's-eye picture of both; (5) the shipped network (models/demo.ckpt, trained
 on other seeds; no training here) predicts the sequence, scored against the ground truth, with an
-open-vocabulary query through its CLIP head; (6) pictures. Later stages (export, replay) extend this.
+open-vocabulary query through its CLIP head; (6) export: the checkpoint -> a verified ONNX (parity with
+PyTorch, TensorRT compatibility report), ``occ predict`` through ONNX Runtime, and a latency comparison;
+(7) pictures. Later stages (replay) extend this.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import numpy as np
 
 from occ_ros import viz
 
-STAGES = 6
+STAGES = 7
 
 
 def sequence_pictures(data: Path, out: Path, frame: int) -> dict[str, Path]:
@@ -175,6 +177,56 @@ def network_stage(data: Path, out: Path, labels_dir: Path, query: str = "car") -
     }
 
 
+def export_stage(data: Path, out: Path, parity_frames: int = 4, bench_runs: int = 10) -> dict[str, object]:
+    """``occ export`` of the shipped checkpoint (with parity on the sequence), ``occ predict`` through ONNX Runtime
+    compared with the checkpoint's predictions, ``occ bench`` of both on this CPU, and the TensorRT step (built
+    when tensorrt is installed, else its trtexec command)."""
+    from occ_export.onnx_export import export_onnx
+    from occ_export.tensorrt_build import BuildSettings, trtexec_for
+    from occ_ros.core.resources import models_dir
+    from occ_ros.datasets.sample import LABELS_FILE, load_labels
+    from occ_ros.inference.backend import open_backend
+    from occ_ros.inference.bench import run_bench
+    from occ_training.predict import run_predict
+
+    model = models_dir() / "demo.ckpt"
+    onnx_path = out / "export" / "demo.onnx"
+    result = export_onnx(model, onnx_path, features=True, parity_data=data, parity_frames=parity_frames)
+    assert result.parity is not None
+    pred_dir = out / "predictions_onnx"
+    shutil.rmtree(pred_dir, ignore_errors=True)
+    run_predict(onnx_path, data, pred_dir, progress=False)
+    same = total = 0
+    for path in sorted(pred_dir.rglob(LABELS_FILE)):
+        a = load_labels(path).semantics
+        b = load_labels(out / "predictions" / path.relative_to(pred_dir)).semantics
+        same += int((a == b).sum())
+        total += a.size
+    latency = {}
+    for name, path in (("onnxruntime", onnx_path), ("torch", model)):
+        with open_backend(path, name, warmup=False) as backend:
+            latency[name] = run_bench(backend, iterations=bench_runs, warmup=2).p50_ms
+    try:
+        import tensorrt  # noqa: F401
+
+        engine = "build with: occ export --onnx ... --engine ... (tensorrt is installed)"
+    except ImportError:
+        engine = "tensorrt is not installed here; on the target: " + trtexec_for(
+            onnx_path, onnx_path.with_suffix(".engine"), BuildSettings(precision="fp16")
+        )
+    return {
+        "onnx": str(onnx_path),
+        "megabytes": round(result.bytes / 1e6, 2),
+        "parity_agreement": result.parity.agreement,
+        "max_logit_diff": result.parity.max_logit_diff,
+        "trt_compat_ok": bool(result.compat.ok),
+        "predict_agreement": same / max(1, total),
+        "p50_ms": latency,
+        "tensorrt": engine,
+        "report": str(result.report_path),
+    }
+
+
 def read_back(data: Path) -> dict[str, object]:
     """Read the sequence through the file reader and the rosbag2 reader; compare their poses."""
     from occ_ros.core.rig import config_path
@@ -247,7 +299,24 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
         f"{network['query']['voxels']} voxels"  # type: ignore[index]
     )
 
-    print(f"[6/{STAGES}] pictures")
+    print(f"[6/{STAGES}] export: models/demo.ckpt -> ONNX, parity with PyTorch, occ predict through ONNX Runtime")
+    exported = export_stage(data, out)
+    summary["export"] = exported
+    p50 = exported["p50_ms"]
+    print(
+        f"      {exported['onnx']} ({exported['megabytes']} MB): argmax agreement with PyTorch "
+        f"{100 * float(exported['parity_agreement']):.3f}% (max |logit diff| {float(exported['max_logit_diff']):.1e}); "
+        f"TensorRT 8.6/10/11 op check {'passed' if exported['trt_compat_ok'] else 'FAILED'}"
+    )
+    agreement = 100 * float(exported["predict_agreement"])  # type: ignore[arg-type]
+    print(
+        f"      occ predict via ONNX Runtime agrees with the checkpoint on {agreement:.3f}% of voxels; "
+        f"p50 latency on this CPU: ONNX Runtime {p50['onnxruntime']:.0f} ms, "  # type: ignore[index]
+        f"PyTorch {p50['torch']:.0f} ms"  # type: ignore[index]
+    )
+    print(f"      {exported['tensorrt']}")
+
+    print(f"[7/{STAGES}] pictures")
     pictures = sequence_pictures(data, out, len(meta["frames"]) // 2)  # type: ignore[arg-type]
     pictures["bev_pseudo_labels"] = Path(str(labels["picture"]))
     pictures["bev_network"] = Path(str(network["picture"]))
@@ -261,5 +330,6 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
     print(f"  {'baseline':10s} {out / 'eval_baseline.json'}")
     print(f"  {'labels':10s} {out / 'pseudo_labels'}  (scores: {out / 'eval_pseudo_labels.json'})")
     print(f"  {'network':10s} {out / 'predictions'}  (scores: {out / 'eval_network.json'})")
+    print(f"  {'onnx':10s} {exported['onnx']}  (report: {exported['report']})")
     print(f"  {'metrics':10s} {out / 'metrics.json'}")
     return summary

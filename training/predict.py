@@ -4,9 +4,9 @@
 ``occ eval`` scores. ``occ query`` scores every predicted-occupied voxel against a text prompt through the
 CLIP-feature head (LangOcc) and writes the matching voxels and a picture.
 
-Models: a PyTorch checkpoint (``.ckpt``) here; the export issue adds ONNX and TensorRT backends behind the same
-:class:`Predictor` interface. Every backend is fed by the checkpoint's own
-:func:`~occ_ros.core.preprocess.preprocess` settings.
+Models: a PyTorch checkpoint (``.ckpt``), an exported ONNX file (``.onnx``, ONNX Runtime) or a TensorRT engine
+(``.engine``), all behind :class:`~occ_ros.inference.backend.InferenceBackend`. Every backend is fed by the one
+:func:`~occ_ros.core.preprocess.preprocess` with the model's own settings (its :class:`ModelInfo`).
 """
 
 from __future__ import annotations
@@ -25,63 +25,50 @@ import torch.nn.functional as F
 from occ_ros.core.preprocess import NetworkInput, preprocess
 from occ_ros.datasets import open_dataset
 from occ_ros.datasets.sample import LABELS_FILE, DatasetReader, Sample
+from occ_ros.inference.backend import BackendError, InferenceBackend, backend_for, open_backend
+from occ_ros.inference.model_info import ModelInfo
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
-from occ_training.model.network import predict_labels
-from occ_training.trainer.checkpoint import CheckpointError, ModelBundle, check_data_matches, load_checkpoint
 
 QUERY_FILE = "query.npz"
 
 
-class Predictor:
-    """A PyTorch checkpoint as a predictor: network input -> per-voxel outputs (numpy)."""
-
-    def __init__(self, bundle: ModelBundle, device: str | torch.device = "cpu") -> None:
-        self.bundle = bundle
-        self.device = torch.device(device)
-        bundle.model.to(self.device).eval()
-
-    @classmethod
-    def open(cls, path: str | Path, device: str = "cpu") -> Predictor:
-        """Open a model file by its kind (``.ckpt`` / ``.pt``: PyTorch checkpoint)."""
-        path = Path(path)
-        if path.suffix in (".onnx", ".engine", ".plan"):
-            raise CheckpointError(
-                f"{path}: ONNX and TensorRT models are served by the export stage (`occ export`); this build reads "
-                f"PyTorch checkpoints (.ckpt)"
-            )
-        return cls(load_checkpoint(path, device), device)
-
-    @torch.no_grad()
-    def __call__(self, net: NetworkInput) -> dict[str, np.ndarray]:
-        """One frame -> ``labels`` (X, Y, Z) uint8 and, with a CLIP head, ``features`` (D, X, Y, Z) float32."""
-
-        def t(a: np.ndarray) -> torch.Tensor:
-            return torch.from_numpy(a)[None].to(self.device)
-
-        outputs = self.bundle.model(t(net.images), t(net.K), t(net.cam_from_ego))
-        out = {"labels": predict_labels(outputs)[0].cpu().numpy()}
-        if "features" in outputs:
-            out["features"] = outputs["features"][0].float().cpu().numpy()
-        return out
-
-    def prepare(self, sample: Sample) -> NetworkInput:
-        return preprocess(sample.images, sample.rig, self.bundle.preprocess)
-
-
 def open_model_and_data(
-    model: str | Path, data: str | Path, kind: str, dataset_config: str | None, device: str, load_gt: bool
-) -> tuple[Predictor, DatasetReader]:
-    """The model and the dataset, checked against each other before any frame is predicted.
+    model: str | Path,
+    data: str | Path,
+    kind: str = "auto",
+    dataset_config: str | None = None,
+    device: str = "cpu",
+    load_gt: bool = False,
+    backend: str = "auto",
+    features: bool = False,
+) -> tuple[InferenceBackend, DatasetReader]:
+    """The model (any backend) and the dataset, checked against each other before any frame is predicted.
 
+    Args:
+        model: ``.ckpt`` (PyTorch), ``.onnx`` (ONNX Runtime) or ``.engine`` (TensorRT).
+        backend: ``auto`` (by suffix) or a name of :data:`~occ_ros.inference.backend.BACKEND_NAMES`.
+        features: the CLIP-head ``features`` output is needed (``occ query``).
     Raises:
-        CheckpointError: naming both sides when the data's vocabulary, camera count or image size do not fit.
+        BackendError: the model cannot be loaded, or lacks a requested output.
+        ModelInfoError: naming both sides when the data's vocabulary, camera count or image size do not fit.
     """
-    predictor = Predictor.open(model, device)
-    options: dict[str, Any] = {"config": dataset_config} if dataset_config else {}
-    reader = open_dataset(data, kind, load_gt=load_gt, **options)
+    options: dict[str, Any] = {}
+    if features and backend_for(model, backend) == "torch":
+        options["outputs"] = ("labels", "confidence", "features")
+    loaded = open_backend(model, backend, device=device, warmup=False, **options)
+    if features and "features" not in loaded.info.outputs:
+        hint = "export it with `occ export --features`" if loaded.name != "torch" else "train with loss.clip > 0"
+        raise BackendError(f"{model}: the model has no CLIP-feature output ({hint})")
+    reader_options: dict[str, Any] = {"config": dataset_config} if dataset_config else {}
+    reader = open_dataset(data, kind, load_gt=load_gt, **reader_options)
     first = reader.load(0, images=False)
-    check_data_matches(predictor.bundle, first.vocabulary, first.rig)
-    return predictor, reader
+    loaded.info.check_data(first.vocabulary, first.rig, str(model))
+    return loaded, reader
+
+
+def prepare(backend: InferenceBackend, sample: Sample) -> NetworkInput:
+    """A dataset sample -> the model's input, through the one preprocessing with the model's own settings."""
+    return preprocess(sample.images, sample.rig, backend.info.preprocess)
 
 
 def _frames(reader: DatasetReader, limit: int | None) -> Iterator[int]:
@@ -106,14 +93,15 @@ def run_predict(
     limit: int | None = None,
     progress: bool = True,
     on_frame: Callable[[Sample, dict[str, np.ndarray]], None] | None = None,
+    backend: str = "auto",
 ) -> PredictSummary:
     """Predict every frame of a dataset into ``OUT/<scene>/<frame>/labels.npz`` (atomic writes).
 
     Raises:
-        CheckpointError: the model file is missing / corrupt, or its vocabulary, camera count or image size do not
-            match the data (naming both).
+        BackendError: the model file is missing / corrupt or cannot be loaded by the backend.
+        ModelInfoError: its vocabulary, camera count or image size do not match the data (naming both).
     """
-    predictor, reader = open_model_and_data(model, data, kind, dataset_config, device, load_gt=False)
+    predictor, reader = open_model_and_data(model, data, kind, dataset_config, device, False, backend)
     out = Path(out)
     start = time.perf_counter()
     indices = list(_frames(reader, limit))
@@ -124,7 +112,7 @@ def run_predict(
         bar = tqdm(total=len(indices), desc="predict", unit="frame")
     for i in indices:
         sample = reader.load(i)
-        result = predictor(predictor.prepare(sample))
+        result = predictor(prepare(predictor, sample))
         atomic_savez_compressed(out / sample.scene / sample.frame / LABELS_FILE, semantics=result["labels"])
         if on_frame is not None:
             on_frame(sample, result)
@@ -132,19 +120,25 @@ def run_predict(
             bar.update(1)
     if bar is not None:
         bar.close()
-    manifest = {"model": str(model), "data": str(data), "frames": len(indices), "step": predictor.bundle.step}
+    manifest = {
+        "model": str(model),
+        "backend": predictor.name,
+        "provider": predictor.provider,
+        "data": str(data),
+        "frames": len(indices),
+        "step": predictor.info.step,
+    }
+    predictor.close()
     atomic_write_text(out / "predict.json", json.dumps(manifest, indent=1))
     return PredictSummary(len(indices), time.perf_counter() - start, out)
 
 
 # ---------------------------------------------------------------------------------------- occ query
-def text_embedding(bundle: ModelBundle, data: str | Path, texts: list[str]) -> np.ndarray:
-    """(T, D) unit text embeddings in the space the checkpoint's CLIP head was distilled into."""
-    enc = bundle.text_encoder
-    if not enc or not bundle.config.clip_dim:
-        raise CheckpointError(
-            f"{bundle.path}: this checkpoint has no CLIP-feature head (model.clip_dim = 0); train with loss.clip > 0"
-        )
+def text_embedding(info: ModelInfo, data: str | Path, texts: list[str], where: str = "model") -> np.ndarray:
+    """(T, D) unit text embeddings in the space the model's CLIP head was distilled into."""
+    enc = info.text_encoder
+    if not enc or not info.clip_dim:
+        raise BackendError(f"{where}: this model has no CLIP-feature head (clip_dim = 0); train with loss.clip > 0")
     if enc.get("kind") == "sim":
         from occ_ros.core.config import from_mapping
         from occ_training.teachers.factory import synth_root
@@ -156,7 +150,7 @@ def text_embedding(bundle: ModelBundle, data: str | Path, texts: list[str]) -> n
         from occ_training.teachers.hf import MaskClipTeacher
 
         return MaskClipTeacher(enc["feature_model"]).embed_text(texts)
-    raise CheckpointError(f"{bundle.path}: unknown text encoder {enc!r}")
+    raise BackendError(f"{where}: unknown text encoder {enc!r}")
 
 
 def query_scores(
@@ -205,18 +199,19 @@ def run_query(
     device: str = "cpu",
     limit: int | None = None,
     picture_frame: int | None = None,
+    backend: str = "auto",
 ) -> QuerySummary:
     """``occ query``: per frame ``OUT/<scene>/<frame>/query.npz`` (``similarity``, ``match``, ``points``: (M, 3)
     ego-frame centres of the matching voxels) and ``OUT/query.png`` (bird's-eye view of one frame)."""
     from occ_ros import viz
 
-    predictor, reader = open_model_and_data(model, data, kind, dataset_config, device, load_gt=True)
-    bundle = predictor.bundle
-    vocab = bundle.vocabulary
-    query = text_embedding(bundle, data, [text])[0]
+    predictor, reader = open_model_and_data(model, data, kind, dataset_config, device, True, backend, features=True)
+    info = predictor.info
+    vocab = info.vocabulary
+    query = text_embedding(info, data, [text], str(model))[0]
     prompts = [p for c in vocab.classes[:-1] for p in c.prompts]
-    vocab_emb = text_embedding(bundle, data, prompts)
-    grid = bundle.config.grid_spec
+    vocab_emb = text_embedding(info, data, prompts, str(model))
+    grid = info.grid
     out = Path(out)
     indices = list(_frames(reader, limit))
     show = picture_frame if picture_frame is not None else indices[len(indices) // 2]
@@ -224,7 +219,7 @@ def run_query(
     picture = None
     for i in indices:
         sample = reader.load(i)
-        result = predictor(predictor.prepare(sample))
+        result = predictor(prepare(predictor, sample))
         sim, match = query_scores(result["features"], result["labels"], vocab.free_index, query, vocab_emb)
         points = grid.indices_to_centers(np.argwhere(match)).astype(np.float32)
         atomic_savez_compressed(

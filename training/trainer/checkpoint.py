@@ -7,6 +7,8 @@ A checkpoint is a ``torch.save`` dict::
     vocabulary    Vocabulary.to_dict()
     preprocess    PreprocessConfig fields (the one preprocessing every stage repeats)
     text_encoder  the feature teacher whose text space the CLIP head learned (``occ query`` embeds with it)
+    cameras       camera names in input order (the training rig's; optional, older files lack it)
+    config_hash   sha256 of the training config (optional)
     state_dict    the network's weights
     step          optimizer steps trained
     train         (training checkpoints only) optimizer, scheduler, AMP scaler, class weights, config
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +32,13 @@ from occ_ros.core.config import ConfigError, from_mapping
 from occ_ros.core.preprocess import PreprocessConfig
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.vocabulary import Vocabulary
+from occ_ros.inference.model_info import (
+    REQUIRED_OUTPUTS,
+    ModelInfo,
+    ModelInfoError,
+    config_hash,
+    package_version,
+)
 from occ_ros.io.atomic import atomic_write_bytes
 from occ_training.model.network import ModelConfig, OccupancyNetwork
 
@@ -51,6 +61,8 @@ class ModelBundle:
         text_encoder: description of the CLIP-feature teacher (``{}`` without a feature head).
         step: training steps.
         path: the file it came from.
+        cameras: camera names in input order (``()`` when the checkpoint does not record them).
+        config_hash: sha256 of the training config (``""`` when not recorded).
     """
 
     model: OccupancyNetwork
@@ -59,10 +71,42 @@ class ModelBundle:
     text_encoder: dict[str, Any]
     step: int
     path: Path | None = None
+    cameras: tuple[str, ...] = ()
+    config_hash: str = ""
 
     @property
     def config(self) -> ModelConfig:
         return self.model.config
+
+    def model_info(self, outputs: Sequence[str] = REQUIRED_OUTPUTS, cameras: Sequence[str] | None = None) -> ModelInfo:
+        """What a deployment of this network is (grid, vocabulary, cameras, preprocessing, outputs, provenance).
+
+        Args:
+            outputs: the deployed outputs (:class:`~occ_training.model.deployed.DeployedNetwork`).
+            cameras: camera names in input order; default the checkpoint's, else ``cam0 .. camN-1``.
+        Raises:
+            CheckpointError: camera names whose count differs from the network's.
+        """
+        cfg = self.config
+        names = tuple(cameras or self.cameras or [f"cam{i}" for i in range(cfg.num_cameras)])
+        if len(names) != cfg.num_cameras:
+            raise CheckpointError(
+                f"{self.path}: the network takes {cfg.num_cameras} cameras, the camera names given are {list(names)}"
+            )
+        provenance = self.config_hash or config_hash({"model": cfg.to_dict(), "vocabulary": self.vocabulary.to_dict()})
+        return ModelInfo(
+            grid=cfg.grid_spec,
+            vocabulary=self.vocabulary,
+            cameras=names,
+            preprocess=self.preprocess,
+            outputs=tuple(outputs),
+            config_hash=provenance,
+            version=package_version(),
+            step=self.step,
+            model=cfg.to_dict(),
+            text_encoder=dict(self.text_encoder),
+            clip_dim=cfg.clip_dim if "features" in outputs else 0,
+        )
 
 
 def checkpoint_dict(
@@ -72,6 +116,8 @@ def checkpoint_dict(
     step: int,
     text_encoder: dict[str, Any] | None = None,
     train: dict[str, Any] | None = None,
+    cameras: tuple[str, ...] | list[str] = (),
+    config_hash: str = "",
 ) -> dict[str, Any]:
     """The dict :func:`save_checkpoint` writes (weights copied to CPU)."""
     data: dict[str, Any] = {
@@ -83,6 +129,8 @@ def checkpoint_dict(
         "text_encoder": dict(text_encoder or {}),
         "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
         "step": int(step),
+        "cameras": list(cameras),
+        "config_hash": str(config_hash),
     }
     if train is not None:
         data["train"] = train
@@ -129,36 +177,23 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Mod
     except RuntimeError as err:
         raise CheckpointError(f"{path}: weights do not fit the recorded model config: {err}") from None
     model.to(device).eval()
-    return ModelBundle(model, vocabulary, preprocess, dict(data.get("text_encoder", {})), int(data["step"]), path)
+    return ModelBundle(
+        model,
+        vocabulary,
+        preprocess,
+        dict(data.get("text_encoder", {})),
+        int(data["step"]),
+        path,
+        tuple(str(c) for c in data.get("cameras", ())),
+        str(data.get("config_hash", "")),
+    )
 
 
 def check_data_matches(bundle: ModelBundle, vocabulary: Vocabulary, rig: CameraRig | None = None) -> None:
-    """Raise :class:`CheckpointError` naming both sides when data and checkpoint disagree.
-
-    Args:
-        vocabulary: the data's vocabulary (class names in label order must be the checkpoint's).
-        rig: the data's cameras. Their count must be the network's; each image, scaled to the network width by
-            the checkpoint's preprocessing, must be at least the network height (a shorter one would be
-            zero-padded, which the network never saw).
-    """
-    where = bundle.path or "checkpoint"
-    if rig is not None:
-        cfg = bundle.config
-        if len(rig) != cfg.num_cameras:
-            raise CheckpointError(
-                f"{where}: the checkpoint takes {cfg.num_cameras} cameras, the data has {len(rig)} ({list(rig.names)})"
-            )
-        for cam in rig:
-            scale, _ = bundle.preprocess.scale_and_crop(cam.width, cam.height)
-            if round(cam.height * scale) < cfg.image_height:
-                raise CheckpointError(
-                    f"{where}: camera {cam.name!r} gives {cam.width}x{cam.height} images (width x height), which "
-                    f"scale to {cfg.image_width}x{round(cam.height * scale)}; the checkpoint takes "
-                    f"{cfg.image_width}x{cfg.image_height} images"
-                )
-    if vocabulary.names != bundle.vocabulary.names:
-        raise CheckpointError(
-            f"{where}: the checkpoint's vocabulary {bundle.vocabulary.name!r} ({len(bundle.vocabulary)} classes: "
-            f"{bundle.vocabulary.names}) differs from the data's {vocabulary.name!r} ({len(vocabulary)} classes: "
-            f"{vocabulary.names})"
-        )
+    """Raise :class:`CheckpointError` naming both sides when data and checkpoint disagree
+    (:meth:`ModelInfo.check_data <occ_ros.inference.model_info.ModelInfo.check_data>`: vocabulary, camera count,
+    image size)."""
+    try:
+        bundle.model_info().check_data(vocabulary, rig, str(bundle.path or "checkpoint"))
+    except ModelInfoError as err:
+        raise CheckpointError(str(err)) from None

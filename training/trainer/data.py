@@ -248,6 +248,11 @@ class FrameDataset(Dataset):
     def __len__(self) -> int:
         return len(self.frames)
 
+    @property
+    def camera_names(self) -> tuple[str, ...]:
+        """Camera names of the first dataset's rig, in the network's input order."""
+        return tuple(self.readers[0].load(0, images=False).rig.names)
+
     # ------------------------------------------------------------------ checks
     def _label_path(self, ref: FrameRef) -> Path:
         sample = self.readers[ref.reader].load(ref.index, images=False)

@@ -31,6 +31,7 @@ from torch.utils.data import default_collate
 
 from occ_ros.core.config import ConfigError
 from occ_ros.eval.occ3d import Occ3DMetric, Occ3DResult
+from occ_ros.inference.model_info import config_hash
 from occ_ros.io.atomic import atomic_write_text
 from occ_training.model.network import OccupancyNetwork, predict_labels
 from occ_training.rendering.losses import class_weights_from_frequencies
@@ -231,18 +232,24 @@ class Trainer:
             "class_weights": None if self.class_weights is None else self.class_weights.cpu(),
             "config": self.config.to_dict(),
         }
+        identity = self._identity()
         full = checkpoint_dict(
-            self.model, self.vocabulary, self.preprocess, self.step, self.text_encoder(), train_state
+            self.model, self.vocabulary, self.preprocess, self.step, self.text_encoder(), train_state, **identity
         )
         save_checkpoint(self.out / "last.ckpt", full)
 
     def save_model(self) -> Path:
         path = self.out / "model.ckpt"
         if self.ctx.is_main:
-            save_checkpoint(
-                path, checkpoint_dict(self.model, self.vocabulary, self.preprocess, self.step, self.text_encoder())
+            data = checkpoint_dict(
+                self.model, self.vocabulary, self.preprocess, self.step, self.text_encoder(), **self._identity()
             )
+            save_checkpoint(path, data)
         return path
+
+    def _identity(self) -> dict[str, Any]:
+        """What a checkpoint records of where it came from: the camera order and the training config's hash."""
+        return {"cameras": self.dataset.camera_names, "config_hash": config_hash(self.config.to_dict())}
 
     # ------------------------------------------------------------------ steps
     def _micro_batch(self, micro: int) -> tuple[dict[str, Any], list[int]]:

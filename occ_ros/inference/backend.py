@@ -1,0 +1,231 @@
+"""One interface over the model formats: PyTorch checkpoint, ONNX (ONNX Runtime) and TensorRT engine.
+
+:func:`open_backend` picks the backend by name (or by the file's suffix with ``"auto"``), loads the model, checks
+its :class:`~.model_info.ModelInfo` and warms it up. Every backend takes the same numpy feeds (the I/O contract of
+:mod:`.model_info`) and returns numpy outputs, so callers (``occ predict``, ``occ bench``, the ROS node, replay)
+never branch on the format. A backend that cannot load raises :class:`BackendError` naming the file and the
+reason, so the caller can fall back to another one (:func:`open_first`).
+
+Nothing here imports torch, onnxruntime or tensorrt at module import: each backend imports its runtime when opened.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, ClassVar
+
+import numpy as np
+
+from occ_ros.core.preprocess import NetworkInput
+
+from .model_info import INPUT_NAMES, ModelInfo
+
+BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch")
+SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".ckpt": "torch", ".pt": "torch"}
+WARMUP_RUNS = 3
+
+
+class BackendError(RuntimeError):
+    """A model that cannot be loaded or run by a backend (names the file and the mismatch)."""
+
+
+@dataclass(frozen=True)
+class InferenceTiming:
+    """Wall-clock seconds of one :meth:`InferenceBackend.run`, split into host->device copies, compute and
+    device->host copies (both copies are 0 for a CPU backend)."""
+
+    h2d: float
+    compute: float
+    d2h: float
+
+    @property
+    def total(self) -> float:
+        return self.h2d + self.compute + self.d2h
+
+    @property
+    def copy_share(self) -> float:
+        """Fraction of the time spent copying between host and device."""
+        return (self.h2d + self.d2h) / self.total if self.total > 0 else 0.0
+
+
+class InferenceBackend(ABC):
+    """A loaded model: numpy feeds -> numpy outputs.
+
+    Attributes:
+        name: the backend's name (one of :data:`BACKEND_NAMES`).
+        path: the model file.
+        info: what the model is (grid, vocabulary, cameras, preprocessing, outputs).
+        last_timing: the split of the latest :meth:`run` (None before the first).
+    """
+
+    name: ClassVar[str]
+
+    def __init__(self, path: str | Path, info: ModelInfo) -> None:
+        self.path = Path(path)
+        self.info = info
+        self.last_timing: InferenceTiming | None = None
+
+    # ------------------------------------------------------------------ per backend
+    @property
+    @abstractmethod
+    def provider(self) -> str:
+        """What actually executes the model, as the runtime reports it (e.g. ``CPUExecutionProvider``)."""
+
+    @abstractmethod
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], InferenceTiming]:
+        """Run on checked feeds; return every output of ``info.outputs`` (batch axis kept) and the timing."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
+        """Release the runtime's resources (sessions, engines, device buffers)."""
+
+    # ------------------------------------------------------------------ shared
+    def check_feeds(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Feeds as contiguous float32 arrays of exactly the model's input shapes.
+
+        Raises:
+            BackendError: a missing input, or one whose shape differs from the model's (both named).
+        """
+        expected = self.info.input_shapes()
+        checked = {}
+        for name in INPUT_NAMES:
+            if name not in feeds:
+                raise BackendError(f"{self.path}: input {name!r} is missing (inputs are {list(INPUT_NAMES)})")
+            array = np.asarray(feeds[name])
+            if tuple(array.shape) != expected[name]:
+                raise BackendError(
+                    f"{self.path}: input {name!r} has shape {tuple(array.shape)}, the {self.name} model takes "
+                    f"{expected[name]} (static shapes: re-export for another camera count or image size)"
+                )
+            checked[name] = np.ascontiguousarray(array, dtype=np.float32)
+        return checked
+
+    def run(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Batched feeds (the I/O contract of :mod:`.model_info`) -> every output, batch axis kept."""
+        outputs, timing = self._run(self.check_feeds(feeds))
+        self.last_timing = timing
+        return outputs
+
+    def __call__(self, net: NetworkInput) -> dict[str, np.ndarray]:
+        """One preprocessed frame -> outputs without the batch axis (``labels`` (X, Y, Z) uint8, ...)."""
+        outputs = self.run({"images": net.images[None], "K": net.K[None], "cam_from_ego": net.cam_from_ego[None]})
+        return {name: value[0] for name, value in outputs.items()}
+
+    def example_feeds(self, seed: int = 0) -> dict[str, np.ndarray]:
+        """Random images with the model's shapes and a plausible ring of cameras (warm-up, benchmarks)."""
+        rng = np.random.default_rng(seed)
+        shapes = self.info.input_shapes()
+        n, (h, w) = self.info.num_cameras, self.info.image_size
+        f = 0.7 * w
+        K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]], dtype=np.float32)
+        optical_from_body = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
+        cams = []
+        for i in range(n):
+            yaw = 2 * np.pi * i / n
+            c, s = np.cos(yaw), np.sin(yaw)
+            ego_from_body = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 1.5], [0, 0, 0, 1]])
+            cams.append(optical_from_body @ np.linalg.inv(ego_from_body))
+        return {
+            "images": rng.standard_normal(shapes["images"]).astype(np.float32),
+            "K": np.broadcast_to(K, shapes["K"]).astype(np.float32),
+            "cam_from_ego": np.asarray(cams, dtype=np.float32)[None],
+        }
+
+    def warmup(self, runs: int = WARMUP_RUNS) -> None:
+        """Run ``runs`` times on :meth:`example_feeds` (lazy initialisation, autotuning, allocator growth)."""
+        feeds = self.example_feeds()
+        for _ in range(runs):
+            self.run(feeds)
+
+    def __enter__(self) -> InferenceBackend:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
+
+
+def backend_for(path: str | Path, backend: str = "auto") -> str:
+    """The backend name for ``path``: ``backend`` itself, or by suffix for ``"auto"``.
+
+    Raises:
+        BackendError: an unknown backend name, or a suffix ``"auto"`` cannot place.
+    """
+    if backend != "auto":
+        if backend not in BACKEND_NAMES:
+            raise BackendError(f"unknown backend {backend!r}; choose one of {['auto', *BACKEND_NAMES]}")
+        return backend
+    suffix = Path(path).suffix.lower()
+    if suffix not in SUFFIX_BACKENDS:
+        raise BackendError(
+            f"{path}: cannot tell the model format from the suffix {suffix!r}; expected one of "
+            f"{sorted(SUFFIX_BACKENDS)} or pass the backend by name"
+        )
+    return SUFFIX_BACKENDS[suffix]
+
+
+def open_backend(
+    path: str | Path, backend: str = "auto", device: str = "cpu", warmup: bool = True, **options: Any
+) -> InferenceBackend:
+    """Load a model with the named backend, check it, and warm it up.
+
+    Args:
+        path: ``.onnx``, ``.engine`` / ``.plan`` (with its sidecar JSON) or ``.ckpt``.
+        backend: ``auto`` (by suffix), ``onnxruntime``, ``tensorrt`` or ``torch``.
+        device: ``cpu`` or ``cuda[:N]`` (onnxruntime: the CUDA execution provider; tensorrt: always a GPU).
+        warmup: run :meth:`InferenceBackend.warmup` before returning.
+        options: backend-specific settings (onnxruntime: ``providers`` such as ``["tensorrt", "cuda"]``,
+            ``threads``; torch: ``half``, ``cuda_graph``).
+    Raises:
+        BackendError: the file is missing or corrupt, the runtime is not installed or cannot use the requested
+            device, or the model does not fit this machine (another TensorRT version or GPU); the message names
+            the file and the mismatch.
+    """
+    name = backend_for(path, backend)
+    if not Path(path).is_file():
+        raise BackendError(f"{path}: no such model file")
+    loaded: InferenceBackend
+    if name == "onnxruntime":
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        loaded = OnnxRuntimeBackend(path, device=device, **options)
+    elif name == "tensorrt":
+        from .tensorrt_backend import TensorRTBackend
+
+        loaded = TensorRTBackend(path, device=device, **options)
+    else:
+        from .torch_backend import TorchBackend
+
+        loaded = TorchBackend(path, device=device, **options)
+    if warmup:
+        loaded.warmup()
+    return loaded
+
+
+def open_first(
+    candidates: Sequence[tuple[str | Path, str]], device: str = "cpu", warmup: bool = True
+) -> tuple[InferenceBackend, list[str]]:
+    """The first of ``(path, backend)`` candidates that loads, and the reasons the earlier ones did not.
+
+    Raises:
+        BackendError: none loads (every reason listed).
+    """
+    reasons: list[str] = []
+    for path, backend in candidates:
+        try:
+            return open_backend(path, backend, device=device, warmup=warmup), reasons
+        except BackendError as err:
+            reasons.append(str(err))
+    raise BackendError("no model could be loaded:\n  " + "\n  ".join(reasons))
+
+
+def timed(fn: Any, *args: Any) -> tuple[Any, float]:
+    """``fn(*args)`` and its wall-clock seconds."""
+    start = time.perf_counter()
+    result = fn(*args)
+    return result, time.perf_counter() - start
