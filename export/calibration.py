@@ -24,7 +24,7 @@ import numpy as np
 
 from occ_ros.core.preprocess import preprocess
 from occ_ros.datasets import DatasetReader, open_dataset
-from occ_ros.inference.model_info import INPUT_NAMES, ModelInfo
+from occ_ros.inference.model_info import INPUT_NAMES, ModelInfo, ModelInfoError
 from occ_ros.io.atomic import atomic_write_bytes, atomic_write_text
 
 DEFAULT_FRAMES = 64
@@ -50,21 +50,12 @@ def calibration_indices(count: int, limit: int) -> list[int]:
 
 
 def _check_rig(reader: DatasetReader, info: ModelInfo, source: str) -> None:
-    """The data's cameras must be as many as the model's, and tall enough for its input."""
-    rig = reader.load(0, images=False).rig
-    if len(rig) != info.num_cameras:
-        raise CalibrationError(
-            f"{source}: the model takes {info.num_cameras} cameras ({list(info.cameras)}), the calibration data has "
-            f"{len(rig)} ({rig.names}); calibrate with data from the rig the model was trained for"
-        )
-    height, width = info.image_size
-    for cam in rig:
-        scale, _ = info.preprocess.scale_and_crop(cam.width, cam.height)
-        if round(cam.height * scale) < height:
-            raise CalibrationError(
-                f"{source}: camera {cam.name!r} gives {cam.width}x{cam.height} images (width x height), which scale "
-                f"to {width}x{round(cam.height * scale)}; the model takes {width}x{height} images"
-            )
+    """The data's cameras must be as many as the model's, and tall enough for its input
+    (:meth:`ModelInfo.check_data`, without the vocabulary: calibration reads images only)."""
+    try:
+        info.check_data(None, reader.load(0, images=False).rig, source)
+    except ModelInfoError as err:
+        raise CalibrationError(f"{err}; calibrate with data from the rig the model was trained for") from None
 
 
 def calibration_feeds(

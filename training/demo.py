@@ -211,9 +211,9 @@ def export_stage(data: Path, out: Path, parity_frames: int = 4, bench_runs: int 
 
         engine = "build with: occ export --onnx ... --engine ... (tensorrt is installed)"
     except ImportError:
-        engine = "tensorrt is not installed here; on the target: " + trtexec_for(
-            onnx_path, onnx_path.with_suffix(".engine"), BuildSettings(precision="fp16")
-        )
+        command = trtexec_for(onnx_path, onnx_path.with_suffix(".engine"), BuildSettings(precision="fp16"))
+        first = command.splitlines()[0].split("  #")[0]  # the 8.6 / 10.x line (11+ needs an --half ONNX)
+        engine = f"TensorRT is not installed here; on the target (8.6 / 10.x): {first}"
     return {
         "onnx": str(onnx_path),
         "megabytes": round(result.bytes / 1e6, 2),

@@ -55,7 +55,7 @@ def open_model_and_data(
     options: dict[str, Any] = {}
     if features and backend_for(model, backend) == "torch":
         options["outputs"] = ("labels", "confidence", "features")
-    loaded = open_backend(model, backend, device=device, warmup=False, **options)
+    loaded = open_backend(model, backend, device=device, **options)
     if features and "features" not in loaded.info.outputs:
         hint = "export it with `occ export --features`" if loaded.name != "torch" else "train with loss.clip > 0"
         raise BackendError(f"{model}: the model has no CLIP-feature output ({hint})")

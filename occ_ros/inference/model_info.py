@@ -126,11 +126,12 @@ class ModelInfo:
         }
         return {name: shapes[name] for name in self.outputs}
 
-    def check_data(self, vocabulary: Vocabulary, rig: CameraRig | None = None, where: str = "model") -> None:
+    def check_data(self, vocabulary: Vocabulary | None, rig: CameraRig | None = None, where: str = "model") -> None:
         """Raise :class:`ModelInfoError` naming both sides when data and model disagree.
 
         Args:
-            vocabulary: the data's vocabulary (class names in label order must be the model's).
+            vocabulary: the data's vocabulary (class names in label order must be the model's); None = not checked
+                (images only, e.g. calibration frames).
             rig: the data's cameras. Their count must be the model's; each image, scaled to the network width by
                 the model's preprocessing, must be at least the network height (a shorter one would be
                 zero-padded, which the network never saw).
@@ -150,7 +151,7 @@ class ModelInfo:
                         f"{where}: camera {cam.name!r} gives {cam.width}x{cam.height} images (width x height), "
                         f"which scale to {width}x{round(cam.height * scale)}; the model takes {width}x{height} images"
                     )
-        if vocabulary.names != self.vocabulary.names:
+        if vocabulary is not None and vocabulary.names != self.vocabulary.names:
             raise ModelInfoError(
                 f"{where}: the model's vocabulary {self.vocabulary.name!r} ({len(self.vocabulary)} classes: "
                 f"{self.vocabulary.names}) differs from the data's {vocabulary.name!r} ({len(vocabulary)} classes: "
