@@ -1,0 +1,393 @@
+"""Output message builders for rclpy (the node) or rosbags (``occ replay``, tests) message classes.
+
+Both libraries construct a message with keyword arguments named like its fields, so one builder serves both;
+a :class:`MessageTypes` holds the classes and the two differences:
+
+* byte arrays (``uint8[]``: ``PointCloud2.data``, ``UInt8MultiArray.data``): rosbags wants a uint8 numpy array,
+  rclpy takes an ``array.array('B')`` without a per-element check (:func:`rclpy_byte_array`);
+* rosbags' dataclasses have no field defaults, so a builder's unset fields (e.g. ``Marker.texture``) are
+  filled from the type store's field definitions (``MessageTypes.complete``); rclpy messages default them.
+
+rclpy message classes check field types strictly (``float`` not ``np.float32``, ``int`` not ``np.int64``), so the
+builders pass plain Python scalars.
+
+The node builds its types from the imported rclpy message modules::
+
+    import builtin_interfaces.msg, geometry_msgs.msg, sensor_msgs.msg, std_msgs.msg, visualization_msgs.msg
+
+    def rclpy_message_types() -> MessageTypes:
+        return message_types_from_modules(
+            sensor_msgs.msg, std_msgs.msg, visualization_msgs.msg, geometry_msgs.msg, builtin_interfaces.msg
+        )  # byte_array defaults to rclpy_byte_array
+
+and replay / tests use :func:`rosbags_message_types`.
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import math
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from occ_ros.pipeline.outputs import (
+    POINT_STEP,
+    ClassCubes,
+    VoxelCloud,
+    dense_grid,
+    dense_grid_dims,
+    pack_cloud,
+    pointcloud2_fields,
+)
+
+if TYPE_CHECKING:
+    from rosbags.typesys.store import Typestore
+
+__all__ = [
+    "MARKER_ADD",
+    "MARKER_CUBE_LIST",
+    "MARKER_DELETEALL",
+    "MessageTypes",
+    "dense_grid_msg",
+    "grid_description_msg",
+    "marker_array_msg",
+    "message_types_from_modules",
+    "numpy_byte_array",
+    "pointcloud2_msg",
+    "rclpy_byte_array",
+    "rosbags_message_types",
+]
+
+# visualization_msgs/Marker constants.
+MARKER_CUBE_LIST = 6
+MARKER_ADD = 0
+MARKER_DELETEALL = 3
+
+_NS_PER_S = 1_000_000_000
+_INT32_MAX = 2**31 - 1
+
+
+def rclpy_byte_array(data: np.ndarray) -> array.array:
+    """``array.array('B')`` of a uint8 array's bytes: rclpy stores it as is (a list would be checked per element)."""
+    out = array.array("B")
+    out.frombytes(np.ascontiguousarray(data, dtype=np.uint8).tobytes())
+    return out
+
+
+def numpy_byte_array(data: np.ndarray) -> np.ndarray:
+    """1-D contiguous uint8 numpy array (what rosbags serialises ``uint8[]`` from)."""
+    return np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
+
+
+@dataclass(frozen=True)
+class MessageTypes:
+    """The message classes the builders instantiate (rclpy or rosbags), and how to pass byte arrays.
+
+    Attributes:
+        Header .. Duration: the classes of ``std_msgs/Header``, ``builtin_interfaces/Time``,
+            ``sensor_msgs/PointCloud2`` / ``PointField``, ``visualization_msgs/Marker`` / ``MarkerArray``,
+            ``std_msgs/UInt8MultiArray`` / ``MultiArrayLayout`` / ``MultiArrayDimension`` / ``String``,
+            ``geometry_msgs/Point`` / ``Pose`` / ``Quaternion`` / ``Vector3``, ``std_msgs/ColorRGBA`` and
+            ``builtin_interfaces/Duration``.
+        byte_array: uint8 numpy array -> the value of a ``uint8[]`` field.
+        complete: ``(class, fields) -> all fields`` for libraries without field defaults (rosbags); None: the
+            classes default unset fields themselves (rclpy).
+    """
+
+    Header: Any
+    Time: Any
+    PointCloud2: Any
+    PointField: Any
+    Marker: Any
+    MarkerArray: Any
+    UInt8MultiArray: Any
+    MultiArrayLayout: Any
+    MultiArrayDimension: Any
+    String: Any
+    Point: Any
+    Pose: Any
+    Quaternion: Any
+    Vector3: Any
+    ColorRGBA: Any
+    Duration: Any
+    byte_array: Callable[[np.ndarray], Any]
+    complete: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
+
+    def new(self, cls: Any, **fields: Any) -> Any:
+        """Instantiate ``cls`` with ``fields`` (completed with defaults where the library needs them)."""
+        if self.complete is not None:
+            fields = self.complete(cls, fields)
+        return cls(**fields)
+
+
+def message_types_from_modules(
+    sensor_msgs_msg: Any,
+    std_msgs_msg: Any,
+    visualization_msgs_msg: Any,
+    geometry_msgs_msg: Any,
+    builtin_interfaces_msg: Any,
+    byte_array: Callable[[np.ndarray], Any] = rclpy_byte_array,
+) -> MessageTypes:
+    """MessageTypes from the ``<package>.msg`` modules of rclpy (or any namespace holding the classes)."""
+    return MessageTypes(
+        Header=std_msgs_msg.Header,
+        Time=builtin_interfaces_msg.Time,
+        PointCloud2=sensor_msgs_msg.PointCloud2,
+        PointField=sensor_msgs_msg.PointField,
+        Marker=visualization_msgs_msg.Marker,
+        MarkerArray=visualization_msgs_msg.MarkerArray,
+        UInt8MultiArray=std_msgs_msg.UInt8MultiArray,
+        MultiArrayLayout=std_msgs_msg.MultiArrayLayout,
+        MultiArrayDimension=std_msgs_msg.MultiArrayDimension,
+        String=std_msgs_msg.String,
+        Point=geometry_msgs_msg.Point,
+        Pose=geometry_msgs_msg.Pose,
+        Quaternion=geometry_msgs_msg.Quaternion,
+        Vector3=geometry_msgs_msg.Vector3,
+        ColorRGBA=std_msgs_msg.ColorRGBA,
+        Duration=builtin_interfaces_msg.Duration,
+        byte_array=byte_array,
+    )
+
+
+# ---------------------------------------------------------------------- rosbags
+_NUMERIC = {
+    "bool": np.bool_,
+    "byte": np.uint8,
+    "octet": np.uint8,
+    "char": np.uint8,
+    "int8": np.int8,
+    "uint8": np.uint8,
+    "int16": np.int16,
+    "uint16": np.uint16,
+    "int32": np.int32,
+    "uint32": np.uint32,
+    "int64": np.int64,
+    "uint64": np.uint64,
+    "float32": np.float32,
+    "float64": np.float64,
+}
+
+
+class _RosbagsDefaults:
+    """Zero values for the fields of rosbags message classes, from a type store's field definitions."""
+
+    def __init__(self, store: Typestore) -> None:
+        from rosbags.interfaces import Nodetype
+
+        self._store = store
+        self._nodetype = Nodetype
+
+    def _base(self, name: str) -> Any:
+        if name in ("string", "wstring"):
+            return ""
+        if name == "bool":
+            return False
+        if name in ("float32", "float64"):
+            return 0.0
+        if name in _NUMERIC:
+            return 0
+        raise ValueError(f"no default for ROS base type {name!r}")
+
+    def _value(self, desc: tuple[Any, Any]) -> Any:
+        kind, rest = desc
+        nt = self._nodetype
+        if kind == nt.BASE:
+            return self._base(rest[0])
+        if kind == nt.NAME:
+            return self.message(rest)
+        if kind in (nt.SEQUENCE, nt.ARRAY):
+            (sub_kind, sub_rest), length = rest
+            length = int(length) if kind == nt.ARRAY else 0
+            if sub_kind == nt.BASE and sub_rest[0] in _NUMERIC:
+                return np.zeros(length, dtype=_NUMERIC[sub_rest[0]])
+            return [self._value((sub_kind, sub_rest)) for _ in range(length)]
+        raise ValueError(f"no default for ROS field type {desc!r}")
+
+    def message(self, msgtype: str) -> Any:
+        """A message of ``msgtype`` with every field zero / empty."""
+        _, fields = self._store.fielddefs[msgtype]
+        return self._store.types[msgtype](**{name: self._value(desc) for name, desc in fields})
+
+    def __call__(self, cls: Any, fields: dict[str, Any]) -> dict[str, Any]:
+        msgtype = getattr(cls, "__msgtype__", None)
+        if msgtype is None or msgtype not in self._store.fielddefs:
+            return fields
+        _, defs = self._store.fielddefs[msgtype]
+        if all(name in fields for name, _ in defs):
+            return fields
+        full = dict(fields)
+        for name, desc in defs:
+            if name not in full:
+                full[name] = self._value(desc)
+        return full
+
+
+def rosbags_message_types(typestore: Typestore | None = None) -> MessageTypes:
+    """MessageTypes of rosbags' classes (default store: :func:`occ_ros.io.rosbag.typestore`, ROS 2 Humble)."""
+    if typestore is None:
+        from occ_ros.io.rosbag import typestore as _default_store
+
+        typestore = _default_store()
+    t = typestore.types
+    return MessageTypes(
+        Header=t["std_msgs/msg/Header"],
+        Time=t["builtin_interfaces/msg/Time"],
+        PointCloud2=t["sensor_msgs/msg/PointCloud2"],
+        PointField=t["sensor_msgs/msg/PointField"],
+        Marker=t["visualization_msgs/msg/Marker"],
+        MarkerArray=t["visualization_msgs/msg/MarkerArray"],
+        UInt8MultiArray=t["std_msgs/msg/UInt8MultiArray"],
+        MultiArrayLayout=t["std_msgs/msg/MultiArrayLayout"],
+        MultiArrayDimension=t["std_msgs/msg/MultiArrayDimension"],
+        String=t["std_msgs/msg/String"],
+        Point=t["geometry_msgs/msg/Point"],
+        Pose=t["geometry_msgs/msg/Pose"],
+        Quaternion=t["geometry_msgs/msg/Quaternion"],
+        Vector3=t["geometry_msgs/msg/Vector3"],
+        ColorRGBA=t["std_msgs/msg/ColorRGBA"],
+        Duration=t["builtin_interfaces/msg/Duration"],
+        byte_array=numpy_byte_array,
+        complete=_RosbagsDefaults(typestore),
+    )
+
+
+# ---------------------------------------------------------------------- builders
+def _header(types: MessageTypes, stamp_ns: int, frame_id: str) -> Any:
+    ns = int(stamp_ns)
+    if ns < 0 or ns // _NS_PER_S > _INT32_MAX:
+        raise ValueError(f"stamp {ns} ns is outside builtin_interfaces/Time's range [0, {_INT32_MAX}] s")
+    sec, nanosec = divmod(ns, _NS_PER_S)
+    return types.new(types.Header, stamp=types.new(types.Time, sec=sec, nanosec=nanosec), frame_id=str(frame_id))
+
+
+def _duration(types: MessageTypes, seconds: float) -> Any:
+    seconds = float(seconds)
+    if not math.isfinite(seconds) or seconds < 0:
+        raise ValueError(f"marker lifetime must be a finite number of seconds >= 0, got {seconds}")
+    sec, nanosec = divmod(int(round(seconds * _NS_PER_S)), _NS_PER_S)
+    return types.new(types.Duration, sec=sec, nanosec=nanosec)
+
+
+def pointcloud2_msg(types: MessageTypes, cloud: VoxelCloud, stamp_ns: int, frame_id: str) -> Any:
+    """``sensor_msgs/PointCloud2`` of the occupied voxels (layout: :data:`~.outputs.CLOUD_DTYPE`).
+
+    Unordered cloud: height 1, width M, point_step 24, row_step 24 * M, little endian, is_dense (no NaN).
+    ``frame_id`` is the grid's base frame; ``stamp_ns`` the camera frame's stamp.
+    """
+    n = len(cloud)
+    fields = [
+        types.new(types.PointField, name=name, offset=offset, datatype=datatype, count=count)
+        for name, offset, datatype, count in pointcloud2_fields()
+    ]
+    return types.new(
+        types.PointCloud2,
+        header=_header(types, stamp_ns, frame_id),
+        height=1,
+        width=n,
+        fields=fields,
+        is_bigendian=False,
+        point_step=POINT_STEP,
+        row_step=POINT_STEP * n,
+        data=types.byte_array(pack_cloud(cloud)),
+        is_dense=True,
+    )
+
+
+def marker_array_msg(
+    types: MessageTypes,
+    cubes: Sequence[ClassCubes],
+    stamp_ns: int,
+    frame_id: str,
+    voxel_size: Sequence[float],
+    namespace: str = "occupancy",
+    lifetime_s: float = 0.0,
+) -> Any:
+    """``visualization_msgs/MarkerArray``: a DELETEALL marker, then one coloured CUBE_LIST per class.
+
+    Each cube list has ``id`` = class index, ``ns`` = ``namespace``, identity pose in ``frame_id`` (points are
+    base-frame voxel centres), ``scale`` = voxel size, ``color`` = class colour. Building the ``Point`` objects is
+    the one per-point Python loop of the outputs; :func:`~.outputs.class_cubes` caps its length.
+
+    Args:
+        cubes: from :func:`~.outputs.class_cubes`.
+        voxel_size: (x, y, z) edge lengths, metres.
+        lifetime_s: marker lifetime (0: until replaced / deleted).
+    """
+    if len(voxel_size) != 3:
+        raise ValueError(f"voxel_size must be 3 numbers, got {voxel_size!r}")
+    header = _header(types, stamp_ns, frame_id)
+    lifetime = _duration(types, lifetime_s)
+    markers = [
+        types.new(
+            types.Marker,
+            header=header,
+            ns=str(namespace),
+            id=0,
+            type=MARKER_CUBE_LIST,
+            action=MARKER_DELETEALL,
+            pose=_identity_pose(types),
+            scale=types.new(types.Vector3, x=1.0, y=1.0, z=1.0),
+            color=types.new(types.ColorRGBA, r=0.0, g=0.0, b=0.0, a=0.0),
+            lifetime=lifetime,
+            frame_locked=False,
+            points=[],
+        )
+    ]
+    sx, sy, sz = (float(v) for v in voxel_size)
+    Point = types.Point
+    for entry in cubes:
+        coords = np.asarray(entry.points, dtype=np.float64).reshape(-1, 3).tolist()
+        r, g, b, a = (float(v) for v in entry.rgba)
+        markers.append(
+            types.new(
+                types.Marker,
+                header=header,
+                ns=str(namespace),
+                id=int(entry.class_index),
+                type=MARKER_CUBE_LIST,
+                action=MARKER_ADD,
+                pose=_identity_pose(types),
+                scale=types.new(types.Vector3, x=sx, y=sy, z=sz),
+                color=types.new(types.ColorRGBA, r=r, g=g, b=b, a=a),
+                lifetime=lifetime,
+                frame_locked=False,
+                points=[Point(x=x, y=y, z=z) for x, y, z in coords],  # bounded by class_cubes' cap
+            )
+        )
+    return types.new(types.MarkerArray, markers=markers)
+
+
+def _identity_pose(types: MessageTypes) -> Any:
+    return types.new(
+        types.Pose,
+        position=types.new(types.Point, x=0.0, y=0.0, z=0.0),
+        orientation=types.new(types.Quaternion, x=0.0, y=0.0, z=0.0, w=1.0),
+    )
+
+
+def dense_grid_msg(types: MessageTypes, labels: np.ndarray) -> Any:
+    """``std_msgs/UInt8MultiArray`` of an (X, Y, Z) label grid (layout: :data:`~.outputs.DENSE_GRID_LAYOUT`).
+
+    ``layout.dim`` = [("x", X, X*Y*Z), ("y", Y, Y*Z), ("z", Z, Z)] (std_msgs' stride convention), data_offset 0,
+    ``data`` the C-order labels.
+    """
+    grid = dense_grid(labels)
+    dims = [
+        types.new(types.MultiArrayDimension, label=label, size=size, stride=stride)
+        for label, size, stride in dense_grid_dims(grid.shape)
+    ]
+    return types.new(
+        types.UInt8MultiArray,
+        layout=types.new(types.MultiArrayLayout, dim=dims, data_offset=0),
+        data=types.byte_array(grid.reshape(-1)),
+    )
+
+
+def grid_description_msg(types: MessageTypes, description: Mapping[str, Any]) -> Any:
+    """``std_msgs/String`` holding the JSON (sorted keys) of :func:`~.outputs.grid_description`."""
+    return types.new(types.String, data=json.dumps(dict(description), sort_keys=True))

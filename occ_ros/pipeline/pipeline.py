@@ -1,0 +1,176 @@
+"""One synchronized frame -> semantic voxels: the stages the node and ``occ replay`` both run.
+
+:meth:`OccupancyPipeline.process` times every stage into :class:`~.stats.PipelineStats` and turns every problem
+with the input into :class:`~.frames.FrameSkipped` (a reason from :class:`~.frames.SkipReason` and a detail naming
+the camera or field), so callers warn, count and go on; nothing about a bad frame can stop the pipeline.
+
+Stages (``timings`` keys, seconds): ``decode`` (messages -> RGB), ``calibration`` (rig from CameraInfo + tf, cached),
+``preprocess`` (the one :func:`~occ_ros.core.preprocess.preprocess`, the model's own settings), ``inference`` (the
+backend), ``postprocess`` (occupied voxels, colours); ``total`` is their sum.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from occ_ros.core.preprocess import NetworkInput, preprocess
+from occ_ros.inference.backend import BackendError, InferenceBackend
+from occ_ros.inference.model_info import ModelInfo, ModelInfoError
+from occ_ros.io.rosbag import image_to_rgb
+
+from .calibration import RigCache
+from .frames import FrameSet, FrameSkipped, SkipReason
+from .outputs import VoxelCloud, occupied_voxels
+from .stats import PipelineStats
+
+STAGES = ("decode", "calibration", "preprocess", "inference", "postprocess")
+LOG = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PipelineConfig:
+    """Settings of :class:`OccupancyPipeline`.
+
+    Attributes:
+        cameras: camera names in the model's input order (empty: the model's own ``ModelInfo.cameras``).
+        base_frame: the frame the voxels are expressed in (the grid's ego frame, e.g. ``base_link``).
+        min_confidence: publish only voxels at least this confident; None (default) publishes every non-free
+            voxel, exactly what ``occ predict`` writes.
+    """
+
+    cameras: tuple[str, ...] = ()
+    base_frame: str = "base_link"
+    min_confidence: float | None = None
+
+
+@dataclass
+class FrameResult:
+    """The pipeline's output for one frame.
+
+    Attributes:
+        stamp_ns: the frame's stamp.
+        labels: (X, Y, Z) uint8 classes (the model's vocabulary; last = free), indexed [x, y, z] in the grid.
+        confidence: (X, Y, Z) float32 probability of that class.
+        cloud: the occupied voxels (:func:`~.outputs.occupied_voxels`).
+        timings: stage -> seconds (:data:`STAGES` and ``total``).
+        outputs: every raw backend output (e.g. ``features``), batch axis removed.
+    """
+
+    stamp_ns: int
+    labels: np.ndarray
+    confidence: np.ndarray
+    cloud: VoxelCloud
+    timings: dict[str, float] = field(default_factory=dict)
+    outputs: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _decode_error(name: str, err: ValueError) -> FrameSkipped:
+    text = str(err)
+    reason = SkipReason.ENCODING if ("encoding" in text or "format" in text) else SkipReason.CORRUPT_IMAGE
+    return FrameSkipped(reason, f"camera {name!r}: {text}")
+
+
+class OccupancyPipeline:
+    """Decode -> rig -> preprocess -> backend -> voxels, for one model.
+
+    Args:
+        backend: a loaded model (any backend).
+        config: camera order, base frame, confidence filter.
+        stats: where timings and skips are recorded (a new one by default).
+    Raises:
+        ValueError: a camera list whose length differs from the model's.
+    """
+
+    def __init__(
+        self, backend: InferenceBackend, config: PipelineConfig | None = None, stats: PipelineStats | None = None
+    ) -> None:
+        self.backend = backend
+        config = config or PipelineConfig()
+        if not config.cameras:
+            config = PipelineConfig(backend.info.cameras, config.base_frame, config.min_confidence)
+        if len(config.cameras) != backend.info.num_cameras:
+            raise ValueError(
+                f"the pipeline is configured for cameras {list(config.cameras)}, the model {backend.path} takes "
+                f"{backend.info.num_cameras} ({list(backend.info.cameras)})"
+            )
+        self.config = config
+        self.stats = stats or PipelineStats()
+        self.rigs = RigCache()
+
+    @property
+    def info(self) -> ModelInfo:
+        return self.backend.info
+
+    def process(self, frame: FrameSet) -> FrameResult:
+        """Run every stage on one frame; record the timings, or the skip, in :attr:`stats`.
+
+        Raises:
+            FrameSkipped: the frame cannot be processed (reason and detail); the pipeline stays usable.
+        """
+        try:
+            result = self._process(frame)
+        except FrameSkipped as skip:
+            self.stats.record_skip(skip.reason, skip.detail)
+            LOG.warning("frame %d skipped (%s): %s", frame.stamp_ns, skip.reason.value, skip.detail)
+            raise
+        for stage in STAGES:
+            self.stats.record_stage(stage, result.timings[stage])
+        self.stats.record_processed(result.timings["total"])
+        return result
+
+    def _process(self, frame: FrameSet) -> FrameResult:
+        timings: dict[str, float] = {}
+        t0 = time.perf_counter()
+        missing = [name for name in self.config.cameras if name not in frame.cameras]
+        if missing:
+            have = sorted(frame.cameras)
+            raise FrameSkipped(SkipReason.MISSING_CAMERA, f"no image from cameras {missing} (have {have})")
+        cameras = [frame.cameras[name] for name in self.config.cameras]
+        images = {}
+        for cam in cameras:
+            try:
+                images[cam.name] = image_to_rgb(cam.image)
+            except ValueError as err:
+                raise _decode_error(cam.name, err) from None
+            except Exception as err:  # a malformed message object (missing fields, wrong types)
+                raise FrameSkipped(
+                    SkipReason.CORRUPT_IMAGE, f"camera {cam.name!r}: {type(err).__name__}: {err}"
+                ) from None
+        t1 = time.perf_counter()
+        rig = self.rigs.rig_for(cameras)
+        for cam in rig:
+            h, w = images[cam.name].shape[:2]
+            if (w, h) != (cam.width, cam.height):
+                raise FrameSkipped(
+                    SkipReason.IMAGE_SIZE,
+                    f"camera {cam.name!r}: image is {w}x{h}, its CameraInfo says {cam.width}x{cam.height}",
+                )
+        try:
+            self.info.check_data(None, rig, str(self.backend.path))
+        except ModelInfoError as err:
+            raise FrameSkipped(SkipReason.IMAGE_SIZE, str(err)) from None
+        t2 = time.perf_counter()
+        net: NetworkInput = preprocess(images, rig, self.info.preprocess)
+        t3 = time.perf_counter()
+        try:
+            outputs = self.backend(net)
+        except BackendError as err:
+            raise FrameSkipped(SkipReason.BACKEND, str(err)) from None
+        t4 = time.perf_counter()
+        labels = outputs["labels"]
+        confidence = outputs["confidence"]
+        cloud = occupied_voxels(labels, confidence, self.info.grid, self.info.vocabulary, self.config.min_confidence)
+        t5 = time.perf_counter()
+        timings = {
+            "decode": t1 - t0,
+            "calibration": t2 - t1,
+            "preprocess": t3 - t2,
+            "inference": t4 - t3,
+            "postprocess": t5 - t4,
+            "total": t5 - t0,
+        }
+        return FrameResult(frame.stamp_ns, labels, confidence, cloud, timings, outputs)

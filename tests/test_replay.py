@@ -1,0 +1,234 @@
+"""``occ replay`` and the ROS-free pipeline it shares with the node: same labels as ``occ predict``, outputs that an
+independent MCAP decoder reads, and every kind of bad input skipped, counted and survived."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+from occ_ros.cli import main
+from occ_ros.core.resources import models_dir
+from occ_ros.datasets.synth import SynthReader
+from occ_ros.inference.backend import open_backend
+from occ_ros.io.rosbag import BagWriter, camera_info_msg, image_msg, tf_message, transform_stamped
+from occ_ros.pipeline.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
+from occ_ros.pipeline.pipeline import OccupancyPipeline
+from occ_training.synth.sequence import generate
+
+pytest.importorskip("onnxruntime")
+mcap_reader = pytest.importorskip("mcap.reader")
+mcap_ros2 = pytest.importorskip("mcap_ros2.decoder")
+
+CKPT = models_dir() / "demo.ckpt"
+
+
+@pytest.fixture(scope="module")
+def sequence(tmp_path_factory) -> Path:
+    """3 synthetic frames with their rosbag2 recording (raw rgb8 images, camera_info, tf)."""
+    return generate(tmp_path_factory.mktemp("replay") / "seq", frames=3, seed=21, progress=False)
+
+
+@pytest.fixture(scope="module")
+def onnx_model(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("model") / "demo.onnx"
+    assert main(["export", "--checkpoint", str(CKPT), "--out", str(out)]) == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def replayed(sequence, onnx_model, tmp_path_factory) -> Path:
+    work = tmp_path_factory.mktemp("out")
+    args = ["replay", "--bag", str(sequence / "bag"), "--model", str(onnx_model), "--out", str(work / "out")]
+    args += ["--gt", str(sequence), "--json", str(work / "metrics.json"), "--predictions", str(work / "pred")]
+    assert main([*args, "--quiet"]) == 0
+    return work
+
+
+def _column(data: np.ndarray, fields: dict, name: str, dtype: str) -> np.ndarray:
+    """One PointCloud2 field of every point, from the (points, point_step) byte matrix and the decoded fields."""
+    offset = fields[name].offset
+    return data[:, offset : offset + np.dtype(dtype).itemsize].copy().view(dtype).reshape(-1)
+
+
+def _mcap_messages(bag_dir: Path) -> dict[str, list]:
+    """topic -> decoded messages, read with the independent mcap + mcap-ros2-support decoder."""
+    files = sorted(bag_dir.glob("*.mcap"))
+    assert len(files) == 1
+    out: dict[str, list] = {}
+    with open(files[0], "rb") as f:
+        reader = mcap_reader.make_reader(f, decoder_factories=[mcap_ros2.DecoderFactory()])
+        for _schema, channel, _message, decoded in reader.iter_decoded_messages():
+            out.setdefault(channel.topic, []).append(decoded)
+    return out
+
+
+def test_replay_gives_the_labels_of_occ_predict_frame_by_frame(sequence, onnx_model, replayed, tmp_path):
+    assert main(["predict", "--model", str(onnx_model), "--data", str(sequence), "--out", str(tmp_path / "p")]) == 0
+    reader = SynthReader(sequence)
+    for i in range(len(reader)):
+        sample = reader.load(i, images=False)
+        offline = np.load(tmp_path / "p" / sample.scene / sample.frame / "labels.npz")["semantics"]
+        replay = np.load(replayed / "pred" / str(sample.stamp_ns) / "labels.npz")["semantics"]
+        np.testing.assert_array_equal(replay, offline)
+    metrics = json.loads((replayed / "metrics.json").read_text())
+    assert metrics["synchronized"] == metrics["processed"] == 3
+    assert not any(metrics["skipped"].values())
+    assert metrics["accuracy"]["frames"] == 3 and 0 < metrics["accuracy"]["miou"] <= 100
+    for stage in ("decode", "calibration", "preprocess", "inference", "postprocess"):
+        assert metrics["stages_ms"][stage]["p50_ms"] >= 0 and metrics["stages_ms"][stage]["p99_ms"] >= 0
+
+
+def test_the_output_bag_decodes_with_mcap_ros2_and_holds_the_predicted_voxels(sequence, replayed):
+    topics = _mcap_messages(replayed / "out")
+    assert {"/occupancy/voxels", "/occupancy/grid", "/occupancy/markers", "/occupancy/grid_description"} <= set(topics)
+    assert "/tf_static" in topics and "/tf" in topics
+    reader = SynthReader(sequence)
+    clouds = topics["/occupancy/voxels"]
+    assert len(clouds) == 3
+    for i, cloud in enumerate(clouds):
+        sample = reader.load(i, images=False)
+        labels = np.load(replayed / "pred" / str(sample.stamp_ns) / "labels.npz")["semantics"]
+        stamp = cloud.header.stamp.sec * 1_000_000_000 + cloud.header.stamp.nanosec
+        assert stamp == sample.stamp_ns and cloud.header.frame_id == "base_link"
+        fields = {f.name: f for f in cloud.fields}
+        assert {"x", "y", "z", "rgb", "label", "confidence"} <= set(fields)
+        data = np.frombuffer(bytes(cloud.data), dtype=np.uint8).reshape(cloud.width, cloud.point_step)
+
+        # exactly the non-free voxels occ predict writes, at their centres, with their classes
+        occupied = np.argwhere(labels != 17)
+        assert cloud.width == len(occupied)
+        xyz = np.stack([_column(data, fields, a, "<f4") for a in "xyz"], axis=1)
+        centres = sample.grid.indices_to_centers(occupied)
+        # published in C order of the voxel index, like np.argwhere
+        np.testing.assert_allclose(xyz, centres, atol=1e-4)
+        np.testing.assert_array_equal(_column(data, fields, "label", "u1"), labels[tuple(occupied.T)])
+    grid = topics["/occupancy/grid"][0]
+    assert [d.label for d in grid.layout.dim] == ["x", "y", "z"] and [d.size for d in grid.layout.dim] == [80, 80, 8]
+    description = json.loads(topics["/occupancy/grid_description"][0].data)
+    assert description["grid"]["shape"] == [80, 80, 8]
+
+
+# ---------------------------------------------------------------------------------------------- bad input
+def _frame(reader: SynthReader, i: int, **change) -> FrameSet:
+    """A FrameSet of synthetic frame ``i`` built from real rosbags messages, with per-camera changes."""
+    sample = reader.load(i)
+    cameras = {}
+    for cam in sample.rig:
+        image = image_msg(sample.images[cam.name], sample.stamp_ns, cam.frame_id)
+        info = camera_info_msg(cam, sample.stamp_ns)
+        pose = np.linalg.inv(cam.cam_from_ego)
+        cameras[cam.name] = CameraMessage(cam.name, image, info, pose)
+    for name, fields in change.items():
+        cameras[name] = CameraMessage(**{**cameras[name].__dict__, **fields}) if fields is not None else None
+    return FrameSet(sample.stamp_ns, {k: v for k, v in cameras.items() if v is not None})
+
+
+def test_every_kind_of_bad_frame_is_warned_counted_and_skipped_and_the_pipeline_goes_on(sequence, onnx_model, caplog):
+    reader = SynthReader(sequence)
+    pipeline = OccupancyPipeline(open_backend(onnx_model))
+    good = _frame(reader, 0)
+    pipeline.process(good)
+    front = good.cameras["CAM_FRONT"]
+    image = front.image
+    bad_encoding = SimpleNamespace(
+        **{
+            **{k: getattr(image, k) for k in ("header", "height", "width", "step", "is_bigendian", "data")},
+            "encoding": "16UC1",
+        }
+    )
+    truncated = SimpleNamespace(
+        **{
+            **{k: getattr(image, k) for k in ("header", "height", "width", "step", "is_bigendian", "encoding")},
+            "data": np.asarray(image.data)[:100],
+        }
+    )
+    small = image_msg(np.zeros((50, 200, 3), np.uint8), good.stamp_ns, "cam_front_optical_frame")
+    small_info = SimpleNamespace(
+        **{
+            **{
+                k: getattr(front.info, k)
+                for k in ("header", "k", "d", "p", "r", "distortion_model", "binning_x", "binning_y", "roi")
+            },
+            "width": 200,
+            "height": 50,
+        }
+    )
+    nan_info = SimpleNamespace(
+        **{**{k: getattr(front.info, k) for k in ("header", "width", "height")}, "k": np.full(9, np.nan)}
+    )
+    sheared = front.base_from_optical.copy()
+    sheared[0, 1] += 0.5
+    cases = {
+        SkipReason.MISSING_CAMERA: {"CAM_BACK": None},
+        SkipReason.ENCODING: {"CAM_FRONT": {"image": bad_encoding}},
+        SkipReason.CORRUPT_IMAGE: {"CAM_FRONT": {"image": truncated}},
+        SkipReason.IMAGE_SIZE: {"CAM_FRONT": {"image": small, "info": small_info}},
+        SkipReason.NO_CAMERA_INFO: {"CAM_FRONT": {"info": None}},
+        SkipReason.NO_TF: {"CAM_FRONT": {"base_from_optical": None, "tf_error": "base_link -> cam_front: no path"}},
+        SkipReason.BAD_CALIBRATION: {"CAM_FRONT": {"info": nan_info}},
+    }
+    caplog.set_level(logging.WARNING)
+    for reason, change in cases.items():
+        frame = _frame(reader, 1, **change)
+        with pytest.raises(FrameSkipped) as err:
+            pipeline.process(frame)
+        assert err.value.reason == reason, (reason, err.value)
+        assert reason.value in caplog.text  # the warning
+        snap = pipeline.stats.snapshot()
+        assert snap.skipped[reason.value] == 1 and snap.last_problem[0] == reason.value  # the diagnostics entry
+        pipeline.process(_frame(reader, 2))  # and it keeps going
+    # a degenerate extrinsic (not rigid) is a bad calibration too
+    with pytest.raises(FrameSkipped) as err:
+        pipeline.process(_frame(reader, 1, CAM_FRONT={"base_from_optical": sheared}))
+    assert err.value.reason == SkipReason.BAD_CALIBRATION
+    assert pipeline.stats.snapshot().processed == 1 + len(cases)
+    assert pipeline.rigs.rebuilds <= 3  # the rig is rebuilt only when the calibration changes
+
+
+def test_replay_survives_duplicate_stamps_and_a_corrupt_record(sequence, onnx_model, tmp_path):
+    """A bag where frame 1 is recorded twice (duplicate stamps) and one image record is garbage."""
+    reader = SynthReader(sequence)
+    bag = tmp_path / "bad_bag"
+    with BagWriter(bag, storage="sqlite3") as writer:
+        first = reader.load(0)
+        writer.write(
+            "/tf_static",
+            tf_message(
+                transform_stamped(np.linalg.inv(c.cam_from_ego), first.stamp_ns, "base_link", c.frame_id)
+                for c in first.rig
+            ),
+            first.stamp_ns,
+        )
+        order = [0, 1, 1, 2]
+        for n, i in enumerate(order):
+            sample = reader.load(i)
+            log = sample.stamp_ns + n  # log times strictly increase
+            for cam in sample.rig:
+                topic = f"/{cam.name.lower()}"
+                writer.write(f"{topic}/camera_info", camera_info_msg(cam, sample.stamp_ns), log)
+                writer.write(
+                    f"{topic}/image_raw", image_msg(sample.images[cam.name], sample.stamp_ns, cam.frame_id), log
+                )
+    _corrupt_one_image_record(bag)
+    args = ["replay", "--bag", str(bag), "--model", str(onnx_model), "--out", str(tmp_path / "out"), "--quiet"]
+    assert main([*args, "--json", str(tmp_path / "m.json")]) == 0
+    metrics = json.loads((tmp_path / "m.json").read_text())
+    # frame 1 twice: the copy is a duplicate stamp; frame 2 lost its CAM_BACK image to the corrupt record
+    assert metrics["skipped"]["corrupt_record"] == 1 and metrics["skipped"]["stamp_order"] == 1
+    assert metrics["synchronized"] == 3 and metrics["processed"] == 2  # frames 0 and 1 went through
+
+
+def _corrupt_one_image_record(bag: Path) -> None:
+    """Truncate the CDR payload of the last CAM_BACK image record (sqlite3 storage: one row per message)."""
+    import sqlite3
+
+    db = sorted(bag.glob("*.db3"))[0]
+    with sqlite3.connect(db) as con:
+        (topic_id,) = con.execute("SELECT id FROM topics WHERE name = '/cam_back/image_raw'").fetchone()
+        rows = con.execute("SELECT id FROM messages WHERE topic_id = ? ORDER BY timestamp", (topic_id,)).fetchall()
+        con.execute("UPDATE messages SET data = ? WHERE id = ?", (b"\x00\x01\x00\x00garbage", rows[-1][0]))
