@@ -105,6 +105,29 @@ class NetworkInput:
     cam_from_ego: np.ndarray
 
 
+def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8 -> (height, width, 3): area averaging for downscaling, bilinear otherwise.
+
+    Downscaling by a factor ``f = W / width`` averages ``k x k`` pixel blocks first, ``k = floor(f)`` (OpenCV's
+    INTER_AREA to ``(W // k, H // k)``, an exact box filter when ``k`` divides the size), then resamples the
+    remaining factor ``f / k < 2`` bilinearly. For an integer factor (e.g. 800x450 -> 200x112) that is exactly
+    OpenCV's INTER_AREA; for a fractional one (1600x900 -> 704x396) it stays anti-aliased at a fraction of
+    INTER_AREA's cost on fractional ratios (about 1 ms instead of 8-14 ms per nuScenes image on 2 cores). Both
+    steps keep pixel centres at ``(u + 0.5) * s - 0.5`` (:func:`adjust_intrinsics`).
+    """
+    import cv2
+
+    src_h, src_w = image.shape[:2]
+    if (src_w, src_h) == (width, height):
+        return image
+    k = int(src_w // width) if width < src_w else 1
+    if k >= 2:
+        image = cv2.resize(image, (src_w // k, src_h // k), interpolation=cv2.INTER_AREA)
+        if image.shape[1] == width and image.shape[0] == height:
+            return image
+    return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
 def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: PreprocessConfig) -> NetworkInput:
     """Camera images -> network input (the one function every stage uses).
 
@@ -115,10 +138,10 @@ def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: Preproc
     Raises:
         ValueError: naming the camera, for a missing image or one whose size differs from the rig's.
     """
-    import cv2
-
     mean = np.asarray(config.mean, dtype=np.float32)
     std = np.asarray(config.std, dtype=np.float32)
+    gain = (1.0 / (255.0 * std)).astype(np.float32)  # (rgb / 255 - mean) / std = rgb * gain + offset
+    offset = (-mean / std).astype(np.float32)
     out_images = np.zeros((len(rig), 3, config.height, config.width), dtype=np.float32)
     Ks = np.zeros((len(rig), 3, 3), dtype=np.float32)
     extrinsics = np.zeros((len(rig), 4, 4), dtype=np.float32)
@@ -133,11 +156,11 @@ def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: Preproc
             )
         scale, crop_top = config.scale_and_crop(cam.width, cam.height)
         scaled_h = int(round(cam.height * scale))
-        interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
-        resized = image if scale == 1 else cv2.resize(image, (config.width, scaled_h), interpolation=interpolation)
-        rows = resized[crop_top : crop_top + config.height]
-        normalised = (rows.astype(np.float32) / 255.0 - mean) / std
-        out_images[i, :, : rows.shape[0]] = normalised.transpose(2, 0, 1)
+        rows = resize(image, config.width, scaled_h)[crop_top : crop_top + config.height]
+        for c in range(3):  # in place, channels first: no full-size float temporaries
+            plane = out_images[i, c, : rows.shape[0]]
+            np.multiply(rows[:, :, c], gain[c], out=plane, dtype=np.float32)
+            plane += offset[c]
         Ks[i] = adjust_intrinsics(cam.K, scale, crop_top)
         extrinsics[i] = cam.cam_from_ego
     return NetworkInput(out_images, Ks, extrinsics)
