@@ -41,3 +41,9 @@ def test_demo_stages(tmp_path: Path) -> None:
     assert exported["predict_agreement"] >= 0.999
     assert len(list((tmp_path / "demo" / "predictions_onnx").rglob("labels.npz"))) == 3
     assert exported["p50_ms"]["onnxruntime"] > 0 and exported["p50_ms"]["torch"] > 0
+    replayed = metrics["replay"]
+    # the recorded bag through the node's pipeline gives occ predict's labels, frame by frame
+    assert replayed["synchronized"] == replayed["processed"] == 3
+    assert replayed["frames_equal_to_predict"] == replayed["frames"] == 3
+    assert replayed["accuracy"]["frames"] == 3 and 20 < replayed["accuracy"]["miou"] < 100
+    assert any(Path(replayed["bag"]).glob("*.mcap"))

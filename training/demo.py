@@ -8,7 +8,8 @@ ground truth, with a bird's-eye picture of both; (5) the shipped network (models
 on other seeds; no training here) predicts the sequence, scored against the ground truth, with an
 open-vocabulary query through its CLIP head; (6) export: the checkpoint -> a verified ONNX (parity with
 PyTorch, TensorRT compatibility report), ``occ predict`` through ONNX Runtime, and a latency comparison;
-(7) pictures. Later stages (replay) extend this.
+(7) replay: the recorded bag through the ROS node's pipeline (``occ replay``) into an MCAP of the node's output
+topics, with latency and accuracy metrics, checked frame by frame against ``occ predict``; (8) pictures.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 
 from occ_ros import viz
 
-STAGES = 7
+STAGES = 8
 
 
 def sequence_pictures(data: Path, out: Path, frame: int) -> dict[str, Path]:
@@ -227,6 +228,50 @@ def export_stage(data: Path, out: Path, parity_frames: int = 4, bench_runs: int 
     }
 
 
+def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, object]:
+    """``occ replay`` of the synthetic bag with the exported model; its labels against ``occ predict``'s."""
+    from occ_ros.core.rig import config_path
+    from occ_ros.datasets.sample import LABELS_FILE, load_labels
+    from occ_ros.datasets.synth import SynthReader
+    from occ_ros.replay import replay, write_metrics
+
+    work = out / "replay"
+    shutil.rmtree(work, ignore_errors=True)
+    summary = replay(
+        data / "bag",
+        onnx_path,
+        work / "output",
+        config=config_path("datasets", "synth_bag.yaml"),
+        gt=data,
+        predictions=work / "labels",
+        progress=False,
+    )
+    write_metrics(summary, work / "metrics.json")
+    reader = SynthReader(data)
+    same = 0
+    for i in range(len(reader)):
+        sample = reader.load(i, images=False)
+        replayed = work / "labels" / str(sample.stamp_ns) / LABELS_FILE
+        offline = out / "predictions_onnx" / sample.scene / sample.frame / LABELS_FILE
+        if replayed.exists() and np.array_equal(load_labels(replayed).semantics, load_labels(offline).semantics):
+            same += 1
+    return {
+        "bag": str(work / "output"),
+        "metrics": str(work / "metrics.json"),
+        "processed": summary.processed,
+        "synchronized": summary.synchronized,
+        "frames_equal_to_predict": same,
+        "frames": len(reader),
+        "node_side_p50_ms": sum(
+            v["p50_ms"]
+            for k, v in summary.stages_ms.items()
+            if k in ("decode", "calibration", "preprocess", "postprocess")
+        ),
+        "inference_p50_ms": summary.stages_ms["inference"]["p50_ms"],
+        "accuracy": summary.accuracy,
+    }
+
+
 def read_back(data: Path) -> dict[str, object]:
     """Read the sequence through the file reader and the rosbag2 reader; compare their poses."""
     from occ_ros.core.rig import config_path
@@ -316,7 +361,18 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
     )
     print(f"      {exported['tensorrt']}")
 
-    print(f"[7/{STAGES}] pictures")
+    print(f"[7/{STAGES}] replay: the bag through the ROS node's pipeline (occ replay) -> MCAP of the output topics")
+    replayed = replay_stage(data, out, Path(str(exported["onnx"])))
+    summary["replay"] = replayed
+    accuracy = replayed["accuracy"]
+    print(
+        f"      {replayed['processed']}/{replayed['synchronized']} synchronized frames, "
+        f"{replayed['frames_equal_to_predict']}/{replayed['frames']} identical to occ predict; node-side "
+        f"{float(replayed['node_side_p50_ms']):.1f} ms + inference {float(replayed['inference_p50_ms']):.1f} ms p50; "  # type: ignore[arg-type]
+        f"mIoU {accuracy['miou']:.2f}"  # type: ignore[index]
+    )
+
+    print(f"[8/{STAGES}] pictures")
     pictures = sequence_pictures(data, out, len(meta["frames"]) // 2)  # type: ignore[arg-type]
     pictures["bev_pseudo_labels"] = Path(str(labels["picture"]))
     pictures["bev_network"] = Path(str(network["picture"]))
@@ -331,5 +387,6 @@ def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
     print(f"  {'labels':10s} {out / 'pseudo_labels'}  (scores: {out / 'eval_pseudo_labels.json'})")
     print(f"  {'network':10s} {out / 'predictions'}  (scores: {out / 'eval_network.json'})")
     print(f"  {'onnx':10s} {exported['onnx']}  (report: {exported['report']})")
+    print(f"  {'replay':10s} {replayed['bag']}  (metrics: {replayed['metrics']})")
     print(f"  {'metrics':10s} {out / 'metrics.json'}")
     return summary
