@@ -31,6 +31,7 @@ from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.stores import ros2_humble as _humble
 
 from occ_ros.core.transforms import is_rigid, quaternion_from_transform, transform_from_quaternion
+from occ_ros.io.images import image_to_rgb
 
 if TYPE_CHECKING:
     from rosbags.typesys.store import Typestore
@@ -94,15 +95,6 @@ DEFAULT_QOS = LATCHED_QOS._replace(durability=QosDurability.VOLATILE)
 """Offered QoS of an ordinary publisher (rclcpp/rclpy default profile): reliable, volatile."""
 
 _STORAGES = {"mcap": StoragePlugin.MCAP, "sqlite3": StoragePlugin.SQLITE3}
-
-# encoding -> (channels, cv2 conversion to RGB or None when already RGB)
-_RAW_ENCODINGS: dict[str, tuple[int, int | None]] = {
-    "rgb8": (3, None),
-    "bgr8": (3, cv2.COLOR_BGR2RGB),
-    "rgba8": (4, cv2.COLOR_RGBA2RGB),
-    "bgra8": (4, cv2.COLOR_BGRA2RGB),
-    "mono8": (1, cv2.COLOR_GRAY2RGB),
-}
 
 
 @functools.cache
@@ -190,57 +182,6 @@ def compressed_image_msg(
         format=f"rgb8; {fmt} compressed bgr8",
         data=np.asarray(buf, dtype=np.uint8).reshape(-1),
     )
-
-
-def _as_bytes_array(data: Any) -> np.ndarray:
-    """1-D uint8 view of a message's ``data`` (numpy array, bytes, array.array or list)."""
-    if isinstance(data, np.ndarray):
-        arr = data.reshape(-1)
-        return arr if arr.dtype == np.uint8 else arr.view(np.uint8)
-    if isinstance(data, (list, tuple)):
-        return np.asarray(data, dtype=np.uint8)
-    return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
-
-
-def image_to_rgb(msg: Any) -> np.ndarray:
-    """(H, W, 3) uint8 RGB array (a fresh copy) from a sensor_msgs Image or CompressedImage.
-
-    Image encodings: rgb8, bgr8, rgba8, bgra8 (alpha dropped), mono8 (replicated). Honours ``step``
-    (row padding). CompressedImage: anything OpenCV decodes (JPEG, PNG, ...), except compressedDepth.
-    Raises:
-        ValueError: unsupported encoding/format, a data length other than ``height * step``, or
-            undecodable compressed data.
-    """
-    data = _as_bytes_array(msg.data)
-    if hasattr(msg, "format"):  # CompressedImage
-        fmt = str(msg.format)
-        if "compresseddepth" in fmt.lower():
-            raise ValueError(f"compressed image format {fmt!r} is a depth image, not a colour image")
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-        if bgr is None:
-            raise ValueError(f"cannot decode compressed image (format {fmt!r}, {data.size} bytes)")
-        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-
-    encoding = str(msg.encoding)
-    if encoding not in _RAW_ENCODINGS:
-        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {sorted(_RAW_ENCODINGS)}")
-    channels, conversion = _RAW_ENCODINGS[encoding]
-    height, width, step = int(msg.height), int(msg.width), int(msg.step)
-    row_bytes = width * channels
-    if height <= 0 or width <= 0:
-        raise ValueError(f"{encoding} image has an empty size {width}x{height}")
-    if step < row_bytes:
-        raise ValueError(f"{encoding} image {width}x{height}: step {step} < width * {channels} = {row_bytes}")
-    if data.size != height * step:
-        raise ValueError(
-            f"{encoding} image {width}x{height}: data has {data.size} bytes, expected height * step = "
-            f"{height} * {step} = {height * step}"
-        )
-    rows = data.reshape(height, step)[:, :row_bytes]
-    if conversion is None:
-        return rows.reshape(height, width, channels).copy()
-    img = np.ascontiguousarray(rows.reshape(height, width, channels) if channels > 1 else rows)
-    return cv2.cvtColor(img, conversion)
 
 
 # ---------------------------------------------------------------------- camera info

@@ -20,7 +20,7 @@ import numpy as np
 from occ_ros.core.preprocess import NetworkInput, preprocess
 from occ_ros.inference.backend import BackendError, InferenceBackend
 from occ_ros.inference.model_info import ModelInfo, ModelInfoError
-from occ_ros.io.rosbag import image_to_rgb
+from occ_ros.io.images import image_to_rgb
 
 from .calibration import RigCache
 from .frames import FrameSet, FrameSkipped, SkipReason

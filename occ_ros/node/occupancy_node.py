@@ -1,0 +1,281 @@
+"""``occupancy_node``: the rclpy wiring of :class:`~occ_ros.node.runtime.NodeCore` (topics, tf, diagnostics).
+
+This module is deliberately thin: it declares the parameters of :mod:`.params`, creates subscriptions,
+publishers, the tf buffer and the diagnostic updater, and forwards every callback to ``NodeCore``, where all
+decisions live (tested without ROS). See docs/node.md for topics, parameters, QoS and the threading model.
+
+Images are decoded by the pipeline's own decoder (:func:`occ_ros.io.rosbag.image_to_rgb`), not cv_bridge: one
+implementation for raw and compressed images in the node and in ``occ replay`` (so both give the same labels),
+which honours ``step`` padding and turns every bad image into a counted skip instead of a cv_bridge exception.
+
+Importing this module needs ROS 2 (rclpy, message_filters, tf2_ros, diagnostic_updater, the message packages);
+without it the import fails with an :class:`ImportError` saying so.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+try:
+    import builtin_interfaces.msg
+    import geometry_msgs.msg
+    import message_filters
+    import rclpy
+    import sensor_msgs.msg
+    import std_msgs.msg
+    import visualization_msgs.msg
+    from diagnostic_updater import FunctionDiagnosticTask, Updater
+    from rcl_interfaces.msg import ParameterDescriptor
+    from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
+    from rclpy.clock import ClockType
+    from rclpy.duration import Duration
+    from rclpy.exceptions import NameValidationException, ParameterException
+    from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.node import Node
+    from rclpy.publisher import Publisher
+    from rclpy.qos import (
+        DurabilityPolicy,
+        HistoryPolicy,
+        QoSProfile,
+        ReliabilityPolicy,
+        qos_profile_sensor_data,
+    )
+    from rclpy.time import Time
+    from tf2_ros import Buffer, TransformListener
+except ImportError as _err:  # no ROS 2 here: say what is missing and how to get it
+    raise ImportError(
+        f"occupancy_node needs ROS 2 (rclpy, message_filters, tf2_ros, diagnostic_updater, sensor_msgs, std_msgs, "
+        f"geometry_msgs, visualization_msgs): {_err}. Source a ROS 2 Humble/Jazzy install "
+        f"(source /opt/ros/$ROS_DISTRO/setup.bash) and build occ_ros with colcon; `occ replay` runs the same "
+        f"pipeline without ROS."
+    ) from _err
+
+import numpy as np
+
+from occ_ros.inference.backend import BackendError
+from occ_ros.pipeline.messages import message_types_from_modules, rclpy_byte_array
+
+from .frame_builder import transform_matrix
+from .params import NODE_NAME, NodeParams, ParamError, ParamSpec, camera_name_problems, camera_specs, specs
+from .runtime import (
+    DiagnosticReport,
+    NodeCore,
+    Publishers,
+    diagnostic_level_bytes,
+    forward_python_logging,
+    open_model,
+    subscribed_topics,
+)
+
+EXECUTOR_THREADS = 4
+DIAGNOSTIC_TASK = "occupancy"
+
+
+class NodeStartupError(RuntimeError):
+    """The node cannot start (bad parameters, no loadable model); already logged as fatal."""
+
+
+class OccupancyNode(Node):
+    """Synchronized camera images in; ``~/voxels``, ``~/markers``, ``~/grid``, ``~/grid_description`` and
+    ``/diagnostics`` out.
+
+    Raises:
+        NodeStartupError: invalid parameters or no loadable model (the reason is logged as fatal first and the
+            node is destroyed).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        # occ_ros' Python logging (worker errors, backend notes) goes to this node's logger, i.e. /rosout.
+        self._unforward_logging = forward_python_logging(self._log)
+        try:
+            self._setup()
+        except (ParamError, BackendError, ValueError, ParameterException, NameValidationException) as err:
+            self.get_logger().fatal(f"cannot start: {err}")
+            self.shutdown()
+            raise NodeStartupError(str(err)) from err
+
+    # ------------------------------------------------------------------ setup
+    def _setup(self) -> None:
+        self.params = self._read_parameters()
+        params = self.params
+        loaded = open_model(params.model)
+        self.types = message_types_from_modules(
+            sensor_msgs.msg,
+            std_msgs.msg,
+            visualization_msgs.msg,
+            geometry_msgs.msg,
+            builtin_interfaces.msg,
+            rclpy_byte_array,
+        )
+        # tf: the listener's subscriptions run in their own reentrant group, so a lookup waiting in the
+        # synchronizer callback (tf_timeout_s) does not block the transforms it waits for.
+        self.tf_buffer = Buffer(node=self)
+        self.tf_listener = TransformListener(self.tf_buffer, self)
+
+        self._pubs: list[Publisher] = []
+        publishers = self._create_publishers()
+        self.core = NodeCore(params, loaded, self.types, publishers, self._lookup, self._log)
+        for level, note in self.core.startup_notes():
+            self._log(level, note)
+
+        self.updater = Updater(self)
+        device = params.model.fallback_device if loaded.fallback else params.model.device
+        self.updater.setHardwareID(f"{loaded.backend.name}@{device}")
+        self.updater.add(FunctionDiagnosticTask(DIAGNOSTIC_TASK, self._diagnose))
+
+        self.core.start()  # the worker runs before the first frame can arrive
+        self._subscribe()
+
+    def _read_parameters(self) -> NodeParams:
+        """Declare the fixed parameters, then the per-camera ones of ``cameras``; validate them all."""
+        for spec in specs():
+            self._declare(spec)
+        names = self.get_parameter("cameras").value
+        problems = camera_name_problems(names)
+        if problems:
+            raise ParamError(problems)
+        for name in names:
+            for spec in camera_specs(name):
+                self._declare(spec)
+        values = {spec.name: self.get_parameter(spec.name).value for spec in specs(names)}
+        return NodeParams.from_ros_parameters(values)
+
+    def _declare(self, spec: ParamSpec) -> None:
+        # Doubles are dynamically typed so that `slop_s: 1` in YAML is accepted as 1.0; from_ros_parameters
+        # checks every type (and names the parameter) anyway. Parameters are read once: read-only.
+        descriptor = ParameterDescriptor(
+            description=spec.description,
+            additional_constraints=spec.expected(),
+            read_only=True,
+            dynamic_typing=spec.type_name == "double",
+        )
+        self.declare_parameter(spec.name, spec.default, descriptor)
+
+    def _output_qos(self) -> QoSProfile:
+        qos = self.params.qos
+        return QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=qos.depth,
+            reliability=ReliabilityPolicy[qos.reliability_policy],
+            durability=DurabilityPolicy[qos.durability_policy],
+        )
+
+    def _create_publishers(self) -> Publishers:
+        out, qos = self.params.outputs, self._output_qos()
+        latched = QoSProfile(
+            history=HistoryPolicy.KEEP_LAST,
+            depth=1,
+            reliability=ReliabilityPolicy.RELIABLE,
+            durability=DurabilityPolicy.TRANSIENT_LOCAL,
+        )
+        publishers = Publishers()
+        if out.cloud:
+            publishers.cloud = self._publisher(sensor_msgs.msg.PointCloud2, "~/voxels", qos).publish
+        if out.markers:
+            markers = self._publisher(visualization_msgs.msg.MarkerArray, "~/markers", qos)
+            publishers.markers = markers.publish
+            publishers.marker_subscribers = markers.get_subscription_count
+        if out.grid:
+            publishers.grid = self._publisher(std_msgs.msg.UInt8MultiArray, "~/grid", qos).publish
+            publishers.grid_description = self._publisher(std_msgs.msg.String, "~/grid_description", latched).publish
+        return publishers
+
+    def _publisher(self, msg_type: Any, topic: str, qos: QoSProfile) -> Publisher:
+        pub = self.create_publisher(msg_type, topic, qos)
+        self._pubs.append(pub)
+        return pub
+
+    def _subscribe(self) -> None:
+        params = self.params
+        image_type = sensor_msgs.msg.CompressedImage if params.compressed else sensor_msgs.msg.Image
+        # Images and CameraInfo of every camera go into one ApproximateTimeSynchronizer (2N inputs), the pairing
+        # image_transport's CameraSubscriber makes and the one `occ replay` replays. One mutually exclusive group:
+        # the synchronizer sees the messages one at a time, in order.
+        group = MutuallyExclusiveCallbackGroup()
+        self._image_filters = []
+        self._info_filters = []
+        for camera, image_topic, info_topic in subscribed_topics(params):
+            self._image_filters.append(
+                message_filters.Subscriber(
+                    self, image_type, image_topic, qos_profile=qos_profile_sensor_data, callback_group=group
+                )
+            )
+            self._info_filters.append(
+                message_filters.Subscriber(
+                    self,
+                    sensor_msgs.msg.CameraInfo,
+                    info_topic,
+                    qos_profile=qos_profile_sensor_data,
+                    callback_group=group,
+                )
+            )
+            resolved_image = getattr(self._image_filters[-1].sub, "topic_name", image_topic)  # after remapping
+            resolved_info = getattr(self._info_filters[-1].sub, "topic_name", info_topic)
+            self.get_logger().info(f"camera {camera}: images {resolved_image}, camera_info {resolved_info}")
+        self.sync = message_filters.ApproximateTimeSynchronizer(
+            [*self._image_filters, *self._info_filters], params.sync.queue_size, params.sync.slop_s
+        )
+        self.sync.registerCallback(self.core.on_synchronized)
+
+    # ------------------------------------------------------------------ callbacks
+    def _lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
+        """tf2: the pose of ``source`` in ``target`` at ``stamp_ns``, waiting up to ``timeout_s``."""
+        at = Time(nanoseconds=int(stamp_ns), clock_type=ClockType.ROS_TIME)
+        timeout = Duration(nanoseconds=int(max(0.0, timeout_s) * 1e9))
+        return transform_matrix(self.tf_buffer.lookup_transform(target, source, at, timeout))
+
+    def _diagnose(self, stat: Any) -> Any:
+        """diagnostic_updater task: NodeCore's report into the DiagnosticStatusWrapper."""
+        report: DiagnosticReport = self.core.diagnostics()
+        stat.summary(diagnostic_level_bytes(report.level), report.message)
+        for key, value in report.values:
+            stat.add(key, value)
+        return stat
+
+    def _log(self, level: str, text: str) -> None:
+        logger = self.get_logger()
+        log = {
+            "debug": logger.debug,
+            "info": logger.info,
+            "warn": logger.warning,
+            "error": logger.error,
+            "fatal": logger.fatal,
+        }.get(level, logger.warning)
+        log(text)
+
+    # ------------------------------------------------------------------ shutdown
+    def shutdown(self) -> None:
+        """Stop the worker (the frame in progress finishes), then destroy the node (also after a failed start)."""
+        core = getattr(self, "core", None)
+        if core is not None and not core.close(timeout=5.0):
+            self.get_logger().warning("the inference worker was still busy after 5 s; leaving it to finish")
+        self._unforward_logging()
+        self.destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """``ros2 run occ_ros occupancy_node``: spin the node on a multi-threaded executor until shutdown."""
+    rclpy.init(args=args)
+    executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
+    node: OccupancyNode | None = None
+    code = 0
+    try:
+        node = OccupancyNode()
+        executor.add_node(node)
+        executor.spin()
+    except NodeStartupError:
+        code = 1  # the reason was logged as fatal
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    finally:
+        executor.shutdown()  # no more callbacks; then the worker stops and the node goes
+        if node is not None:
+            node.shutdown()
+        rclpy.try_shutdown()
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())
