@@ -232,3 +232,26 @@ def _corrupt_one_image_record(bag: Path) -> None:
         (topic_id,) = con.execute("SELECT id FROM topics WHERE name = '/cam_back/image_raw'").fetchone()
         rows = con.execute("SELECT id FROM messages WHERE topic_id = ? ORDER BY timestamp", (topic_id,)).fetchall()
         con.execute("UPDATE messages SET data = ? WHERE id = ?", (b"\x00\x01\x00\x00garbage", rows[-1][0]))
+
+
+def test_realtime_replay_runs_the_latest_frame_worker_and_drops_what_a_slow_backend_cannot_take(sequence, tmp_path):
+    """--rate realtime: frames arrive with the recording's 12 Hz timing; a backend slower than that (here 250 ms
+    per frame) drops superseded frames instead of queueing them, and the newest frame is processed."""
+    from occ_ros.replay import replay
+
+    backend = open_backend(CKPT, warmup=False)
+    run = backend._run
+
+    def slow(feeds):
+        import time
+
+        time.sleep(0.25)
+        return run(feeds)
+
+    backend._run = slow  # type: ignore[method-assign]
+    longer = generate(tmp_path / "seq", frames=8, seed=4, progress=False)
+    summary = replay(longer / "bag", backend, tmp_path / "out", rate="realtime", progress=False)
+    assert summary.synchronized == 8
+    assert summary.skipped["superseded"] >= 1  # dropped, not queued
+    assert summary.processed + summary.skipped["superseded"] == 8
+    assert summary.processed >= 2

@@ -133,7 +133,7 @@ class OccupancyPipeline:
         images = {}
         for cam in cameras:
             try:
-                images[cam.name] = image_to_rgb(cam.image)
+                images[cam.name] = image_to_rgb(cam.image, copy=False)  # preprocess only reads it
             except ValueError as err:
                 raise _decode_error(cam.name, err) from None
             except Exception as err:  # a malformed message object (missing fields, wrong types)
