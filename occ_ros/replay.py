@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
-from occ_ros.core.tf_buffer import TransformBuffer, TransformError
+from occ_ros.core.tf_buffer import TransformBuffer, TransformError, add_tf_message
 from occ_ros.datasets.rosbag_reader import BagConfig
 from occ_ros.inference.backend import InferenceBackend, open_backend
 from occ_ros.io.atomic import atomic_write_text
-from occ_ros.io.rosbag import BagWriter, matrix_from_transform, ns_from_stamp, typestore
+from occ_ros.io.rosbag import BagWriter, ns_from_stamp, typestore
 from occ_ros.pipeline.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
 from occ_ros.pipeline.messages import (
     dense_grid_msg,
@@ -305,17 +305,10 @@ def replay(
 
 
 def _add_transforms(buffer: TransformBuffer, msg: Any, static: bool, stats: PipelineStats) -> None:
-    for tfs in msg.transforms:
-        try:
-            buffer.add(
-                str(tfs.header.frame_id).lstrip("/"),
-                str(tfs.child_frame_id).lstrip("/"),
-                ns_from_stamp(tfs.header.stamp),
-                matrix_from_transform(tfs),
-                static=static,
-            )
-        except ValueError as err:
-            stats.record_skip(SkipReason.NO_TF, f"tf {tfs.header.frame_id} -> {tfs.child_frame_id}: {err}")
+    try:
+        add_tf_message(buffer, msg, static)
+    except ValueError as err:  # a bad transform is reported; lookups that need it fail as NO_TF
+        stats.record_skip(SkipReason.NO_TF, f"{'/tf_static' if static else '/tf'}: {err}")
 
 
 def info_key(camera: str) -> str:

@@ -20,11 +20,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 
-from occ_ros.core.transforms import invert_transform, is_rigid
+from occ_ros.core.transforms import invert_transform, is_rigid, transform_from_quaternion
 
 __all__ = [
     "ConnectivityError",
@@ -356,3 +357,37 @@ class TransformBuffer:
         n_static = sum(e.static for e in self._edges.values())
         n_dynamic = len(self._edges) - n_static
         return f"TransformBuffer({len(self.frames)} frames, {n_static} static / {n_dynamic} dynamic edges)"
+
+
+def matrix_from_transform(msg_transform: Any) -> np.ndarray:
+    """(4, 4) ``parent_from_child`` from a geometry_msgs Transform or TransformStamped (rclpy or rosbags).
+
+    Raises:
+        ValueError: the rotation quaternion is not unit length (e.g. all zeros); names the frames when it can.
+    """
+    where = ""
+    if hasattr(msg_transform, "transform"):  # TransformStamped
+        where = f"transform {msg_transform.header.frame_id} <- {msg_transform.child_frame_id}: "
+        msg_transform = msg_transform.transform
+    t, q = msg_transform.translation, msg_transform.rotation
+    try:
+        return transform_from_quaternion((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
+    except ValueError as err:
+        raise ValueError(f"{where}{err}") from None
+
+
+def add_tf_message(buffer: TransformBuffer, msg: Any, static: bool) -> None:
+    """Add every transform of a ``tf2_msgs/TFMessage`` (``/tf`` or ``/tf_static``, rclpy or rosbags) to ``buffer``.
+
+    Raises:
+        ValueError: a transform that is not rigid or would close a cycle (names both frames).
+    """
+    for tfs in msg.transforms:
+        stamp = int(tfs.header.stamp.sec) * 1_000_000_000 + int(tfs.header.stamp.nanosec)
+        buffer.add(
+            str(tfs.header.frame_id).lstrip("/"),
+            str(tfs.child_frame_id).lstrip("/"),
+            stamp,
+            matrix_from_transform(tfs),
+            static=static,
+        )

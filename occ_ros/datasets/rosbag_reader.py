@@ -44,7 +44,7 @@ import numpy as np
 
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import CameraRig
-from occ_ros.core.tf_buffer import TransformBuffer, TransformError
+from occ_ros.core.tf_buffer import TransformBuffer, TransformError, add_tf_message
 from occ_ros.core.vocabulary import OCC3D, Vocabulary
 from occ_ros.datasets.sample import DatasetReader, Sample
 from occ_ros.io.rosbag import ns_from_stamp
@@ -612,19 +612,10 @@ class RosbagReader(DatasetReader):
                 )
 
     def _add_tf(self, buffer: TransformBuffer, msg: Any, topic: str, log_ns: int, static: bool) -> None:
-        from occ_ros.io.rosbag import matrix_from_transform
-
-        for tfs in msg.transforms:
-            try:
-                buffer.add(
-                    str(tfs.header.frame_id).lstrip("/"),
-                    str(tfs.child_frame_id).lstrip("/"),
-                    ns_from_stamp(tfs.header.stamp),
-                    matrix_from_transform(tfs),
-                    static=static,
-                )
-            except ValueError as err:
-                raise ValueError(f"bag {self.path}: {topic} message recorded at {log_ns} ns: {err}") from None
+        try:
+            add_tf_message(buffer, msg, static)
+        except ValueError as err:
+            raise ValueError(f"bag {self.path}: {topic} message recorded at {log_ns} ns: {err}") from None
 
     def _camera_frame(self, name: str, image_frame: str) -> str:
         """Optical frame of one image of camera ``name``: config override, header, else camera_info's."""

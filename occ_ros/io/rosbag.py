@@ -30,7 +30,8 @@ from rosbags.rosbag2 import Reader, StoragePlugin, Writer
 from rosbags.typesys import Stores, get_typestore
 from rosbags.typesys.stores import ros2_humble as _humble
 
-from occ_ros.core.transforms import is_rigid, quaternion_from_transform, transform_from_quaternion
+from occ_ros.core.tf_buffer import matrix_from_transform
+from occ_ros.core.transforms import is_rigid, quaternion_from_transform
 from occ_ros.io.images import image_to_rgb
 
 if TYPE_CHECKING:
@@ -230,23 +231,6 @@ def transform_stamped(parent_from_child: np.ndarray, stamp_ns: int, parent: str,
 def tf_message(transforms: Iterable[TransformStamped]) -> TFMessage:
     """tf2_msgs/TFMessage (the type of /tf and /tf_static) holding ``transforms``."""
     return TFMessage(transforms=list(transforms))
-
-
-def matrix_from_transform(msg_transform: Any) -> np.ndarray:
-    """(4, 4) ``parent_from_child`` from a geometry_msgs Transform (or TransformStamped).
-
-    Raises:
-        ValueError: the rotation quaternion is not unit length (e.g. all zeros).
-    """
-    where = ""
-    if hasattr(msg_transform, "transform"):  # TransformStamped
-        where = f"transform {msg_transform.header.frame_id} <- {msg_transform.child_frame_id}: "
-        msg_transform = msg_transform.transform
-    t, q = msg_transform.translation, msg_transform.rotation
-    try:
-        return transform_from_quaternion((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
-    except ValueError as err:
-        raise ValueError(f"{where}{err}") from None
 
 
 # ---------------------------------------------------------------------- bags

@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from occ_ros.core.transforms import transform_from_quaternion
+from occ_ros.core.tf_buffer import matrix_from_transform
 from occ_ros.pipeline.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason, stamp_ns
 
 from .params import CameraParams
@@ -31,21 +31,8 @@ TransformLookup = Callable[[str, str, int, float], np.ndarray]
 exception's text says why."""
 
 
-def transform_matrix(msg: Any) -> np.ndarray:
-    """(4, 4) ``parent_from_child`` of a ``geometry_msgs/TransformStamped`` or ``Transform`` (rclpy or rosbags).
-
-    Raises:
-        ValueError: a rotation quaternion that is not unit length (names the frames when it can).
-    """
-    where = ""
-    if hasattr(msg, "transform"):
-        where = f"transform {msg.header.frame_id} <- {msg.child_frame_id}: "
-        msg = msg.transform
-    t, q = msg.translation, msg.rotation
-    try:
-        return transform_from_quaternion((t.x, t.y, t.z), (q.x, q.y, q.z, q.w))
-    except ValueError as err:
-        raise ValueError(f"{where}{err}") from None
+transform_matrix = matrix_from_transform
+"""(4, 4) ``parent_from_child`` of a TransformStamped or Transform (the one `matrix_from_transform`)."""
 
 
 class FrameAssembler:
