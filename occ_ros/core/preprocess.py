@@ -140,8 +140,6 @@ def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: Preproc
     """
     mean = np.asarray(config.mean, dtype=np.float32)
     std = np.asarray(config.std, dtype=np.float32)
-    gain = (1.0 / (255.0 * std)).astype(np.float32)  # (rgb / 255 - mean) / std = rgb * gain + offset
-    offset = (-mean / std).astype(np.float32)
     out_images = np.zeros((len(rig), 3, config.height, config.width), dtype=np.float32)
     Ks = np.zeros((len(rig), 3, 3), dtype=np.float32)
     extrinsics = np.zeros((len(rig), 4, 4), dtype=np.float32)
@@ -157,10 +155,11 @@ def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: Preproc
         scale, crop_top = config.scale_and_crop(cam.width, cam.height)
         scaled_h = int(round(cam.height * scale))
         rows = resize(image, config.width, scaled_h)[crop_top : crop_top + config.height]
-        for c in range(3):  # in place, channels first: no full-size float temporaries
+        for c in range(3):  # (rgb / 255 - mean) / std in float32, in place per channel: no full-size temporaries
             plane = out_images[i, c, : rows.shape[0]]
-            np.multiply(rows[:, :, c], gain[c], out=plane, dtype=np.float32)
-            plane += offset[c]
+            np.divide(rows[:, :, c], np.float32(255.0), out=plane, dtype=np.float32)
+            plane -= mean[c]
+            plane /= std[c]
         Ks[i] = adjust_intrinsics(cam.K, scale, crop_top)
         extrinsics[i] = cam.cam_from_ego
     return NetworkInput(out_images, Ks, extrinsics)
