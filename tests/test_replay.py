@@ -182,6 +182,11 @@ def test_every_kind_of_bad_frame_is_warned_counted_and_skipped_and_the_pipeline_
         snap = pipeline.stats.snapshot()
         assert snap.skipped[reason.value] == 1 and snap.last_problem[0] == reason.value  # the diagnostics entry
         pipeline.process(_frame(reader, 2))  # and it keeps going
+    # damaged JPEG data is a corrupt image, not an unknown format (the format names a codec the decoder reads)
+    jpeg = SimpleNamespace(header=image.header, format="rgb8; jpeg compressed bgr8", data=np.arange(64, dtype=np.uint8))
+    with pytest.raises(FrameSkipped) as err:
+        pipeline.process(_frame(reader, 1, CAM_FRONT={"image": jpeg}))
+    assert err.value.reason == SkipReason.CORRUPT_IMAGE
     # a degenerate extrinsic (not rigid) is a bad calibration too
     with pytest.raises(FrameSkipped) as err:
         pipeline.process(_frame(reader, 1, CAM_FRONT={"base_from_optical": sheared}))

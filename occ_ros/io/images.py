@@ -11,6 +11,11 @@ from typing import Any
 import cv2
 import numpy as np
 
+
+class UnsupportedEncodingError(ValueError):
+    """An image encoding or compressed format this decoder does not read (as opposed to damaged data)."""
+
+
 # encoding -> (channels, cv2 conversion to RGB or None when already RGB)
 _RAW_ENCODINGS: dict[str, tuple[int, int | None]] = {
     "rgb8": (3, None),
@@ -41,14 +46,15 @@ def image_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
     Image encodings: rgb8, bgr8, rgba8, bgra8 (alpha dropped), mono8 (replicated). Honours ``step``
     (row padding). CompressedImage: anything OpenCV decodes (JPEG, PNG, ...), except compressedDepth.
     Raises:
-        ValueError: unsupported encoding/format, a data length other than ``height * step``, or
+        UnsupportedEncodingError: an encoding / compressed format it does not read.
+        ValueError: a data length other than ``height * step``, or
             undecodable compressed data.
     """
     data = _as_bytes_array(msg.data)
     if hasattr(msg, "format"):  # CompressedImage
         fmt = str(msg.format)
         if "compresseddepth" in fmt.lower():
-            raise ValueError(f"compressed image format {fmt!r} is a depth image, not a colour image")
+            raise UnsupportedEncodingError(f"compressed image format {fmt!r} is a depth image, not a colour image")
         bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
         if bgr is None:
             raise ValueError(f"cannot decode compressed image (format {fmt!r}, {data.size} bytes)")
@@ -56,7 +62,7 @@ def image_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
 
     encoding = str(msg.encoding)
     if encoding not in _RAW_ENCODINGS:
-        raise ValueError(f"unsupported image encoding {encoding!r}; supported: {sorted(_RAW_ENCODINGS)}")
+        raise UnsupportedEncodingError(f"unsupported image encoding {encoding!r}; supported: {sorted(_RAW_ENCODINGS)}")
     channels, conversion = _RAW_ENCODINGS[encoding]
     height, width, step = int(msg.height), int(msg.width), int(msg.step)
     row_bytes = width * channels

@@ -20,7 +20,7 @@ import numpy as np
 from occ_ros.core.preprocess import NetworkInput, preprocess
 from occ_ros.inference.backend import BackendError, InferenceBackend
 from occ_ros.inference.model_info import ModelInfo, ModelInfoError
-from occ_ros.io.images import image_to_rgb
+from occ_ros.io.images import UnsupportedEncodingError, image_to_rgb
 
 from .calibration import RigCache
 from .frames import FrameSet, FrameSkipped, SkipReason
@@ -66,12 +66,6 @@ class FrameResult:
     cloud: VoxelCloud
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
-
-
-def _decode_error(name: str, err: ValueError) -> FrameSkipped:
-    text = str(err)
-    reason = SkipReason.ENCODING if ("encoding" in text or "format" in text) else SkipReason.CORRUPT_IMAGE
-    return FrameSkipped(reason, f"camera {name!r}: {text}")
 
 
 class OccupancyPipeline:
@@ -134,8 +128,10 @@ class OccupancyPipeline:
         for cam in cameras:
             try:
                 images[cam.name] = image_to_rgb(cam.image, copy=False)  # preprocess only reads it
-            except ValueError as err:
-                raise _decode_error(cam.name, err) from None
+            except UnsupportedEncodingError as err:
+                raise FrameSkipped(SkipReason.ENCODING, f"camera {cam.name!r}: {err}") from None
+            except ValueError as err:  # damaged data: truncated, wrong length, undecodable
+                raise FrameSkipped(SkipReason.CORRUPT_IMAGE, f"camera {cam.name!r}: {err}") from None
             except Exception as err:  # a malformed message object (missing fields, wrong types)
                 raise FrameSkipped(
                     SkipReason.CORRUPT_IMAGE, f"camera {cam.name!r}: {type(err).__name__}: {err}"
