@@ -27,7 +27,7 @@ import numpy as np
 from occ_ros.core.tf_buffer import TransformBuffer, TransformError, add_tf_message
 from occ_ros.datasets.rosbag_reader import BagConfig
 from occ_ros.inference.backend import InferenceBackend, open_backend
-from occ_ros.io.atomic import atomic_write_text
+from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
 from occ_ros.io.rosbag import BagWriter, ns_from_stamp, typestore
 from occ_ros.pipeline.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
 from occ_ros.pipeline.messages import (
@@ -96,11 +96,11 @@ class _Accuracy:
         from occ_ros.datasets import open_dataset
         from occ_ros.eval.occ3d import Occ3DMetric
 
+        # stamps from a reader without ground truth; a frame's ground truth is read only when a replayed frame
+        # matches it (a long dataset's label volumes are never all in memory)
+        stamps = open_dataset(gt_dir, load_gt=False)
+        self.stamps = np.asarray([stamps.load(i, images=False).stamp_ns for i in range(len(stamps))], dtype=np.int64)
         self.reader = open_dataset(gt_dir, load_gt=True)
-        samples = [self.reader.load(i, images=False) for i in range(len(self.reader))]
-        self.stamps = np.asarray([s.stamp_ns for s in samples], dtype=np.int64)
-        self.indices = np.argsort(self.stamps)
-        self.samples = samples
         self.slop_ns = slop_ns
         self.metric = Occ3DMetric(vocabulary, mask="camera")
         self.matched = 0
@@ -109,11 +109,10 @@ class _Accuracy:
     def update(self, stamp_ns: int, labels: np.ndarray) -> None:
         d = np.abs(self.stamps - stamp_ns)
         i = int(np.argmin(d)) if len(d) else -1
-        if i < 0 or d[i] > self.slop_ns or self.samples[i].gt is None:
+        gt = self.reader.load(i, images=False).gt if i >= 0 and d[i] <= self.slop_ns else None
+        if gt is None:
             self.unmatched += 1
             return
-        gt = self.samples[i].gt
-        assert gt is not None
         self.metric.update(labels, gt.semantics, mask_camera=gt.mask_camera)
         self.matched += 1
 
@@ -221,8 +220,6 @@ def replay(
         if accuracy is not None:
             accuracy.update(result.stamp_ns, result.labels)
         if predictions is not None:
-            from occ_ros.io.atomic import atomic_savez_compressed
-
             atomic_savez_compressed(Path(predictions) / f"{result.stamp_ns}" / "labels.npz", semantics=result.labels)
 
     def process(frame: FrameSet) -> None:

@@ -112,3 +112,15 @@ def load_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, 
     if not isinstance(data, dict):
         raise ConfigError(f"{what} {path}: the top level must be a mapping, got {type(data).__name__}")
     return data
+
+
+def flatten_keys(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested mappings -> one level with dotted keys: ``{"a": {"b": 1}}`` -> ``{"a.b": 1}`` (lists stay values)."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_keys(value, name + "."))
+        else:
+            flat[name] = value
+    return flat

@@ -313,3 +313,31 @@ def config_path(*parts: str) -> Path:
     from occ_ros.core.resources import config_dir
 
     return config_dir().joinpath(*parts)
+
+
+def surround_rig(num_cameras: int, height: int, width: int, mount_height: float = 1.5) -> tuple[np.ndarray, np.ndarray]:
+    """A ring of ``num_cameras`` identical cameras at equal yaw steps (camera 0 looks down +x), for example inputs
+    (warm-up, export tracing, FLOP counts, benchmarks).
+
+    The focal length and mounting are deliberately not round numbers: with round ones, grid points of a
+    symmetric grid land exactly on image edges (u = -0.5 or W - 0.5), where the visibility test is a tie that
+    float rounding decides differently in different runtimes.
+
+    Returns:
+        K: (N, 3, 3) float32, horizontal field of view ~70 degrees, principal point near the image centre.
+        cam_from_ego: (N, 4, 4) float32, cameras ``mount_height`` metres up on a 0.37 m circle around ego (0.37, 0).
+    """
+    f = 0.7 * width * 1.0137
+    K = np.array([[f, 0.0, (width - 1) / 2 + 0.31], [0.0, f, (height - 1) / 2 - 0.17], [0.0, 0.0, 1.0]])
+    # optical (x right, y down, z forward) from a camera-body frame with the ego axes (x forward, y left, z up)
+    optical_from_body = np.array([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
+    mats = []
+    for i in range(num_cameras):
+        yaw = 2 * np.pi * i / num_cameras
+        c, s = np.cos(yaw), np.sin(yaw)
+        ego_from_body = np.array(
+            [[c, -s, 0, 0.37 + 0.37 * c], [s, c, 0, 0.37 * s], [0, 0, 1, mount_height], [0, 0, 0, 1]]
+        )
+        mats.append(optical_from_body @ invert_transform(ego_from_body))
+    K32 = np.broadcast_to(K, (num_cameras, 3, 3)).astype(np.float32)
+    return K32, np.asarray(mats, dtype=np.float32)

@@ -11,7 +11,6 @@ Nothing here imports torch, onnxruntime or tensorrt at module import: each backe
 
 from __future__ import annotations
 
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -22,6 +21,7 @@ from typing import Any, ClassVar
 import numpy as np
 
 from occ_ros.core.preprocess import NetworkInput
+from occ_ros.core.rig import surround_rig
 
 from .model_info import INPUT_NAMES, ModelInfo
 
@@ -119,20 +119,12 @@ class InferenceBackend(ABC):
         """Random images with the model's shapes and a plausible ring of cameras (warm-up, benchmarks)."""
         rng = np.random.default_rng(seed)
         shapes = self.info.input_shapes()
-        n, (h, w) = self.info.num_cameras, self.info.image_size
-        f = 0.7 * w
-        K = np.array([[f, 0, (w - 1) / 2], [0, f, (h - 1) / 2], [0, 0, 1]], dtype=np.float32)
-        optical_from_body = np.array([[0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]], dtype=np.float64)
-        cams = []
-        for i in range(n):
-            yaw = 2 * np.pi * i / n
-            c, s = np.cos(yaw), np.sin(yaw)
-            ego_from_body = np.array([[c, -s, 0, 0], [s, c, 0, 0], [0, 0, 1, 1.5], [0, 0, 0, 1]])
-            cams.append(optical_from_body @ np.linalg.inv(ego_from_body))
+        (h, w) = self.info.image_size
+        K, cam_from_ego = surround_rig(self.info.num_cameras, h, w)
         return {
             "images": rng.standard_normal(shapes["images"]).astype(np.float32),
-            "K": np.broadcast_to(K, shapes["K"]).astype(np.float32),
-            "cam_from_ego": np.asarray(cams, dtype=np.float32)[None],
+            "K": K[None],
+            "cam_from_ego": cam_from_ego[None],
         }
 
     def warmup(self, runs: int = WARMUP_RUNS) -> None:
@@ -222,10 +214,3 @@ def open_first(
         except BackendError as err:
             reasons.append(str(err))
     raise BackendError("no model could be loaded:\n  " + "\n  ".join(reasons))
-
-
-def timed(fn: Any, *args: Any) -> tuple[Any, float]:
-    """``fn(*args)`` and its wall-clock seconds."""
-    start = time.perf_counter()
-    result = fn(*args)
-    return result, time.perf_counter() - start

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from occ_ros.core.config import flatten_keys
 from occ_ros.core.rig import NUSCENES_CAMERAS
 
 NODE_NAME = "occupancy_node"
@@ -525,17 +526,6 @@ def from_ros_parameters(values: Mapping[str, Any], strict: bool = False, source:
 
 
 # ---------------------------------------------------------------------- parameter files
-def _flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
-    flat: dict[str, Any] = {}
-    for key, value in tree.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, Mapping):
-            flat.update(_flatten(value, name + "."))
-        else:
-            flat[name] = value
-    return flat
-
-
 def _matches_node(key: str, node_name: str, namespace: str) -> bool:
     """rcl's node-name patterns of a param file: ``/**``, ``node``, ``/ns/node``, ``/**/node``."""
     full = f"{namespace.rstrip('/')}/{node_name}" if namespace else f"/{node_name}"
@@ -566,7 +556,7 @@ def param_file_values(path: str | Path, node_name: str = NODE_NAME, namespace: s
         if not isinstance(section, Mapping) or not isinstance(section.get("ros__parameters"), Mapping):
             raise ParamError([f"section {key!r} has no 'ros__parameters' mapping"], str(path))
         found = True
-        values.update(_flatten(section["ros__parameters"]))
+        values.update(flatten_keys(section["ros__parameters"]))
     if not found:
         raise ParamError([f"no section for node {node_name!r} (expected '/**:' or '{node_name}:')"], str(path))
     return values

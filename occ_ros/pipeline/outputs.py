@@ -79,7 +79,12 @@ def pack_rgb(colors: np.ndarray) -> np.ndarray:
     return (c[..., 0] << np.uint32(16)) | (c[..., 1] << np.uint32(8)) | c[..., 2]
 
 
-def _check_labels(labels: np.ndarray, vocabulary: Vocabulary, grid: GridSpec | None = None) -> np.ndarray:
+def _check_labels(labels: np.ndarray, classes: int, grid: GridSpec | None = None, what: str = "") -> np.ndarray:
+    """``labels`` as an (X, Y, Z) integer array with values in ``0..classes-1`` (and the grid's shape, if given).
+
+    Args:
+        what: how the bound is explained in the error (default ``0..classes-1``).
+    """
     labels = np.asarray(labels)
     if labels.ndim != 3:
         raise ValueError(f"labels must be an (X, Y, Z) array, got shape {labels.shape}")
@@ -87,11 +92,8 @@ def _check_labels(labels: np.ndarray, vocabulary: Vocabulary, grid: GridSpec | N
         raise ValueError(f"labels have shape {labels.shape}, the grid {grid.shape}")
     if not np.issubdtype(labels.dtype, np.integer):
         raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= len(vocabulary)):
-        raise ValueError(
-            f"labels span {int(labels.min())}..{int(labels.max())}; vocabulary {vocabulary.name!r} has "
-            f"{len(vocabulary)} classes (0..{len(vocabulary) - 1})"
-        )
+    if labels.size and (int(labels.min()) < 0 or int(labels.max()) >= classes):
+        raise ValueError(f"labels span {int(labels.min())}..{int(labels.max())}; {what or f'0..{classes - 1}'}")
     return labels
 
 
@@ -116,7 +118,8 @@ def occupied_voxels(
     Returns:
         The occupied voxels in C-order of their index (see :class:`VoxelCloud`).
     """
-    labels = _check_labels(labels, vocabulary, grid)
+    what = f"vocabulary {vocabulary.name!r} has {len(vocabulary)} classes (0..{len(vocabulary) - 1})"
+    labels = _check_labels(labels, len(vocabulary), grid, what)
     mask = labels != vocabulary.free_index
     conf_grid: np.ndarray | None = None
     if confidence is not None:
@@ -286,15 +289,7 @@ def dense_grid(labels: np.ndarray, grid: GridSpec | None = None) -> np.ndarray:
         labels: (X, Y, Z) integer labels in 0..255.
         grid: if given, the labels' shape must be its shape.
     """
-    labels = np.asarray(labels)
-    if labels.ndim != 3:
-        raise ValueError(f"labels must be an (X, Y, Z) array, got shape {labels.shape}")
-    if grid is not None and labels.shape != grid.shape:
-        raise ValueError(f"labels have shape {labels.shape}, the grid {grid.shape}")
-    if not np.issubdtype(labels.dtype, np.integer):
-        raise ValueError(f"labels must be integers, got dtype {labels.dtype}")
-    if labels.size and (int(labels.min()) < 0 or int(labels.max()) > 255):
-        raise ValueError(f"labels span {int(labels.min())}..{int(labels.max())}, outside uint8")
+    labels = _check_labels(labels, 256, grid, "outside uint8")
     return np.array(labels, dtype=np.uint8, order="C", copy=True)
 
 

@@ -18,7 +18,6 @@ bilinear resize, reshape / transpose, elementwise maths; shapes are static given
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from occ_ros.core.grid import GridSpec
+from occ_ros.core.rig import surround_rig
 
 from .backbone import LAYOUTS, STRIDE, BasicBlock, ResNetBackbone, pad_to_stride
 from .view_transform import VoxelSampler
@@ -384,37 +384,10 @@ class OccupancyNetwork(nn.Module):
         cfg = self.config
         device = next(self.parameters()).device
         images = torch.randn(batch_size, cfg.num_cameras, 3, cfg.image_height, cfg.image_width, device=device)
-        K, cam_from_ego = surround_rig(cfg.num_cameras, cfg.image_height, cfg.image_width)
+        K_np, cam_from_ego_np = surround_rig(cfg.num_cameras, cfg.image_height, cfg.image_width)
+        K, cam_from_ego = torch.from_numpy(K_np), torch.from_numpy(cam_from_ego_np)
         expand = (batch_size, cfg.num_cameras)
         return images, K.to(device).expand(*expand, 3, 3), cam_from_ego.to(device).expand(*expand, 4, 4)
-
-
-def surround_rig(
-    num_cameras: int, height: int, width: int, mount_height: float = 1.5
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """A ring of ``num_cameras`` identical cameras at equal yaw steps (camera 0 looks down +x).
-
-    The focal length and mounting are deliberately not round numbers: with round ones, grid points of a
-    symmetric grid land exactly on image edges (u = -0.5 or W - 0.5), where the visibility test is a tie that
-    float rounding decides differently in different runtimes.
-
-    Returns:
-        K: (N, 3, 3), horizontal field of view ~70 degrees, principal point near the image centre.
-        cam_from_ego: (N, 4, 4), cameras ``mount_height`` metres up on a 0.37 m circle around ego (0.37, 0).
-    """
-    f = 0.7 * width * 1.0137
-    K = torch.tensor([[f, 0.0, (width - 1) / 2 + 0.31], [0.0, f, (height - 1) / 2 - 0.17], [0.0, 0.0, 1.0]])
-    # optical (x right, y down, z forward) from a camera-body frame with the ego axes (x forward, y left, z up)
-    optical_from_body = torch.tensor([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
-    mats = []
-    for i in range(num_cameras):
-        yaw = 2 * math.pi * i / num_cameras
-        c, s = math.cos(yaw), math.sin(yaw)
-        ego_from_body = torch.tensor(
-            [[c, -s, 0, 0.37 + 0.37 * c], [s, c, 0, 0.37 * s], [0, 0, 1, mount_height], [0, 0, 0, 1]]
-        )
-        mats.append(optical_from_body @ torch.linalg.inv(ego_from_body))
-    return K.expand(num_cameras, 3, 3).clone(), torch.stack(mats)
 
 
 def predict_labels(outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 from torch.utils.data import default_collate
 
-from occ_ros.core.config import ConfigError
+from occ_ros.core.config import ConfigError, flatten_keys
 from occ_ros.eval.occ3d import Occ3DMetric, Occ3DResult
 from occ_ros.inference.model_info import config_hash
 from occ_ros.io.atomic import atomic_write_text
@@ -174,7 +174,7 @@ class Trainer:
 
         before = config_from_mapping(yaml.safe_load(saved.read_text()), where=str(saved)).to_dict()
         now = self.config.to_dict()
-        now_flat, before_flat = _flatten(now), _flatten(before)
+        now_flat, before_flat = flatten_keys(now), flatten_keys(before)
         diff = sorted(k for k, v in now_flat.items() if v != before_flat.get(k) and k not in RESUMABLE_CHANGES)
         if diff:
             raise TrainError(
@@ -395,17 +395,6 @@ class Trainer:
         if res is not None:
             self.log({"kind": "val", "step": self.step, "miou": res.miou, "iou": res.iou})
         return res
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for k, v in data.items():
-        key = f"{prefix}{k}"
-        if isinstance(v, dict):
-            out.update(_flatten(v, key + "."))
-        else:
-            out[key] = v
-    return out
 
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True) -> TrainResult:
