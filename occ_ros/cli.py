@@ -604,13 +604,18 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--min-confidence", type=float, help="publish only voxels at least this confident (default: all)")
     p.add_argument("--predictions", type=Path, help="also write Occ3D labels.npz per frame into this folder")
+    p.add_argument("--timings", type=Path, help="write every frame's stage latencies as CSV")
+    p.add_argument("--latency-plot", type=Path, help="write a PNG of the per-frame stage latencies")
+    p.add_argument(
+        "--budget-ms", type=float, help="draw this per-frame budget on the latency plot (e.g. 100 for 10 Hz cameras)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_replay)
 
 
 def _run_replay(args: argparse.Namespace) -> int:
     from occ_ros.inference.backend import BackendError
-    from occ_ros.replay import ReplayError, replay, write_metrics
+    from occ_ros.replay import ReplayError, replay, write_metrics, write_timings
 
     try:
         summary = replay(
@@ -642,6 +647,15 @@ def _run_replay(args: argparse.Namespace) -> int:
     if args.json is not None:
         write_metrics(summary, args.json)
         print(f"  metrics: {args.json}")
+    if args.timings is not None:
+        write_timings(summary, args.timings)
+        print(f"  per-frame timings: {args.timings}")
+    if args.latency_plot is not None:
+        from occ_ros import viz
+
+        title = f"occ replay {args.bag.name}: {summary.backend} ({summary.provider})"
+        viz.latency_figure(args.latency_plot, summary.stage_series(), title=title, budget_ms=args.budget_ms)
+        print(f"  latency plot: {args.latency_plot}")
     return 0
 
 

@@ -45,6 +45,7 @@ def replayed(sequence, onnx_model, tmp_path_factory) -> Path:
     work = tmp_path_factory.mktemp("out")
     args = ["replay", "--bag", str(sequence / "bag"), "--model", str(onnx_model), "--out", str(work / "out")]
     args += ["--gt", str(sequence), "--json", str(work / "metrics.json"), "--predictions", str(work / "pred")]
+    args += ["--timings", str(work / "timings.csv")]
     assert main([*args, "--quiet"]) == 0
     return work
 
@@ -81,6 +82,35 @@ def test_replay_gives_the_labels_of_occ_predict_frame_by_frame(sequence, onnx_mo
     assert metrics["accuracy"]["frames"] == 3 and 0 < metrics["accuracy"]["miou"] <= 100
     for stage in ("decode", "calibration", "preprocess", "inference", "postprocess"):
         assert metrics["stages_ms"][stage]["p50_ms"] >= 0 and metrics["stages_ms"][stage]["p99_ms"] >= 0
+
+
+def test_per_frame_timings_are_one_csv_row_per_frame_whose_stages_add_up_to_the_total(sequence, replayed):
+    lines = (replayed / "timings.csv").read_text().splitlines()
+    header = lines[0].split(",")
+    stages = ["decode_ms", "calibration_ms", "preprocess_ms", "inference_ms", "postprocess_ms"]
+    assert header[0] == "stamp_ns" and set(stages) | {"total_ms"} == set(header[1:])
+    rows = [dict(zip(header, map(float, line.split(",")), strict=True)) for line in lines[1:]]
+    stamps = [int(line.split(",")[0]) for line in lines[1:]]
+    reader = SynthReader(sequence)
+    assert stamps == [reader.load(i, images=False).stamp_ns for i in range(len(reader))]
+    for r in rows:
+        assert all(r[s] >= 0 for s in stages)
+        assert r["total_ms"] == pytest.approx(sum(r[s] for s in stages), abs=0.01)  # 3-decimal rounding only
+
+
+def test_the_output_bag_is_an_indexed_mcap_with_ros2_schemas_as_foxglove_reads_it(replayed):
+    """Foxglove opens an MCAP by its summary (chunk indexes, channels, schemas) and decodes ``ros2msg`` / ``cdr``."""
+    (path,) = sorted((replayed / "out").glob("*.mcap"))
+    with open(path, "rb") as f:
+        summary = mcap_reader.make_reader(f).get_summary()
+    assert summary is not None and summary.chunk_indexes and summary.statistics is not None
+    assert summary.statistics.message_count > 0
+    schemas = {s.name: s for s in summary.schemas.values()}
+    assert {"sensor_msgs/msg/PointCloud2", "visualization_msgs/msg/MarkerArray", "tf2_msgs/msg/TFMessage"} <= set(
+        schemas
+    )
+    assert all(s.encoding == "ros2msg" and s.data for s in schemas.values())
+    assert {c.message_encoding for c in summary.channels.values()} == {"cdr"}
 
 
 def test_the_output_bag_decodes_with_mcap_ros2_and_holds_the_predicted_voxels(sequence, replayed):

@@ -1,4 +1,4 @@
-"""Pictures a person wants to see: label colouring, camera mosaics, depth maps and bird's-eye views.
+"""2-D pictures: label colouring, depth colouring, camera mosaics, bird's-eye views, PNG files, legends.
 
 numpy produces the images; matplotlib (imported lazily) lays out figures with titles and legends.
 """
@@ -25,12 +25,18 @@ def colorize_labels(labels: np.ndarray, vocab: Vocabulary, unknown: int = 255) -
     return palette[labels]
 
 
-def colorize_depth(depth: np.ndarray, max_depth: float = 60.0) -> np.ndarray:
-    """(H, W, 3) uint8 turbo colouring of metric depth (near = red, far = blue); 0 (no surface) is black."""
+def depth_colors(depth: np.ndarray, max_depth: float = 60.0) -> np.ndarray:
+    """(..., 3) uint8 turbo colours of metric depths (..., ): near = red, ``max_depth`` and beyond = blue."""
     from matplotlib import colormaps
 
-    norm = np.clip(depth / max_depth, 0.0, 1.0)
-    rgb = (colormaps["turbo"](1.0 - norm)[..., :3] * 255).astype(np.uint8)
+    d = np.asarray(depth, dtype=np.float64)
+    norm = np.clip(d.reshape(-1) / max_depth, 0.0, 1.0)
+    return (colormaps["turbo"](1.0 - norm)[:, :3] * 255).astype(np.uint8).reshape(*d.shape, 3)
+
+
+def colorize_depth(depth: np.ndarray, max_depth: float = 60.0) -> np.ndarray:
+    """(H, W, 3) uint8 turbo colouring of metric depth (near = red, far = blue); 0 (no surface) is black."""
+    rgb = depth_colors(depth, max_depth)
     rgb[depth <= 0] = 0
     return rgb
 
