@@ -73,35 +73,30 @@ def fixture_backend(delay_s: float = 0.0) -> Any:
 
 
 def frame_sets(compressed: bool, count: int) -> list[Any]:
-    """``count`` FrameSets of the fixture's six cameras (stamps 1/30 s apart; messages shared between frames)."""
-    import cv2
-
-    from occ_ros.core.rig import CameraRig
-    from occ_ros.io.rosbag import camera_info_msg, image_msg, stamp_from_ns, typestore
+    """``count`` FrameSets of the fixture's six cameras (stamps 1/30 s apart; messages shared between frames):
+    the keyframe's own JPEGs as CompressedImage, or its decoded pixels as raw ``rgb8`` Image messages."""
+    from occ_ros.datasets.keyframe import load_keyframe
+    from occ_ros.io.rosbag import image_msg
     from occ_ros.pipeline.frames import CameraMessage, FrameSet
 
-    root = FIXTURES / "nuscenes_sample"
-    rig = CameraRig.from_nuscenes_calib(root / "calib.json")
-    store = typestore()
-    CompressedImage = store.types["sensor_msgs/msg/CompressedImage"]
-    Header = store.types["std_msgs/msg/Header"]
-    t0 = 1_532_402_927_612_460_000
-    messages = {}
-    for cam in rig:
-        path = next(root.glob(f"*__{cam.name}__*.jpg"))
-        if compressed:
-            header = Header(stamp=stamp_from_ns(t0), frame_id=cam.frame_id)
-            data = np.frombuffer(path.read_bytes(), dtype=np.uint8)
-            image = CompressedImage(header=header, format="rgb8; jpeg compressed bgr8", data=data)
-        else:
-            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
-            image = image_msg(rgb, t0, cam.frame_id)
-        messages[cam.name] = (image, camera_info_msg(cam, t0), np.linalg.inv(cam.cam_from_ego))
-    frames = []
-    for i in range(count):
-        cams = {name: CameraMessage(name, img, info, pose) for name, (img, info, pose) in messages.items()}
-        frames.append(FrameSet(t0 + i * 33_333_333, cams))
-    return frames
+    keyframe = load_keyframe(FIXTURES / "nuscenes_sample")
+    first = keyframe.frame_set()
+    if not compressed:
+        images = keyframe.images()
+        cams = first.cameras.values()
+        first = FrameSet(
+            first.stamp_ns,
+            {
+                c.name: CameraMessage(
+                    c.name,
+                    image_msg(images[c.name], first.stamp_ns, c.info.header.frame_id),
+                    c.info,
+                    c.base_from_optical,
+                )
+                for c in cams
+            },
+        )
+    return [FrameSet(first.stamp_ns + i * 33_333_333, dict(first.cameras)) for i in range(count)]
 
 
 def overhead(compressed: bool, count: int) -> dict[str, float]:

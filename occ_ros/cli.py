@@ -665,15 +665,37 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (default out/demo)")
     p.add_argument("--frames", type=_positive_int, default=12, help="frames in the synthetic sequence (default 12)")
     p.add_argument("--seed", type=int, default=3, help="scene seed (default 3)")
+    p.add_argument(
+        "--train",
+        action="store_true",
+        help="the long path: make the training data and train the network (models/demo.ckpt's recipe, about 40 min "
+        "on 2 CPU cores; resumes) instead of using the shipped checkpoint",
+    )
+    p.add_argument(
+        "--fixtures",
+        type=Path,
+        help="folder with nuscenes_sample/ for the real-data stage (default ../shared/fixtures next to the repo)",
+    )
+    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="with --train: training config overrides")
     p.set_defaults(func=_run_demo)
 
 
 def _run_demo(args: argparse.Namespace) -> int:
-    from occ_training.demo import run_demo
+    from occ_ros.core.config import ConfigError
+    from occ_training.demo import DEFAULT_FIXTURES, run_demo
 
+    if args.overrides and not args.train:
+        raise CliError("KEY=VALUE overrides apply to --train only")
     try:
-        run_demo(args.out, frames=args.frames, seed=args.seed)
-    except (OSError, ValueError) as err:
+        run_demo(
+            args.out,
+            frames=args.frames,
+            seed=args.seed,
+            train=args.train,
+            train_overrides=args.overrides,
+            fixtures=args.fixtures or DEFAULT_FIXTURES,
+        )
+    except (OSError, ValueError, ConfigError) as err:
         raise CliError(str(err)) from None
     return 0
 

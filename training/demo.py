@@ -1,15 +1,24 @@
-"""``occ demo``: the main job on the built-in synthetic world, stage by stage.
+"""``occ demo``: the main job end to end on the built-in synthetic world, with no ROS, no GPU and no dataset.
 
-Stages so far: (1) render a synthetic sequence with ground truth and a rosbag2 recording;
-(2) read it back through the dataset readers (files and the bag); (3) evaluate a
-neighbour-frame baseline with the Occ3D metric and RayIoU; (4) pseudo-labels from the simulated
-teachers (relative depth, calibrated photometrically, densified over time), scored against the
-ground truth, with a bird's-eye picture of both; (5) the shipped network (models/demo.ckpt, trained
-on other seeds; no training here) predicts the sequence, scored against the ground truth, with an
-open-vocabulary query through its CLIP head; (6) export: the checkpoint -> a verified ONNX (parity with
-PyTorch, TensorRT compatibility report), ``occ predict`` through ONNX Runtime, and a latency comparison;
-(7) replay: the recorded bag through the ROS node's pipeline (``occ replay``) into an MCAP of the node's output
-topics, with latency and accuracy metrics, checked frame by frame against ``occ predict``; (8) pictures.
+Stages (every output under ``OUT``, default ``out/demo``):
+
+1. **synthetic world** -- a sequence with exact ground truth and its rosbag2 recording, read back through the file
+   reader and the rosbag2 reader (their poses must agree);
+2. **pseudo-labels** -- the simulated foundation-model teachers (relative depth calibrated from photometric
+   consistency, densified over time), i.e. ``occ labels``;
+3. **network** -- the shipped checkpoint (``models/demo.ckpt``, trained on other seeds) predicts every frame, and its
+   CLIP head answers an open-vocabulary query. ``--train`` first makes the training data and trains the network
+   (``occ train --config config/train/demo.yaml``, about 40 min on 2 cores) and uses that checkpoint instead;
+4. **export** -- the checkpoint to a verified ONNX (parity with PyTorch, TensorRT op report), predicted again through
+   ONNX Runtime, both backends timed, the TensorRT build command printed;
+5. **replay** -- the recorded bag through the ROS node's pipeline (``occ replay``) into an MCAP of the node's output
+   topics (opens in Foxglove), with per-frame latencies, checked frame by frame against ``occ predict``;
+6. **evaluation** -- ``occ eval`` of a neighbour-frame baseline, the pseudo-labels, the network and the replay against
+   the ground truth, and the pictures: bird's-eye maps (GT vs pseudo-labels vs prediction), a 3-D voxel render, the
+   prediction projected onto the cameras, the latency plot;
+7. **real data** -- the real nuScenes keyframe in ``../shared/fixtures/nuscenes_sample`` (six 1600x900 JPEGs, real
+   calibration, LiDAR) through the same pipeline, with the prediction and the LiDAR sweep projected onto the images
+   (skipped, saying so, when the fixtures are absent).
 """
 
 from __future__ import annotations
@@ -17,43 +26,85 @@ from __future__ import annotations
 import json
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from occ_ros import viz
+from occ_ros.io.atomic import atomic_write_text
 
-STAGES = 8
+STAGES = 7
+ROOT = Path(__file__).resolve().parents[1]
+#: where the real-data fixtures live by default (``../shared/fixtures`` next to the repository)
+DEFAULT_FIXTURES = ROOT.parent / "shared" / "fixtures"
+#: models/demo.ckpt's data (config/train/demo.yaml, models/README.md): seed -> frames of ``<root>/seq_<seed>``
+DEMO_TRAIN_SEQUENCES = {11: 32, 12: 32, 13: 32, 14: 32, 15: 32, **{seed: 16 for seed in range(41, 51)}}
+DEMO_VAL_SEQUENCES = {21: 24}
+#: unseen test sequences of docs/results.md
+DEMO_TEST_SEQUENCES = {31: 24, 32: 24, 33: 24, 34: 24, 35: 24}
+#: 3-D renders: size, and a view from behind and above the ego (distance: this share of the grid's extent)
+RENDER_SIZE = (640, 400)
+RENDER_VIEW = {"azimuth_deg": 180.0, "elevation_deg": 55.0}
+RENDER_DISTANCE = 0.6
+OVERLAY_SCALE = 3  # the synthetic cameras are 200x112: overlays are drawn at 3x for legibility
 
 
-def sequence_pictures(data: Path, out: Path, frame: int) -> dict[str, Path]:
-    """Mosaics of frame ``frame`` (RGB, depth, per-pixel class) and the BEV of its ground truth."""
+# ----------------------------------------------------------------------------------------- data
+def sim_pseudo_labels(data: Path, out: Path, progress: bool = True) -> dict[str, Any]:
+    """``occ labels --teacher sim`` with config/labels/default.yaml: ``data`` -> ``out`` (resumes finished frames)."""
+    from occ_ros.core.resources import config_dir
     from occ_ros.datasets.synth import SynthReader
+    from occ_training.labels.pipeline import PseudoLabeller, load_label_settings, run_labels
+    from occ_training.teachers.factory import TeacherSpec, build_teachers
 
     reader = SynthReader(data)
-    sample = reader.load(frame)
-    vocab = reader.vocabulary
-    depth = {c: viz.colorize_depth(d) for c, d in reader.depth(frame).items()}
-    sem = {c: viz.colorize_labels(s, vocab) for c, s in reader.semantics_2d(frame).items()}
-    paths = {
-        "cameras": out / "cameras.png",
-        "depth": out / "depth.png",
-        "semantics": out / "semantics.png",
-        "bev_gt": out / "bev_gt.png",
+    config, sim = load_label_settings(config_dir() / "labels" / "default.yaml")
+    spec = TeacherSpec(kind="sim", sim=sim)
+    segmentation, depth = build_teachers(spec, data, reader.vocabulary)
+    summary = run_labels(reader, out, PseudoLabeller(segmentation, depth, config), spec.describe(), progress=progress)
+    return {
+        "depth": depth.kind,
+        "calibration": config.calibration,
+        "window": config.lifting.window,
+        "frames_per_second": round(summary.frames_per_second, 3),
     }
-    viz.save_png(paths["cameras"], viz.camera_mosaic(sample.images))
-    viz.save_png(paths["depth"], viz.camera_mosaic(depth))
-    viz.save_png(paths["semantics"], viz.camera_mosaic(sem))
-    assert sample.gt is not None
-    gt = sample.gt
-    viz.legend_figure(
-        paths["bev_gt"],
-        [viz.bev_image(gt.semantics, vocab), viz.bev_image(gt.semantics, vocab, gt.mask_camera)],
-        ["GT semantics (all voxels)", "GT semantics (camera-visible)"],
-        vocab,
-        suptitle=f"{sample.scene} frame {sample.frame}: bird's-eye view, ego at centre facing up",
+
+
+def labelled_sequence(path: Path, seed: int, frames: int, progress: bool = False) -> Path:
+    """An ``occ synth`` sequence with ``occ labels --teacher sim`` pseudo-labels in ``path/pseudo_labels``, made
+    (or completed) only where missing."""
+    from occ_ros.datasets.synth import SynthReader
+    from occ_training.synth.sequence import generate
+
+    if not (path / "meta.json").exists():
+        generate(path, frames=frames, seed=seed, progress=progress, overwrite=True)
+    if len(list((path / "pseudo_labels").rglob("labels.npz"))) < len(SynthReader(path)):
+        sim_pseudo_labels(path, path / "pseudo_labels", progress=progress)
+    return path
+
+
+def demo_training_data(root: Path, progress: bool = True) -> list[Path]:
+    """models/demo.ckpt's training and validation sequences under ``root`` (``root/seq_<seed>``), made where
+    missing: 15 training sequences (320 frames) and the validation sequence."""
+    sequences = {**DEMO_TRAIN_SEQUENCES, **DEMO_VAL_SEQUENCES}
+    return [labelled_sequence(root / f"seq_{seed}", seed, frames, progress) for seed, frames in sequences.items()]
+
+
+def read_back(data: Path) -> dict[str, Any]:
+    """Read the sequence through the file reader and the rosbag2 reader; compare their poses."""
+    from occ_ros.core.rig import config_path
+    from occ_ros.datasets.rosbag_reader import RosbagReader
+    from occ_ros.datasets.synth import SynthReader
+
+    files = SynthReader(data)
+    bag = RosbagReader(data / "bag", config_path("datasets", "synth_bag.yaml"))
+    pose_err = max(
+        float(np.abs(bag.load(i, images=False).world_from_ego - files.load(i, images=False).world_from_ego).max())
+        for i in range(min(len(bag), len(files)))
     )
-    return paths
+    return {"file_samples": len(files), "bag_samples": len(bag), "max_pose_difference_m": pose_err}
 
 
 def neighbour_frame_baseline(data: Path, out: Path) -> Path:
@@ -78,125 +129,58 @@ def neighbour_frame_baseline(data: Path, out: Path) -> Path:
     return out
 
 
-def pseudo_label_stage(data: Path, out: Path) -> dict[str, object]:
-    """``occ labels`` with the simulated teachers and the default settings, then ``occ eval`` of the result."""
+# ----------------------------------------------------------------------------------------- network
+def train_demo_network(out: Path, data_root: Path, overrides: list[str] | None = None) -> Path:
+    """``occ demo --train``: models/demo.ckpt's recipe (training data, then ``occ train`` with config/train/demo.yaml)
+    into ``out``; resumes an interrupted run. Returns the trained ``model.ckpt``."""
     from occ_ros.core.resources import config_dir
+    from occ_training.trainer.config import load_train_config
+    from occ_training.trainer.loop import train
+
+    sequences = demo_training_data(data_root)
+    config_file = config_dir() / "train" / "demo.yaml"
+    data = [f"data.train=[{','.join(str(p) for p in sequences[: len(DEMO_TRAIN_SEQUENCES)])}]"]
+    data.append(f"data.val=[{','.join(str(p) for p in sequences[len(DEMO_TRAIN_SEQUENCES) :])}]")
+    config = load_train_config(config_file, [*data, f"out={out}", *(overrides or [])])
+    result = train(config, resume=(out / "last.ckpt").exists(), progress=True)
+    return result.out / "model.ckpt"
+
+
+def predict_and_query(model: Path, data: Path, out: Path, query: str = "car") -> dict[str, Any]:
+    """``occ predict`` with the checkpoint and ``occ query`` through its CLIP head."""
     from occ_ros.datasets.synth import SynthReader
-    from occ_ros.eval.runner import evaluate
-    from occ_training.labels.pipeline import PseudoLabeller, load_label_settings, run_labels
-    from occ_training.teachers.factory import TeacherSpec, build_teachers
-
-    reader = SynthReader(data)
-    config, sim = load_label_settings(config_dir() / "labels" / "default.yaml")
-    spec = TeacherSpec(kind="sim", sim=sim)
-    segmentation, depth = build_teachers(spec, data, reader.vocabulary)
-    labels_dir = out / "pseudo_labels"
-    shutil.rmtree(labels_dir, ignore_errors=True)  # the sequence was just re-rendered: never resume old labels
-    summary = run_labels(reader, labels_dir, PseudoLabeller(segmentation, depth, config), spec.describe())
-    report = evaluate(labels_dir, data / "gts", mask="camera")
-    (out / "eval_pseudo_labels.json").write_text(json.dumps(report.to_dict(), indent=1))
-
-    frame = len(reader) // 2
-    sample = reader.load(frame, images=False)
-    assert sample.gt is not None
-    from occ_ros.datasets.sample import load_labels
-
-    pseudo = load_labels(labels_dir / sample.scene / sample.frame / "labels.npz")
-    picture = out / "bev_pseudo_labels.png"
-    vocab = reader.vocabulary
-    viz.legend_figure(
-        picture,
-        [
-            viz.bev_image(sample.gt.semantics, vocab, sample.gt.mask_camera),
-            viz.bev_image(pseudo.semantics, vocab, sample.gt.mask_camera),
-            viz.bev_image(pseudo.semantics, vocab),
-        ],
-        [
-            "ground truth (camera-visible)",
-            "pseudo-labels (where scored)",
-            f"pseudo-labels, all ({depth.kind} depth, +-{config.lifting.window} frames)",
-        ],
-        vocab,
-        suptitle=f"{sample.scene} frame {sample.frame}: bird's-eye view, ego at centre facing up",
-    )
-    return {
-        "dir": str(labels_dir),
-        "depth": depth.kind,
-        "calibration": config.calibration,
-        "window": config.lifting.window,
-        "frames_per_second": round(summary.frames_per_second, 3),
-        "miou": report.occ3d.miou,
-        "iou": report.occ3d.iou,
-        "picture": str(picture),
-    }
-
-
-def network_stage(data: Path, out: Path, labels_dir: Path, query: str = "car") -> dict[str, object]:
-    """``occ predict`` with the shipped checkpoint, ``occ eval`` of it, a bird's-eye picture and ``occ query``."""
-    from occ_ros.core.resources import models_dir
-    from occ_ros.datasets.sample import LABELS_FILE, load_labels
-    from occ_ros.datasets.synth import SynthReader
-    from occ_ros.eval.runner import evaluate
     from occ_training.predict import run_predict, run_query
 
-    model = models_dir() / "demo.ckpt"
     pred_dir = out / "predictions"
     shutil.rmtree(pred_dir, ignore_errors=True)
-    summary = run_predict(model, data, pred_dir, progress=False)
-    report = evaluate(pred_dir, data / "gts", mask="camera")
-    (out / "eval_network.json").write_text(json.dumps(report.to_dict(), indent=1))
-
-    reader = SynthReader(data)
-    vocab = reader.vocabulary
-    sample = reader.load(len(reader) // 2, images=False)
-    assert sample.gt is not None
-    pred = load_labels(pred_dir / sample.key / LABELS_FILE)
-    pseudo = load_labels(labels_dir / sample.key / LABELS_FILE)
-    picture = out / "bev_network.png"
-    mask = sample.gt.mask_camera
-    viz.legend_figure(
-        picture,
-        [
-            viz.bev_image(sample.gt.semantics, vocab, mask),
-            viz.bev_image(pseudo.semantics, vocab, mask),
-            viz.bev_image(pred.semantics, vocab, mask),
-            viz.bev_image(pred.semantics, vocab),
-        ],
-        ["ground truth (camera-visible)", "pseudo-labels (camera-visible)", "network (camera-visible)", "network, all"],
-        vocab,
-        suptitle=f"{sample.scene} frame {sample.frame}: models/demo.ckpt, single frame, ego at centre facing up",
-    )
-    queried = run_query(model, data, query, out / "query", picture_frame=len(reader) // 2)
+    summary = run_predict(model, data, pred_dir)
+    queried = run_query(model, data, query, out / "query", picture_frame=len(SynthReader(data)) // 2)
     return {
         "model": str(model),
+        "predictions": str(pred_dir),
         "frames": summary.frames,
         "seconds_per_frame": round(summary.seconds / max(1, summary.frames), 3),
-        "miou": report.occ3d.miou,
-        "iou": report.occ3d.iou,
-        "picture": str(picture),
         "query": {"text": query, "voxels": queried.matches, "picture": str(queried.picture)},
     }
 
 
-def export_stage(data: Path, out: Path, parity_frames: int = 4, bench_runs: int = 10) -> dict[str, object]:
-    """``occ export`` of the shipped checkpoint (with parity on the sequence), ``occ predict`` through ONNX Runtime
+def export_stage(model: Path, data: Path, out: Path, parity_frames: int = 4, bench_runs: int = 10) -> dict[str, Any]:
+    """``occ export`` of the checkpoint (with parity on the sequence), ``occ predict`` through ONNX Runtime
     compared with the checkpoint's predictions, ``occ bench`` of both on this CPU, and the TensorRT step (built
     when tensorrt is installed, else its trtexec command)."""
     from occ_export.onnx_export import export_onnx
     from occ_export.tensorrt_build import BuildSettings, trtexec_for
-    from occ_ros.core.resources import models_dir
     from occ_ros.datasets.sample import LABELS_FILE, load_labels
     from occ_ros.inference.backend import open_backend
     from occ_ros.inference.bench import run_bench
     from occ_training.predict import run_predict
 
-    model = models_dir() / "demo.ckpt"
-    onnx_path = out / "export" / "demo.onnx"
+    onnx_path = out / "export" / f"{model.stem}.onnx"
     result = export_onnx(model, onnx_path, features=True, parity_data=data, parity_frames=parity_frames)
     assert result.parity is not None
     pred_dir = out / "predictions_onnx"
     shutil.rmtree(pred_dir, ignore_errors=True)
-    run_predict(onnx_path, data, pred_dir, progress=False)
+    run_predict(onnx_path, data, pred_dir)
     same = total = 0
     for path in sorted(pred_dir.rglob(LABELS_FILE)):
         a = load_labels(path).semantics
@@ -228,12 +212,13 @@ def export_stage(data: Path, out: Path, parity_frames: int = 4, bench_runs: int 
     }
 
 
-def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, object]:
-    """``occ replay`` of the synthetic bag with the exported model; its labels against ``occ predict``'s."""
+def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, Any]:
+    """``occ replay`` of the synthetic bag with the exported model; its labels against ``occ predict``'s; the
+    per-frame latencies as CSV and as a plot."""
     from occ_ros.core.rig import config_path
     from occ_ros.datasets.sample import LABELS_FILE, load_labels
     from occ_ros.datasets.synth import SynthReader
-    from occ_ros.replay import replay, write_metrics
+    from occ_ros.replay import replay, write_metrics, write_timings
 
     work = out / "replay"
     shutil.rmtree(work, ignore_errors=True)
@@ -244,9 +229,15 @@ def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, object]:
         config=config_path("datasets", "synth_bag.yaml"),
         gt=data,
         predictions=work / "labels",
-        progress=False,
     )
     write_metrics(summary, work / "metrics.json")
+    write_timings(summary, work / "timings.csv")
+    plot = out / "latency.png"
+    viz.latency_figure(
+        plot,
+        summary.stage_series(),
+        title=f"occ replay of the demo bag: {summary.backend} ({summary.provider}) on this machine",
+    )
     reader = SynthReader(data)
     same = 0
     for i in range(len(reader)):
@@ -255,138 +246,292 @@ def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, object]:
         offline = out / "predictions_onnx" / sample.scene / sample.frame / LABELS_FILE
         if replayed.exists() and np.array_equal(load_labels(replayed).semantics, load_labels(offline).semantics):
             same += 1
+    node_stages = ("decode", "calibration", "preprocess", "postprocess")
     return {
         "bag": str(work / "output"),
         "metrics": str(work / "metrics.json"),
+        "timings": str(work / "timings.csv"),
+        "latency_plot": str(plot),
         "processed": summary.processed,
         "synchronized": summary.synchronized,
         "frames_equal_to_predict": same,
         "frames": len(reader),
-        "node_side_p50_ms": sum(
-            v["p50_ms"]
-            for k, v in summary.stages_ms.items()
-            if k in ("decode", "calibration", "preprocess", "postprocess")
-        ),
+        "node_side_p50_ms": sum(v["p50_ms"] for k, v in summary.stages_ms.items() if k in node_stages),
         "inference_p50_ms": summary.stages_ms["inference"]["p50_ms"],
+        "total_p50_ms": float(np.percentile(summary.stage_series()["total"], 50)),
         "accuracy": summary.accuracy,
     }
 
 
-def read_back(data: Path) -> dict[str, object]:
-    """Read the sequence through the file reader and the rosbag2 reader; compare their poses."""
-    from occ_ros.core.rig import config_path
-    from occ_ros.datasets.rosbag_reader import RosbagReader
+# ----------------------------------------------------------------------------------------- evaluation
+def evaluation_stage(data: Path, out: Path, labels_dir: Path, pred_dir: Path) -> dict[str, Any]:
+    """``occ eval`` (Occ3D mIoU / IoU over the camera mask, RayIoU) of the baseline, the pseudo-labels and the
+    network against the ground truth; writes ``eval_<name>.json``."""
+    from occ_ros.eval.runner import evaluate, origins_from_dataset
+
+    origins, grid = origins_from_dataset(data, data / "gts")
+    rows: dict[str, Any] = {}
+    candidates = {
+        "baseline": neighbour_frame_baseline(data, out / "baseline"),
+        "pseudo_labels": labels_dir,
+        "network": pred_dir,
+    }
+    for name, folder in candidates.items():
+        report = evaluate(folder, data / "gts", mask="camera", rayiou_origins=origins, grid=grid, progress=False)
+        atomic_write_text(out / f"eval_{name}.json", json.dumps(report.to_dict(), indent=1))
+        assert report.rayiou is not None
+        rows[name] = {
+            "miou": report.occ3d.miou,
+            "iou": report.occ3d.iou,
+            "rayiou": report.rayiou.rayiou,
+            "frames": report.occ3d.samples,
+            "report": str(out / f"eval_{name}.json"),
+        }
+    return rows
+
+
+def render(semantics: np.ndarray, grid: Any, vocab: Any, mask: np.ndarray | None = None) -> np.ndarray:
+    """The demo's 3-D view of a label grid (:data:`RENDER_VIEW`)."""
+    extent = max(hi - lo for lo, hi in zip(grid.range_min[:2], grid.range_max[:2], strict=True))
+    width, height = RENDER_SIZE
+    return viz.render_voxels(
+        semantics, grid, vocab, mask=mask, width=width, height=height, distance=RENDER_DISTANCE * extent, **RENDER_VIEW
+    )
+
+
+def pictures(data: Path, out: Path, labels_dir: Path, pred_dir: Path, frame: int) -> dict[str, str]:
+    """The synthetic frame ``frame``: camera / depth / class mosaics, bird's-eye maps (GT vs pseudo-labels vs
+    prediction), a 3-D render of the three, and the prediction projected onto the six cameras."""
+    import cv2
+
+    from occ_ros.datasets.sample import LABELS_FILE, load_labels
     from occ_ros.datasets.synth import SynthReader
 
-    files = SynthReader(data)
-    bag = RosbagReader(data / "bag", config_path("datasets", "synth_bag.yaml"))
-    pose_err = max(
-        float(np.abs(bag.load(i, images=False).world_from_ego - files.load(i, images=False).world_from_ego).max())
-        for i in range(min(len(bag), len(files)))
+    reader = SynthReader(data)
+    sample = reader.load(frame)
+    vocab, grid = reader.vocabulary, reader.grid
+    assert sample.gt is not None
+    gt, mask = sample.gt.semantics, sample.gt.mask_camera
+    pseudo = load_labels(labels_dir / sample.key / LABELS_FILE).semantics
+    pred = load_labels(pred_dir / sample.key / LABELS_FILE).semantics
+    paths = {name: out / f"{name}.png" for name in ("cameras", "depth", "semantics", "bev", "voxels_3d", "overlay")}
+
+    viz.save_png(paths["cameras"], viz.camera_mosaic(sample.images))
+    viz.save_png(paths["depth"], viz.camera_mosaic({c: viz.colorize_depth(d) for c, d in reader.depth(frame).items()}))
+    viz.save_png(
+        paths["semantics"],
+        viz.camera_mosaic({c: viz.colorize_labels(s, vocab) for c, s in reader.semantics_2d(frame).items()}),
     )
-    return {"file_samples": len(files), "bag_samples": len(bag), "max_pose_difference_m": pose_err}
+    where = f"{sample.scene} frame {sample.frame}"
+    viz.legend_figure(
+        paths["bev"],
+        [viz.bev_image(gt, vocab, mask), viz.bev_image(pseudo, vocab, mask), viz.bev_image(pred, vocab, mask)],
+        ["ground truth", "pseudo-labels (no 3D labels used)", "network (single frame)"],
+        vocab,
+        suptitle=f"{where}: bird's-eye view of the camera-visible voxels, ego at the centre facing up",
+    )
+    renders = [render(v, grid, vocab, mask) for v in (gt, pseudo, pred)]
+    viz.legend_figure(
+        paths["voxels_3d"],
+        renders,
+        ["ground truth", "pseudo-labels", "network"],
+        vocab,
+        suptitle=f"{where}: camera-visible voxels seen from behind the ego (arrow: ego, facing forward)",
+    )
+    big = sample.rig.resized(sample.rig[0].width * OVERLAY_SCALE, sample.rig[0].height * OVERLAY_SCALE)
+    images = {
+        name: cv2.resize(img, (big[name].width, big[name].height), interpolation=cv2.INTER_CUBIC)
+        for name, img in sample.images.items()
+    }
+    viz.save_png(paths["overlay"], viz.overlay_mosaic(images, big, pred, grid, vocab, stride=2))
+    return {name: str(path) for name, path in paths.items()}
 
 
-def run_demo(out: Path, frames: int = 12, seed: int = 3) -> dict[str, object]:
-    """Run every stage that exists into ``out`` and print where things are."""
+# ----------------------------------------------------------------------------------------- real data
+def real_data_stage(fixtures: Path, onnx_path: Path, out: Path, repeats: int = 5) -> dict[str, Any]:
+    """The real nuScenes keyframe (JPEG CompressedImage messages, CameraInfo from the real calibration) through the
+    node's pipeline with the exported model; the prediction and the LiDAR sweep projected onto the 1600x900 images.
+
+    The network was trained on the synthetic world, so its classes are not the point: the real image path, the real
+    geometry and real sizes are. The LiDAR overlay shows the calibration is read right (points on the structure).
+    """
+    import cv2
+
+    from occ_ros.datasets.keyframe import load_keyframe
+    from occ_ros.inference.backend import open_backend
+    from occ_ros.pipeline.pipeline import OccupancyPipeline, PipelineConfig
+
+    keyframe = load_keyframe(fixtures / "nuscenes_sample")
+    work = out / "real"
+    work.mkdir(parents=True, exist_ok=True)
+    with open_backend(onnx_path) as backend:
+        pipeline = OccupancyPipeline(backend, PipelineConfig(tuple(keyframe.rig.names)))
+        for i in range(repeats):  # the first includes warm-up; the stats show the steady state
+            result = pipeline.process(keyframe.frame_set(keyframe.stamp_ns + i))
+        snapshot = pipeline.stats.snapshot()
+        vocab, grid = pipeline.info.vocabulary, pipeline.info.grid
+    images = keyframe.images()
+    in_image = {}
+    lidar_tiles = {}
+    for cam in keyframe.rig:
+        points = keyframe.lidar_points_for(cam)
+        uv, depth = cam.project(points)
+        in_image[cam.name] = int((cam.in_image(uv) & (depth > 1.0)).sum())
+        lidar_tiles[cam.name] = viz.project_points_overlay(images[cam.name], cam, points, radius=2)
+
+    def half(mosaic: np.ndarray) -> np.ndarray:
+        return cv2.resize(mosaic, (mosaic.shape[1] // 2, mosaic.shape[0] // 2), interpolation=cv2.INTER_AREA)
+
+    paths = {"overlay": work / "overlay.png", "lidar": work / "lidar.png", "voxels_3d": work / "voxels_3d.png"}
+    viz.save_png(paths["overlay"], half(viz.overlay_mosaic(images, keyframe.rig, result.labels, grid, vocab, stride=4)))
+    viz.save_png(paths["lidar"], half(viz.camera_mosaic(lidar_tiles)))
+    viz.save_png(paths["voxels_3d"], render(result.labels, grid, vocab))
+    report = {
+        "keyframe": str(keyframe.root),
+        "image_size": [keyframe.rig[0].width, keyframe.rig[0].height],
+        "input": "sensor_msgs/CompressedImage (the original JPEG bytes) + CameraInfo from the real calibration",
+        "network_input": [pipeline.info.preprocess.width, pipeline.info.preprocess.height],
+        "occupied_voxels": len(result.cloud),
+        "stages_p50_ms": {k: v.p50_ms for k, v in snapshot.stages.items()},
+        "lidar_points_in_image": in_image,
+        "pictures": {k: str(v) for k, v in paths.items()},
+    }
+    atomic_write_text(work / "metrics.json", json.dumps(report, indent=1))
+    return report
+
+
+# ----------------------------------------------------------------------------------------- the job
+def _stage(number: int, title: str) -> None:
+    print(f"\n[{number}/{STAGES}] {title}", flush=True)
+
+
+def run_demo(
+    out: Path,
+    frames: int = 12,
+    seed: int = 3,
+    train: bool = False,
+    train_overrides: list[str] | None = None,
+    fixtures: Path | None = DEFAULT_FIXTURES,
+) -> dict[str, Any]:
+    """Run every stage into ``out``; print where things are and the key numbers; write ``out/metrics.json``."""
+    from occ_ros.core.resources import models_dir
     from occ_ros.datasets.synth import load_meta
     from occ_training.synth.sequence import generate
 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    summary: dict[str, object] = {}
+    summary: dict[str, Any] = {}
     t0 = time.perf_counter()
-    print(f"[1/{STAGES}] synthetic world: {frames} frames, seed {seed} -> {out / 'data'}")
-    data = generate(out / "data", frames=frames, seed=seed, preset="demo", overwrite=True)
+    timed: dict[str, float] = {}
+
+    def run(name: str, fn: Callable[[], Any]) -> Any:
+        start = time.perf_counter()
+        value = fn()
+        timed[name] = round(time.perf_counter() - start, 1)
+        return value
+
+    _stage(1, f"synthetic world: {frames} frames, seed {seed}, six cameras, rosbag2 recording -> {out / 'data'}")
+    data = run("synth", lambda: generate(out / "data", frames=frames, seed=seed, preset="demo", overwrite=True))
     meta = load_meta(data)
-    summary["synth"] = {
-        "dir": str(data),
-        "frames": len(meta["frames"]),  # type: ignore[arg-type]
-        "classes_present": meta["classes_present"],
-        "seconds": round(time.perf_counter() - t0, 2),
-    }
-    print(f"[2/{STAGES}] dataset readers: files and rosbag2")
-    summary["readers"] = read_back(data)
-    r = summary["readers"]
+    readers = read_back(data)
+    summary["synth"] = {"dir": str(data), "frames": len(meta["frames"]), "classes_present": meta["classes_present"]}
+    summary["readers"] = readers
     print(
-        f"      {r['bag_samples']} synchronized 6-camera samples from the bag, "  # type: ignore[index]
-        f"poses agree with the files to {r['max_pose_difference_m']:.1e} m"
-    )  # type: ignore[index]
-
-    print(f"[3/{STAGES}] evaluation: neighbour-frame baseline (Occ3D mIoU, RayIoU)")
-    from occ_ros.eval.runner import evaluate, origins_from_dataset
-
-    baseline = neighbour_frame_baseline(data, out / "baseline")
-    origins, grid = origins_from_dataset(data, data / "gts")
-    report = evaluate(baseline, data / "gts", mask="camera", rayiou_origins=origins, grid=grid)
-    summary["eval_baseline"] = report.to_dict()
-    (out / "eval_baseline.json").write_text(json.dumps(report.to_dict(), indent=1))
-    assert report.rayiou is not None
-    print(
-        f"      mIoU {report.occ3d.miou:.2f}  IoU {report.occ3d.iou:.2f}  RayIoU {report.rayiou.rayiou:.2f} "
-        f"over {report.occ3d.samples} frames (camera mask)"
+        f"      {readers['bag_samples']} synchronized 6-camera samples from the bag; "
+        f"poses agree with the files to {readers['max_pose_difference_m']:.1e} m"
     )
 
-    print(f"[4/{STAGES}] pseudo-labels: simulated teachers, calibrated relative depth, densified over time")
-    labels = pseudo_label_stage(data, out)
-    summary["pseudo_labels"] = labels
-    print(
-        f"      mIoU {labels['miou']:.2f}  IoU {labels['iou']:.2f} against the ground truth "
-        f"({labels['frames_per_second']} frames/s)"
-    )
+    _stage(2, "pseudo-labels: simulated teachers, relative depth calibrated photometrically, densified over time")
+    labels_dir = out / "pseudo_labels"
+    shutil.rmtree(labels_dir, ignore_errors=True)  # the sequence was just re-rendered: never resume old labels
+    summary["pseudo_labels"] = {"dir": str(labels_dir), **run("labels", lambda: sim_pseudo_labels(data, labels_dir))}
 
-    print(f"[5/{STAGES}] network: models/demo.ckpt predicts every frame (single-frame, no training here)")
-    network = network_stage(data, out, Path(str(labels["dir"])))
+    if train:
+        _stage(3, "network: training it (models/demo.ckpt's recipe, config/train/demo.yaml; ~40 min on 2 cores)")
+        model = run("train", lambda: train_demo_network(out / "train", ROOT / "out" / "train_data", train_overrides))
+    else:
+        _stage(3, "network: models/demo.ckpt (trained on other seeds) predicts every frame; `occ demo --train` trains")
+        model = models_dir() / "demo.ckpt"
+    network = run("predict", lambda: predict_and_query(model, data, out))
     summary["network"] = network
-    print(
-        f"      mIoU {network['miou']:.2f}  IoU {network['iou']:.2f} against the ground truth "
-        f"({network['seconds_per_frame']} s/frame on CPU); query {network['query']['text']!r}: "  # type: ignore[index]
-        f"{network['query']['voxels']} voxels"  # type: ignore[index]
-    )
+    print(f"      open-vocabulary query {network['query']['text']!r}: {network['query']['voxels']} voxels")
 
-    print(f"[6/{STAGES}] export: models/demo.ckpt -> ONNX, parity with PyTorch, occ predict through ONNX Runtime")
-    exported = export_stage(data, out)
+    _stage(4, "export: checkpoint -> ONNX, parity with PyTorch, TensorRT op check, occ predict via ONNX Runtime")
+    exported = run("export", lambda: export_stage(model, data, out))
     summary["export"] = exported
     p50 = exported["p50_ms"]
     print(
         f"      {exported['onnx']} ({exported['megabytes']} MB): argmax agreement with PyTorch "
-        f"{100 * float(exported['parity_agreement']):.3f}% (max |logit diff| {float(exported['max_logit_diff']):.1e}); "
+        f"{100 * exported['parity_agreement']:.3f}% (max |logit diff| {exported['max_logit_diff']:.1e}); "
         f"TensorRT 8.6/10/11 op check {'passed' if exported['trt_compat_ok'] else 'FAILED'}"
     )
-    agreement = 100 * float(exported["predict_agreement"])  # type: ignore[arg-type]
     print(
-        f"      occ predict via ONNX Runtime agrees with the checkpoint on {agreement:.3f}% of voxels; "
-        f"p50 latency on this CPU: ONNX Runtime {p50['onnxruntime']:.0f} ms, "  # type: ignore[index]
-        f"PyTorch {p50['torch']:.0f} ms"  # type: ignore[index]
+        f"      occ predict via ONNX Runtime agrees with the checkpoint on {100 * exported['predict_agreement']:.3f}% "
+        f"of voxels; p50 on this CPU: ONNX Runtime {p50['onnxruntime']:.0f} ms, PyTorch {p50['torch']:.0f} ms"
     )
     print(f"      {exported['tensorrt']}")
 
-    print(f"[7/{STAGES}] replay: the bag through the ROS node's pipeline (occ replay) -> MCAP of the output topics")
-    replayed = replay_stage(data, out, Path(str(exported["onnx"])))
+    _stage(5, "replay: the bag through the ROS node's pipeline (occ replay) -> MCAP of the node's output topics")
+    replayed = run("replay", lambda: replay_stage(data, out, Path(exported["onnx"])))
     summary["replay"] = replayed
-    accuracy = replayed["accuracy"]
     print(
         f"      {replayed['processed']}/{replayed['synchronized']} synchronized frames, "
-        f"{replayed['frames_equal_to_predict']}/{replayed['frames']} identical to occ predict; node-side "
-        f"{float(replayed['node_side_p50_ms']):.1f} ms + inference {float(replayed['inference_p50_ms']):.1f} ms p50; "  # type: ignore[arg-type]
-        f"mIoU {accuracy['miou']:.2f}"  # type: ignore[index]
+        f"{replayed['frames_equal_to_predict']}/{replayed['frames']} identical to occ predict"
     )
 
-    print(f"[8/{STAGES}] pictures")
-    pictures = sequence_pictures(data, out, len(meta["frames"]) // 2)  # type: ignore[arg-type]
-    pictures["bev_pseudo_labels"] = Path(str(labels["picture"]))
-    pictures["bev_network"] = Path(str(network["picture"]))
-    pictures["query"] = Path(str(network["query"]["picture"]))  # type: ignore[index]
-    summary["pictures"] = {k: str(v) for k, v in pictures.items()}
-    (out / "metrics.json").write_text(json.dumps(summary, indent=1))
-    print(f"\ndemo done in {time.perf_counter() - t0:.1f} s; everything is under {out}/")
-    for name, path in pictures.items():
-        print(f"  {name:10s} {path}")
-    print(f"  {'bag':10s} {data / 'bag'}")
-    print(f"  {'baseline':10s} {out / 'eval_baseline.json'}")
-    print(f"  {'labels':10s} {out / 'pseudo_labels'}  (scores: {out / 'eval_pseudo_labels.json'})")
-    print(f"  {'network':10s} {out / 'predictions'}  (scores: {out / 'eval_network.json'})")
-    print(f"  {'onnx':10s} {exported['onnx']}  (report: {exported['report']})")
-    print(f"  {'replay':10s} {replayed['bag']}  (metrics: {replayed['metrics']})")
-    print(f"  {'metrics':10s} {out / 'metrics.json'}")
+    _stage(6, "evaluation against the ground truth (occ eval) and pictures")
+    evaluation = run("eval", lambda: evaluation_stage(data, out, labels_dir, Path(network["predictions"])))
+    summary["evaluation"] = evaluation
+    for name, row in evaluation.items():
+        print(f"      {name:14s} mIoU {row['miou']:6.2f}  IoU {row['iou']:6.2f}  RayIoU {row['rayiou']:6.2f}")
+    frame = len(meta["frames"]) // 2
+    pics = run("pictures", lambda: pictures(data, out, labels_dir, Path(network["predictions"]), frame))
+    pics["latency"] = replayed["latency_plot"]
+    pics["query"] = network["query"]["picture"]
+
+    _stage(7, "real data: the nuScenes keyframe (six 1600x900 JPEGs, real calibration) through the node's pipeline")
+    if fixtures is not None and (fixtures / "nuscenes_sample" / "calib.json").exists():
+        real = run("real", lambda: real_data_stage(fixtures, Path(exported["onnx"]), out))
+        summary["real_data"] = real
+        stages = real["stages_p50_ms"]
+        print(
+            f"      {real['occupied_voxels']} occupied voxels; p50 decode {stages['decode']:.1f} ms, preprocess "
+            f"{stages['preprocess']:.1f} ms, inference {stages['inference']:.1f} ms; LiDAR points in the images: "
+            f"{min(real['lidar_points_in_image'].values())}-{max(real['lidar_points_in_image'].values())}"
+        )
+        pics.update({f"real_{k}": v for k, v in real["pictures"].items()})
+    else:
+        summary["real_data"] = {"skipped": f"no fixtures at {fixtures}/nuscenes_sample (pass --fixtures DIR)"}
+        print(f"      skipped: {summary['real_data']['skipped']}")
+
+    summary["pictures"] = pics
+    summary["seconds"] = {**timed, "total": round(time.perf_counter() - t0, 1)}
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=1))
+    print_summary(out, summary)
     return summary
+
+
+def print_summary(out: Path, summary: dict[str, Any]) -> None:
+    """The closing lines: the key numbers and where everything is."""
+    ev, rp = summary["evaluation"], summary["replay"]
+    print(f"\ndemo done in {summary['seconds']['total']:.0f} s; everything is under {out}/\n")
+    print("  key numbers (synthetic sequence, Occ3D mIoU over the camera-visible voxels):")
+    print(f"    pseudo-labels (no 3D labels)   mIoU {ev['pseudo_labels']['miou']:6.2f}")
+    print(f"    network, single frame          mIoU {ev['network']['miou']:6.2f}")
+    print(f"    neighbour-frame GT baseline    mIoU {ev['baseline']['miou']:6.2f}")
+    print(
+        f"    latency on this CPU (p50)      {rp['total_p50_ms']:.1f} ms per frame in the node's pipeline "
+        f"(inference {rp['inference_p50_ms']:.1f} ms, the rest {rp['node_side_p50_ms']:.1f} ms)"
+    )
+    print("\n  outputs:")
+    rows = [
+        ("metrics", str(out / "metrics.json")),
+        ("sequence", f"{summary['synth']['dir']}  (rosbag2: {summary['synth']['dir']}/bag)"),
+        ("labels", summary["pseudo_labels"]["dir"]),
+        ("predictions", summary["network"]["predictions"]),
+        ("onnx", summary["export"]["onnx"]),
+        ("output MCAP", f"{rp['bag']}  (open it in Foxglove; metrics {rp['metrics']})"),
+        *sorted(summary["pictures"].items()),
+    ]
+    for name, where in rows:
+        print(f"    {name:14s} {where}")
