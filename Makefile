@@ -5,6 +5,7 @@
 #   make test   ruff, mypy, pytest
 #   make lint   ruff + mypy only
 #   make demo   synthetic end-to-end demo into out/demo
+#   make readme-pictures   make demo, then copy its pictures into docs/images (what the README shows)
 #   make clean  remove the venv, caches and outputs
 
 SHELL := bash
@@ -26,7 +27,7 @@ STAMP      := $(VENV)/.installed-$(DEPS_HASH)
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 PIP_FILTER  := { grep -v -e 'is ignored' -e '^$$' || true; }
 
-.PHONY: venv test lint ruff mypy pytest demo clean
+.PHONY: venv test lint ruff mypy pytest demo readme-pictures clean
 
 venv: $(STAMP)
 
@@ -61,6 +62,9 @@ test: venv
 
 demo: venv
 	$(BIN)/occ demo --out out/demo
+
+readme-pictures: demo
+	$(BIN)/python scripts/readme_pictures.py --demo out/demo
 
 clean:
 	rm -rf $(VENV) out .mypy_cache .ruff_cache .pytest_cache .hypothesis build install log dist *.egg-info
