@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from occ_ros.core.rig import NUSCENES_CAMERAS
 from occ_ros.datasets.keyframe import load_keyframe
 from occ_ros.io.images import image_to_rgb
 from occ_training.demo import DEFAULT_FIXTURES
@@ -89,14 +90,7 @@ def test_bad_folders_get_errors_naming_the_file_and_field(tmp_path):
 @pytest.mark.skipif(not (NUSC / "calib.json").exists(), reason="../shared/fixtures/nuscenes_sample not present")
 def test_the_real_nuscenes_keyframe_lands_its_lidar_on_every_image():
     keyframe = load_keyframe(NUSC)
-    assert keyframe.rig.names == [
-        "CAM_FRONT",
-        "CAM_FRONT_RIGHT",
-        "CAM_FRONT_LEFT",
-        "CAM_BACK",
-        "CAM_BACK_LEFT",
-        "CAM_BACK_RIGHT",
-    ]
+    assert keyframe.rig.names == list(NUSCENES_CAMERAS)
     assert keyframe.lidar.shape == (34_688, 3)
     images = keyframe.images()
     for cam in keyframe.rig:

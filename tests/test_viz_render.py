@@ -238,7 +238,7 @@ def test_points_overlay_draws_depth_coloured_dots_at_their_pinhole_projection() 
 # ------------------------------------------------------------------------------------ render
 def test_render_of_an_empty_grid_is_pure_background() -> None:
     empty = np.full(GRID.shape, FREE, np.uint8)
-    img = viz.render_voxels(empty, GRID, VOCAB, width=96, height=60, ego_marker=False)
+    img = viz.render_voxels(empty, GRID, VOCAB, view=viz.OrbitView(width=96, height=60), ego_marker=False)
     assert img.shape == (60, 96, 3) and img.dtype == np.uint8
     assert (img == viz.BACKGROUND).all()
 
@@ -246,19 +246,15 @@ def test_render_of_an_empty_grid_is_pure_background() -> None:
 def test_render_looking_straight_down_shows_top_faces_only() -> None:
     # From straight above the voxel's centre only its top face is visible: pure class colour.
     target = (8.4, -0.4, 1.0)
-    img = viz.render_voxels(
-        one_voxel(), GRID, VOCAB, width=80, height=80, elevation_deg=90.0, distance=10.0, target=target,
-        fog=0.0, edges=False, ego_marker=False,
-    )  # fmt: skip
+    above = viz.OrbitView(width=80, height=80, elevation_deg=90.0, distance=10.0, target=target)
+    img = viz.render_voxels(one_voxel(), GRID, VOCAB, view=above, fog=0.0, edges=False, ego_marker=False)
     fg = np.any(img != viz.BACKGROUND, axis=2)
     # top face at z = 1.4, 9.6 m below the camera; f = 40 / tan(22.5 deg) = 96.6 px -> ~8 px wide
     assert 49 <= fg.sum() <= 100
     assert (img[fg] == CAR_RGB).all()
     # the same from an oblique view also shows side faces, darker than the top
-    side = viz.render_voxels(
-        one_voxel(), GRID, VOCAB, width=80, height=80, azimuth_deg=150.0, elevation_deg=30.0, distance=10.0,
-        target=target, fog=0.0, edges=False, ego_marker=False,
-    )  # fmt: skip
+    oblique = viz.OrbitView(width=80, height=80, azimuth_deg=150.0, elevation_deg=30.0, distance=10.0, target=target)
+    side = viz.render_voxels(one_voxel(), GRID, VOCAB, view=oblique, fog=0.0, edges=False, ego_marker=False)
     colours = {tuple(c) for c in side[np.any(side != viz.BACKGROUND, axis=2)]}
     assert colours == {tuple(np.rint(CAR_RGB * s)) for s in (1.0, 0.8, 0.65)}  # top, -x (behind), +y (left)
 
@@ -274,14 +270,15 @@ def test_orbit_camera_default_view_is_from_behind_left_and_above() -> None:
     corners = np.array([[x, y, z] for x in (-32, 32) for y in (-32, 32) for z in (-1, 5.4)], float)
     assert cam.in_image(cam.project(corners)[0]).all()
     # top-down: ego +x points up in the picture, +y to the left
-    top = viz.orbit_camera(GRID, elevation_deg=90.0, target=(0.0, 0.0, 0.0), distance=30.0)
+    top = viz.orbit_camera(GRID, viz.OrbitView(elevation_deg=90.0, target=(0.0, 0.0, 0.0), distance=30.0))
     uv, _ = top.project(np.array([[0.0, 0.0, 0.0], [5.0, 0.0, 0.0], [0.0, 5.0, 0.0]]))
     assert uv[1, 1] < uv[0, 1] and abs(uv[1, 0] - uv[0, 0]) < 1e-9
     assert uv[2, 0] < uv[0, 0] and abs(uv[2, 1] - uv[0, 1]) < 1e-9
 
 
 def test_render_draws_the_ego_arrow_unless_voxels_cover_it() -> None:
-    kw: dict[str, Any] = dict(width=80, height=80, elevation_deg=90.0, distance=20.0, target=(0.0, 0.0, 0.0), fog=0.0)
+    view = viz.OrbitView(width=80, height=80, elevation_deg=90.0, distance=20.0, target=(0.0, 0.0, 0.0))
+    kw: dict[str, Any] = dict(view=view, fog=0.0)
     empty = np.full(GRID.shape, FREE, np.uint8)
     img = viz.render_voxels(empty, GRID, VOCAB, **kw)
     ego = (img == viz.render.EGO_COLOR).all(axis=2)

@@ -27,6 +27,7 @@ import json
 import shutil
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +45,8 @@ DEMO_TRAIN_SEQUENCES = {11: 32, 12: 32, 13: 32, 14: 32, 15: 32, **{seed: 16 for 
 DEMO_VAL_SEQUENCES = {21: 24}
 #: unseen test sequences of docs/results.md
 DEMO_TEST_SEQUENCES = {31: 24, 32: 24, 33: 24, 34: 24, 35: 24}
-#: 3-D renders: size, and a view from behind and above the ego (distance: this share of the grid's extent)
-RENDER_SIZE = (640, 400)
-RENDER_VIEW = {"azimuth_deg": 180.0, "elevation_deg": 55.0}
+#: 3-D renders: a view from behind and above the ego, at this share of the grid's extent
+RENDER_VIEW = viz.OrbitView(width=640, height=400, azimuth_deg=180.0, elevation_deg=55.0)
 RENDER_DISTANCE = 0.6
 OVERLAY_SCALE = 3  # the synthetic cameras are 200x112: overlays are drawn at 3x for legibility
 
@@ -293,10 +293,8 @@ def evaluation_stage(data: Path, out: Path, labels_dir: Path, pred_dir: Path) ->
 def render(semantics: np.ndarray, grid: Any, vocab: Any, mask: np.ndarray | None = None) -> np.ndarray:
     """The demo's 3-D view of a label grid (:data:`RENDER_VIEW`)."""
     extent = max(hi - lo for lo, hi in zip(grid.range_min[:2], grid.range_max[:2], strict=True))
-    width, height = RENDER_SIZE
-    return viz.render_voxels(
-        semantics, grid, vocab, mask=mask, width=width, height=height, distance=RENDER_DISTANCE * extent, **RENDER_VIEW
-    )
+    view = replace(RENDER_VIEW, distance=RENDER_DISTANCE * extent)
+    return viz.render_voxels(semantics, grid, vocab, mask=mask, view=view)
 
 
 def pictures(data: Path, out: Path, labels_dir: Path, pred_dir: Path, frame: int) -> dict[str, str]:

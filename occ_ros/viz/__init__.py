@@ -26,11 +26,12 @@ from .images import (
 )
 from .latency import latency_figure
 from .overlay import occupancy_overlay, overlay_mosaic, project_points_overlay
-from .render import BACKGROUND, orbit_camera, render_voxels
+from .render import BACKGROUND, OrbitView, orbit_camera, render_voxels
 
 __all__ = [
     "BACKGROUND",
     "MOSAIC_LAYOUT",
+    "OrbitView",
     "SKY_COLOR",
     "bev_image",
     "bev_labels",

@@ -8,6 +8,8 @@ looking at it, with the ego z axis pointing up in the picture.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, replace
+
 import numpy as np
 
 from occ_ros.core.grid import GridSpec
@@ -27,37 +29,42 @@ _SHAFT = (-1.0, 1.5, 0.6)
 _HEAD = (1.5, 3.5, 1.2)
 
 
-def orbit_camera(
-    grid: GridSpec,
-    width: int = 960,
-    height: int = 600,
-    azimuth_deg: float = 150.0,
-    elevation_deg: float = 35.0,
-    distance: float | None = None,
-    fov_deg: float = 45.0,
-    target: tuple[float, float, float] | None = None,
-) -> Camera:
-    """A pinhole camera on an orbit around ``target`` (default: the grid's centre), looking at it.
+@dataclass(frozen=True)
+class OrbitView:
+    """Where the orbit camera of :func:`orbit_camera` / :func:`render_voxels` is and what it sees.
 
-    Args:
-        grid: the voxel grid (ego frame).
+    Attributes:
         width, height: image size, pixels.
         azimuth_deg: direction from the target to the camera, degrees counter-clockwise from ego +x
             (150 = behind and to the left of the ego, so that the ego's front points into the picture).
         elevation_deg: degrees above the horizontal (90 = straight down onto the target; the ego's
             +x then points up in the picture).
-        distance: metres from the target; default: the nearest at which the whole grid box is in the picture.
+        distance: metres from the target; None: the nearest at which the whole grid box is in the picture.
         fov_deg: field of view along the shorter image side, degrees.
-        target: (3,) ego-frame point the camera looks at.
+        target: (3,) ego-frame point the camera looks at; None: the grid's centre.
+    """
+
+    width: int = 960
+    height: int = 600
+    azimuth_deg: float = 150.0
+    elevation_deg: float = 35.0
+    distance: float | None = None
+    fov_deg: float = 45.0
+    target: tuple[float, float, float] | None = None
+
+
+def orbit_camera(grid: GridSpec, view: OrbitView = OrbitView()) -> Camera:
+    """A pinhole camera on an orbit around ``view.target`` (default: the grid's centre), looking at it.
+
     Returns:
         a :class:`Camera` named ``ORBIT`` whose ``cam_from_ego`` maps ego points into its optical frame.
     """
-    if distance is None:
-        return _fitted(grid, width, height, azimuth_deg, elevation_deg, fov_deg, target)
-    tgt = _target(grid, target)
-    half_fov = np.radians(fov_deg) / 2
-    az, el = np.radians(azimuth_deg), np.radians(elevation_deg)
-    eye = tgt + distance * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
+    if view.distance is None:
+        return _fitted(grid, view)
+    tgt = _target(grid, view.target)
+    half_fov = np.radians(view.fov_deg) / 2
+    az, el = np.radians(view.azimuth_deg), np.radians(view.elevation_deg)
+    eye = tgt + view.distance * np.array([np.cos(el) * np.cos(az), np.cos(el) * np.sin(az), np.sin(el)])
     forward = (tgt - eye) / np.linalg.norm(tgt - eye)
     right = np.cross(forward, [0.0, 0.0, 1.0])
     if np.linalg.norm(right) < 1e-9:  # looking straight down (or up): ego +x is "up" in the picture
@@ -67,6 +74,7 @@ def orbit_camera(
     ego_from_cam = np.eye(4)
     ego_from_cam[:3, :3] = np.stack([right, down, forward], axis=1)  # optical x right, y down, z forward
     ego_from_cam[:3, 3] = eye
+    width, height = view.width, view.height
     f = 0.5 * min(width, height) / np.tan(half_fov)
     K = np.array([[f, 0.0, (width - 1) / 2], [0.0, f, (height - 1) / 2], [0.0, 0.0, 1.0]])
     return Camera("ORBIT", default_frame_id("ORBIT"), width, height, K, invert_transform(ego_from_cam))
@@ -77,19 +85,13 @@ def render_voxels(
     grid: GridSpec,
     vocab: Vocabulary,
     mask: np.ndarray | None = None,
-    width: int = 960,
-    height: int = 600,
-    azimuth_deg: float = 150.0,
-    elevation_deg: float = 35.0,
-    distance: float | None = None,
-    fov_deg: float = 45.0,
-    target: tuple[float, float, float] | None = None,
+    view: OrbitView = OrbitView(),
     fog: float = 0.3,
     edges: bool = True,
     ego_marker: bool = True,
     background: tuple[int, int, int] = BACKGROUND,
 ) -> np.ndarray:
-    """(height, width, 3) uint8 perspective picture of the occupied voxels of an [x, y, z] label grid.
+    """(view.height, view.width, 3) uint8 perspective picture of the occupied voxels of an [x, y, z] label grid.
 
     Each pixel shows the first occupied voxel along its ray (:func:`occ_ros.core.raycast.first_hit`),
     in its class colour times a shade of the face the ray enters by (top 1.0, +-x 0.8, +-y 0.65,
@@ -102,12 +104,12 @@ def render_voxels(
         grid: the grid, in the ego frame.
         vocab: the vocabulary (colours).
         mask: optional (X, Y, Z) bool; only voxels inside it count as occupied (e.g. camera-visible).
-        width, height, azimuth_deg, elevation_deg, distance, fov_deg, target: the view, see :func:`orbit_camera`.
+        view: the orbit camera (:class:`OrbitView`).
         ego_marker: draw the ego as a dark arrow (pointing along +x) on top of the ground voxel layer
             (the layer containing z = 0), hidden where voxels are in front of it.
         background: RGB of pixels that see no voxel.
     """
-    camera = orbit_camera(grid, width, height, azimuth_deg, elevation_deg, distance, fov_deg, target)
+    camera = orbit_camera(grid, view)
     hits = cast_pixels(camera, grid, occupied_voxels(semantics, grid, vocab, mask))
     rgb = shaded_colors(semantics, hits, vocab)
     if edges:
@@ -121,7 +123,7 @@ def render_voxels(
         rgb[arrow] = EGO_COLOR
         t = np.where(arrow, t_ego, t)
     if fog > 0:
-        eye_to_target = np.linalg.norm(hits.origin - _target(grid, target))
+        eye_to_target = np.linalg.norm(hits.origin - _target(grid, view.target))
         radius = _radius(grid)
         near, far = max(eye_to_target - radius, 0.0), eye_to_target + radius
         amount = fog * np.clip((t - near) / (far - near), 0.0, 1.0)
@@ -130,33 +132,25 @@ def render_voxels(
     return np.clip(np.rint(rgb), 0, 255).astype(np.uint8)
 
 
-def _fitted(
-    grid: GridSpec,
-    width: int,
-    height: int,
-    azimuth_deg: float,
-    elevation_deg: float,
-    fov_deg: float,
-    target: tuple[float, float, float] | None,
-    margin: float = 0.03,
-) -> Camera:
+def _fitted(grid: GridSpec, view: OrbitView, margin: float = 0.03) -> Camera:
     """The orbit camera at the smallest distance (bisection) showing all 8 grid corners with a margin."""
     corners = np.array(np.meshgrid(*zip(grid.range_min, grid.range_max, strict=True), indexing="ij")).reshape(3, -1).T
+    width, height = view.width, view.height
     mx, my = margin * width, margin * height
 
     def fits(d: float) -> bool:
-        cam = orbit_camera(grid, width, height, azimuth_deg, elevation_deg, d, fov_deg, target)
+        cam = orbit_camera(grid, replace(view, distance=d))
         uv, depth = cam.project(corners)
         return bool(
             np.all(depth > 0)
             and np.all((uv[:, 0] >= mx) & (uv[:, 0] <= width - mx) & (uv[:, 1] >= my) & (uv[:, 1] <= height - my))
         )
 
-    lo, hi = 0.0, 2.0 * _radius(grid) / np.sin(np.radians(fov_deg) / 2)
+    lo, hi = 0.0, 2.0 * _radius(grid) / np.sin(np.radians(view.fov_deg) / 2)
     for _ in range(40):
         mid = 0.5 * (lo + hi)
         lo, hi = (lo, mid) if fits(mid) else (mid, hi)
-    return orbit_camera(grid, width, height, azimuth_deg, elevation_deg, hi, fov_deg, target)
+    return orbit_camera(grid, replace(view, distance=hi))
 
 
 def _target(grid: GridSpec, target: tuple[float, float, float] | None) -> np.ndarray:
