@@ -84,18 +84,23 @@ class ReplaySummary:
     wall_seconds: float = 0.0
     accuracy: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
-    #: one row per processed frame: ``stamp_ns`` and every stage's milliseconds (not in :meth:`to_dict`;
+    #: one ``(stamp_ns, stage -> milliseconds)`` per processed frame, in processing order (not in :meth:`to_dict`;
     #: :func:`write_timings` writes them as CSV)
-    frame_timings: list[dict[str, float]] = field(default_factory=list, repr=False)
+    frame_timings: list[tuple[int, dict[str, float]]] = field(default_factory=list, repr=False)
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in self.__dict__.items() if k != "frame_timings"}
 
+    def stamps_and_stages(self) -> tuple[list[int], dict[str, list[float]]]:
+        """The processed frames' stamps in order, and each stage's milliseconds over them (for
+        :func:`occ_ros.viz.latency_figure`)."""
+        rows = sorted(self.frame_timings, key=lambda row: row[0])
+        stages = list(rows[0][1]) if rows else []
+        return [stamp for stamp, _ in rows], {k: [ms[k] for _, ms in rows] for k in stages}
+
     def stage_series(self) -> dict[str, list[float]]:
-        """Per-stage milliseconds over the processed frames in stamp order (for :func:`occ_ros.viz.latency_figure`)."""
-        rows = sorted(self.frame_timings, key=lambda r: r["stamp_ns"])
-        stages = [k for k in (rows[0] if rows else {}) if k != "stamp_ns"]
-        return {k: [float(r.get(k, 0.0)) for r in rows] for k in stages}
+        """Each stage's milliseconds over the processed frames in stamp order."""
+        return self.stamps_and_stages()[1]
 
 
 class _Accuracy:
@@ -226,9 +231,7 @@ def replay(
 
     def on_result(result: FrameResult) -> None:
         outputs.write(result)
-        summary.frame_timings.append(
-            {"stamp_ns": result.stamp_ns, **{k: 1000.0 * v for k, v in result.timings.items()}}
-        )
+        summary.frame_timings.append((result.stamp_ns, {k: 1000.0 * v for k, v in result.timings.items()}))
         if accuracy is not None:
             accuracy.update(result.stamp_ns, result.labels)
         if predictions is not None:
@@ -353,8 +356,7 @@ def write_metrics(summary: ReplaySummary, path: str | Path) -> None:
 
 def write_timings(summary: ReplaySummary, path: str | Path) -> None:
     """Per-frame stage latencies as CSV: ``stamp_ns`` then one ``<stage>_ms`` column per stage (and ``total_ms``)."""
-    series = summary.stage_series()
-    stamps = sorted(int(r["stamp_ns"]) for r in summary.frame_timings)
+    stamps, series = summary.stamps_and_stages()
     lines = [",".join(["stamp_ns", *(f"{k}_ms" for k in series)])]
     lines += [",".join([str(t), *(f"{series[k][i]:.3f}" for k in series)]) for i, t in enumerate(stamps)]
     atomic_write_text(path, "\n".join(lines) + "\n")

@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -147,17 +148,26 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
-def _occ3d(preds: list[tuple[Path, Path]], evaluate: Callable) -> tuple[float, float]:
+def _reports(preds: list[tuple[Path, Path]], evaluate: Callable) -> list[Any]:
+    """`occ eval` (camera mask) of each (prediction, ground truth) folder pair: its Occ3D result."""
+    return [evaluate(pred, gt, mask="camera", progress=False).occ3d for pred, gt in preds]
+
+
+def _pooled(reports: list[Any]) -> tuple[float, float]:
     """mIoU and IoU over all sequences together (one confusion matrix, as `occ eval` over a folder)."""
     from occ_ros.eval.occ3d import Occ3DMetric
 
     total = Occ3DMetric(mask="camera")
-    for pred, gt in preds:
-        report = evaluate(pred, gt, mask="camera", progress=False)
-        total.confusion += report.occ3d.confusion
-        total.samples += report.occ3d.samples
+    for report in reports:
+        total.confusion += report.confusion
+        total.samples += report.samples
     result = total.compute()
     return result.miou, result.iou
+
+
+def _occ3d(preds: list[tuple[Path, Path]], evaluate: Callable) -> tuple[float, float]:
+    """mIoU and IoU of the prediction folders against their ground truth, pooled (:func:`_pooled`)."""
+    return _pooled(_reports(preds, evaluate))
 
 
 def _depth_rows(sequences, sim, base, calibrations) -> list[str]:
@@ -238,17 +248,18 @@ def network(work: Path, seeds: list[int], frames: int, ablation_steps: int = 100
     demo_training_data(data_root, progress=False)
     tests = [labelled_sequence(data_root / f"seq_{seed}", seed, frames) for seed, frames in DEMO_TEST_SEQUENCES.items()]
     names = ", ".join(str(seed) for seed in DEMO_TEST_SEQUENCES)
-    pseudo_test = _occ3d([(t / "pseudo_labels", t / "gts") for t in tests], evaluate)
+    test_frames = sum(DEMO_TEST_SEQUENCES.values())
+    pseudo_test_reports = _reports([(t / "pseudo_labels", t / "gts") for t in tests], evaluate)
+    pseudo_test = _pooled(pseudo_test_reports)
     pseudo_train = _occ3d([(p / "pseudo_labels", p / "gts") for p in train_paths], evaluate)
 
     model = ROOT / "models" / "demo.ckpt"
-    shipped_pairs = _predictions(model, tests, work / "network" / "demo_ckpt")
-    shipped = _occ3d(shipped_pairs, evaluate)
-    per_seed = []
-    for test, pair in zip(tests, shipped_pairs, strict=True):
-        net = _occ3d([pair], evaluate)
-        labels = _occ3d([(test / "pseudo_labels", test / "gts")], evaluate)
-        per_seed.append(f"| {test.name} | {labels[0]:.2f} | {net[0]:.2f} | {labels[0] - net[0]:.1f} |")
+    shipped_reports = _reports(_predictions(model, tests, work / "network" / "demo_ckpt"), evaluate)
+    shipped = _pooled(shipped_reports)
+    per_seed = [
+        f"| {test.name} | {labels.miou:.2f} | {net.miou:.2f} | {labels.miou - net.miou:.1f} |"
+        for test, labels, net in zip(tests, pseudo_test_reports, shipped_reports, strict=True)
+    ]
 
     rows = []
     for name, off in ABLATION:
@@ -264,7 +275,6 @@ def network(work: Path, seeds: list[int], frames: int, ablation_steps: int = 100
             train(config, progress=False)
             (run / "seconds.json").write_text(_json.dumps({"seconds": time.perf_counter() - t0}))
         seconds = _json.loads((run / "seconds.json").read_text())["seconds"]
-        shutil.rmtree(run / "pred_test", ignore_errors=True)
         result = _occ3d(_predictions(run / "model.ckpt", tests, run / "pred_test"), evaluate)
         rows.append(f"| {name} | {result[0]:.2f} | {result[1]:.2f} | {seconds / 60:.1f} |")
 
@@ -276,8 +286,8 @@ def network(work: Path, seeds: list[int], frames: int, ablation_steps: int = 100
         "",
         f"Training data: {len(train_paths)} synthetic sequences ({', '.join(p.name for p in train_paths)}; demo "
         f"preset) with simulated-teacher pseudo-labels (config/train/demo.yaml). Test: {len(tests)} sequences "
-        f"(seeds {names}, 24 frames each), never used in training, scored together (one confusion matrix over "
-        f"{24 * len(tests)} frames). Single-frame network predictions scored with `occ eval` (Occ3D mIoU over the 17 "
+        f"(seeds {names}, {test_frames} frames in all), never used in training, scored together (one confusion "
+        f"matrix). Single-frame network predictions scored with `occ eval` (Occ3D mIoU over the 17 "
         "classes, camera mask) against the exact ground truth.",
         "",
         "| labels | mIoU | IoU |",
@@ -294,7 +304,7 @@ def network(work: Path, seeds: list[int], frames: int, ablation_steps: int = 100
         "below the training sequences'). The network sees one frame; the pseudo-labels fuse +-4 frames with the "
         "teachers' full-resolution 2D maps.",
         "",
-        "Per test sequence (24 frames each; rare classes make single sequences noisy):",
+        "Per test sequence (rare classes make single sequences noisy):",
         "",
         "| sequence | pseudo-labels mIoU | models/demo.ckpt mIoU | gap |",
         "|---|---|---|---|",

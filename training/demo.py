@@ -85,11 +85,14 @@ def labelled_sequence(path: Path, seed: int, frames: int, progress: bool = False
     return path
 
 
-def demo_training_data(root: Path, progress: bool = True) -> list[Path]:
+def demo_training_data(root: Path, progress: bool = True) -> tuple[list[Path], list[Path]]:
     """models/demo.ckpt's training and validation sequences under ``root`` (``root/seq_<seed>``), made where
     missing: 15 training sequences (320 frames) and the validation sequence."""
-    sequences = {**DEMO_TRAIN_SEQUENCES, **DEMO_VAL_SEQUENCES}
-    return [labelled_sequence(root / f"seq_{seed}", seed, frames, progress) for seed, frames in sequences.items()]
+
+    def made(sequences: dict[int, int]) -> list[Path]:
+        return [labelled_sequence(root / f"seq_{seed}", seed, frames, progress) for seed, frames in sequences.items()]
+
+    return made(DEMO_TRAIN_SEQUENCES), made(DEMO_VAL_SEQUENCES)
 
 
 def read_back(data: Path) -> dict[str, Any]:
@@ -137,11 +140,9 @@ def train_demo_network(out: Path, data_root: Path, overrides: list[str] | None =
     from occ_training.trainer.config import load_train_config
     from occ_training.trainer.loop import train
 
-    sequences = demo_training_data(data_root)
-    config_file = config_dir() / "train" / "demo.yaml"
-    data = [f"data.train=[{','.join(str(p) for p in sequences[: len(DEMO_TRAIN_SEQUENCES)])}]"]
-    data.append(f"data.val=[{','.join(str(p) for p in sequences[len(DEMO_TRAIN_SEQUENCES) :])}]")
-    config = load_train_config(config_file, [*data, f"out={out}", *(overrides or [])])
+    train_paths, val_paths = demo_training_data(data_root)
+    data = [f"data.train=[{','.join(map(str, train_paths))}]", f"data.val=[{','.join(map(str, val_paths))}]"]
+    config = load_train_config(config_dir() / "train" / "demo.yaml", [*data, f"out={out}", *(overrides or [])])
     result = train(config, resume=(out / "last.ckpt").exists(), progress=True)
     return result.out / "model.ckpt"
 
@@ -233,9 +234,10 @@ def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, Any]:
     write_metrics(summary, work / "metrics.json")
     write_timings(summary, work / "timings.csv")
     plot = out / "latency.png"
+    series = summary.stage_series()
     viz.latency_figure(
         plot,
-        summary.stage_series(),
+        series,
         title=f"occ replay of the demo bag: {summary.backend} ({summary.provider}) on this machine",
     )
     reader = SynthReader(data)
@@ -258,7 +260,7 @@ def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, Any]:
         "frames": len(reader),
         "node_side_p50_ms": sum(v["p50_ms"] for k, v in summary.stages_ms.items() if k in node_stages),
         "inference_p50_ms": summary.stages_ms["inference"]["p50_ms"],
-        "total_p50_ms": float(np.percentile(summary.stage_series()["total"], 50)),
+        "total_p50_ms": float(np.percentile(series["total"], 50)),
         "accuracy": summary.accuracy,
     }
 

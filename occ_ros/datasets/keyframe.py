@@ -75,21 +75,19 @@ class Keyframe:
         """The node's input for this keyframe (a :class:`~occ_ros.pipeline.frames.FrameSet`): per camera a
         CompressedImage (the JPEG bytes, as image_transport's compressed plugin records them), its CameraInfo and
         its pose in ego."""
-        from occ_ros.io.rosbag import camera_info_msg, stamp_from_ns, typestore
+        from occ_ros.io.rosbag import camera_info_msg, compressed_image_from_bytes
         from occ_ros.pipeline.frames import CameraMessage, FrameSet
 
         stamp = self.stamp_ns if stamp_ns is None else stamp_ns
-        store = typestore()
-        compressed = store.types["sensor_msgs/msg/CompressedImage"]
-        header = store.types["std_msgs/msg/Header"]
-        cameras = {}
-        for cam in self.rig:
-            image = compressed(
-                header=header(stamp=stamp_from_ns(stamp), frame_id=cam.frame_id),
-                format="rgb8; jpeg compressed bgr8",
-                data=np.frombuffer(self.jpeg[cam.name], dtype=np.uint8),
+        cameras = {
+            cam.name: CameraMessage(
+                cam.name,
+                compressed_image_from_bytes(self.jpeg[cam.name], stamp, cam.frame_id),
+                camera_info_msg(cam, stamp),
+                cam.ego_from_cam,
             )
-            cameras[cam.name] = CameraMessage(cam.name, image, camera_info_msg(cam, stamp), cam.ego_from_cam)
+            for cam in self.rig
+        }
         return FrameSet(stamp, cameras)
 
 

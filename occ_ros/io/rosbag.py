@@ -60,6 +60,7 @@ __all__ = [
     "TFMessage",
     "TransformStamped",
     "camera_info_msg",
+    "compressed_image_from_bytes",
     "compressed_image_msg",
     "image_msg",
     "image_to_rgb",
@@ -178,10 +179,18 @@ def compressed_image_msg(
     ok, buf = cv2.imencode(ext, cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
     if not ok:
         raise ValueError(f"OpenCV failed to encode a {rgb.shape} image as {fmt}")
+    return compressed_image_from_bytes(buf, stamp_ns, frame_id, fmt)
+
+
+def compressed_image_from_bytes(
+    data: bytes | np.ndarray, stamp_ns: int, frame_id: str, fmt: str = "jpeg"
+) -> CompressedImage:
+    """sensor_msgs/CompressedImage carrying already-encoded colour image bytes (e.g. a camera's JPEG file as is),
+    with the ``format`` image_transport's compressed plugin writes: ``"rgb8; <fmt> compressed bgr8"``."""
     return CompressedImage(
         header=_header(stamp_ns, frame_id),
         format=f"rgb8; {fmt} compressed bgr8",
-        data=np.asarray(buf, dtype=np.uint8).reshape(-1),
+        data=np.frombuffer(data, dtype=np.uint8),
     )
 
 

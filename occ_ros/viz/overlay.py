@@ -76,8 +76,7 @@ def occupancy_overlay(
     out = img.astype(np.float64)
     out[hit] = (1 - alpha) * out[hit] + alpha * color[hit]
     if edges:
-        out[voxel_edges(hits.flat_voxel(grid)[np.ix_(rows, cols)], hit)] *= EDGE_SHADE
-    out[~hit] = img[~hit]
+        out[voxel_edges(hits.flat_voxel(grid)[np.ix_(rows, cols)], hit)] *= EDGE_SHADE  # marks hit pixels only
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
