@@ -12,7 +12,7 @@ from occ_ros.core.config import ConfigError, from_mapping
 from occ_ros.core.grid import GridSpec
 from occ_training.model.backbone import PretrainedError, ResNetBackbone
 from occ_training.model.network import ModelConfig, OccupancyNetwork, flops, predict_labels
-from occ_training.model.view_transform import VoxelSampler, pillar_points, project_voxels
+from occ_training.model.view_transform import VoxelSampler, depth_bin_weight, pillar_points, project_voxels
 
 # Optical frame from ego: x right = -y ego, y down = -z ego, z forward = +x ego.
 OPTICAL_FROM_EGO = np.array([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
@@ -97,6 +97,59 @@ def test_voxel_sampler_reads_the_feature_cell_a_point_projects_onto_and_averages
     assert bev_none.abs().max() == 0
 
 
+def test_voxel_sampler_at_output_stride_8_reads_the_stride_8_cell():
+    # Ego point (10, 4.8, 3.5), camera at (0, 0, 1.5): optical (-4.8, -2.0, 10) -> u = 51.5 = 8 * 6 + 3.5,
+    # v = 35.5 = 8 * 4 + 3.5, the centre of stride-8 cell (row 4, column 6) of a 14 x 25 map (200 = 8 * 25).
+    grid = GridSpec((9.6, 4.4, 3.1), (10.4, 5.2, 3.9), (0.8, 0.8, 0.8))
+    assert ResNetBackbone.feature_size(H, W, 8) == (14, 25)
+    sampler = VoxelSampler(grid, z_samples=1, image_size=(H, W), feature_size=(14, 25), stride=8)
+    feats = torch.arange(14 * 25, dtype=torch.float32).reshape(1, 1, 14, 25)  # value r * 25 + c
+    bev = sampler(feats, _t(K_FRONT).expand(1, 1, 3, 3), _t(_front_camera())[None, None])
+    assert bev[0, 0, 0, 0].item() == pytest.approx(4 * 25 + 6, abs=1e-4)
+
+
+def test_depth_bin_weight_is_the_interpolated_probability_of_the_points_own_depth_over_the_peak():
+    # 8 bins over 16 m: bin k covers [2k, 2k + 2), centre 2k + 1.
+    peaked = torch.zeros(8, 1)
+    peaked[3] = 0.8
+    peaked[4] = 0.2
+    depth = torch.tensor([7.0, 8.0, 9.0, 11.0, 0.3, 40.0])
+    weight = depth_bin_weight(peaked.expand(8, 6), depth, 16.0)
+    # 7 m: bin 3's centre -> 0.8 / 0.8; 8 m: halfway 3-4 -> (0.4 + 0.1) / 0.8; 9 m: bin 4 -> 0.2 / 0.8;
+    # 11 m: bin 5 -> 0; 0.3 m: clamped to bin 0 -> 0; 40 m: clamped to bin 7 -> 0
+    assert weight.tolist() == pytest.approx([1.0, 0.625, 0.25, 0.0, 0.0, 0.0])
+    flat = torch.full((8, 6), 1 / 8)
+    assert depth_bin_weight(flat, depth, 16.0).tolist() == pytest.approx([1.0] * 6)
+
+
+def test_depth_aware_sampling_weights_the_features_by_the_depth_distribution():
+    # The point of the stride-8 test at optical depth 10 m; 10 bins over 20 m put 10 m on the edge of bins 4 and 5.
+    grid = GridSpec((9.6, 4.4, 3.1), (10.4, 5.2, 3.9), (0.8, 0.8, 0.8))
+    sampler = VoxelSampler(grid, z_samples=1, image_size=(H, W), feature_size=(14, 25), stride=8)
+    feats = torch.arange(14 * 25, dtype=torch.float32).reshape(1, 1, 14, 25)
+    probs = torch.zeros(1, 10, 14, 25)
+    probs[:, 5] = 0.6  # everywhere: bin 5 (10-12 m) 0.6, bin 9 0.4
+    probs[:, 9] = 0.4
+    args = (feats, _t(K_FRONT).expand(1, 1, 3, 3), _t(_front_camera())[None, None])
+    bev = sampler(*args, depth_probs=probs, depth_max=20.0)
+    assert bev.shape == (1, 2, 1, 1)
+    # the feature, then the weight (0.5 * 0 + 0.5 * 0.6) / 0.6 = 0.5
+    assert bev[0, :, 0, 0].tolist() == pytest.approx([106.0, 0.5], abs=1e-4)
+
+
+@pytest.mark.parametrize(("stride", "size"), [(16, (7, 13)), (8, (14, 25))])
+def test_backbone_output_stride_gives_the_cells_that_cover_the_image(stride, size):
+    backbone = ResNetBackbone(18, base_channels=8, out_channels=6, output_stride=stride).eval()
+    padded = torch.zeros(2, 3, 112, 208)  # 112 x 200 padded to multiples of 16
+    with torch.no_grad():
+        out = backbone(padded, image_size=(H, W))
+    assert out.shape == (2, 6, *size)
+    model = _tiny_model(output_stride=stride)
+    assert model.config.feature_size == size and model.sampler.stride == stride
+    with torch.no_grad():
+        assert model(*model.example_inputs(1))["semantics"].shape == (1, 18, 80, 80, 8)
+
+
 # ---------------------------------------------------------------------------------------------- calibration inputs
 def test_calibration_is_an_input_and_camera_order_does_not_matter():
     model = _tiny_model(
@@ -151,10 +204,11 @@ def test_flops_are_counted_without_computing():
 
 
 # ---------------------------------------------------------------------------------------------- ONNX
-def test_onnx_export_matches_pytorch_and_uses_only_2d_grid_sample(tmp_path):
+@pytest.mark.parametrize(("output_stride", "depth_bins"), [(16, 0), (8, 6)])
+def test_onnx_export_matches_pytorch_and_uses_only_2d_grid_sample(tmp_path, output_stride, depth_bins):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
-    model = _tiny_model(clip_dim=4)
+    model = _tiny_model(clip_dim=4, output_stride=output_stride, depth_bins=depth_bins)
     inputs = model.example_inputs(1)
     path = tmp_path / "occ.onnx"
     with warnings.catch_warnings():
@@ -174,13 +228,13 @@ def test_onnx_export_matches_pytorch_and_uses_only_2d_grid_sample(tmp_path):
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*graph.value_info, *graph.input, *graph.output]}
     grid_samples = [n for n in graph.node if n.op_type == "GridSample"]
-    assert len(grid_samples) == 1
+    assert len(grid_samples) == (2 if depth_bins else 1)  # features (and depth-bin probabilities)
     assert all(ranks[n.input[0]] == 4 and ranks[n.input[1]] == 4 for n in grid_samples)
     assert not {n.op_type for n in graph.node} & {"Loop", "If", "ScatterND", "ScatterElements", "NonZero"}
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {name: t.numpy() for name, t in zip(["images", "K", "cam_from_ego"], inputs, strict=True)}
-    semantics, density, features = session.run(None, feeds)
+    semantics, density, features = session.run(["semantics", "density", "features"], feeds)
     with torch.no_grad():
         ref = model(*inputs)
     assert np.abs(semantics - ref["semantics"].numpy()).max() < 1e-4
@@ -281,6 +335,7 @@ def _save(tmp_path, depth: int, base: int):
         ({"image_width": 0}, "image_width"),
         ({"backbone_depth": 50}, "backbone_depth"),
         ({"z_samples": 0}, "z_samples"),
+        ({"output_stride": 4}, "output_stride"),
         ({"num_classes": 1}, "num_classes"),
         ({"clip_dim": -1}, "clip_dim"),
         ({"grid": "kitti"}, "grid"),

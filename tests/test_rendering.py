@@ -25,9 +25,11 @@ from occ_ros.datasets.sample import IGNORE_LABEL
 from occ_training.rendering.fields import VoxelField, normalized_coordinates, sample_volume
 from occ_training.rendering.losses import (
     RenderingLossConfig,
+    cell_depth_targets,
     class_weights_from_frequencies,
     clip_distillation_loss,
     depth_loss,
+    lift_depth_loss,
     lovasz_softmax,
     photometric_errors,
     photometric_loss,
@@ -405,6 +407,34 @@ def test_depth_loss_l1_and_silog():
     assert depth_loss(rendered, target, valid).item() == pytest.approx(0.25)
     assert depth_loss(2 * target, target, kind="silog", silog_lambda=1.0).item() == pytest.approx(0.0, abs=1e-5)
     assert depth_loss(2 * target, target, kind="silog", silog_lambda=0.0).item() == pytest.approx(math.log(2))
+
+
+def test_cell_depth_targets_take_the_nearest_positive_depth_of_each_cell():
+    depth = torch.tensor(
+        [
+            [5.0, 0.0, 9.0, 8.0, 7.0],
+            [4.0, 6.0, 0.0, 3.0, 0.0],
+            [0.0, 0.0, 2.5, 0.0, 1.0],
+        ]
+    )[None]
+    # stride 2 over a 3 x 5 map: 2 x 3 cells, the last row and column padded
+    cells = cell_depth_targets(depth, 2, (2, 3))
+    assert cells.tolist() == [[[4.0, 3.0, 7.0], [0.0, 2.5, 1.0]]]
+    with pytest.raises(ValueError, match="do not cover"):
+        cell_depth_targets(depth, 2, (1, 3))
+
+
+def test_lift_depth_loss_is_the_cross_entropy_of_the_nearest_depths_bin():
+    depth = torch.zeros(1, 2, 4)
+    depth[0, :, :2] = torch.tensor([[3.0, 9.0], [0.0, 4.5]])  # cell 0: nearest 3 m -> bin 1 of 4 over 8 m
+    depth[0, :, 2:] = 20.0  # cell 1: beyond 8 m -> the last bin
+    logits = torch.zeros(1, 4, 1, 2)
+    assert lift_depth_loss(logits, depth, 2, 8.0).item() == pytest.approx(math.log(4))
+    logits[0, 1, 0, 0] = logits[0, 3, 0, 1] = 30.0
+    assert lift_depth_loss(logits, depth, 2, 8.0).item() == pytest.approx(0.0, abs=1e-6)
+    logits.requires_grad_(True)
+    empty = lift_depth_loss(logits, torch.zeros(1, 2, 4), 2, 8.0)
+    assert empty.item() == 0.0 and empty.requires_grad
 
 
 def test_semantic_loss_nll_confidence_and_ignore():

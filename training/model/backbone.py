@@ -24,6 +24,9 @@ import torch.nn.functional as F
 from torch import nn
 
 STRIDE = 16
+"""Input padding multiple: the deepest map (``layer3``) has stride 16."""
+OUTPUT_STRIDES = (8, 16)
+"""Strides the fused output map may have."""
 LAYOUTS: dict[int, tuple[int, int, int, int]] = {18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 """BasicBlock counts per stage (torchvision); layer4's count is listed for reference only."""
 
@@ -84,17 +87,23 @@ class BasicBlock(nn.Module):
 
 
 class StrideFusion(nn.Module):
-    """FPN-like fusion of the stride-8 and stride-16 maps into one stride-16 map.
+    """FPN-like fusion of the stride-8 and stride-16 maps into one map at ``output_stride`` (16 or 8).
 
-    ``lateral8`` is a 2x2 stride-2 conv, so stride-16 cell ``j`` sees exactly the stride-8 cells
-    ``2j`` and ``2j + 1`` (the area convention); ``lateral16`` is a 1x1 conv; their sum goes through a
-    3x3 conv-BN-ReLU (``fuse``).
+    Output stride 16: ``lateral8`` is a 2x2 stride-2 conv, so stride-16 cell ``j`` sees exactly the
+    stride-8 cells ``2j`` and ``2j + 1`` (the area convention); ``lateral16`` is a 1x1 conv.
+    Output stride 8: ``lateral8`` is a 1x1 conv and the 1x1-convolved stride-16 map is upsampled x2
+    (bilinear, ``align_corners=False``: cell centres stay where the area convention puts them).
+    Either way the sum goes through a 3x3 conv-BN-ReLU (``fuse``).
     """
 
-    def __init__(self, channels8: int, channels16: int, out_channels: int) -> None:
+    def __init__(self, channels8: int, channels16: int, out_channels: int, output_stride: int = STRIDE) -> None:
         super().__init__()
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
+        self.output_stride = output_stride
+        kernel = 2 if output_stride == 16 else 1
         self.lateral8 = nn.Sequential(
-            nn.Conv2d(channels8, out_channels, 2, stride=2, bias=False), nn.BatchNorm2d(out_channels)
+            nn.Conv2d(channels8, out_channels, kernel, stride=kernel, bias=False), nn.BatchNorm2d(out_channels)
         )
         self.lateral16 = nn.Sequential(nn.Conv2d(channels16, out_channels, 1, bias=False), nn.BatchNorm2d(out_channels))
         self.fuse = nn.Sequential(
@@ -105,28 +114,37 @@ class StrideFusion(nn.Module):
         )
 
     def forward(self, c8: torch.Tensor, c16: torch.Tensor) -> torch.Tensor:
-        """(B, channels8, 2h, 2w), (B, channels16, h, w) -> (B, out_channels, h, w)."""
-        return self.fuse(self.lateral8(c8) + self.lateral16(c16))
+        """(B, channels8, 2h, 2w), (B, channels16, h, w) -> (B, out_channels, h, w) at output stride 16,
+        (B, out_channels, 2h, 2w) at output stride 8."""
+        high = self.lateral16(c16)
+        if self.output_stride == 8:
+            high = F.interpolate(high, scale_factor=2.0, mode="bilinear", align_corners=False)
+        return self.fuse(self.lateral8(c8) + high)
 
 
 class ResNetBackbone(nn.Module):
-    """ResNet-18/34 trunk up to ``layer3`` plus a stride-8/16 fusion; output stride 16.
+    """ResNet-18/34 trunk up to ``layer3`` plus a stride-8/16 fusion; output stride 16 or 8.
 
     Args:
         depth: 18 or 34 (torchvision's BasicBlock layouts).
         base_channels: width of ``layer1`` (64 in torchvision's ResNet; e.g. 16 for CPU work).
             ``layer2`` has twice and ``layer3`` four times as many channels.
         out_channels: channels of the fused output map.
+        output_stride: 16 (the fused map at ``layer3``'s resolution) or 8 (at ``layer2``'s: four times the
+            cells for about the same compute, which small and distant objects need).
     """
 
-    stride = STRIDE
-
-    def __init__(self, depth: int = 18, base_channels: int = 64, out_channels: int = 128) -> None:
+    def __init__(
+        self, depth: int = 18, base_channels: int = 64, out_channels: int = 128, output_stride: int = STRIDE
+    ) -> None:
         super().__init__()
         if depth not in LAYOUTS:
             raise ValueError(f"ResNetBackbone depth must be one of {sorted(LAYOUTS)}, got {depth}")
         if base_channels < 1 or out_channels < 1:
             raise ValueError(f"ResNetBackbone channels must be >= 1, got {base_channels}, {out_channels}")
+        if output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"ResNetBackbone output_stride must be one of {OUTPUT_STRIDES}, got {output_stride}")
+        self.stride = output_stride
         self.depth = depth
         self.base_channels = base_channels
         self.out_channels = out_channels
@@ -139,7 +157,7 @@ class ResNetBackbone(nn.Module):
         self.layer1 = self._stage(b, b, blocks[0], stride=1)
         self.layer2 = self._stage(b, 2 * b, blocks[1], stride=2)
         self.layer3 = self._stage(2 * b, 4 * b, blocks[2], stride=2)
-        self.fpn = StrideFusion(2 * b, 4 * b, out_channels)
+        self.fpn = StrideFusion(2 * b, 4 * b, out_channels, output_stride)
         self._init_weights()
 
     @staticmethod
@@ -158,22 +176,30 @@ class ResNetBackbone(nn.Module):
                 nn.init.zeros_(m.bias)
 
     @staticmethod
-    def feature_size(height: int, width: int) -> tuple[int, int]:
-        """Output (h, w) for an input padded up to multiples of 16: (ceil(H / 16), ceil(W / 16))."""
-        return -(-height // STRIDE), -(-width // STRIDE)
+    def feature_size(height: int, width: int, output_stride: int = STRIDE) -> tuple[int, int]:
+        """Output (h, w) for an image of ``height`` x ``width`` pixels (before padding to multiples of 16):
+        (ceil(H / s), ceil(W / s)) for output stride ``s``."""
+        return -(-height // output_stride), -(-width // output_stride)
 
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
+    def forward(self, images: torch.Tensor, image_size: tuple[int, int] | None = None) -> torch.Tensor:
         """Image features.
 
         Args:
-            images: (B, 3, H, W) normalised images, H and W multiples of 16.
+            images: (B, 3, H16, W16) normalised images padded to multiples of 16.
+            image_size: (H, W) before padding; at output stride 8 the map is cropped to ceil(H / 8) x
+                ceil(W / 8) cells so that it covers the real image with less than one cell of padding.
+                None: the padded size.
         Returns:
-            (B, out_channels, H / 16, W / 16) features; cell (r, c) covers pixels [16c, 16c+15] x [16r, 16r+15].
+            (B, out_channels, h, w) features, ``(h, w) = feature_size(H, W, stride)``; cell (r, c) covers
+            pixels [s c, s c + s - 1] x [s r, s r + s - 1].
         """
         x = self.maxpool(self.relu(self.bn1(self.conv1(images))))
         c8 = self.layer2(self.layer1(x))
         c16 = self.layer3(c8)
-        return self.fpn(c8, c16)
+        out = self.fpn(c8, c16)
+        height, width = image_size or tuple(images.shape[-2:])
+        h, w = self.feature_size(height, width, self.stride)
+        return out[..., :h, :w]
 
     # ------------------------------------------------------------------ pretrained weights
     def load_pretrained(self, path: str | Path) -> PretrainedReport:

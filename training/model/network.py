@@ -29,7 +29,7 @@ from torch import nn
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import surround_rig
 
-from .backbone import LAYOUTS, STRIDE, BasicBlock, ResNetBackbone, pad_to_stride
+from .backbone import LAYOUTS, OUTPUT_STRIDES, BasicBlock, ResNetBackbone, pad_to_stride
 from .view_transform import VoxelSampler
 
 NECKS = ("bev", "conv3d")
@@ -46,7 +46,9 @@ class ModelConfig:
         backbone_depth: ResNet depth, 18 or 34.
         backbone_channels: width of the ResNet's ``layer1`` (64 = torchvision's ResNet, needed for
             ImageNet weights; smaller for CPU work).
-        feature_channels: channels of the stride-16 image feature map (F).
+        feature_channels: channels of the image feature map the view transform samples (F).
+        output_stride: image pixels per feature cell of that map, 16 or 8 (8: four times the cells, which
+            small and distant objects need, for about the same backbone compute).
         z_samples: sampling heights per BEV cell; BEV input channels are F * z_samples.
         bev_channels: width of the BEV encoder (neck "bev") or of the 2D stem (neck "conv3d").
         neck: ``"bev"`` (2D residual BEV encoder, FlashOcc) or ``"conv3d"`` (lift to 3D, 3D convs).
@@ -55,6 +57,12 @@ class ModelConfig:
             a top-down path brings them back to full resolution. X and Y must be divisible by 2**(bev_stages-1).
         conv3d_channels: channels per voxel after lifting (neck "conv3d").
         conv3d_layers: residual 3x3x3 blocks after lifting (neck "conv3d").
+        depth_bins: 0 = plain sampling; D > 0 = depth-aware sampling: a 1x1 conv on the image features predicts a
+            distribution over D depth bins per feature cell (output ``depth_logits``, supervised by the training
+            loss ``lift_depth``), and every sampled point is also weighted by the probability of its own depth
+            (:func:`~occ_training.model.view_transform.depth_bin_weight`), one more BEV input channel per height
+            sample.
+        depth_max: depth covered by the bins, metres; 0 = the grid's farthest horizontal corner from the ego origin.
         num_classes: semantic classes including ``free`` (``len(vocabulary)``).
         clip_dim: channels of the per-voxel feature head (e.g. a CLIP embedding size); 0 = no such head.
         min_depth: voxel points closer than this (optical-axis depth, metres) to a camera are not sampled.
@@ -68,6 +76,7 @@ class ModelConfig:
     backbone_depth: int = 18
     backbone_channels: int = 16
     feature_channels: int = 32
+    output_stride: int = 16
     z_samples: int = 4
     bev_channels: int = 32
     neck: str = "bev"
@@ -75,6 +84,8 @@ class ModelConfig:
     bev_stages: int = 3
     conv3d_channels: int = 8
     conv3d_layers: int = 2
+    depth_bins: int = 0
+    depth_max: float = 0.0
     num_classes: int = 18
     clip_dim: int = 0
     min_depth: float = 0.1
@@ -98,8 +109,13 @@ class ModelConfig:
         for name in positive:
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
+        if self.depth_bins < 0 or self.depth_max < 0:
+            name = "depth_bins" if self.depth_bins < 0 else "depth_max"
+            raise ValueError(f"ModelConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.conv3d_layers < 0:
             raise ValueError(f"ModelConfig.conv3d_layers must be >= 0, got {self.conv3d_layers}")
+        if self.output_stride not in OUTPUT_STRIDES:
+            raise ValueError(f"ModelConfig.output_stride must be one of {OUTPUT_STRIDES}, got {self.output_stride}")
         if self.backbone_depth not in LAYOUTS:
             raise ValueError(f"ModelConfig.backbone_depth must be one of {sorted(LAYOUTS)}, got {self.backbone_depth}")
         if self.neck not in NECKS:
@@ -126,13 +142,27 @@ class ModelConfig:
         return self.grid
 
     @property
+    def depth_range(self) -> float:
+        """Depth covered by the depth bins, metres (``depth_max``, or the grid's farthest horizontal corner)."""
+        if self.depth_max > 0:
+            return float(self.depth_max)
+        grid = self.grid_spec
+        return (
+            float(
+                max(abs(grid.range_min[0]), abs(grid.range_max[0])) ** 2
+                + max(abs(grid.range_min[1]), abs(grid.range_max[1])) ** 2
+            )
+            ** 0.5
+        )
+
+    @property
     def image_size(self) -> tuple[int, int]:
         return self.image_height, self.image_width
 
     @property
     def feature_size(self) -> tuple[int, int]:
-        """(h, w) of the stride-16 feature map (of the image padded up to multiples of 16)."""
-        return ResNetBackbone.feature_size(self.image_height, self.image_width)
+        """(h, w) of the image feature map the view transform samples (at ``output_stride``)."""
+        return ResNetBackbone.feature_size(self.image_height, self.image_width, self.output_stride)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for YAML / JSON; ``from_mapping(ModelConfig, cfg.to_dict())`` gives it back."""
@@ -311,11 +341,21 @@ class OccupancyNetwork(nn.Module):
         self.config = config = config or ModelConfig()
         grid = config.grid_spec
         shape = grid.shape
-        self.backbone = ResNetBackbone(config.backbone_depth, config.backbone_channels, config.feature_channels)
-        self.sampler = VoxelSampler(
-            grid, config.z_samples, config.image_size, config.feature_size, stride=STRIDE, min_depth=config.min_depth
+        self.backbone = ResNetBackbone(
+            config.backbone_depth, config.backbone_channels, config.feature_channels, config.output_stride
         )
-        bev_in = config.feature_channels * config.z_samples
+        self.sampler = VoxelSampler(
+            grid,
+            config.z_samples,
+            config.image_size,
+            config.feature_size,
+            stride=config.output_stride,
+            min_depth=config.min_depth,
+        )
+        self.depth_head: nn.Module | None = (
+            nn.Conv2d(config.feature_channels, config.depth_bins, 1) if config.depth_bins else None
+        )
+        bev_in = (config.feature_channels + (1 if config.depth_bins else 0)) * config.z_samples
         self.head_conv: nn.Module
         if config.neck == "bev":
             self.neck: nn.Module = BevEncoder(bev_in, config.bev_channels, config.bev_stages, config.bev_blocks)
@@ -343,19 +383,27 @@ class OccupancyNetwork(nn.Module):
         Returns:
             ``semantics``: (B, num_classes, X, Y, Z) logits (last class = free);
             ``density``: (B, 1, X, Y, Z) non-negative (softplus) volume density;
-            ``features``: (B, clip_dim, X, Y, Z) unnormalised per-voxel embeddings, only when ``clip_dim > 0``.
+            ``features``: (B, clip_dim, X, Y, Z) unnormalised per-voxel embeddings, only when ``clip_dim > 0``;
+            ``depth_logits``: (B, N, depth_bins, h, w) per-feature-cell depth-bin logits, only when ``depth_bins > 0``.
             All indexed [x, y, z] in the ego frame of the grid.
         """
         if not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
             self._check_inputs(images, K, cam_from_ego)
         cfg = self.config
         x = pad_to_stride(images.reshape(-1, 3, cfg.image_height, cfg.image_width), cfg.image_height, cfg.image_width)
-        feats = self.backbone(x)  # (B*N, F, h, w)
-        bev = self.sampler(feats, K, cam_from_ego)  # (B, F*z_samples, X, Y)
+        feats = self.backbone(x, cfg.image_size)  # (B*N, F, h, w)
+        depth_logits = None
+        if self.depth_head is not None:
+            depth_logits = self.depth_head(feats)  # (B*N, D, h, w)
+            bev = self.sampler(feats, K, cam_from_ego, depth_logits.softmax(dim=1), cfg.depth_range)
+        else:
+            bev = self.sampler(feats, K, cam_from_ego)  # (B, F*z_samples, X, Y)
         y = self.head_conv(self.neck(bev))
         out = {"semantics": self.semantic_head(y), "density": F.softplus(self.density_head(y))}
         if self.feature_head is not None:
             out["features"] = self.feature_head(y)
+        if depth_logits is not None:
+            out["depth_logits"] = depth_logits.reshape(*images.shape[:2], *depth_logits.shape[1:])
         return out
 
     def _check_inputs(self, images: torch.Tensor, K: torch.Tensor, cam_from_ego: torch.Tensor) -> None:

@@ -20,6 +20,12 @@ Pixel and feature coordinates (docs/model.md):
   and +1 on the right edge of column ``w - 1``: ``x = (2 u_f + 1) / w - 1 = 2 (u + 0.5) / (s w) - 1``;
   likewise ``y = 2 (v + 0.5) / (s h) - 1``.
 
+Depth-aware sampling (optional, FB-BEV's depth-aware backward projection): with a per-cell distribution over
+``D`` depth bins predicted by the network, each sampled point also reads that distribution at its pixel and takes
+the probability of its *own* depth (:func:`depth_bin_weight`). Plain sampling gives every point along a camera
+ray the same feature; the weight, one more channel per height sample, tells the BEV encoder which of those
+points the image puts a surface at.
+
 Only 2D ``grid_sample`` (ONNX ``GridSample`` on 4-D tensors, TensorRT ``IGridSampleLayer``) is used: no
 3D sampling, no scatter, no data-dependent control flow.
 """
@@ -107,6 +113,29 @@ def project_voxels(
     return grid.reshape(batch * cams, 1, -1, 2), valid
 
 
+def depth_bin_weight(probs: torch.Tensor, depth: torch.Tensor, depth_max: float) -> torch.Tensor:
+    """Probability of each point's own depth under the depth distribution sampled at its pixel.
+
+    Bin ``k`` of ``D`` covers depths ``[k, k + 1) * depth_max / D``; its centre is ``(k + 0.5) * depth_max / D``.
+    The probability is interpolated linearly between the two nearest bin centres (depths beyond the first / last
+    centre take that bin's), then divided by the largest bin probability at that pixel, so the weight lies in
+    [0, 1]: 1 where the distribution peaks, the same for every depth when it is flat.
+
+    Args:
+        probs: (..., D, P) per-point bin probabilities (softmax over D, sampled at each point's pixel).
+        depth: (..., P) optical-axis depth of each point, metres.
+        depth_max: depth covered by the D bins, metres.
+    Returns:
+        (..., P) weights in [0, 1].
+    """
+    bins = probs.shape[-2]
+    position = (depth / (depth_max / bins) - 0.5).clamp(0.0, bins - 1.0)  # continuous bin index
+    centres = torch.arange(bins, dtype=probs.dtype, device=probs.device).reshape(bins, 1)
+    tent = (1.0 - (position.unsqueeze(-2) - centres).abs()).clamp(min=0.0)  # (..., D, P) linear interpolation
+    peak = probs.amax(dim=-2).clamp(min=1e-6)
+    return (probs * tent).sum(dim=-2) / peak
+
+
 def pillar_points(grid: GridSpec, z_samples: int) -> np.ndarray:
     """Sampling points of every BEV cell, ordered (z_samples, X, Y).
 
@@ -164,7 +193,14 @@ class VoxelSampler(nn.Module):
         self.num_points = int(points.shape[0])
         self.register_buffer("points", torch.tensor(points, dtype=torch.float32), persistent=False)
 
-    def forward(self, features: torch.Tensor, K: torch.Tensor, cam_from_ego: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        features: torch.Tensor,
+        K: torch.Tensor,
+        cam_from_ego: torch.Tensor,
+        depth_probs: torch.Tensor | None = None,
+        depth_max: float = 0.0,
+    ) -> torch.Tensor:
         """Sample and average; projection and sampling run in float32 (autocast off), the result has ``features.dtype``.
 
         Args:
@@ -172,10 +208,15 @@ class VoxelSampler(nn.Module):
                 ``images.flatten(0, 1)`` orders them).
             K: (B, N, 3, 3) intrinsics for the unpadded image size.
             cam_from_ego: (B, N, 4, 4) ego -> optical transforms.
+            depth_probs: optional (B * N, D, h, w) per-cell depth-bin probabilities on the same map as
+                ``features``; enables depth-aware sampling (:func:`depth_bin_weight`).
+            depth_max: depth covered by the D bins, metres (with ``depth_probs``).
         Returns:
             (B, C * z_samples, X, Y) BEV features in the ego frame, indexed [x, y]; channel
             ``c * z_samples + k`` is feature channel ``c`` at height sample ``k`` (bottom to top). Points no
-            camera sees get zeros.
+            camera sees get zeros. With ``depth_probs`` the result has ``(C + 1) * z_samples`` channels: each point's
+            depth weight is one more channel after the features (channel ``C * z_samples + k``), averaged over the
+            cameras like them.
         """
         cams = K.shape[1]
         channels = features.shape[1]
@@ -195,8 +236,16 @@ class VoxelSampler(nn.Module):
                 self.min_depth,
             )
             sampled = F.grid_sample(features.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-        sampled = sampled.reshape(-1, cams, channels, self.num_points)  # (B, N, C, P)
+            sampled = sampled.reshape(-1, cams, channels, self.num_points)  # (B, N, C, P)
+            if depth_probs is not None:
+                probs = F.grid_sample(
+                    depth_probs.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
+                ).reshape(-1, cams, depth_probs.shape[1], self.num_points)  # (B, N, D, P)
+                T = cam_from_ego.float()
+                depth = (torch.matmul(T[..., 2:3, :3], self.points.t()) + T[..., 2:3, 3:])[:, :, 0]  # (B, N, P)
+                weight = depth_bin_weight(probs, depth, depth_max).unsqueeze(2)  # (B, N, 1, P)
+                sampled = torch.cat([sampled, weight], dim=2)  # (B, N, C + 1, P)
         mask = valid.unsqueeze(2).to(sampled.dtype)  # (B, N, 1, P)
-        total = (sampled * mask).sum(dim=1)  # (B, C, P)
+        total = (sampled * mask).sum(dim=1)  # (B, C', P)
         count = mask.sum(dim=1).clamp(min=1.0)  # (B, 1, P)
-        return (total / count).reshape(-1, channels * self.z_samples, nx, ny).to(features.dtype)
+        return (total / count).reshape(-1, sampled.shape[2] * self.z_samples, nx, ny).to(features.dtype)

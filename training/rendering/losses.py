@@ -145,6 +145,51 @@ def voxel_loss(
     return loss
 
 
+def cell_depth_targets(depth: torch.Tensor, stride: int, feature_size: tuple[int, int]) -> torch.Tensor:
+    """Nearest surface depth of each feature cell: the minimum positive depth of its ``stride`` x ``stride`` pixels.
+
+    Args:
+        depth: (N, H, W) metric depth maps, metres; 0 (or less) = no depth at that pixel.
+        stride: pixels per feature cell; cell (r, c) covers pixels [s r, s r + s - 1] x [s c, s c + s - 1].
+        feature_size: (h, w) cells, ``s * h >= H`` and ``s * w >= W`` (cells past the image edge are padded).
+    Returns:
+        (N, h, w) depths, metres; 0 where the cell has no pixel with depth.
+    """
+    h, w = feature_size
+    height, width = depth.shape[-2:]
+    if stride * h < height or stride * w < width:
+        raise ValueError(f"cell_depth_targets: {h} x {w} cells at stride {stride} do not cover {height} x {width}")
+    inf = torch.full_like(depth, float("inf"))
+    far = torch.where(depth > 0, depth, inf)
+    far = F.pad(far, (0, stride * w - width, 0, stride * h - height), value=float("inf"))
+    nearest = -F.max_pool2d(-far.unsqueeze(1), stride).squeeze(1)
+    return torch.where(torch.isfinite(nearest), nearest, torch.zeros_like(nearest))
+
+
+def lift_depth_loss(logits: torch.Tensor, depth: torch.Tensor, stride: int, depth_max: float) -> torch.Tensor:
+    """Cross-entropy of the view transform's per-cell depth bins against the 2D depth teacher (BEVDepth-style).
+
+    The target of each feature cell is the bin of its nearest teacher depth (:func:`cell_depth_targets`); bin ``k``
+    of ``D`` covers ``[k, k + 1) * depth_max / D`` (the last one also everything farther). Cells without a
+    teacher depth do not count.
+
+    Args:
+        logits: (N, D, h, w) depth-bin logits of N camera images.
+        depth: (N, H, W) teacher depth, metres, 0 = none.
+        stride: image pixels per feature cell.
+        depth_max: depth covered by the bins, metres.
+    Returns:
+        scalar loss (a graph-connected 0 when no cell has a target).
+    """
+    bins = logits.shape[1]
+    target = cell_depth_targets(depth.detach(), stride, tuple(logits.shape[-2:]))
+    valid = target > 0
+    if not bool(valid.any()):
+        return logits.sum() * 0.0
+    index = (target / (depth_max / bins)).floor().clamp(max=bins - 1).long()
+    return F.cross_entropy(logits.movedim(1, -1)[valid], index[valid])
+
+
 # ---------------------------------------------------------------------------------------- rendered 2D losses
 def depth_loss(
     rendered: torch.Tensor,
@@ -484,6 +529,8 @@ class RenderingLossConfig:
         class_weighting: ``none`` or ``enet`` (:func:`class_weights_from_frequencies` over the training labels).
         depth: rendered depth vs the 2D depth teacher (:func:`depth_loss`).
         depth_kind: ``l1`` or ``silog``; silog_lambda: its variance weight.
+        lift_depth: the view transform's depth bins vs the 2D depth teacher (:func:`lift_depth_loss`; only for
+            models with ``depth_bins > 0``).
         semantic: rendered semantics vs the 2D segmentation teacher (:func:`semantic_loss`).
         semantic_min_confidence: teacher labels below this confidence are ignored.
         photometric: monodepth2 reprojection with the rendered depth (:func:`photometric_loss`).
@@ -501,6 +548,7 @@ class RenderingLossConfig:
     depth: float = 0.0
     depth_kind: str = "l1"
     silog_lambda: float = 0.85
+    lift_depth: float = 0.0
     semantic: float = 0.0
     semantic_min_confidence: float = 0.0
     photometric: float = 0.0
@@ -519,6 +567,7 @@ class RenderingLossConfig:
         "voxel_ce",
         "voxel_lovasz",
         "depth",
+        "lift_depth",
         "semantic",
         "photometric",
         "clip",

@@ -173,6 +173,8 @@ class TrainConfig:
                 raise ValueError(
                     f"data.mirror needs a grid symmetric in y, got y in [{grid.range_min[1]}, {grid.range_max[1]}]"
                 )
+        if self.loss.enabled("lift_depth") and not self.model.depth_bins:
+            raise ValueError("loss.lift_depth > 0 needs a model with depth bins (model.depth_bins > 0)")
         if self.photometric.stride < 1:
             raise ValueError(f"photometric.stride must be >= 1, got {self.photometric.stride}")
         if (self.loss.enabled("ray_kl") or self.loss.enabled("affinity")) and self.distill.teacher == "checkpoint":
@@ -221,7 +223,7 @@ def _plain(value: Any) -> Any:
 
 
 #: The loss terms beyond the voxel pseudo-label loss, in the ablation's order.
-RENDERING_TERMS = ("depth", "semantic", "photometric", "clip", "ray_kl", "affinity")
+RENDERING_TERMS = ("depth", "lift_depth", "semantic", "photometric", "clip", "ray_kl", "affinity")
 
 
 def terms_off(*names: str) -> list[str]:

@@ -71,7 +71,7 @@ class Needs:
             labels=loss.enabled("voxel_ce")
             or loss.enabled("voxel_lovasz")
             or (config.uses_distillation and config.distill.teacher == "labels"),
-            depth=loss.enabled("depth"),
+            depth=loss.enabled("depth") or loss.enabled("lift_depth"),
             semantics=loss.enabled("semantic") or loss.enabled("affinity"),
             features=loss.enabled("clip"),
             photometric=loss.enabled("photometric"),

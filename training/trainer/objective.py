@@ -4,6 +4,7 @@ Terms (weights in :class:`~occ_training.rendering.losses.RenderingLossConfig`, 0
 
 * ``voxel_ce``, ``voxel_lovasz`` (EasyOcc): the 3D pseudo-labels inside their camera mask;
 * ``depth``, ``semantic`` (OccNeRF / SelfOcc): rays through random pixels, rendered against the 2D teachers;
+* ``lift_depth``: the view transform's per-cell depth bins (models with ``depth_bins``) against the depth teacher;
 * ``photometric``: a strided depth image per camera, warped into the neighbour frames (monodepth2);
 * ``clip`` (LangOcc): rendered features against the teacher's CLIP features (cosine);
 * ``ray_kl``, ``affinity`` (RadOcc): the same rays rendered through a teacher's volumes.
@@ -26,6 +27,7 @@ from occ_training.rendering.fields import VoxelField
 from occ_training.rendering.losses import (
     clip_distillation_loss,
     depth_loss,
+    lift_depth_loss,
     photometric_loss,
     ray_termination_kl,
     sample_feature_map,
@@ -150,6 +152,11 @@ class Objective:
                 terms["voxel_ce"] = voxel_loss(logits, labels, mask, self.class_weights, lovasz_weight=0.0)
             if loss.enabled("voxel_lovasz"):
                 terms["voxel_lovasz"] = voxel_loss(logits, labels, mask, ce_weight=0.0)
+        if loss.enabled("lift_depth") and "depth_logits" in outputs:
+            model = self.config.model
+            terms["lift_depth"] = lift_depth_loss(
+                outputs["depth_logits"][b].float(), batch["depth"][b], model.output_stride, model.depth_range
+            )
         ray_terms = ("depth", "semantic", "clip", "ray_kl", "affinity")
         if any(loss.enabled(t) for t in ray_terms):
             terms.update(self._ray_terms(outputs, batch, b, gen, teacher))
