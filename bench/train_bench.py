@@ -23,7 +23,6 @@ from pathlib import Path
 import torch
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "scripts"))
 
 
 def variants() -> dict[str, list[str]]:
@@ -69,12 +68,11 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    from results import ensure_sequence
-
+    from occ_training.demo import labelled_sequence
     from occ_training.model.network import ModelConfig, OccupancyNetwork, flops
     from occ_training.trainer.config import load_train_config
 
-    data = ensure_sequence(args.data, int(args.data.name.split("_")[-1]) if "_" in args.data.name else 11, 32)
+    data = labelled_sequence(args.data, int(args.data.name.split("_")[-1]) if "_" in args.data.name else 11, 32)
     print(
         f"machine: {platform.machine()} {platform.processor()}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, device {args.device}"
