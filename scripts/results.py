@@ -13,7 +13,6 @@ delete it to start over) and every number comes from the project's own commands'
 from __future__ import annotations
 
 import argparse
-import hashlib
 import platform
 import re
 import shutil
@@ -237,6 +236,7 @@ def network(work: Path, seeds: list[int], frames: int, ablation_steps: int = 100
 
     from occ_ros.core.config import load_yaml_mapping
     from occ_ros.eval.runner import evaluate
+    from occ_ros.inference.model_info import config_hash
     from occ_training.demo import DEMO_TEST_SEQUENCES, DEMO_TRAIN_SEQUENCES, demo_training_data, labelled_sequence
     from occ_training.trainer.config import load_train_config, terms_off
     from occ_training.trainer.loop import train
@@ -271,7 +271,7 @@ def network(work: Path, seeds: list[int], frames: int, ablation_steps: int = 100
             DEMO_CONFIG, [f"out={run}", f"steps={ablation_steps}", "val_every=0", "data.val=[]", *overrides]
         )
         # a cached row counts only when it was trained with this very config (model, losses, schedule)
-        fingerprint = hashlib.sha256(_json.dumps(config.to_dict(), sort_keys=True).encode()).hexdigest()
+        fingerprint = config_hash(config.to_dict())
         stamp = run / "config.sha256"
         if not (run / "model.ckpt").exists() or not stamp.exists() or stamp.read_text() != fingerprint:
             shutil.rmtree(run, ignore_errors=True)

@@ -54,7 +54,7 @@ def test_projection_matches_hand_computed_pixel_and_normalised_coordinates():
     )
     K = _t(K_FRONT)[None, None]
     T = _t(_front_camera())[None, None]
-    grid, valid = project_voxels(points, K, T, (H, W), FEATURE_SIZE, stride=16, min_depth=0.1)
+    grid, valid, depth = project_voxels(points, K, T, (H, W), FEATURE_SIZE, stride=16, min_depth=0.1)
     assert grid.shape == (1, 1, 6, 2) and valid.shape == (1, 1, 6)
     # Point 0 relative to the camera: (10, -1, -0.5) ego -> optical (x, y, z) = (1, 0.5, 10)
     # u = 100 * 1 / 10 + 99.5 = 109.5, v = 100 * 0.5 / 10 + 55.5 = 60.5.
@@ -65,11 +65,13 @@ def test_projection_matches_hand_computed_pixel_and_normalised_coordinates():
     fy = ((grid[0, 0, 0, 1] + 1) * FEATURE_SIZE[0] - 1) / 2
     assert (float(fx), float(fy)) == pytest.approx((6.375, 3.3125), abs=1e-5)
     assert valid[0, 0].tolist() == [True, False, False, True, False, False]
+    # the front camera looks along ego +x, so the optical-axis depth is the point's x
+    assert depth[0, 0].tolist() == pytest.approx([10.0, -10.0, 10.0, 10.0, 10.0, 0.05], abs=1e-5)
     assert grid.abs().max() <= 2.0  # invalid points are clamped, never inf / nan
     # stride=None infers 16 only from exact multiples
     with pytest.raises(ValueError, match="stride"):
         project_voxels(points, K, T, (H, W), FEATURE_SIZE)
-    g_exact, _ = project_voxels(points, K, T, (112, 208), FEATURE_SIZE)
+    g_exact, _, _ = project_voxels(points, K, T, (112, 208), FEATURE_SIZE)
     assert torch.allclose(g_exact[0, 0, 0], grid[0, 0, 0])
 
 

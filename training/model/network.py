@@ -18,6 +18,7 @@ bilinear resize, reshape / transpose, elementwise maths; shapes are static given
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -146,14 +147,8 @@ class ModelConfig:
         """Depth covered by the depth bins, metres (``depth_max``, or the grid's farthest horizontal corner)."""
         if self.depth_max > 0:
             return float(self.depth_max)
-        grid = self.grid_spec
-        return (
-            float(
-                max(abs(grid.range_min[0]), abs(grid.range_max[0])) ** 2
-                + max(abs(grid.range_min[1]), abs(grid.range_max[1])) ** 2
-            )
-            ** 0.5
-        )
+        lo, hi = self.grid_spec.range_min, self.grid_spec.range_max
+        return math.hypot(max(abs(lo[0]), abs(hi[0])), max(abs(lo[1]), abs(hi[1])))
 
     @property
     def image_size(self) -> tuple[int, int]:

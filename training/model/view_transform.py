@@ -78,7 +78,7 @@ def project_voxels(
     feature_size: tuple[int, int],
     stride: int | None = None,
     min_depth: float = DEFAULT_MIN_DEPTH,
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Project ego-frame points into every camera's feature map.
 
     Args:
@@ -94,6 +94,7 @@ def project_voxels(
             align_corners=False)`` on (B * N, C, h, w) features; clamped to [-2, 2].
         valid: (B, N, P) bool, True where the point is in front of the camera (depth > ``min_depth``) and
             inside the real image (``-0.5 <= u < W - 0.5``, ``-0.5 <= v < H - 0.5``).
+        depth: (B, N, P) optical-axis depth of each point in each camera, metres (negative behind it).
     """
     height, width = image_size
     h, w = feature_size
@@ -110,7 +111,7 @@ def project_voxels(
     gx = (u + 0.5) * (2.0 / (s * w)) - 1.0
     gy = (v + 0.5) * (2.0 / (s * h)) - 1.0
     grid = torch.stack([gx, gy], dim=-1).clamp(-GRID_LIMIT, GRID_LIMIT)  # (B, N, P, 2)
-    return grid.reshape(batch * cams, 1, -1, 2), valid
+    return grid.reshape(batch * cams, 1, -1, 2), valid, depth
 
 
 def depth_bin_weight(probs: torch.Tensor, depth: torch.Tensor, depth_max: float) -> torch.Tensor:
@@ -226,7 +227,7 @@ class VoxelSampler(nn.Module):
         device_type = features.device.type
         no_autocast = torch.autocast(device_type, enabled=False) if device_type in ("cpu", "cuda") else nullcontext()
         with no_autocast:
-            grid, valid = project_voxels(
+            grid, valid, depth = project_voxels(
                 self.points,
                 K.float(),
                 cam_from_ego.float(),
@@ -241,8 +242,6 @@ class VoxelSampler(nn.Module):
                 probs = F.grid_sample(
                     depth_probs.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
                 ).reshape(-1, cams, depth_probs.shape[1], self.num_points)  # (B, N, D, P)
-                T = cam_from_ego.float()
-                depth = (torch.matmul(T[..., 2:3, :3], self.points.t()) + T[..., 2:3, 3:])[:, :, 0]  # (B, N, P)
                 weight = depth_bin_weight(probs, depth, depth_max).unsqueeze(2)  # (B, N, 1, P)
                 sampled = torch.cat([sampled, weight], dim=2)  # (B, N, C + 1, P)
         mask = valid.unsqueeze(2).to(sampled.dtype)  # (B, N, 1, P)

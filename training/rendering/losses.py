@@ -159,11 +159,11 @@ def cell_depth_targets(depth: torch.Tensor, stride: int, feature_size: tuple[int
     height, width = depth.shape[-2:]
     if stride * h < height or stride * w < width:
         raise ValueError(f"cell_depth_targets: {h} x {w} cells at stride {stride} do not cover {height} x {width}")
-    inf = torch.full_like(depth, float("inf"))
-    far = torch.where(depth > 0, depth, inf)
-    far = F.pad(far, (0, stride * w - width, 0, stride * h - height), value=float("inf"))
+    far = F.pad(
+        depth.masked_fill(depth <= 0, math.inf), (0, stride * w - width, 0, stride * h - height), value=math.inf
+    )
     nearest = -F.max_pool2d(-far.unsqueeze(1), stride).squeeze(1)
-    return torch.where(torch.isfinite(nearest), nearest, torch.zeros_like(nearest))
+    return nearest.masked_fill(torch.isinf(nearest), 0.0)
 
 
 def lift_depth_loss(logits: torch.Tensor, depth: torch.Tensor, stride: int, depth_max: float) -> torch.Tensor:
