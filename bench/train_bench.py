@@ -39,7 +39,14 @@ def step_time(data: Path, overrides: list[str], steps: int, device: str) -> tupl
     try:
         config = load_train_config(
             ROOT / "config" / "train" / "demo.yaml",
-            [f"out={run}", f"data.train=[{data}]", "data.val=[]", f"device={device}", *overrides],
+            [
+                f"out={run}",
+                f"data.train=[{data}]",
+                "data.val=[]",
+                "decision.logit_adjustment=none",
+                f"device={device}",
+                *overrides,
+            ],
         )
         trainer = Trainer(config, progress=False)
         warm = min(len(trainer.dataset), 8)

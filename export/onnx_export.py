@@ -30,7 +30,7 @@ from occ_ros.inference.engine_meta import sha256_file
 from occ_ros.inference.model_info import INPUT_NAMES, METADATA_KEY, ModelInfo
 from occ_ros.io.atomic import atomic_write_bytes, atomic_write_text
 from occ_training.model.deployed import DeployedNetwork
-from occ_training.model.network import OccupancyNetwork
+from occ_training.model.network import OccupancyNetwork, decision_logits
 from occ_training.trainer.checkpoint import CheckpointError, ModelBundle, load_checkpoint
 
 DEFAULT_OPSET = 17
@@ -189,7 +189,8 @@ def parity_check(
         labels, confidence, logits = session.run(["labels", "confidence", "logits"], {k: feed[k] for k in INPUT_NAMES})
         with torch.no_grad():
             ref = model(*(torch.from_numpy(np.asarray(feed[k], dtype=np.float32)) for k in INPUT_NAMES))
-        ref_logits = ref["semantics"].float().numpy()
+        # the deployed decision scores: logits + the checkpoint's decision bias (logit adjustment)
+        ref_logits = decision_logits(ref["semantics"].float(), model.decision_bias.float()).numpy()
         ref_labels = ref_logits.argmax(axis=1).astype(np.uint8)
         ref_conf = 1.0 / np.exp(ref_logits - ref_logits.max(axis=1, keepdims=True)).sum(axis=1)
         same = int((labels == ref_labels).sum())

@@ -338,7 +338,8 @@ def _run_train(args: argparse.Namespace) -> int:
     except (ConfigError, DataError, CheckpointError, TrainError, OSError) as err:
         raise CliError(str(err)) from None
     val = f", validation mIoU {result.validation.miou:.2f} IoU {result.validation.iou:.2f}" if result.validation else ""
-    print(f"train: {result.step} steps ({result.seconds_per_step:.2f} s/step){val} -> {result.out}/model.ckpt")
+    pace = f"{result.seconds_per_step:.2f} s/step" if result.seconds_per_step else "resumed at the last step"
+    print(f"train: {result.step} steps ({pace}){val} -> {result.out}/model.ckpt")
     return 0
 
 

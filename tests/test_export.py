@@ -100,7 +100,9 @@ def test_onnxruntime_outputs_are_the_network_argmax_and_softmax(exported, sequen
     bundle = load_checkpoint(CKPT)
     with torch.no_grad():
         logits = bundle.model(*(torch.from_numpy(a)[None] for a in (net.images, net.K, net.cam_from_ego)))
-    logits = logits["semantics"][0].double().numpy()
+    # the decision scores: semantic logits + the checkpoint's decision bias (logit adjustment), by hand
+    bias = bundle.model.decision_bias.double().numpy()
+    logits = logits["semantics"][0].double().numpy() + bias[:, None, None, None]
     probs = np.exp(logits - logits.max(axis=0)) / np.exp(logits - logits.max(axis=0)).sum(axis=0)
     assert out["labels"].dtype == np.uint8 and out["labels"].shape == (80, 80, 8)
     assert (out["labels"] == logits.argmax(axis=0)).mean() >= 0.999
@@ -140,11 +142,11 @@ def test_torch_backend_runs_the_same_deployed_outputs(sequence):
     sample = SynthReader(sequence).load(0)
     net = preprocess(sample.images, sample.rig, backend.info.preprocess)
     out = backend(net)
+    model = load_checkpoint(CKPT).model
     with torch.no_grad():
-        logits = load_checkpoint(CKPT).model(
-            *(torch.from_numpy(a)[None] for a in (net.images, net.K, net.cam_from_ego))
-        )
-    np.testing.assert_array_equal(out["labels"], logits["semantics"][0].argmax(0).numpy())
+        logits = model(*(torch.from_numpy(a)[None] for a in (net.images, net.K, net.cam_from_ego)))
+    scores = logits["semantics"][0] + model.decision_bias[:, None, None, None]
+    np.testing.assert_array_equal(out["labels"], scores.argmax(0).numpy())
 
 
 # ---------------------------------------------------------------------------------------------- bad input

@@ -244,6 +244,57 @@ def test_onnx_export_matches_pytorch_and_uses_only_2d_grid_sample(tmp_path, outp
     assert features.shape == tuple(ref["features"].shape)
 
 
+def test_the_decision_bias_moves_the_argmax_in_the_deployed_graph_and_its_onnx(tmp_path):
+    """labels = argmax(semantics + decision_bias), by hand from the raw logits, in PyTorch and ONNX Runtime."""
+    ort = pytest.importorskip("onnxruntime")
+    from occ_training.model.deployed import DeployedNetwork
+
+    model = _tiny_model()
+    inputs = model.example_inputs(1)
+    with torch.no_grad():
+        raw = model(*inputs)["semantics"][0].numpy()
+    bias = np.zeros(18, np.float32)
+    bias[3], bias[17] = 0.05, -0.05  # class 3 wins wherever it is within 0.1 of free, and so on
+    expected = (raw + bias[:, None, None, None]).argmax(axis=0)
+    assert (expected != raw.argmax(axis=0)).sum() > 0  # the bias matters for this input
+    model.decision_bias.copy_(torch.from_numpy(bias))
+    deployed = DeployedNetwork(model, ("labels", "confidence"))
+    with torch.no_grad():
+        labels, _ = deployed(*inputs)
+    np.testing.assert_array_equal(labels[0].numpy(), expected)
+    path = tmp_path / "deployed.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            deployed,
+            inputs,
+            str(path),
+            opset_version=17,
+            dynamo=False,
+            input_names=["images", "K", "cam_from_ego"],
+            output_names=["labels", "confidence"],
+        )
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    feeds = {name: t.numpy() for name, t in zip(["images", "K", "cam_from_ego"], inputs, strict=True)}
+    onnx_labels = session.run(["labels"], feeds)[0][0]
+    assert (onnx_labels == expected).mean() >= 0.999
+    assert predict_labels({"semantics": torch.from_numpy(raw)[None]}, model.decision_bias)[0].numpy().tolist() == (
+        expected.tolist()
+    )
+
+
+def test_checkpoints_without_a_decision_bias_load_with_zeros_and_other_keys_stay_strict():
+    state = _tiny_model().state_dict()
+    del state["decision_bias"]
+    fresh = _tiny_model()
+    fresh.decision_bias.fill_(7.0)
+    fresh.load_state_dict(state)
+    assert torch.equal(fresh.decision_bias, torch.zeros(18))
+    del state["semantic_head.conv.weight"]
+    with pytest.raises(RuntimeError, match="semantic_head.conv.weight"):
+        fresh.load_state_dict(state)
+
+
 # ---------------------------------------------------------------------------------------------- pretrained weights
 def _torchvision_resnet18_shapes() -> dict[str, tuple[int, ...]]:
     """Key -> shape of torchvision's ``resnet18().state_dict()``, written out from its architecture."""

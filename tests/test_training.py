@@ -59,6 +59,7 @@ TINY = [
     *terms_off(),
     "data.teachers.depth=metric",
     "data.val=[]",
+    "decision.logit_adjustment=none",
     "threads=1",
     "grad_accum=1",
     "val_every=0",
@@ -133,6 +134,7 @@ def test_unknown_keys_fail_naming_the_key_before_any_work(tmp_path, capsys):
     missing = tmp_path / "no_such_dataset"
     out = tmp_path / "run"
     base = ["train", "--config", str(DEMO), "--quiet", f"data.train=['{missing}']", "data.val=[]", f"out={out}"]
+    base.append("decision.logit_adjustment=none")
 
     assert main([*base, "optim.lrr=1"]) == 1
     err = capsys.readouterr().err
@@ -746,6 +748,98 @@ def test_checkpoints_describe_themselves(trained, tmp_path):
 
     with pytest.raises(CheckpointError, match=str(corrupt)):
         load_checkpoint(corrupt)
+
+
+# ---------------------------------------------------------------------------------------------- decision
+def test_adjustment_bias_is_minus_tau_log_weight():
+    from occ_training.trainer.logit_adjustment import adjustment_bias
+
+    bias = adjustment_bias(torch.tensor([math.e**2, 1.0, math.e]), 0.5)
+    assert torch.allclose(bias, torch.tensor([-1.0, 0.0, -0.5]))
+    with pytest.raises(ValueError, match="positive"):
+        adjustment_bias(torch.tensor([1.0, 0.0]), 0.5)
+
+
+def test_choose_adjustment_picks_the_tau_that_removes_false_positives_by_hand():
+    """10 voxels, 2 of them car. Car logit 3 on the true cars, 1 on three free voxels, free logit 0 everywhere;
+    log w_car = 2, every other weight 1. Adjusted car scores are 3 - 2 tau and 1 - 2 tau: tau < 0.5 keeps the
+    three false cars (car IoU 2/5), 0.5 < tau < 1.5 drops them (IoU 1), tau > 1.5 drops everything (IoU 0)."""
+    from occ_training.trainer.logit_adjustment import choose_adjustment
+
+    car, free = OCC3D.index("car"), OCC3D.free_index
+    logits = torch.full((18, 10, 1, 1), -50.0)
+    logits[free] = 0.0
+    logits[car, :2] = 3.0
+    logits[car, 2:5] = 1.0
+    labels = np.full((10, 1, 1), free, np.uint8)
+    labels[:2] = car
+    labels[9] = 255  # unlabelled: not scored
+    mask = np.ones((10, 1, 1), bool)
+    mask[8] = False  # outside the camera mask: not scored (the raw argmax calls it free anyway)
+    weights = torch.ones(18)
+    weights[car] = math.e**2
+    choice = choose_adjustment([(logits, labels, mask)], weights, OCC3D, [0.0, 0.25, 1.0, 2.0])
+    assert choice.miou == {0.0: 40.0, 0.25: 40.0, 1.0: 100.0, 2.0: 0.0}
+    assert choice.tau == 1.0 and choice.frames == 1
+    assert torch.allclose(choice.bias[car], torch.tensor(-2.0)) and float(choice.bias[free]) == 0.0
+    # ties go to the weaker adjustment
+    assert choose_adjustment([(logits, labels, mask)], weights, OCC3D, [0.25, 0.0]).tau == 0.0
+    with pytest.raises(ValueError, match="no frame"):
+        choose_adjustment([], weights, OCC3D, [0.0])
+
+
+def test_logit_adjustment_on_val_needs_validation_data_and_class_weights():
+    with pytest.raises(ConfigError, match=r"data\.val"):
+        load_train_config(DEMO, ["decision.logit_adjustment=val", "data.val=[]"])
+    with pytest.raises(ConfigError, match=r"class_weighting"):
+        load_train_config(DEMO, ["decision.logit_adjustment=val", "data.val=[x]", "loss.class_weighting=none"])
+    with pytest.raises(ConfigError, match=r"decision\.taus"):
+        load_train_config(DEMO, ["decision.taus=[]"])
+
+
+def test_a_run_with_logit_adjustment_stores_the_bias_that_scores_best_on_the_val_pseudo_labels(sequence, tmp_path):
+    """The logged mIoU of every tau is recomputed here with a plain confusion matrix from the saved model's raw
+    logits and the pseudo-label files; the stored bias is -tau log w of the run's class weights."""
+    run = tmp_path / "run"
+    taus = [0.5, 1.0, 2.0]  # no 0: the stored bias cannot be trivially zero
+    cfg = config(
+        sequence,
+        run,
+        "steps=3",
+        f"data.val=['{sequence}']",
+        "data.val_frames=0",
+        "decision.logit_adjustment=val",
+        f"decision.taus={taus}",
+    )
+    train(cfg, progress=False)
+    decision = metrics(run, "decision")[3]
+    weights = read_checkpoint(run / "last.ckpt")["train"]["class_weights"]
+    bundle = load_checkpoint(run / "model.ckpt")
+    assert decision["tau"] in taus and float(bundle.model.decision_bias.abs().max()) > 0
+    assert torch.allclose(bundle.model.decision_bias, -decision["tau"] * torch.log(weights))
+    recorded = read_checkpoint(run / "model.ckpt")["decision"]
+    assert recorded == {k: v for k, v in decision.items() if k not in ("kind", "step")}
+    reader = SynthReader(sequence)
+    confusion = {tau: np.zeros((18, 18), np.int64) for tau in taus}
+    for i in range(len(reader)):
+        sample = reader.load(i)
+        net = preprocess(sample.images, sample.rig, bundle.preprocess)
+        with torch.no_grad():
+            raw = bundle.model(*(torch.from_numpy(a)[None] for a in (net.images, net.K, net.cam_from_ego)))
+        raw = raw["semantics"][0].numpy()
+        with np.load(sequence / "pseudo_labels" / sample.scene / sample.frame / "labels.npz") as npz:
+            target, mask = npz["semantics"].astype(np.int64), npz["mask_camera"].astype(bool)
+        for tau in taus:
+            pred = (raw - tau * np.log(weights.numpy())[:, None, None, None]).argmax(axis=0)
+            np.add.at(confusion[tau], (target[mask], pred[mask]), 1)
+    for tau in taus:
+        c = confusion[tau][:17, :17].astype(float)
+        tp, union = np.diag(c), confusion[tau].sum(0)[:17] + confusion[tau].sum(1)[:17] - np.diag(c)
+        miou = 100 * np.mean(tp[union > 0] / union[union > 0])
+        assert decision["pseudo_label_miou_by_tau"][str(float(tau))] == pytest.approx(miou, abs=0.01)
+    by_tau = {float(t): v for t, v in decision["pseudo_label_miou_by_tau"].items()}
+    assert decision["tau"] == min(t for t, v in by_tau.items() if v == max(by_tau.values()))
+    assert decision["frames"] == FRAMES and metrics(run, "val")  # validation ran after the choice
 
 
 # ---------------------------------------------------------------------------------------------- shipped

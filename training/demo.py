@@ -8,7 +8,8 @@ Stages (every output under ``OUT``, default ``out/demo``):
    consistency, densified over time), i.e. ``occ labels``;
 3. **network** -- the shipped checkpoint (``models/demo.ckpt``, trained on other seeds) predicts every frame, and its
    CLIP head answers an open-vocabulary query. ``--train`` first makes the training data and trains the network
-   (``occ train --config config/train/demo.yaml``, about 40 min on 2 cores) and uses that checkpoint instead;
+   (``occ train --config config/train/demo.yaml``, about an hour on 2 cores with its data) and uses that checkpoint
+   instead;
 4. **export** -- the checkpoint to a verified ONNX (parity with PyTorch, TensorRT op report), predicted again through
    ONNX Runtime, both backends timed, the TensorRT build command printed;
 5. **replay** -- the recorded bag through the ROS node's pipeline (``occ replay``) into an MCAP of the node's output
@@ -41,7 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 #: where the real-data fixtures live by default (``../shared/fixtures`` next to the repository)
 DEFAULT_FIXTURES = ROOT.parent / "shared" / "fixtures"
 #: models/demo.ckpt's data (config/train/demo.yaml, models/README.md): seed -> frames of ``<root>/seq_<seed>``
-DEMO_TRAIN_SEQUENCES = {11: 32, 12: 32, 13: 32, 14: 32, 15: 32, **{seed: 16 for seed in range(41, 51)}}
+DEMO_TRAIN_SEQUENCES = {11: 32, 12: 32, 13: 32, 14: 32, 15: 32, **{seed: 16 for seed in range(41, 81)}}
 DEMO_VAL_SEQUENCES = {21: 24}
 #: unseen test sequences of docs/results.md
 DEMO_TEST_SEQUENCES = {31: 24, 32: 24, 33: 24, 34: 24, 35: 24}
@@ -87,7 +88,7 @@ def labelled_sequence(path: Path, seed: int, frames: int, progress: bool = False
 
 def demo_training_data(root: Path, progress: bool = True) -> tuple[list[Path], list[Path]]:
     """models/demo.ckpt's training and validation sequences under ``root`` (``root/seq_<seed>``), made where
-    missing: 15 training sequences (320 frames) and the validation sequence."""
+    missing: 45 training sequences (800 frames) and the validation sequence."""
 
     def made(sequences: dict[int, int]) -> list[Path]:
         return [labelled_sequence(root / f"seq_{seed}", seed, frames, progress) for seed, frames in sequences.items()]
@@ -447,7 +448,7 @@ def run_demo(
     summary["pseudo_labels"] = {"dir": str(labels_dir), **run("labels", lambda: sim_pseudo_labels(data, labels_dir))}
 
     if train:
-        _stage(3, "network: training it (models/demo.ckpt's recipe, config/train/demo.yaml; ~40 min on 2 cores)")
+        _stage(3, "network: training it (models/demo.ckpt's recipe, demo.yaml; ~1 h on 2 cores with its data)")
         model = run("train", lambda: train_demo_network(out / "train", ROOT / "out" / "train_data", train_overrides))
     else:
         _stage(3, "network: models/demo.ckpt (trained on other seeds) predicts every frame; `occ demo --train` trains")

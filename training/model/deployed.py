@@ -11,7 +11,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .network import OccupancyNetwork
+from .network import OccupancyNetwork, decision_logits
 
 
 class DeployedNetwork(nn.Module):
@@ -34,12 +34,14 @@ class DeployedNetwork(nn.Module):
     def forward(self, images: torch.Tensor, K: torch.Tensor, cam_from_ego: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, N, 3, H, W), (B, N, 3, 3), (B, N, 4, 4) float32 -> the outputs of ``self.outputs``, in order.
 
-        ``labels`` (B, X, Y, Z) uint8 = argmax over classes; ``confidence`` (B, X, Y, Z) = softmax probability of
-        that class, computed as ``1 / sum_c exp(l_c - max_c l_c)`` (no full softmax tensor).
+        ``logits`` (B, C, X, Y, Z) = the decision scores, semantic logits + the model's ``decision_bias``
+        (:func:`~occ_training.model.network.decision_logits`); ``labels`` (B, X, Y, Z) uint8 = their argmax over
+        classes; ``confidence`` (B, X, Y, Z) = softmax probability of that class, computed as
+        ``1 / sum_c exp(l_c - max_c l_c)`` (no full softmax tensor).
         """
         x = images.half() if self.half else images
         out = self.model(x, K, cam_from_ego)
-        logits = out["semantics"].float()  # (B, C, X, Y, Z)
+        logits = decision_logits(out["semantics"].float(), self.model.decision_bias.float())  # (B, C, X, Y, Z)
         top = logits.amax(dim=1, keepdim=True)
         confidence = 1.0 / torch.exp(logits - top).sum(dim=1)
         # via float: TensorRT 8.6 casts to UINT8 only from FP32 / FP16 (its DataType docs), not from the INT32/64

@@ -329,7 +329,13 @@ class OccupancyNetwork(nn.Module):
     Submodules: ``backbone`` (:class:`ResNetBackbone`), ``sampler`` (:class:`VoxelSampler`), ``neck``
     (:class:`BevEncoder` or :class:`Conv3dNeck`), ``head_conv`` (shared 3x3 conv-BN-ReLU before the heads),
     ``semantic_head``, ``density_head`` and ``feature_head`` (only when ``clip_dim > 0``).
+
+    Buffer ``decision_bias`` (num_classes,): added to the semantic logits before the argmax that makes labels
+    (:func:`decision_logits`; zero unless training calibrated it, :mod:`occ_training.trainer.logit_adjustment`).
+    Checkpoints without it load with zeros.
     """
+
+    decision_bias: torch.Tensor
 
     def __init__(self, config: ModelConfig | None = None) -> None:
         super().__init__()
@@ -367,6 +373,8 @@ class OccupancyNetwork(nn.Module):
             self.semantic_head = VoxelHead(c3, config.num_classes)
             self.density_head = VoxelHead(c3, 1)
             self.feature_head = VoxelHead(c3, config.clip_dim) if config.clip_dim else None
+        self.register_buffer("decision_bias", torch.zeros(config.num_classes))
+        self.register_load_state_dict_pre_hook(_zero_decision_bias_if_missing)
 
     def forward(self, images: torch.Tensor, K: torch.Tensor, cam_from_ego: torch.Tensor) -> dict[str, torch.Tensor]:
         """Predict occupancy for B rigs.
@@ -433,9 +441,24 @@ class OccupancyNetwork(nn.Module):
         return images, K.to(device).expand(*expand, 3, 3), cam_from_ego.to(device).expand(*expand, 4, 4)
 
 
-def predict_labels(outputs: Mapping[str, torch.Tensor]) -> torch.Tensor:
-    """(B, X, Y, Z) uint8 class indices: argmax of ``outputs["semantics"]`` over classes."""
-    return outputs["semantics"].argmax(dim=1).to(torch.uint8)
+def _zero_decision_bias_if_missing(
+    module: nn.Module, state_dict: dict[str, torch.Tensor], prefix: str, *args: Any
+) -> None:
+    """Load-state pre-hook: checkpoints from before ``decision_bias`` existed decide by the plain argmax."""
+    key = prefix + "decision_bias"
+    if key not in state_dict:
+        state_dict[key] = torch.zeros_like(module.decision_bias)
+
+
+def decision_logits(semantics: torch.Tensor, decision_bias: torch.Tensor) -> torch.Tensor:
+    """(B, C, X, Y, Z) semantic logits + the (C,) decision bias: the scores whose argmax is the label."""
+    return semantics + decision_bias.to(semantics.dtype).reshape(1, -1, 1, 1, 1)
+
+
+def predict_labels(outputs: Mapping[str, torch.Tensor], decision_bias: torch.Tensor | None = None) -> torch.Tensor:
+    """(B, X, Y, Z) uint8 class indices: argmax over classes of ``outputs["semantics"]`` (+ ``decision_bias``)."""
+    scores = outputs["semantics"] if decision_bias is None else decision_logits(outputs["semantics"], decision_bias)
+    return scores.argmax(dim=1).to(torch.uint8)
 
 
 @dataclass(frozen=True)

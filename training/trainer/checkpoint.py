@@ -118,8 +118,13 @@ def checkpoint_dict(
     train: dict[str, Any] | None = None,
     cameras: tuple[str, ...] | list[str] = (),
     config_hash: str = "",
+    decision: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """The dict :func:`save_checkpoint` writes (weights copied to CPU)."""
+    """The dict :func:`save_checkpoint` writes (weights copied to CPU).
+
+    ``decision``: how the ``decision_bias`` in the weights was chosen (logit adjustment: ``tau`` and the
+    pseudo-label mIoU of every candidate), recorded as is.
+    """
     data: dict[str, Any] = {
         "format": FORMAT,
         "version": VERSION,
@@ -134,6 +139,8 @@ def checkpoint_dict(
     }
     if train is not None:
         data["train"] = train
+    if decision is not None:
+        data["decision"] = dict(decision)
     return data
 
 

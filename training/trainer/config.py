@@ -121,6 +121,26 @@ class OptimConfig:
 
 
 @dataclass(frozen=True)
+class DecisionConfig:
+    """How the trained network's class scores become labels (:mod:`occ_training.trainer.logit_adjustment`).
+
+    Attributes:
+        logit_adjustment: ``none``: labels are the argmax of the logits; ``val``: after the last step, add
+            ``-tau * log(w_c)`` (``w_c``: the ENet class weights of ``loss.class_weighting``) to the logits, with
+            the ``tau`` of ``taus`` whose labels best match the pseudo-labels of ``data.val`` (Occ3D mIoU, camera
+            mask). The bias is stored in the checkpoint and applied by every backend.
+        taus: the candidate strengths (0 = no adjustment, 1 = the class weighting fully undone).
+    """
+
+    logit_adjustment: Literal["none", "val"] = "none"
+    taus: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+
+    def __post_init__(self) -> None:
+        if not self.taus or any(not (float(t) >= 0.0) for t in self.taus):
+            raise ValueError(f"decision.taus must be a non-empty list of values >= 0, got {list(self.taus)}")
+
+
+@dataclass(frozen=True)
 class TrainConfig:
     """Everything ``occ train`` needs (docs/training.md).
 
@@ -150,6 +170,7 @@ class TrainConfig:
     photometric: PhotometricConfig = field(default_factory=PhotometricConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    decision: DecisionConfig = field(default_factory=DecisionConfig)
     steps: int = 1000
     batch_size: int = 1
     grad_accum: int = 1
@@ -175,6 +196,14 @@ class TrainConfig:
                 )
         if self.loss.enabled("lift_depth") and not self.model.depth_bins:
             raise ValueError("loss.lift_depth > 0 needs a model with depth bins (model.depth_bins > 0)")
+        if self.decision.logit_adjustment == "val":
+            if not self.data.val:
+                raise ValueError("decision.logit_adjustment is 'val' but data.val is empty (tau is chosen there)")
+            if self.loss.class_weighting != "enet" or not self.loss.enabled("voxel_ce"):
+                raise ValueError(
+                    "decision.logit_adjustment is 'val' but there are no class weights to adjust for "
+                    "(needs loss.class_weighting: enet and loss.voxel_ce > 0)"
+                )
         if self.photometric.stride < 1:
             raise ValueError(f"photometric.stride must be >= 1, got {self.photometric.stride}")
         if (self.loss.enabled("ray_kl") or self.loss.enabled("affinity")) and self.distill.teacher == "checkpoint":

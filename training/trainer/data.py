@@ -222,7 +222,9 @@ class FrameDataset(Dataset):
         roots = config.data.train if split == "train" else config.data.val
         if split == "train" and not roots:
             raise DataError("data.train is empty: list at least one dataset folder or bag")
-        self.needs = Needs.for_training(config) if split == "train" else Needs(gt=True)
+        # validation scores against the ground truth, and picks the decision bias against the pseudo-labels
+        val_needs = Needs(gt=True, labels=config.decision.logit_adjustment == "val")
+        self.needs = Needs.for_training(config) if split == "train" else val_needs
         self.roots = roots
         self.readers = open_readers(roots, config, load_gt=split == "val")
         self.frames: list[FrameRef] = []

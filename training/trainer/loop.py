@@ -21,10 +21,12 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import default_collate
@@ -47,6 +49,7 @@ from .distributed import (
     mean_over_processes,
     shutdown_distributed,
 )
+from .logit_adjustment import AdjustmentChoice, choose_adjustment
 from .objective import FrameGenerators, Objective, label_volume_teacher
 
 #: Settings that may differ between a run and its resumption. All but ``steps`` leave the trajectory unchanged;
@@ -139,6 +142,7 @@ class Trainer:
         self.amp_dtype = self._amp_dtype()
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
         self.class_weights: torch.Tensor | None = None
+        self.decision: dict[str, Any] | None = None  # the logit adjustment's choice, once made
         self.step = 0
         if resume and (self.out / "last.ckpt").exists():
             self._load_state(self.out / "last.ckpt")
@@ -242,7 +246,13 @@ class Trainer:
         path = self.out / "model.ckpt"
         if self.ctx.is_main:
             data = checkpoint_dict(
-                self.model, self.vocabulary, self.preprocess, self.step, self.text_encoder(), **self._identity()
+                self.model,
+                self.vocabulary,
+                self.preprocess,
+                self.step,
+                self.text_encoder(),
+                decision=self.decision,
+                **self._identity(),
             )
             save_checkpoint(path, data)
         return path
@@ -321,10 +331,45 @@ class Trainer:
             item = self.val_dataset[i]
             batch = to_device(default_collate([item]), self.ctx.device)
             outputs = self.model(batch["images"], batch["K"], batch["cam_from_ego"])
-            pred = predict_labels(outputs)[0].cpu().numpy()
+            pred = predict_labels(outputs, self.model.decision_bias)[0].cpu().numpy()
             metric.update(pred, item["gt"], mask_camera=item["gt_mask"])
         self.model.train()
         return metric.compute()
+
+    @torch.no_grad()
+    def choose_decision_bias(self) -> AdjustmentChoice | None:
+        """Logit adjustment (``decision.logit_adjustment: val``): set ``model.decision_bias`` to the ``tau`` whose
+        labels best match the pseudo-labels of ``data.val``; on the main process, logged as ``kind: decision``."""
+        cfg = self.config
+        if cfg.decision.logit_adjustment != "val" or self.val_dataset is None or not self.ctx.is_main:
+            return None
+        if self.class_weights is None:
+            raise TrainError(
+                "decision.logit_adjustment is 'val' but the run has no class weights (resumed from a "
+                "checkpoint without them?)"
+            )
+        self.model.eval()
+
+        def frames() -> Iterator[tuple[torch.Tensor, np.ndarray, np.ndarray]]:
+            assert self.val_dataset is not None
+            for i in range(len(self.val_dataset)):
+                item = self.val_dataset[i]
+                batch = to_device(default_collate([item]), self.ctx.device)
+                logits = self.model(batch["images"], batch["K"], batch["cam_from_ego"])["semantics"][0].float()
+                yield logits, item["labels"], item["label_mask"]
+
+        choice = choose_adjustment(frames(), self.class_weights, self.vocabulary, cfg.decision.taus)
+        self.model.decision_bias.copy_(choice.bias.to(self.model.decision_bias))
+        self.model.train()
+        self.decision = {
+            "logit_adjustment": cfg.decision.logit_adjustment,
+            "tau": choice.tau,
+            "frames": choice.frames,
+            "pseudo_label_miou": choice.miou[choice.tau],
+            "pseudo_label_miou_by_tau": {str(t): v for t, v in choice.miou.items()},
+        }
+        self.log({"kind": "decision", "step": self.step, **self.decision})
+        return choice
 
     # ------------------------------------------------------------------ the run
     def log(self, record: dict[str, Any]) -> None:
@@ -375,6 +420,7 @@ class Trainer:
                 if cfg.val_every and self.step % cfg.val_every == 0 and self.step < cfg.steps:
                     self._validate_and_log()
                 barrier(ctx)
+            self.choose_decision_bias()
             result.validation = self._validate_and_log()
             self.save_model()
             barrier(ctx)
@@ -385,7 +431,7 @@ class Trainer:
                 self.writer.close()
         result.step = self.step
         result.seconds = time.perf_counter() - start
-        result.seconds_per_step = result.seconds / max(1, self.step - first)
+        result.seconds_per_step = result.seconds / (self.step - first) if self.step > first else 0.0
         if ctx.device.type == "cuda":
             result.peak_memory_mb = torch.cuda.max_memory_allocated(ctx.device) / 2**20
         return result
