@@ -852,8 +852,10 @@ def test_shipped_configs_load(name):
 
 
 def test_the_shipped_checkpoint_finds_cars_by_text(sequence, tmp_path):
-    """models/demo.ckpt (trained on other seeds) + "car": the CLIP head finds car voxels about as precisely as the
-    semantic head's "car" class does, and far above chance (the share of cars among occupied voxels)."""
+    """models/demo.ckpt (trained on other seeds) + "car": the CLIP head's matches overlap the true car voxels about as
+    well as the semantic head's "car" class does (IoU, which does not depend on where either sits on its
+    precision / recall trade-off), and are cars far more often than chance (the share of cars among occupied
+    voxels)."""
     from occ_ros.core.resources import models_dir
     from occ_ros.inference.backend import open_backend
     from occ_training.predict import prepare, run_query
@@ -880,9 +882,10 @@ def test_the_shipped_checkpoint_finds_cars_by_text(sequence, tmp_path):
         n["car"] += int((gt == car).sum())
         n["occupied"] += int((gt != free).sum())
     assert n["match"] > 0 and n["head"] > 0
-    precision = n["match_car"] / n["match"]
-    assert precision > 0.7 * n["head_car"] / n["head"]
-    assert precision > 4 * n["car"] / n["occupied"]
+    query_iou = n["match_car"] / (n["match"] + n["car"] - n["match_car"])
+    head_iou = n["head_car"] / (n["head"] + n["car"] - n["head_car"])
+    assert query_iou > 0.7 * head_iou
+    assert n["match_car"] / n["match"] > 4 * n["car"] / n["occupied"]
 
 
 def test_images_too_short_for_the_checkpoint_name_both_sizes(trained):
