@@ -206,26 +206,31 @@ def test_flops_are_counted_without_computing():
 
 
 # ---------------------------------------------------------------------------------------------- ONNX
+def _to_onnx(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], path, outputs: list[str]):
+    """``module`` traced to ONNX opset 17 at ``path`` with the network's input names."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+        # dynamo=False: the torch.export-based exporter needs onnxscript, and the TorchScript exporter
+        # gives a static, constant-folded graph.
+        torch.onnx.export(
+            module,
+            inputs,
+            str(path),
+            opset_version=17,
+            dynamo=False,
+            input_names=["images", "K", "cam_from_ego"],
+            output_names=outputs,
+        )
+    return path
+
+
 @pytest.mark.parametrize(("output_stride", "depth_bins"), [(16, 0), (8, 6)])
 def test_onnx_export_matches_pytorch_and_uses_only_2d_grid_sample(tmp_path, output_stride, depth_bins):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     model = _tiny_model(clip_dim=4, output_stride=output_stride, depth_bins=depth_bins)
     inputs = model.example_inputs(1)
-    path = tmp_path / "occ.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
-        # dynamo=False: the torch.export-based exporter needs onnxscript, and the TorchScript exporter
-        # gives a static, constant-folded graph.
-        torch.onnx.export(
-            model,
-            inputs,
-            str(path),
-            opset_version=17,
-            dynamo=False,
-            input_names=["images", "K", "cam_from_ego"],
-            output_names=["semantics", "density", "features"],
-        )
+    path = _to_onnx(model, inputs, tmp_path / "occ.onnx", ["semantics", "density", "features"])
     graph = onnx.shape_inference.infer_shapes(onnx.load(str(path))).graph
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*graph.value_info, *graph.input, *graph.output]}
@@ -262,18 +267,7 @@ def test_the_decision_bias_moves_the_argmax_in_the_deployed_graph_and_its_onnx(t
     with torch.no_grad():
         labels, _ = deployed(*inputs)
     np.testing.assert_array_equal(labels[0].numpy(), expected)
-    path = tmp_path / "deployed.onnx"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        torch.onnx.export(
-            deployed,
-            inputs,
-            str(path),
-            opset_version=17,
-            dynamo=False,
-            input_names=["images", "K", "cam_from_ego"],
-            output_names=["labels", "confidence"],
-        )
+    path = _to_onnx(deployed, inputs, tmp_path / "deployed.onnx", ["labels", "confidence"])
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {name: t.numpy() for name, t in zip(["images", "K", "cam_from_ego"], inputs, strict=True)}
     onnx_labels = session.run(["labels"], feeds)[0][0]
