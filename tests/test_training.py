@@ -175,6 +175,13 @@ def test_wrong_types_name_the_key():
         load_train_config(DEMO, ["batch_size=0"])
 
 
+def test_yaml_off_is_the_word_off_where_a_choice_takes_it():
+    """``amp: off`` is a boolean to YAML 1.1; a choice that has the word ``off`` takes it back, others still fail."""
+    assert load_train_config(DEMO, ["amp=off"]).amp == "off"
+    with pytest.raises(ConfigError, match=r"data\.kind: expected one of \['auto', .*\], got False"):
+        load_train_config(DEMO, ["data.kind=off"])
+
+
 def test_vocabulary_size_must_match_the_class_count():
     config = load_train_config(DEMO, ["model.num_classes=5"])
     with pytest.raises(ConfigError) as info:

@@ -39,6 +39,9 @@ def _convert(value: Any, hint: Any, where: str) -> Any:
                 errors.append(str(err))
         raise ConfigError(f"{where}: {value!r} matches none of {hint}: {'; '.join(errors)}")
     if origin is typing.Literal:
+        if isinstance(value, bool):  # YAML 1.1 reads off / on / no / yes as booleans: take the word back
+            words = ("off", "no", "false") if not value else ("on", "yes", "true")
+            value = next((a for a in args if a in words), value)
         if value not in args:
             raise ConfigError(f"{where}: expected one of {list(args)}, got {value!r}")
         return value
