@@ -151,12 +151,16 @@ def test_setup_metadata() -> None:
     for name, folder in IMPORT_PACKAGES.items():
         if name != folder:
             assert kw["package_dir"][name] == folder
-    # Every folder with an __init__.py below each import root is packaged.
+    # Every folder with Python modules below each import root is a package and is packaged (a folder without
+    # __init__.py works from the source tree but is left out of a non-editable install, e.g. `colcon build`).
     for name, folder in IMPORT_PACKAGES.items():
-        for init in (REPO / folder).rglob("__init__.py"):
-            rel = init.parent.relative_to(REPO / folder)
+        for module in (REPO / folder).rglob("*.py"):
+            rel = module.parent.relative_to(REPO / folder)
+            if any(part.startswith((".", "__")) or part in ("build", "tests") for part in rel.parts):
+                continue
             dotted = ".".join((name, *rel.parts)) if rel.parts else name
-            assert dotted in packages, f"{dotted} ({init.parent}) not packaged"
+            assert (module.parent / "__init__.py").is_file(), f"{module.parent} has modules but no __init__.py"
+            assert dotted in packages, f"{dotted} ({module.parent}) not packaged"
 
     scripts = dict(
         (name.strip(), target.strip())
@@ -284,7 +288,10 @@ def test_colcon_build(tmp_path: Path, symlink: bool) -> None:
     bash = shutil.which("bash")
     if bash is None:
         pytest.skip("bash is needed to source the colcon workspace")
-    code = "import occ_ros, occ_training, occ_export; print(occ_ros.__file__); print(occ_training.__file__)"
+    code = (
+        "import occ_ros, occ_training, occ_export, occ_ros.pipeline.pipeline, occ_training.trainer.loop; "
+        "print(occ_ros.__file__); print(occ_training.__file__); print(occ_training.trainer.loop.__file__)"
+    )
     probe = subprocess.run(
         [bash, "-c", f'source I/setup.bash && exec "{sys.executable}" -c "{code}"'],
         cwd=ws,

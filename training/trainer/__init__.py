@@ -1,0 +1,1 @@
+"""``occ train``: typed configs, the training data, the objective, DDP, checkpoints and the training loop."""
