@@ -552,7 +552,10 @@ def test_ddp_two_processes_follow_the_single_process_run(sequence, tmp_path):
     terms = ["loss", "voxel_ce", "voxel_lovasz", "depth", "semantic"]
     for name in terms:  # before any update: the same numbers to float precision
         assert b[1][name] == pytest.approx(a[1][name], rel=1e-5), name
-    assert b[1]["grad_norm"] == pytest.approx(a[1]["grad_norm"], rel=1e-4)
+    # the gradient less tightly: Lovasz sorts the errors, and float-order noise reorders near-ties (5.6e-4 apart
+    # with torch 2.13's CUDA wheel on a CPU under Python 3.10; a missing all-reduce or an unsynchronized batch
+    # norm is off by percents)
+    assert b[1]["grad_norm"] == pytest.approx(a[1]["grad_norm"], rel=1e-3)
     for step in range(1, steps + 1):
         for name in terms:
             assert b[step][name] == pytest.approx(a[step][name], rel=1e-4), (step, name)
