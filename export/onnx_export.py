@@ -190,7 +190,7 @@ def parity_check(
         with torch.no_grad():
             ref = model(*(torch.from_numpy(np.asarray(feed[k], dtype=np.float32)) for k in INPUT_NAMES))
         # the deployed decision scores: logits + the checkpoint's decision bias (logit adjustment)
-        ref_logits = decision_logits(ref["semantics"].float(), model.decision_bias.float()).numpy()
+        ref_logits = decision_logits(ref["semantics"].float(), model.decision_bias).numpy()
         ref_labels = ref_logits.argmax(axis=1).astype(np.uint8)
         ref_conf = 1.0 / np.exp(ref_logits - ref_logits.max(axis=1, keepdims=True)).sum(axis=1)
         same = int((labels == ref_labels).sum())

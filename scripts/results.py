@@ -205,8 +205,10 @@ def _depth_rows(sequences, sim, base, calibrations) -> list[str]:
 # ---------------------------------------------------------------------------------------- network
 DEMO_CONFIG = ROOT / "config" / "train" / "demo.yaml"
 #: The ablation (issue 5): each row adds a loss family to the previous one; all rows train the same steps.
-ABLATION: list[tuple[str, tuple[str, ...]]] = [
-    ("voxel loss only (EasyOcc)", ("depth", "lift_depth", "semantic", "photometric", "clip", "ray_kl", "affinity")),
+#: Each row names the loss terms it switches off; None: all of them but the voxel loss
+#: (``occ_training.trainer.config.terms_off()``, every term of ``RENDERING_TERMS``).
+ABLATION: list[tuple[str, tuple[str, ...] | None]] = [
+    ("voxel loss only (EasyOcc)", None),
     ("+ rendering: depth, semantics, photometric (OccNeRF / SelfOcc)", ("clip", "ray_kl", "affinity")),
     ("+ CLIP distillation (LangOcc)", ("ray_kl", "affinity")),
     ("+ teacher -> student (RadOcc)", ()),
@@ -280,7 +282,10 @@ def network(work: Path, seeds: list[int], frames: int, ablation_steps: int = 100
 
     rows = []
     for name, off in ABLATION:
-        overrides = terms_off(*off) if off else []
+        if off is None:
+            overrides = terms_off()  # every term but the voxel loss
+        else:
+            overrides = terms_off(*off) if off else []
         tag = re.sub(r"[^a-z]+", "_", name.lower()).strip("_")[:40]
         run = work / "network" / "ablation" / tag
         config = load_train_config(DEMO_CONFIG, [f"out={run}", f"steps={ablation_steps}", "val_every=0", *overrides])

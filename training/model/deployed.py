@@ -41,7 +41,7 @@ class DeployedNetwork(nn.Module):
         """
         x = images.half() if self.half else images
         out = self.model(x, K, cam_from_ego)
-        logits = decision_logits(out["semantics"].float(), self.model.decision_bias.float())  # (B, C, X, Y, Z)
+        logits = decision_logits(out["semantics"].float(), self.model.decision_bias)  # (B, C, X, Y, Z)
         top = logits.amax(dim=1, keepdim=True)
         confidence = 1.0 / torch.exp(logits - top).sum(dim=1)
         # via float: TensorRT 8.6 casts to UINT8 only from FP32 / FP16 (its DataType docs), not from the INT32/64

@@ -26,7 +26,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import default_collate
@@ -320,20 +319,28 @@ class Trainer:
         return logs
 
     # ------------------------------------------------------------------ validation
-    @torch.no_grad()
+    def _val_outputs(self) -> Iterator[tuple[dict[str, Any], dict[str, torch.Tensor]]]:
+        """Each ``data.val`` item with the network's outputs on it (eval mode, no gradients; train mode after)."""
+        assert self.val_dataset is not None
+        self.model.eval()
+        try:
+            for i in range(len(self.val_dataset)):
+                item = self.val_dataset[i]
+                batch = to_device(default_collate([item]), self.ctx.device)
+                with torch.no_grad():
+                    outputs = self.model(batch["images"], batch["K"], batch["cam_from_ego"])
+                yield item, outputs
+        finally:
+            self.model.train()
+
     def validate(self) -> Occ3DResult | None:
         """Occ3D mIoU / IoU of the current weights on ``data.val`` (camera mask), on the main process."""
         if self.val_dataset is None or not self.ctx.is_main:
             return None
-        self.model.eval()
         metric = Occ3DMetric(self.vocabulary, mask="camera")
-        for i in range(len(self.val_dataset)):
-            item = self.val_dataset[i]
-            batch = to_device(default_collate([item]), self.ctx.device)
-            outputs = self.model(batch["images"], batch["K"], batch["cam_from_ego"])
+        for item, outputs in self._val_outputs():
             pred = predict_labels(outputs, self.model.decision_bias)[0].cpu().numpy()
             metric.update(pred, item["gt"], mask_camera=item["gt_mask"])
-        self.model.train()
         return metric.compute()
 
     @torch.no_grad()
@@ -348,19 +355,12 @@ class Trainer:
                 "decision.logit_adjustment is 'val' but the run has no class weights (resumed from a "
                 "checkpoint without them?)"
             )
-        self.model.eval()
-
-        def frames() -> Iterator[tuple[torch.Tensor, np.ndarray, np.ndarray]]:
-            assert self.val_dataset is not None
-            for i in range(len(self.val_dataset)):
-                item = self.val_dataset[i]
-                batch = to_device(default_collate([item]), self.ctx.device)
-                logits = self.model(batch["images"], batch["K"], batch["cam_from_ego"])["semantics"][0].float()
-                yield logits, item["labels"], item["label_mask"]
-
-        choice = choose_adjustment(frames(), self.class_weights, self.vocabulary, cfg.decision.taus)
+        frames = (
+            (outputs["semantics"][0].float(), item["labels"], item["label_mask"])
+            for item, outputs in self._val_outputs()
+        )
+        choice = choose_adjustment(frames, self.class_weights, self.vocabulary, cfg.decision.taus)
         self.model.decision_bias.copy_(choice.bias.to(self.model.decision_bias))
-        self.model.train()
         self.decision = {
             "logit_adjustment": cfg.decision.logit_adjustment,
             "tau": choice.tau,
