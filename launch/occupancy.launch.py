@@ -15,15 +15,22 @@ Arguments (``ros2 launch occ_ros occupancy.launch.py --show-args``):
   wiring an unchanged config to another driver. With ``compressed: true`` the node subscribes to
   ``<image_topic>/compressed``, so remap that name;
 * ``rviz``, ``rviz_config``: start RViz2 with the shipped config (``share/occ_ros/config/rviz/occupancy.rviz``).
+
+Lifetime: ``occupancy_node`` is required. When it exits with code 0 the launch shuts down (RViz too) and
+``ros2 launch`` exits 0; when it fails (e.g. a bad ``model``: it logs FATAL and exits 1) the launch shuts down and
+``ros2 launch`` exits 1. RViz2 is not required: closing it leaves the node running. With ``rviz:=true`` but no
+rviz2 installed the launch fails before starting anything.
 """
 
 from __future__ import annotations
 
 import os
+import shutil
 from typing import Any
 
-from ament_index_python.packages import get_package_share_directory
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction
+from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
+from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction, Shutdown
+from launch.events.process import ProcessExited
 from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
@@ -43,6 +50,44 @@ def _as_bool(text: str, argument: str) -> bool:
     return value in _TRUE
 
 
+class NodeFailed(RuntimeError):
+    """``occupancy_node`` exited with a non-zero code: the launch fails (``ros2 launch`` exits 1)."""
+
+
+def _on_node_exit(event: ProcessExited, context: LaunchContext) -> Shutdown | None:
+    """``occupancy_node`` is required: its exit ends the launch, and a failure fails it.
+
+    A plain ``Shutdown`` ends ``ros2 launch`` with exit code 0 whatever the reason. An exception raised in an event
+    handler is what makes ``LaunchService.run()`` return 1 (humble / jazzy ``run_async``: it logs "Caught exception
+    in launch ...: <message>", shuts everything down and returns 1), so a failed node raises :class:`NodeFailed`.
+    Killed by a signal while the launch is already shutting down (Ctrl-C, SIGTERM / SIGKILL escalation) is the
+    shutdown itself, not a failure.
+    """
+    code = event.returncode
+    if code < 0 and context.is_shutdown:
+        return None
+    if code != 0:
+        how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
+        raise NodeFailed(f"{NODE_NAME} (required) {how}: shutting down; its log above says why")
+    return Shutdown(reason=f"{NODE_NAME} (required) exited")
+
+
+def _check_rviz2() -> None:
+    """Fail, before anything is started, when ``rviz:=true`` cannot start RViz2.
+
+    Checked like launch_ros does when the RViz ``Node`` executes (``ExecutableInPackage``: the ament index prefix,
+    then ``<prefix>/lib/rviz2/rviz2``), but before any action is returned: an RViz failure while the node is
+    already starting aborted the launch and left ``occupancy_node`` running as an orphan.
+    """
+    hint = "install it (apt install ros-$ROS_DISTRO-rviz2) or run without RViz: rviz:=false"
+    try:
+        libexec = os.path.join(get_package_prefix("rviz2"), "lib", "rviz2")
+    except PackageNotFoundError:
+        raise RuntimeError(f"rviz:=true but rviz2 is not installed (not in the ament index); {hint}") from None
+    if shutil.which("rviz2", path=libexec) is None:
+        raise RuntimeError(f"rviz:=true but there is no rviz2 executable in {libexec}; {hint}")
+
+
 def _launch_setup(context: LaunchContext) -> list[Any]:
     """The actions, once the arguments are known (overrides only for arguments that were given)."""
 
@@ -50,6 +95,9 @@ def _launch_setup(context: LaunchContext) -> list[Any]:
         return str(LaunchConfiguration(name).perform(context))
 
     use_sim_time = _as_bool(arg("use_sim_time"), "use_sim_time")
+    rviz = _as_bool(arg("rviz"), "rviz")
+    if rviz:
+        _check_rviz2()  # before any action exists: a missing rviz2 starts nothing
     overrides: dict[str, Any] = {"use_sim_time": use_sim_time}
     for name in ("model", "backend"):
         if arg(name):
@@ -58,19 +106,10 @@ def _launch_setup(context: LaunchContext) -> list[Any]:
     namespace = arg("namespace")
     if namespace:
         actions.append(PushRosNamespace(namespace))
-    actions.append(
-        Node(
-            package=PACKAGE,
-            executable=NODE_NAME,
-            name=NODE_NAME,
-            parameters=[arg("config"), overrides],
-            remappings=parse_remaps(arg("camera_remaps")),
-            output="screen",
-            emulate_tty=True,
-        )
-    )
-    if _as_bool(arg("rviz"), "rviz"):
+    if rviz:
         # The RViz config names the node's topics relative (occupancy_node/voxels), so they follow the namespace.
+        # Not required (no on_exit): closing RViz leaves the node running. Listed before the node, so that an
+        # error resolving it (when its action executes) is raised before the node's process is started.
         actions.append(
             Node(
                 package="rviz2",
@@ -81,6 +120,18 @@ def _launch_setup(context: LaunchContext) -> list[Any]:
                 output="screen",
             )
         )
+    actions.append(
+        Node(
+            package=PACKAGE,
+            executable=NODE_NAME,
+            name=NODE_NAME,
+            parameters=[arg("config"), overrides],
+            remappings=parse_remaps(arg("camera_remaps")),
+            output="screen",
+            emulate_tty=True,
+            on_exit=_on_node_exit,  # required: see _on_node_exit
+        )
+    )
     return [GroupAction(actions)]
 
 

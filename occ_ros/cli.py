@@ -598,6 +598,12 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--model", type=Path, required=True, help=".ckpt, .onnx or .engine")
     p.add_argument("--out", type=Path, required=True, help="output bag folder (MCAP; must not exist)")
     p.add_argument("--config", type=Path, help="the bag's camera topics and frames (the `occ inspect` bag YAML)")
+    p.add_argument(
+        "--params",
+        type=Path,
+        help="the node's parameter file (what `ros2 launch occ_ros occupancy.launch.py config:=...` takes): replay "
+        "exactly the node's session (topics, frames, outputs, sync); default: the node's defaults",
+    )
     p.add_argument("--gt", type=Path, help="dataset with ground truth, matched by stamp (e.g. the synthetic folder)")
     p.add_argument("--json", type=Path, help="write the metrics as JSON")
     p.add_argument("--rate", default="max", choices=("max", "realtime"), help="max: every frame (default)")
@@ -624,6 +630,7 @@ def _run_replay(args: argparse.Namespace) -> int:
             args.model,
             args.out,
             config=args.config,
+            params=args.params,
             gt=args.gt,
             rate=args.rate,
             backend=args.backend,

@@ -1,16 +1,21 @@
-"""``occ replay``: the node's pipeline over a recorded rosbag2, offline, with latency and accuracy metrics.
+"""``occ replay``: the node's session over a recorded rosbag2, offline, with latency and accuracy metrics.
 
-The bag is read with rosbags (MCAP or sqlite3) in recording order. Messages go through the same stages the node
-runs: ApproximateTime synchronization of the cameras (:class:`~occ_ros.pipeline.sync.ApproximateTimeSync`, the
-algorithm of message_filters' ApproximateTimeSynchronizer), the latest CameraInfo per camera, extrinsics from
-``/tf`` + ``/tf_static`` at the image stamp, the stamp-order guard,
-:class:`~occ_ros.pipeline.pipeline.OccupancyPipeline` and the output messages (:mod:`occ_ros.pipeline.messages`,
-built with rosbags' ROS 2 message classes). The outputs are written into a new MCAP bag that Foxglove and
-``ros2 bag play`` open, together with the input's tf.
+``occ replay`` is the second driver of :class:`~occ_ros.session.OccupancySession`, the object the rclpy node runs:
+the bag is read with rosbags (MCAP or sqlite3) in recording order; each image and CameraInfo record is counted
+(:meth:`~occ_ros.session.OccupancySession.on_input`) and goes into
+:class:`~occ_ros.pipeline.sync.ApproximateTimeSync` (the algorithm of message_filters' ApproximateTimeSynchronizer,
+2N inputs as the node pairs them); each synchronized set goes to
+:meth:`~occ_ros.session.OccupancySession.on_synchronized`, extrinsics come from ``/tf`` + ``/tf_static`` through
+:class:`~occ_ros.core.tf_buffer.TransformBuffer`, and the session's outputs (built with rosbags' ROS 2 message
+classes) are written into a new MCAP bag on the node's own topics (``/occupancy_node/voxels``, ...), together with
+the input's tf, for Foxglove or ``ros2 bag play``. The bag clock is the log time of the last record read.
 
-Rates: ``max`` processes every synchronized frame; ``realtime`` replays with the recording's timing through the
-node's :class:`~occ_ros.pipeline.worker.LatestFrameWorker`, so a backend slower than the cameras drops frames as on
-the vehicle (counted as ``superseded``).
+Configuration: the node's parameter file (``--params``, the same file ``ros2 launch`` takes), or an
+``occ inspect`` bag YAML (``--config``), or neither: the node's defaults for the model's cameras.
+
+Rates: ``max`` processes every synchronized frame (the session runs inline); ``realtime`` replays with the
+recording's timing through the session's latest-frame worker, so a backend slower than the cameras drops frames as
+on the vehicle (counted as ``superseded``). At the end of the bag the pending frame is processed, not dropped.
 """
 
 from __future__ import annotations
@@ -18,51 +23,68 @@ from __future__ import annotations
 import json
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from occ_ros.core.tf_buffer import TransformBuffer, TransformError, add_tf_message
+from occ_ros.core.tf_buffer import TransformBuffer, add_tf_message
 from occ_ros.datasets.rosbag_reader import BagConfig
 from occ_ros.inference.backend import InferenceBackend, open_backend
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
 from occ_ros.io.rosbag import BagWriter, ns_from_stamp, typestore
-from occ_ros.pipeline.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
-from occ_ros.pipeline.messages import (
-    dense_grid_msg,
-    grid_description_msg,
-    marker_array_msg,
-    pointcloud2_msg,
-    rosbags_message_types,
-)
-from occ_ros.pipeline.outputs import RateLimiter, class_cubes, grid_description
-from occ_ros.pipeline.pipeline import FrameResult, OccupancyPipeline, PipelineConfig
+from occ_ros.node.params import NodeParams, ParamError, from_ros_parameters, load_param_file
+from occ_ros.pipeline.frames import SkipReason
+from occ_ros.pipeline.messages import rosbags_message_types
+from occ_ros.pipeline.pipeline import FrameResult
 from occ_ros.pipeline.stats import PipelineStats
-from occ_ros.pipeline.sync import ApproximateTimeSync, StampGuard, slop_ns_from_seconds
-from occ_ros.pipeline.worker import LatestFrameWorker
+from occ_ros.pipeline.sync import ApproximateTimeSync, slop_ns_from_seconds
+from occ_ros.session import CameraInput, OccupancySession, OutputSinks, SessionConfig, output_topics
 
 RATES = ("max", "realtime")
-OUTPUT_TOPICS = {
-    "voxels": "/occupancy/voxels",
-    "markers": "/occupancy/markers",
-    "grid": "/occupancy/grid",
-    "grid_description": "/occupancy/grid_description",
-}
+OUTPUT_TOPICS = output_topics()
+"""The node's output topics in the root namespace, which the output bag records."""
 
 
 class ReplayError(ValueError):
     """A replay that cannot start (bag, config, model or output problems; names the file)."""
 
 
-def default_bag_config(cameras: tuple[str, ...]) -> BagConfig:
-    """Topics by the node's convention: ``/<camera lower-case>/image_raw`` and ``/<camera lower-case>/camera_info``."""
-    entries = [
-        {"name": c, "image_topic": f"/{c.lower()}/image_raw", "info_topic": f"/{c.lower()}/camera_info"}
-        for c in cameras
-    ]
-    return BagConfig.from_dict({"cameras": entries, "sync": {"slop_s": 0.02}}, "default bag config (from the model)")
+@dataclass(frozen=True)
+class ReplaySetup:
+    """What the replay driver needs besides the session: the session's config, the synchronizer's slop and the
+    bag's tf topics."""
+
+    session: SessionConfig
+    slop_s: float
+    queue_size: int = 10
+    tf_topic: str = "/tf"
+    tf_static_topic: str = "/tf_static"
+    tf_tolerance_ns: int = 0
+
+    @classmethod
+    def from_params(cls, params: NodeParams) -> ReplaySetup:
+        """The node's parameters: exactly the session the node would run (topics, frames, outputs, slop)."""
+        return cls(params.session_config(), params.sync.slop_s, params.sync.queue_size)
+
+    @classmethod
+    def from_bag_config(cls, cfg: BagConfig, defaults: NodeParams, min_confidence: float | None = None) -> ReplaySetup:
+        """An ``occ inspect`` bag YAML (topics, frames, tf topics, slop); outputs as in the node's ``defaults``.
+        ``sync.reference`` only matters to the dataset reader: a session stamps a frame with its first camera."""
+        session = defaults.session_config()
+        cameras = tuple(CameraInput(c.name, c.image_topic, c.info_topic, c.frame_id or "") for c in cfg.cameras)
+        session = replace(session, cameras=cameras, base_frame=cfg.base_frame, frame_id="")
+        if min_confidence is not None:
+            session = replace(session, min_confidence=min_confidence)
+        return cls(
+            session, cfg.slop_s, defaults.sync.queue_size, cfg.tf_topic, cfg.tf_static_topic, cfg.tf_tolerance_ns
+        )
+
+
+def node_defaults(cameras: tuple[str, ...], **overrides: Any) -> NodeParams:
+    """The node's default parameters for these cameras (topics ``/<camera lower-case>/image_raw`` ...)."""
+    return from_ros_parameters({"cameras": list(cameras), **overrides})
 
 
 @dataclass
@@ -76,6 +98,7 @@ class ReplaySummary:
     rate: str
     out: str
     messages: int = 0
+    inputs: dict[str, int] = field(default_factory=dict)
     synchronized: int = 0
     processed: int = 0
     skipped: dict[str, int] = field(default_factory=dict)
@@ -135,41 +158,64 @@ class _Accuracy:
         return {"frames": self.matched, "unmatched": self.unmatched, "miou": r.miou, "iou": r.iou, "mask": "camera"}
 
 
-class _Outputs:
-    """Writes the node's output topics for each result into the output bag (thread-safe)."""
+class _McapSink:
+    """The session's outputs, written into the output bag on the node's topics at the bag clock (thread-safe)."""
 
-    def __init__(
-        self, bag: BagWriter, pipeline: OccupancyPipeline, marker_period_s: float, max_marker_voxels: int
-    ) -> None:
+    def __init__(self, bag: BagWriter, topics: dict[str, str]) -> None:
         self.bag = bag
-        self.pipeline = pipeline
-        self.types = rosbags_message_types()
-        self.frame_id = pipeline.config.base_frame
-        self.markers = RateLimiter(marker_period_s)
-        self.max_marker_voxels = max_marker_voxels
+        self.topics = topics
         self.lock = threading.Lock()
-        self.described = False
+        self.now_ns = 0  # the bag clock: log time of the last record read
 
-    def write(self, result: FrameResult) -> None:
-        info, t = self.pipeline.info, result.stamp_ns
-        msgs: list[tuple[str, Any]] = []
-        if not self.described:
-            description = grid_description(info)
-            msgs.append((OUTPUT_TOPICS["grid_description"], grid_description_msg(self.types, description)))
-            self.described = True
-        msgs.append((OUTPUT_TOPICS["voxels"], pointcloud2_msg(self.types, result.cloud, t, self.frame_id)))
-        msgs.append((OUTPUT_TOPICS["grid"], dense_grid_msg(self.types, result.labels)))
-        if self.markers.ready(t / 1e9):
-            cubes, _ = class_cubes(result.cloud, info.vocabulary, self.max_marker_voxels)
-            voxel = tuple(float(v) for v in info.grid.voxel_size)
-            msgs.append((OUTPUT_TOPICS["markers"], marker_array_msg(self.types, cubes, t, self.frame_id, voxel)))
-        with self.lock:
-            for topic, msg in msgs:
-                self.bag.write(topic, msg, t)
+    def sinks(self) -> OutputSinks:
+        return OutputSinks(
+            cloud=self._writer("voxels"),
+            markers=self._writer("markers"),
+            grid=self._writer("grid"),
+            grid_description=self._writer("grid_description"),
+        )
 
-    def copy(self, topic: str, msg: Any, log_ns: int) -> None:
+    def _writer(self, name: str) -> Any:
+        topic = self.topics[name]
+
+        def write(msg: Any) -> None:
+            self.write(topic, msg, self.now_ns)
+
+        return write
+
+    def write(self, topic: str, msg: Any, log_ns: int) -> None:
         with self.lock:
             self.bag.write(topic, msg, log_ns)
+
+
+def _setup(
+    config: str | Path | BagConfig | None,
+    params: str | Path | NodeParams | None,
+    cameras: tuple[str, ...],
+    min_confidence: float | None,
+    marker_rate_hz: float,
+    max_marker_voxels: int,
+) -> ReplaySetup:
+    """The replay's setup from ``--params`` or ``--config`` or the node's defaults (see :func:`replay`)."""
+    if config is not None and params is not None:
+        raise ReplayError("give the node's parameter file (params) or a bag config (config), not both")
+    if params is not None:
+        try:
+            node = params if isinstance(params, NodeParams) else load_param_file(params)
+        except ParamError as err:
+            raise ReplayError(str(err)) from None
+        setup = ReplaySetup.from_params(node)
+        if min_confidence is not None:
+            setup = replace(setup, session=replace(setup.session, min_confidence=min_confidence))
+        return setup
+    defaults = node_defaults(
+        cameras, **{"outputs.markers_rate_hz": marker_rate_hz, "outputs.max_marker_voxels": max_marker_voxels}
+    )
+    if config is None:
+        cfg = replace(defaults.session_config(), min_confidence=min_confidence)
+        return ReplaySetup(cfg, defaults.sync.slop_s, defaults.sync.queue_size)
+    bag_cfg = config if isinstance(config, BagConfig) else BagConfig.from_yaml(config)
+    return ReplaySetup.from_bag_config(bag_cfg, defaults, min_confidence)
 
 
 def replay(
@@ -186,15 +232,19 @@ def replay(
     max_marker_voxels: int = 50_000,
     predictions: str | Path | None = None,
     progress: bool = True,
+    params: str | Path | NodeParams | None = None,
 ) -> ReplaySummary:
-    """Replay ``bag`` through the pipeline into the MCAP bag ``out`` (a new folder) and measure it.
+    """Replay ``bag`` through the node's session into the MCAP bag ``out`` (a new folder) and measure it.
 
     Args:
-        config: the bag's camera topics and frames (the ``occ inspect`` bag YAML); default: the model's cameras on
-            the node's default topics.
+        config: the bag's camera topics and frames (the ``occ inspect`` bag YAML).
+        params: the node's parameter file (or parameters) instead: the replay then runs exactly the node's session.
+            Neither: the node's defaults for the model's cameras.
         gt: a dataset with ground truth (any reader, e.g. the synthetic folder the bag was recorded from), matched
             to the replayed frames by stamp, for mIoU / IoU.
         rate: ``max`` or ``realtime`` (see the module docstring).
+        min_confidence, marker_rate_hz, max_marker_voxels: output settings when no ``params`` gives them
+            (``min_confidence`` overrides the params' too).
         predictions: also write Occ3D ``<dir>/<stamp>/labels.npz`` per processed frame (for ``occ eval``).
     Raises:
         ReplayError: a missing / unreadable bag, a bad config, a model that cannot load, an existing output.
@@ -209,45 +259,29 @@ def replay(
     if out.exists():
         raise ReplayError(f"{out} already exists; rosbag2 writes new bags only (remove it or choose another --out)")
     loaded = model if isinstance(model, InferenceBackend) else open_backend(model, backend, device=device)
-    cfg = (
-        config
-        if isinstance(config, BagConfig)
-        else (BagConfig.from_yaml(config) if config is not None else default_bag_config(loaded.info.cameras))
-    )
+    setup = _setup(config, params, loaded.info.cameras, min_confidence, marker_rate_hz, max_marker_voxels)
+    cfg = setup.session
     stats = PipelineStats()
-    pipeline = OccupancyPipeline(loaded, PipelineConfig(tuple(cfg.names), cfg.base_frame, min_confidence), stats=stats)
-    slop_ns = slop_ns_from_seconds(cfg.slop_s)
     # Images and CameraInfo of every camera are synchronized together (2N inputs), as image_transport's
     # CameraSubscriber pairs them and as the node's ApproximateTimeSynchronizer does.
-    sync = ApproximateTimeSync([*cfg.names, *(info_key(n) for n in cfg.names)], slop_ns)
-    guard = StampGuard()
-    tf = TransformBuffer(tolerance_ns=cfg.tf_tolerance_ns)
-    image_topics = {c.image_topic: c.name for c in cfg.cameras}
-    info_topics = {c.info_topic: c.name for c in cfg.cameras}
-    frame_ids = {c.name: c.frame_id for c in cfg.cameras}
-    accuracy = _Accuracy(gt, loaded.info.vocabulary, slop_ns) if gt is not None else None
+    inputs = [c.image_topic for c in cfg.cameras] + [c.info_topic for c in cfg.cameras]
+    watched = set(inputs)
+    sync = ApproximateTimeSync(inputs, slop_ns_from_seconds(setup.slop_s), setup.queue_size)
+    tf = TransformBuffer(tolerance_ns=setup.tf_tolerance_ns)
+    accuracy = _Accuracy(gt, loaded.info.vocabulary, slop_ns_from_seconds(setup.slop_s)) if gt is not None else None
     summary = ReplaySummary(str(bag), str(getattr(loaded, "path", model)), loaded.name, loaded.provider, rate, str(out))
     store = typestore()
 
     def on_result(result: FrameResult) -> None:
-        outputs.write(result)
         summary.frame_timings.append((result.stamp_ns, {k: 1000.0 * v for k, v in result.timings.items()}))
         if accuracy is not None:
             accuracy.update(result.stamp_ns, result.labels)
         if predictions is not None:
             atomic_savez_compressed(Path(predictions) / f"{result.stamp_ns}" / "labels.npz", semantics=result.labels)
 
-    def process(frame: FrameSet) -> None:
-        try:
-            result = pipeline.process(frame)
-        except FrameSkipped:
-            return  # counted by the pipeline's stats
-        on_result(result)
+    def lookup(target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
+        return tf.lookup(target, source, stamp_ns)  # a recording has all its tf already: nothing to wait for
 
-    def on_drop(frame: FrameSet) -> None:
-        stats.record_skip(SkipReason.SUPERSEDED, f"frame {frame.stamp_ns} replaced by a newer one")
-
-    worker: LatestFrameWorker[FrameSet] = LatestFrameWorker(process, on_drop=on_drop, run_inline=rate == "max")
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -260,13 +294,22 @@ def replay(
     except Exception as err:  # rosbags raises several types for unreadable bags
         raise ReplayError(f"{bag}: cannot open the bag: {err}") from None
     with BagWriter(out) as writer:
-        outputs = _Outputs(
-            writer, pipeline, 1.0 / marker_rate_hz if marker_rate_hz > 0 else float("inf"), max_marker_voxels
+        sink = _McapSink(writer, OUTPUT_TOPICS)
+        sink.now_ns = int(getattr(reader, "start_time", 0) or 0)
+        session = OccupancySession(
+            cfg,
+            loaded,
+            rosbags_message_types(store),
+            sink.sinks(),
+            lookup,
+            stats=stats,
+            run_inline=rate == "max",
+            on_result=on_result,
         )
-        worker.start()
+        session.start()  # the grid description, at the bag's start time
         first_log: int | None = None
         try:
-            wanted = set(image_topics) | set(info_topics) | {cfg.tf_topic, cfg.tf_static_topic}
+            wanted = set(inputs) | {setup.tf_topic, setup.tf_static_topic}
             connections = [c for c in reader.connections if c.topic in wanted]
             for conn, log_ns, raw in reader.messages(connections=connections):
                 summary.messages += 1
@@ -275,33 +318,34 @@ def replay(
                     delay = (log_ns - first_log) / 1e9 - (time.perf_counter() - start)
                     if delay > 0:
                         time.sleep(delay)
+                sink.now_ns = log_ns
+                topic = conn.topic
+                if topic in watched:
+                    session.on_input(topic)
                 try:
                     msg: Any = reader.deserialize(raw, conn.msgtype)
                 except Exception as err:  # a corrupt record: count it, skip it, go on
-                    stats.record_skip(SkipReason.CORRUPT_RECORD, f"{conn.topic} record at {log_ns} ns: {err}")
+                    stats.record_skip(SkipReason.CORRUPT_RECORD, f"{topic} record at {log_ns} ns: {err}")
                     continue
-                topic = conn.topic
-                if topic in (cfg.tf_topic, cfg.tf_static_topic):
-                    _add_transforms(tf, msg, topic == cfg.tf_static_topic, stats)
-                    outputs.copy(topic, msg, log_ns)
-                elif topic in info_topics or topic in image_topics:
-                    key = image_topics[topic] if topic in image_topics else info_key(info_topics[topic])
-                    done = sync.add(key, ns_from_stamp(msg.header.stamp), msg)
-                    if done is None:
-                        continue
-                    summary.synchronized += 1
-                    frame = _frame_set(done, tf, cfg.base_frame, frame_ids, cfg.reference)
-                    try:
-                        guard.check(frame.stamp_ns)
-                    except FrameSkipped as skip:
-                        stats.record_skip(skip.reason, skip.detail)
-                        continue
-                    guard.accept(frame.stamp_ns)
-                    worker.submit(frame)
-                    if bar is not None:
-                        bar.update(1)
+                if topic in (setup.tf_topic, setup.tf_static_topic):
+                    _add_transforms(tf, msg, topic == setup.tf_static_topic, stats)
+                    sink.write(topic, msg, log_ns)
+                    continue
+                try:
+                    done = sync.add(topic, ns_from_stamp(msg.header.stamp), msg)
+                except (AttributeError, TypeError, ValueError) as err:
+                    stats.record_skip(
+                        SkipReason.CORRUPT_RECORD, f"{topic} record at {log_ns} ns: no header stamp: {err}"
+                    )
+                    continue
+                if done is None:
+                    continue
+                summary.synchronized += 1
+                session.on_synchronized(*(done[key][1] for key in inputs))
+                if bar is not None:
+                    bar.update(1)
         finally:
-            worker.stop()
+            session.stop(timeout=None, drain=True)  # the end of the bag: the newest frame is processed, not lost
             reader.close()
             if bar is not None:
                 bar.close()
@@ -311,6 +355,8 @@ def replay(
     summary.skipped = dict(snap.skipped)
     summary.stages_ms = {k: v.to_dict() for k, v in snap.stages.items()}
     summary.sync_evicted = dict(sync.evicted)
+    summary.inputs = {state.topic: state.count for state in session.inputs.states()}
+    summary.problems += [f"input {topic}: no message in the bag" for topic, n in summary.inputs.items() if n == 0]
     if accuracy is not None:
         summary.accuracy = accuracy.result()
     return summary
@@ -321,33 +367,6 @@ def _add_transforms(buffer: TransformBuffer, msg: Any, static: bool, stats: Pipe
         add_tf_message(buffer, msg, static)
     except ValueError as err:  # a bad transform is reported; lookups that need it fail as NO_TF
         stats.record_skip(SkipReason.NO_TF, f"{'/tf_static' if static else '/tf'}: {err}")
-
-
-def info_key(camera: str) -> str:
-    """The synchronizer input of a camera's CameraInfo."""
-    return f"{camera}/camera_info"
-
-
-def _frame_set(
-    done: dict[str, tuple[int, Any]],
-    tf: TransformBuffer,
-    base_frame: str,
-    frame_ids: dict[str, str | None],
-    reference: str,
-) -> FrameSet:
-    cameras = {}
-    for name, (stamp, image) in done.items():
-        if name.endswith("/camera_info"):
-            continue
-        frame = frame_ids.get(name) or str(image.header.frame_id).lstrip("/")
-        info = done[info_key(name)][1]
-        try:
-            pose: np.ndarray | None = tf.lookup(base_frame, frame, stamp)
-            error = ""
-        except TransformError as err:
-            pose, error = None, str(err)
-        cameras[name] = CameraMessage(name, image, info, pose, error)
-    return FrameSet(done[reference][0], cameras, time.monotonic_ns())
 
 
 def write_metrics(summary: ReplaySummary, path: str | Path) -> None:

@@ -25,29 +25,28 @@ import yaml
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.preprocess import PreprocessConfig
 from occ_ros.core.rig import NUSCENES_CAMERAS, Camera
+from occ_ros.core.tf_buffer import matrix_from_transform as transform_matrix
 from occ_ros.core.transforms import invert_transform
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.inference.backend import BackendError, InferenceBackend, InferenceTiming
 from occ_ros.inference.model_info import ModelInfo
 from occ_ros.io.rosbag import camera_info_msg, compressed_image_msg, image_msg, transform_stamped
 from occ_ros.node import params as P
-from occ_ros.node.frame_builder import FrameAssembler, transform_matrix
 from occ_ros.node.params import CameraParams, NodeParams, ParamError
-from occ_ros.node.runtime import (
-    PIPELINE_SKIP_LOGGER,
-    LoadedModel,
-    NodeCore,
-    Publishers,
-    WarnThrottle,
-    backend_options,
-    diagnostic_level_bytes,
-    forward_python_logging,
-    open_model,
-    subscribed_topics,
-)
+from occ_ros.node.runtime import backend_options, open_model, subscribed_topics
 from occ_ros.pipeline.frames import FrameSkipped, SkipReason
 from occ_ros.pipeline.messages import rosbags_message_types
 from occ_ros.pipeline.pipeline import OccupancyPipeline, PipelineConfig
+from occ_ros.session import (
+    FrameAssembler,
+    LoadedModel,
+    OccupancySession,
+    OutputSinks,
+    WarnThrottle,
+    diagnostic_level_bytes,
+    forward_python_logging,
+)
+from occ_ros.session.session import PIPELINE_SKIP_LOGGER
 
 REPO = Path(__file__).resolve().parents[1]
 PARAM_FILE = REPO / "config" / "occupancy.param.yaml"
@@ -137,8 +136,8 @@ class Sink:
         self.msgs: dict[str, list[Any]] = {"cloud": [], "markers": [], "grid": [], "grid_description": []}
         self.subscribers = subscribers
 
-    def publishers(self) -> Publishers:
-        return Publishers(
+    def publishers(self) -> OutputSinks:
+        return OutputSinks(
             cloud=self.msgs["cloud"].append,
             markers=self.msgs["markers"].append,
             grid=self.msgs["grid"].append,
@@ -163,12 +162,12 @@ def make_core(
     run_inline: bool = True,
     fallback: bool = False,
     **overrides: Any,
-) -> tuple[NodeCore, Sink, list[tuple[str, str]]]:
+) -> tuple[OccupancySession, Sink, list[tuple[str, str]]]:
     sink = sink or Sink()
     log: list[tuple[str, str]] = []
     loaded = LoadedModel(backend or FakeBackend(), fallback=fallback, reasons=("model: broken",) if fallback else ())
-    core = NodeCore(
-        node_params(**overrides),
+    core = OccupancySession(
+        node_params(**overrides).session_config(),
         loaded,
         rosbags_message_types(),
         sink.publishers(),
@@ -176,7 +175,6 @@ def make_core(
         lambda level, text: log.append((level, text)),
         clock=clock or Clock(),
         run_inline=run_inline,
-        warn_period_s=5.0,
     )
     return core, sink, log
 
@@ -318,7 +316,7 @@ def test_parse_remaps() -> None:
 
 # ---------------------------------------------------------------------- frame assembly (rosbags messages)
 def assembler(tf: TfTable | None = None, **kwargs: Any) -> FrameAssembler:
-    cams = kwargs.pop("cameras", node_params().cameras)
+    cams = kwargs.pop("cameras", node_params().session_config().cameras)
     return FrameAssembler(cams, "base_link", tf or TfTable(), **kwargs)
 
 
@@ -437,14 +435,21 @@ def test_camera_info_of_an_unknown_camera_is_refused() -> None:
 
 
 # ---------------------------------------------------------------------- the node's core
-def feed(core: NodeCore, stamp: int, **kwargs: Any) -> None:
-    core.on_images(*images(stamp, **kwargs))
+def feed(core: OccupancySession, stamp: int, compressed: bool = False, **replaced: Any) -> None:
+    """One synchronized set: every camera's image, then its CameraInfo (``CAM_FRONT=None`` drops that image,
+    ``CAM_FRONT_info=msg`` replaces that CameraInfo)."""
+    imgs = dict(zip(CAMS, images(stamp, compressed), strict=True))
+    cams = dict(infos(stamp))
+    for key, value in replaced.items():
+        if key.endswith("_info"):
+            cams[key[: -len("_info")]] = value
+        else:
+            imgs[key] = value
+    core.on_synchronized(*(imgs[c] for c in CAMS), *(cams[c] for c in CAMS))
 
 
-def started_core(**kwargs: Any) -> tuple[NodeCore, Sink, list[tuple[str, str]]]:
+def started_core(**kwargs: Any) -> tuple[OccupancySession, Sink, list[tuple[str, str]]]:
     core, sink, log = make_core(**kwargs)
-    for name, info in infos().items():
-        core.on_camera_info(name, info)
     core.start()
     return core, sink, log
 
@@ -487,7 +492,9 @@ def test_compressed_images_and_a_renamed_output_frame() -> None:
     assert '"frame_id": "occupancy_grid"' in sink.msgs["grid_description"][0].data
 
 
-def test_markers_only_when_subscribed_and_rate_limited() -> None:
+def test_markers_only_when_subscribed_and_rate_limited_on_message_time() -> None:
+    """The marker rate is counted in frame stamps, not on the wall clock: the node under sim time and `occ replay`
+    of the same bag send markers with the same frames, however fast each runs."""
     clock = Clock()
     sink = Sink(subscribers=0)
     core, _, _ = started_core(sink=sink, clock=clock, **{"outputs.markers_rate_hz": 2.0})
@@ -495,11 +502,13 @@ def test_markers_only_when_subscribed_and_rate_limited() -> None:
     assert sink.msgs["markers"] == [] and len(sink.msgs["cloud"]) == 1
     sink.subscribers = 1
     feed(core, T0 + 1)
-    clock.now += 0.1
-    feed(core, T0 + 2)  # within 0.5 s of the last marker array
-    clock.now += 0.5
-    feed(core, T0 + 3)
+    clock.now += 10.0  # wall time does not matter
+    feed(core, T0 + 100_000_000)  # 0.1 s of message time later: within 0.5 s of the last marker array
+    feed(core, T0 + 600_000_000)
     assert len(sink.msgs["markers"]) == 2 and len(sink.msgs["cloud"]) == 4
+    stamps = [m.markers[-1].header.stamp for m in sink.msgs["markers"]]
+    assert [s.sec * 10**9 + s.nanosec for s in stamps] == [T0 + 1, T0 + 600_000_000]
+    assert {m.ns for m in sink.msgs["markers"][0].markers if m.action == 0} == {"occupancy"}
 
 
 def test_output_toggles_and_the_marker_cap() -> None:
@@ -517,29 +526,26 @@ def test_min_confidence_filters_when_asked() -> None:
     assert sink.msgs["cloud"][0].width == 0
 
 
-def bad_frames(core: NodeCore, tf: TfTable) -> dict[SkipReason, int]:
+def bad_frames(core: OccupancySession, tf: TfTable) -> dict[SkipReason, int]:
     """Feed a good frame, one frame per kind of bad input, and a good frame; returns the expected skip counts."""
     feed(core, T0)  # good
     feed(core, T0)  # duplicate stamp
     feed(core, T0 - 1)  # out of order
-    core.on_images(images(T0 + 10)[0], None)  # a camera missing
-    wrong = images(T0 + 20)
-    wrong[1].encoding = "yuv422"
-    core.on_images(*wrong)
-    small = images(T0 + 30)
-    small[0] = image_msg(np.zeros((H // 2, W // 2, 3), np.uint8), T0 + 30, "cam_front_optical_frame")
-    core.on_images(*small)
+    feed(core, T0 + 10, CAM_BACK=None)  # a camera missing
+    wrong = images(T0 + 20)[1]
+    wrong.encoding = "yuv422"
+    feed(core, T0 + 20, CAM_BACK=wrong)
+    small = image_msg(np.zeros((H // 2, W // 2, 3), np.uint8), T0 + 30, "cam_front_optical_frame")
+    feed(core, T0 + 30, CAM_FRONT=small)
     del tf.poses[("base_link", "cam_back_optical_frame")]
     feed(core, T0 + 40)
     tf.poses[("base_link", "cam_back_optical_frame")] = invert_transform(CAMERAS["CAM_BACK"].cam_from_ego)
     nan_info = camera_info_msg(CAMERAS["CAM_FRONT"], T0)
     nan_info.k[0] = float("nan")
-    core.on_camera_info("CAM_FRONT", nan_info)
-    feed(core, T0 + 50)
-    core.on_camera_info("CAM_FRONT", infos()["CAM_FRONT"])
-    broken = images(T0 + 60)
-    broken[0].header = None  # a message that is not an Image at all
-    core.on_images(*broken)
+    feed(core, T0 + 50, CAM_FRONT_info=nan_info)
+    broken = images(T0 + 60)[0]
+    broken.header = None  # a message that is not an Image at all
+    feed(core, T0 + 60, CAM_FRONT=broken)
     feed(core, T0 + 70)  # good again
     return {
         SkipReason.STAMP_ORDER: 2,
@@ -573,11 +579,11 @@ def test_warnings_are_throttled_per_reason() -> None:
     clock = Clock()
     core, _, log = started_core(clock=clock)
     for i in range(5):
-        core.on_images(images(T0 + i)[0], None)
+        feed(core, T0 + i, CAM_BACK=None)
     feed(core, T0 + 10)
     feed(core, T0 + 10)  # a stamp_order warning is not held back by the missing_camera ones
     clock.now += 5.0
-    core.on_images(images(T0 + 20)[0], None)
+    feed(core, T0 + 20, CAM_BACK=None)
     warns = [text for level, text in log if level == "warn"]
     assert len(warns) == 3
     assert "4 more missing_camera skips since the last report" in warns[2]
@@ -613,7 +619,7 @@ def test_an_unexpected_error_is_logged_and_the_worker_goes_on() -> None:
             raise RuntimeError("publisher gone")
         sink.msgs["cloud"].append(msg)
 
-    core.publishers.cloud = flaky
+    core.sinks.cloud = flaky
     feed(core, T0)
     feed(core, T0 + 1)
     assert core.worker.failed == 1 and len(sink.msgs["cloud"]) == 1
@@ -626,21 +632,18 @@ def test_diagnostics_report() -> None:
     values = dict(report.values)
     assert report.level == 1 and report.message == "no frames received yet"
     assert values["backend"] == "onnxruntime" and values["provider"] == "FakeExecutionProvider"
-    assert values["camera_info missing"] == "CAM_FRONT, CAM_BACK"
+    assert values["silent inputs"] == "none"  # not yet: input_timeout_s has not passed since the start
+    assert values["input /cam_front/image_raw"] == values["input /cam_back/camera_info"] == "never received"
     for key in ("worker dropped", "skipped superseded", "skipped no_tf", "published voxels", "last problem"):
         assert key in values
-    core.on_camera_info("CAM_FRONT", infos()["CAM_FRONT"])
-    core.on_camera_info("CAM_BACK", infos()["CAM_BACK"])
     core.start()
     feed(core, T0)
     report = core.diagnostics()
     values = dict(report.values)
-    assert report.level == 0 and values["camera_info missing"] == "none"
+    assert report.level == 0 and values["silent inputs"] == "none"
     for stage in ("wait", "decode", "calibration", "preprocess", "inference", "postprocess", "publish"):
         assert f"{stage} p50 [ms]" in values
     fallback, _, _ = make_core(fallback=True)
-    fallback.on_camera_info("CAM_FRONT", infos()["CAM_FRONT"])
-    fallback.on_camera_info("CAM_BACK", infos()["CAM_BACK"])
     feed(fallback, T0)
     report = fallback.diagnostics()
     assert report.level == 1 and "fallback model" in report.message
@@ -649,6 +652,38 @@ def test_diagnostics_report() -> None:
         "running the FALLBACK model; the configured model failed: model: broken",
     ) in fallback.startup_notes()
     assert diagnostic_level_bytes(2) == b"\x02" and diagnostic_level_bytes(7) == b"\x03"
+
+
+def test_a_silent_camera_is_named_in_a_throttled_warning_and_in_the_diagnostics() -> None:
+    """One image topic never publishes: the synchronizer never fires, so only the per-topic arrival watch can say
+    which input is missing (it used to report "camera_info missing" for every camera)."""
+    clock = Clock()
+    core, _, log = started_core(clock=clock)
+    talking = ["/cam_front/image_raw", "/cam_front/camera_info", "/cam_back/camera_info"]
+    for _ in range(30):  # 3 s at 10 Hz
+        clock.now += 0.1
+        for topic in talking:
+            core.on_input(topic)
+    report = core.diagnostics()
+    values = dict(report.values)
+    assert report.level == 1 and report.message == "silent input(s): /cam_back/image_raw"
+    assert values["silent inputs"] == "/cam_back/image_raw"
+    assert values["input /cam_back/image_raw"] == "never received"
+    assert values["input /cam_front/image_raw"] == "30 received, last 0.00 s ago"
+    warns = [text for level, text in log if level == "warn"]
+    assert len(warns) == 1 and warns[0].startswith("silent input(s): /cam_back/image_raw (no message yet, 0 so far).")
+    clock.now += 1.0
+    core.diagnostics()  # throttled: no second warning within warn_period_s
+    assert len([1 for level, _ in log if level == "warn"]) == 1
+    # a topic that stops is reported once it has been quiet for input_timeout_s (2 s by default)
+    core.on_input("/cam_back/image_raw")
+    for _ in range(25):
+        clock.now += 0.1
+        for topic in talking[1:]:
+            core.on_input(topic)
+    silent = dict(core.diagnostics().values)["silent inputs"]
+    assert silent == "/cam_front/image_raw, /cam_back/image_raw"
+    assert dict(core.diagnostics().values)["input /cam_front/image_raw"] == "30 received, last 3.50 s ago"
 
 
 def test_a_camera_count_other_than_the_models_is_refused() -> None:
@@ -867,3 +902,84 @@ def test_closing_ends_the_worker_thread_and_releases_the_backend() -> None:
     assert "occ-inference" not in {t.name for t in threading.enumerate()} - before
     feed(core, T0)  # a late synchronizer callback after shutdown is dropped, not processed
     assert core.worker.dropped == 1 and backend.calls == 0
+
+
+# ---------------------------------------------------------------------- logging onto rclpy's logger
+class _CLogging:
+    """rclpy's C extension, as far as ``RcutilsLogger`` uses it: severities, enabled-for, and the log call."""
+
+    class RCUTILS_LOG_SEVERITY:  # noqa: N801 - the pybind11 enum's name
+        RCUTILS_LOG_SEVERITY_UNSET = 0
+        RCUTILS_LOG_SEVERITY_DEBUG = 10
+        RCUTILS_LOG_SEVERITY_INFO = 20
+        RCUTILS_LOG_SEVERITY_WARN = 30
+        RCUTILS_LOG_SEVERITY_ERROR = 40
+        RCUTILS_LOG_SEVERITY_FATAL = 50
+
+    def __init__(self) -> None:
+        self.records: list[tuple[int, str]] = []
+
+    def rclpy_logging_logger_is_enabled_for(self, name: str, severity: int) -> bool:
+        return True
+
+    def rclpy_logging_rcutils_log(self, severity: int, name: str, message: str, *caller: Any) -> None:
+        self.records.append((int(severity), message))
+
+
+def _rclpy_logger(monkeypatch: pytest.MonkeyPatch) -> tuple[Any, list[tuple[int, str]]]:
+    """A real ``rclpy.impl.rcutils_logger.RcutilsLogger``: rclpy's own Python source (the installed rclpy, or the
+    rclpy-intellisense copy of its sources where ROS 2 is absent, with only the C extension replaced)."""
+    import importlib.util
+    import types
+
+    if _ros_available():  # pragma: no cover - with ROS 2 sourced: the real thing, C extension included
+        import rclpy.logging
+
+        return rclpy.logging.get_logger("occ_ros_test"), []
+    spec = importlib.util.find_spec("rclpy")
+    if spec is None or spec.origin is None:
+        pytest.skip("neither ROS 2 nor the rclpy sources (rclpy-intellisense, extra dev) are installed")
+    root = Path(spec.origin).parent
+    c_ext = _CLogging()
+    package = types.ModuleType("rclpy")
+    package.__path__ = [str(root)]
+    impl = types.ModuleType("rclpy.impl")
+    impl.__path__ = [str(root / "impl")]
+    package.impl = impl  # type: ignore[attr-defined]
+    singleton = types.ModuleType("rclpy.impl.implementation_singleton")
+    singleton.rclpy_implementation = c_ext  # type: ignore[attr-defined]
+    clock = types.ModuleType("rclpy.clock")
+    clock.Clock = object  # type: ignore[attr-defined]  # only the throttle filter uses it
+    for name in list(sys.modules):
+        if name == "rclpy" or name.startswith("rclpy."):
+            monkeypatch.delitem(sys.modules, name)
+    for name, module in {
+        "rclpy": package,
+        "rclpy.impl": impl,
+        "rclpy.impl.implementation_singleton": singleton,
+        "rclpy.clock": clock,
+    }.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    rcutils_logger = importlib.import_module("rclpy.impl.rcutils_logger")
+    return rcutils_logger.RcutilsLogger("occ_ros_test"), c_ext.records
+
+
+def test_every_severity_reaches_rclpys_logger_from_its_own_call_site(monkeypatch: pytest.MonkeyPatch) -> None:
+    """rclpy fixes the severity of each call site: one shared dispatch line raised ``ValueError: Logger severity
+    cannot be changed between calls`` on the node's first warning after its first info line."""
+    from occ_ros.node.runtime import log_to
+
+    logger, records = _rclpy_logger(monkeypatch)
+
+    def one_site(level: str, text: str) -> None:  # the node's old dispatch: the stand-in must be as strict
+        {"info": logger.info, "warn": logger.warning}[level](text)
+
+    one_site("info", "first")
+    with pytest.raises(ValueError, match="severity cannot be changed"):
+        one_site("warn", "second")
+    for _ in range(2):
+        for level in ("info", "warn", "error", "debug", "fatal", "info", "warn"):
+            log_to(logger, level, f"{level} line")
+    if records or not _ros_available():
+        assert [severity for severity, _ in records[1:]] == [20, 30, 40, 10, 50, 20, 30] * 2
+        assert records[2] == (30, "warn line")

@@ -22,14 +22,12 @@ REQUIRED_EXEC_DEPENDS = {
     "rclpy",
     "std_msgs",
     "sensor_msgs",
-    "sensor_msgs_py",
     "geometry_msgs",
     "visualization_msgs",
     "diagnostic_msgs",
     "diagnostic_updater",
     "tf2_ros_py",
     "message_filters",
-    "cv_bridge",
     "launch",
     "launch_ros",
     "python3-numpy",
@@ -37,7 +35,15 @@ REQUIRED_EXEC_DEPENDS = {
     "python3-scipy",
     "python3-opencv",
 }
-REQUIRED_TEST_DEPENDS = {"ament_copyright", "ament_flake8", "ament_pep257", "python3-pytest"}
+REQUIRED_TEST_DEPENDS = {
+    "ament_copyright",
+    "ament_flake8",
+    "ament_pep257",
+    "python3-pytest",
+    "launch_testing",
+    "launch_testing_ros",
+    "launch_pytest",
+}
 CONSOLE_SCRIPTS = {
     "occ": "occ_ros.cli:main",
     "occupancy_node": "occ_ros.node.occupancy_node:main",

@@ -329,10 +329,10 @@ def test_builders_with_rclpy_style_classes() -> None:
 _NUMPY_OF_FIELD = {1: "i1", 2: "u1", 3: "<i2", 4: "<u2", 5: "<i4", 6: "<u4", 7: "<f4", 8: "<f8"}
 
 TOPICS = {
-    "/occupancy/voxels": "sensor_msgs/msg/PointCloud2",
-    "/occupancy/markers": "visualization_msgs/msg/MarkerArray",
-    "/occupancy/grid": "std_msgs/msg/UInt8MultiArray",
-    "/occupancy/grid_description": "std_msgs/msg/String",
+    "/occupancy_node/voxels": "sensor_msgs/msg/PointCloud2",
+    "/occupancy_node/markers": "visualization_msgs/msg/MarkerArray",
+    "/occupancy_node/grid": "std_msgs/msg/UInt8MultiArray",
+    "/occupancy_node/grid_description": "std_msgs/msg/String",
 }
 
 
@@ -375,16 +375,16 @@ def test_messages_decode_with_mcap_ros2(tmp_path: Path) -> None:
     assert left_out == 0
     stamp = 1_700_000_000_123_456_789
     messages = {
-        "/occupancy/voxels": pointcloud2_msg(types, cloud, stamp, "base_link"),
-        "/occupancy/markers": marker_array_msg(types, cubes, stamp, "base_link", GRID.voxel_size, lifetime_s=0.25),
-        "/occupancy/grid": dense_grid_msg(types, labels),
-        "/occupancy/grid_description": grid_description_msg(types, grid_description((GRID, VOCAB), "base_link")),
+        "/occupancy_node/voxels": pointcloud2_msg(types, cloud, stamp, "base_link"),
+        "/occupancy_node/markers": marker_array_msg(types, cubes, stamp, "base_link", GRID.voxel_size, lifetime_s=0.25),
+        "/occupancy_node/grid": dense_grid_msg(types, labels),
+        "/occupancy_node/grid_description": grid_description_msg(types, grid_description((GRID, VOCAB), "base_link")),
     }
     decoded = _read_mcap(_write_bag(tmp_path / "bag", messages, stamp))
     assert {topic: name for topic, (name, _) in decoded.items()} == TOPICS
 
     # PointCloud2: header, layout, and the data decoded with the decoded fields' offsets
-    _, pc = decoded["/occupancy/voxels"]
+    _, pc = decoded["/occupancy_node/voxels"]
     assert pc.header.frame_id == "base_link"
     assert (pc.header.stamp.sec, pc.header.stamp.nanosec) == (1_700_000_000, 123_456_789)
     assert (pc.height, pc.width, pc.point_step, pc.row_step) == (1, 4, 24, 96)
@@ -409,7 +409,7 @@ def test_messages_decode_with_mcap_ros2(tmp_path: Path) -> None:
     assert points["rgb"].view("<u4").tolist() == EXPECTED_RGB  # float32 field holding the packed bits
 
     # MarkerArray: DELETEALL first, then one CUBE_LIST per class, coloured, sized, identity pose
-    _, ma = decoded["/occupancy/markers"]
+    _, ma = decoded["/occupancy_node/markers"]
     assert [(m.type, m.action) for m in ma.markers] == [(6, 3), (6, 0), (6, 0), (6, 0)]
     assert [m.id for m in ma.markers[1:]] == [0, 1, 2]
     assert all(m.ns == "occupancy" and m.header.frame_id == "base_link" for m in ma.markers)
@@ -424,7 +424,7 @@ def test_messages_decode_with_mcap_ros2(tmp_path: Path) -> None:
     assert [(p.x, p.y, p.z) for p in tree.points] == [EXPECTED_CENTRES[2]]
 
     # dense grid: dims (std_msgs stride convention) and C-order data
-    _, grid = decoded["/occupancy/grid"]
+    _, grid = decoded["/occupancy_node/grid"]
     dims = [(d.label, d.size, d.stride) for d in grid.layout.dim]
     assert dims == [("x", 4, 32), ("y", 4, 8), ("z", 2, 2)]
     assert grid.layout.data_offset == 0
@@ -435,7 +435,7 @@ def test_messages_decode_with_mcap_ros2(tmp_path: Path) -> None:
         assert data[grid.layout.data_offset + s1 * i + s2 * j + k] == label  # the std_msgs accessor formula
 
     # grid description: JSON with the grid spec and classes
-    _, desc_msg = decoded["/occupancy/grid_description"]
+    _, desc_msg = decoded["/occupancy_node/grid_description"]
     desc = json.loads(desc_msg.data)
     assert GridSpec.from_dict(desc["grid"]) == GRID
     assert [c["name"] for c in desc["classes"]] == VOCAB.names

@@ -115,10 +115,15 @@ def test_the_output_bag_is_an_indexed_mcap_with_ros2_schemas_as_foxglove_reads_i
 
 def test_the_output_bag_decodes_with_mcap_ros2_and_holds_the_predicted_voxels(sequence, replayed):
     topics = _mcap_messages(replayed / "out")
-    assert {"/occupancy/voxels", "/occupancy/grid", "/occupancy/markers", "/occupancy/grid_description"} <= set(topics)
+    assert {
+        "/occupancy_node/voxels",
+        "/occupancy_node/grid",
+        "/occupancy_node/markers",
+        "/occupancy_node/grid_description",
+    } <= set(topics)
     assert "/tf_static" in topics and "/tf" in topics
     reader = SynthReader(sequence)
-    clouds = topics["/occupancy/voxels"]
+    clouds = topics["/occupancy_node/voxels"]
     assert len(clouds) == 3
     for i, cloud in enumerate(clouds):
         sample = reader.load(i, images=False)
@@ -137,9 +142,9 @@ def test_the_output_bag_decodes_with_mcap_ros2_and_holds_the_predicted_voxels(se
         # published in C order of the voxel index, like np.argwhere
         np.testing.assert_allclose(xyz, centres, atol=1e-4)
         np.testing.assert_array_equal(_column(data, fields, "label", "u1"), labels[tuple(occupied.T)])
-    grid = topics["/occupancy/grid"][0]
+    grid = topics["/occupancy_node/grid"][0]
     assert [d.label for d in grid.layout.dim] == ["x", "y", "z"] and [d.size for d in grid.layout.dim] == [80, 80, 8]
-    description = json.loads(topics["/occupancy/grid_description"][0].data)
+    description = json.loads(topics["/occupancy_node/grid_description"][0].data)
     assert description["grid"]["shape"] == [80, 80, 8]
 
 
@@ -269,24 +274,125 @@ def _corrupt_one_image_record(bag: Path) -> None:
         con.execute("UPDATE messages SET data = ? WHERE id = ?", (b"\x00\x01\x00\x00garbage", rows[-1][0]))
 
 
-def test_realtime_replay_runs_the_latest_frame_worker_and_drops_what_a_slow_backend_cannot_take(sequence, tmp_path):
-    """--rate realtime: frames arrive with the recording's 12 Hz timing; a backend slower than that (here 250 ms
-    per frame) drops superseded frames instead of queueing them, and the newest frame is processed."""
-    from occ_ros.replay import replay
+def test_realtime_replay_drops_what_a_slow_backend_cannot_take_and_processes_the_last_frame(
+    sequence, tmp_path, monkeypatch
+):
+    """--rate realtime: frames arrive with the recording's 12 Hz timing through the latest-frame worker. The
+    backend's first frame is held until every frame of the bag has been handed over (an Event, not a sleep, so
+    the outcome does not depend on the machine's speed): the frames that arrive meanwhile replace each other
+    (``superseded``, not queued), and the newest one, pending when the bag ends, is processed, not lost."""
+    import threading
 
+    from occ_ros.replay import replay
+    from occ_ros.session import OccupancySession
+
+    frames = 8
     backend = open_backend(CKPT, warmup=False)
     run = backend._run
+    handed_over = {"n": 0}
+    all_in = threading.Event()
+    calls = {"n": 0}
 
-    def slow(feeds):
-        import time
+    on_synchronized = OccupancySession.on_synchronized
 
-        time.sleep(0.25)
+    def counting(self, *messages):
+        on_synchronized(self, *messages)
+        handed_over["n"] += 1
+        if handed_over["n"] == frames:
+            all_in.set()
+
+    def held(feeds):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            assert all_in.wait(120), "the replay never handed over every frame"
         return run(feeds)
 
-    backend._run = slow  # type: ignore[method-assign]
-    longer = generate(tmp_path / "seq", frames=8, seed=4, progress=False)
+    monkeypatch.setattr(OccupancySession, "on_synchronized", counting)
+    backend._run = held  # type: ignore[method-assign]
+    longer = generate(tmp_path / "seq", frames=frames, seed=4, progress=False)
+    stamps = sorted(SynthReader(longer, load_gt=False).load(i, images=False).stamp_ns for i in range(frames))
     summary = replay(longer / "bag", backend, tmp_path / "out", rate="realtime", progress=False)
-    assert summary.synchronized == 8
-    assert summary.skipped["superseded"] >= 1  # dropped, not queued
-    assert summary.processed + summary.skipped["superseded"] == 8
-    assert summary.processed >= 2
+    assert summary.synchronized == frames
+    assert summary.processed + summary.skipped["superseded"] == frames
+    # one frame was held, the newest was pending at the end; every frame in between was replaced while waiting
+    assert summary.processed in (1, 2) and summary.skipped["superseded"] >= frames - 2
+    processed = [stamp for stamp, _ in summary.frame_timings]
+    assert processed[-1] == stamps[-1]  # the last frame of the bag is processed
+
+
+def _raw_mcap(bag_dir: Path) -> dict[str, list[bytes]]:
+    """topic -> the CDR payloads of its messages in log order, read with the mcap reader (no decoding)."""
+    (path,) = sorted(bag_dir.glob("*.mcap"))
+    out: dict[str, list[bytes]] = {}
+    with open(path, "rb") as f:
+        for _schema, channel, message in mcap_reader.make_reader(f).iter_messages(log_time_order=True):
+            out.setdefault(channel.topic, []).append(bytes(message.data))
+    return out
+
+
+def test_the_node_and_occ_replay_run_one_session_and_publish_the_same_messages(sequence, onnx_model, tmp_path):
+    """Parity: the bag through the node's callbacks, set up as the node sets itself up (the shipped parameter file
+    with a model override, the node's model loading, an input watch per topic, a synchronizer over images + their
+    CameraInfo), with rosbags message classes, gives byte-identical output messages, frame by frame and topic by
+    topic, to `occ replay` with its defaults. (The synchronizer here is the replay's ApproximateTimeSync: the real
+    message_filters one runs in the launch tests, where ROS 2 is installed.)"""
+    from rosbags.highlevel import AnyReader
+
+    from occ_ros.core.tf_buffer import TransformBuffer, add_tf_message
+    from occ_ros.io.rosbag import ns_from_stamp, typestore
+    from occ_ros.node.params import from_ros_parameters, param_file_values
+    from occ_ros.node.runtime import open_model
+    from occ_ros.pipeline.messages import rosbags_message_types
+    from occ_ros.pipeline.sync import ApproximateTimeSync, slop_ns_from_seconds
+    from occ_ros.session import OccupancySession, OutputSinks, output_topics
+
+    # --- occ replay, as a user runs it
+    assert (
+        main(["replay", "--bag", str(sequence / "bag"), "--model", str(onnx_model), "--out", str(tmp_path / "r")]) == 0
+    )
+    replayed = _raw_mcap(tmp_path / "r")
+
+    # --- the node's callbacks
+    repo = Path(__file__).resolve().parents[1]
+    values = param_file_values(repo / "config" / "occupancy.param.yaml")
+    values.pop("use_sim_time", None)
+    params = from_ros_parameters({**values, "model": str(onnx_model)}, strict=True)
+    store = typestore()
+    published: dict[str, list[bytes]] = {}
+    topics = output_topics()
+
+    def publisher(name: str):
+        def publish(msg) -> None:
+            published.setdefault(topics[name], []).append(store.serialize_cdr(msg, type(msg).__msgtype__))
+
+        return publish
+
+    sinks = OutputSinks(*(publisher(n) for n in ("voxels", "markers", "grid", "grid_description")))
+    tf = TransformBuffer()
+    session = OccupancySession(
+        params.session_config(),
+        open_model(params.model),
+        rosbags_message_types(store),
+        sinks,
+        lambda target, source, stamp, timeout: tf.lookup(target, source, stamp),
+        run_inline=True,
+    )
+    inputs = session.config.input_topics()
+    sync = ApproximateTimeSync(inputs, slop_ns_from_seconds(params.sync.slop_s), params.sync.queue_size)
+    session.start()
+    with AnyReader([sequence / "bag"], default_typestore=store) as reader:
+        for conn, _, raw in reader.messages():
+            msg = reader.deserialize(raw, conn.msgtype)
+            if conn.topic in ("/tf", "/tf_static"):
+                add_tf_message(tf, msg, conn.topic == "/tf_static")
+            elif conn.topic in inputs:
+                session.on_input(conn.topic)
+                done = sync.add(conn.topic, ns_from_stamp(msg.header.stamp), msg)
+                if done is not None:
+                    session.on_synchronized(*(done[t][1] for t in inputs))
+    assert session.stop()
+
+    assert set(published) == set(topics.values()) and len(published[topics["voxels"]]) == 3
+    for topic, messages in published.items():
+        assert replayed[topic] == messages, topic
+    assert session.stats.snapshot().skipped_total == 0

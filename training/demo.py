@@ -228,7 +228,7 @@ def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, Any]:
         data / "bag",
         onnx_path,
         work / "output",
-        config=config_path("datasets", "synth_bag.yaml"),
+        params=config_path("occupancy.param.yaml"),  # the node's own parameters: replay runs the node's session
         gt=data,
         predictions=work / "labels",
     )

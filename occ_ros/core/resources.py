@@ -1,51 +1,66 @@
-"""Locating the package's shipped files (``config/``) in a source tree, a pip install or a colcon install."""
+"""Locating the package's shipped files (``config/``, ``models/``) in a source tree, a pip install or a colcon install.
+
+Both folders are found by one lookup (:func:`_find_shipped`), in this order:
+
+1. ``$OCC_ROS_CONFIG_DIR`` / ``$OCC_ROS_MODELS_DIR`` (an explicit override);
+2. the source tree (editable installs: ``<repo>/config``, ``<repo>/models``);
+3. ``<sys.prefix>/share/occ_ros/<folder>`` (pip installs, via setup.py data_files);
+4. ``<share>/<folder>`` with ``<share>`` from the ament index (colcon installs, ROS 2 sourced): colcon installs
+   into its own prefix (``install/occ_ros``), not ``sys.prefix``, so only the index knows where that is.
+"""
 
 from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
+
+PACKAGE = "occ_ros"
+
+
+def _ament_share() -> tuple[Path | None, str]:
+    """``share/occ_ros`` from the ament index, or ``(None, why not)`` (ROS 2 not sourced, package not indexed)."""
+    try:
+        from ament_index_python.packages import get_package_share_directory
+    except ImportError:
+        return None, "not available (ament_index_python is not importable: is ROS 2 sourced?)"
+    try:
+        return Path(get_package_share_directory(PACKAGE)), ""
+    except (LookupError, ValueError) as exc:  # PackageNotFoundError is a KeyError
+        return None, f"{PACKAGE} is not in it ({exc})"
+
+
+def _find_shipped(folder: str, env_var: str, is_it: Callable[[Path], bool], what: str) -> Path:
+    """The first candidate for the shipped ``folder`` (see the module docstring) that ``is_it`` accepts.
+
+    Raises FileNotFoundError naming every place looked in.
+    """
+    env = os.environ.get(env_var)
+    candidates = [Path(env)] if env else []
+    candidates.append(Path(__file__).resolve().parents[2] / folder)  # the source tree
+    candidates.append(Path(sys.prefix) / "share" / PACKAGE / folder)
+    for path in candidates:
+        if is_it(path):
+            return path
+    share, why_not = _ament_share()  # only now: the index is not needed (nor imported) when found above
+    if share is not None:
+        candidates.append(share / folder)
+        if is_it(share / folder):
+            return share / folder
+    looked = ", ".join(str(p) for p in candidates)
+    if share is None:
+        looked += f"; ament index: {why_not}"
+    raise FileNotFoundError(f"cannot find occ_ros' {what}; looked in {looked} (set {env_var} to override)")
 
 
 def config_dir() -> Path:
-    """The ``config/`` directory shipped with occ_ros.
-
-    Looked up in order: ``$OCC_ROS_CONFIG_DIR``; the source tree (editable installs);
-    ``<prefix>/share/occ_ros/config`` (pip and colcon installs, via setup.py data_files);
-    the ament index, when ROS 2 is sourced.
-    """
-    env = os.environ.get("OCC_ROS_CONFIG_DIR")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "config")
-    candidates.append(Path(sys.prefix) / "share" / "occ_ros" / "config")
-    try:  # pragma: no cover - only with ROS 2 sourced
-        from ament_index_python.packages import get_package_share_directory
-
-        candidates.append(Path(get_package_share_directory("occ_ros")) / "config")
-    except Exception:
-        pass
-    for path in candidates:
-        if (path / "rigs").is_dir():
-            return path
-    raise FileNotFoundError(
-        "cannot find occ_ros' config directory; looked in "
-        + ", ".join(str(p) for p in candidates)
-        + " (set OCC_ROS_CONFIG_DIR to override)"
-    )
+    """The ``config/`` directory shipped with occ_ros (the one with ``rigs/``)."""
+    return _find_shipped("config", "OCC_ROS_CONFIG_DIR", lambda p: (p / "rigs").is_dir(), "config directory")
 
 
 def models_dir() -> Path:
-    """The ``models/`` directory with the shipped checkpoints (``demo.ckpt``).
-
-    Looked up in order: ``$OCC_ROS_MODELS_DIR``; the source tree; ``<prefix>/share/occ_ros/models``.
-    """
-    env = os.environ.get("OCC_ROS_MODELS_DIR")
-    candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / "models")
-    candidates.append(Path(sys.prefix) / "share" / "occ_ros" / "models")
-    for path in candidates:
-        if (path / "demo.ckpt").is_file():
-            return path
-    raise FileNotFoundError(
-        "cannot find the shipped models (models/demo.ckpt); looked in " + ", ".join(str(p) for p in candidates)
+    """The ``models/`` directory with the shipped checkpoints (``demo.ckpt``)."""
+    return _find_shipped(
+        "models", "OCC_ROS_MODELS_DIR", lambda p: (p / "demo.ckpt").is_file(), "shipped models (models/demo.ckpt)"
     )

@@ -1,9 +1,9 @@
-"""The ROS 2 node ``occupancy_node``.
+"""The ROS 2 node ``occupancy_node``: a thin rclpy driver of :class:`occ_ros.session.OccupancySession`.
 
-* :mod:`.params` - every parameter (names, defaults, validation, param files), ROS-free;
-* :mod:`.frame_builder` - synchronized images + CameraInfo + tf -> FrameSet, ROS-free;
-* :mod:`.runtime` - the node's behaviour (model loading, frame flow, publishing, diagnostics), ROS-free;
-* :mod:`.occupancy_node` - the thin rclpy layer (needs ROS 2; importing it elsewhere raises ImportError).
+* :mod:`.params` - every parameter (names, defaults, validation, param files) and the session they configure,
+  ROS-free;
+* :mod:`.runtime` - model loading with fallback, subscribed topics, log dispatch, ROS-free;
+* :mod:`.occupancy_node` - the rclpy layer (needs ROS 2; importing it elsewhere raises ImportError).
 
 Importing this package does not import rclpy.
 """

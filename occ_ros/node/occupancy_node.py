@@ -1,8 +1,9 @@
-"""``occupancy_node``: the rclpy wiring of :class:`~occ_ros.node.runtime.NodeCore` (topics, tf, diagnostics).
+"""``occupancy_node``: the rclpy driver of :class:`~occ_ros.session.OccupancySession` (topics, tf, diagnostics).
 
 This module is deliberately thin: it declares the parameters of :mod:`.params`, creates subscriptions,
-publishers, the tf buffer and the diagnostic updater, and forwards every callback to ``NodeCore``, where all
-decisions live (tested without ROS). See docs/node.md for topics, parameters, QoS and the threading model.
+publishers, the tf buffer and the diagnostic updater, and forwards every callback to the session, where all
+decisions live (tested without ROS, and run by ``occ replay`` too). See docs/node.md for topics, parameters, QoS
+and the threading model.
 
 Images are decoded by the pipeline's own decoder (:func:`occ_ros.io.rosbag.image_to_rgb`), not cv_bridge: one
 implementation for raw and compressed images in the node and in ``occ replay`` (so both give the same labels),
@@ -15,6 +16,7 @@ without it the import fails with an :class:`ImportError` saying so.
 from __future__ import annotations
 
 import sys
+from dataclasses import replace
 from typing import Any
 
 try:
@@ -28,7 +30,7 @@ try:
     from diagnostic_updater import FunctionDiagnosticTask, Updater
     from rcl_interfaces.msg import ParameterDescriptor
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
-    from rclpy.clock import ClockType
+    from rclpy.clock import Clock, ClockType
     from rclpy.duration import Duration
     from rclpy.exceptions import NameValidationException, ParameterException
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
@@ -53,20 +55,20 @@ except ImportError as _err:  # no ROS 2 here: say what is missing and how to get
 
 import numpy as np
 
+from occ_ros.core.tf_buffer import matrix_from_transform
 from occ_ros.inference.backend import BackendError
 from occ_ros.pipeline.messages import message_types_from_modules, rclpy_byte_array
-
-from .frame_builder import transform_matrix
-from .params import NODE_NAME, NodeParams, ParamError, ParamSpec, camera_name_problems, camera_specs, specs
-from .runtime import (
+from occ_ros.session import (
+    CameraInput,
     DiagnosticReport,
-    NodeCore,
-    Publishers,
+    OccupancySession,
+    OutputSinks,
     diagnostic_level_bytes,
     forward_python_logging,
-    open_model,
-    subscribed_topics,
 )
+
+from .params import NODE_NAME, NodeParams, ParamError, ParamSpec, camera_name_problems, camera_specs, specs
+from .runtime import log_to, open_model, subscribed_topics
 
 EXECUTOR_THREADS = 4
 DIAGNOSTIC_TASK = "occupancy"
@@ -115,8 +117,18 @@ class OccupancyNode(Node):
         self.tf_listener = TransformListener(self.tf_buffer, self)
 
         self._pubs: list[Publisher] = []
-        publishers = self._create_publishers()
-        self.core = NodeCore(params, loaded, self.types, publishers, self._lookup, self._log)
+        sinks = self._create_publishers()
+        config = params.session_config()
+        # the input watch names the topics as subscribed, i.e. after remapping and namespacing
+        resolved = tuple(
+            CameraInput(
+                c.name, self.resolve_topic_name(c.image_topic), self.resolve_topic_name(c.info_topic), c.frame_id
+            )
+            for c in config.cameras
+        )
+        self.core = OccupancySession(
+            replace(config, cameras=resolved), loaded, self.types, sinks, self._lookup, self._log
+        )
         for level, note in self.core.startup_notes():
             self._log(level, note)
 
@@ -124,6 +136,12 @@ class OccupancyNode(Node):
         device = params.model.fallback_device if loaded.fallback else params.model.device
         self.updater.setHardwareID(f"{loaded.backend.name}@{device}")
         self.updater.add(FunctionDiagnosticTask(DIAGNOSTIC_TASK, self._diagnose))
+        # diagnostic_updater's own timer runs on the node's clock, which under use_sim_time stops with /clock: a
+        # stalled bag would silence /diagnostics exactly when the inputs go stale. Tick it on the steady clock.
+        self.destroy_timer(self.updater.timer)
+        self.updater.timer = self.create_timer(
+            self.updater.period, self.updater.update, clock=Clock(clock_type=ClockType.STEADY_TIME)
+        )
 
         self.core.start()  # the worker runs before the first frame can arrive
         self._subscribe()
@@ -162,7 +180,7 @@ class OccupancyNode(Node):
             durability=DurabilityPolicy[qos.durability_policy],
         )
 
-    def _create_publishers(self) -> Publishers:
+    def _create_publishers(self) -> OutputSinks:
         out, qos = self.params.outputs, self._output_qos()
         latched = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
@@ -170,17 +188,17 @@ class OccupancyNode(Node):
             reliability=ReliabilityPolicy.RELIABLE,
             durability=DurabilityPolicy.TRANSIENT_LOCAL,
         )
-        publishers = Publishers()
+        sinks = OutputSinks()
         if out.cloud:
-            publishers.cloud = self._publisher(sensor_msgs.msg.PointCloud2, "~/voxels", qos).publish
+            sinks.cloud = self._publisher(sensor_msgs.msg.PointCloud2, "~/voxels", qos).publish
         if out.markers:
             markers = self._publisher(visualization_msgs.msg.MarkerArray, "~/markers", qos)
-            publishers.markers = markers.publish
-            publishers.marker_subscribers = markers.get_subscription_count
+            sinks.markers = markers.publish
+            sinks.marker_subscribers = markers.get_subscription_count
         if out.grid:
-            publishers.grid = self._publisher(std_msgs.msg.UInt8MultiArray, "~/grid", qos).publish
-            publishers.grid_description = self._publisher(std_msgs.msg.String, "~/grid_description", latched).publish
-        return publishers
+            sinks.grid = self._publisher(std_msgs.msg.UInt8MultiArray, "~/grid", qos).publish
+            sinks.grid_description = self._publisher(std_msgs.msg.String, "~/grid_description", latched).publish
+        return sinks
 
     def _publisher(self, msg_type: Any, topic: str, qos: QoSProfile) -> Publisher:
         pub = self.create_publisher(msg_type, topic, qos)
@@ -213,6 +231,10 @@ class OccupancyNode(Node):
             )
             resolved_image = getattr(self._image_filters[-1].sub, "topic_name", image_topic)  # after remapping
             resolved_info = getattr(self._info_filters[-1].sub, "topic_name", info_topic)
+            # each message is also counted on arrival, outside the synchronizer, so a silent topic can be named
+            watched = self.core.config.cameras[len(self._info_filters) - 1]
+            self._image_filters[-1].registerCallback(self._arrived, watched.image_topic)
+            self._info_filters[-1].registerCallback(self._arrived, watched.info_topic)
             self.get_logger().info(f"camera {camera}: images {resolved_image}, camera_info {resolved_info}")
         self.sync = message_filters.ApproximateTimeSynchronizer(
             [*self._image_filters, *self._info_filters], params.sync.queue_size, params.sync.slop_s
@@ -220,14 +242,17 @@ class OccupancyNode(Node):
         self.sync.registerCallback(self.core.on_synchronized)
 
     # ------------------------------------------------------------------ callbacks
+    def _arrived(self, msg: Any, topic: str) -> None:
+        self.core.on_input(topic)
+
     def _lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
         """tf2: the pose of ``source`` in ``target`` at ``stamp_ns``, waiting up to ``timeout_s``."""
         at = Time(nanoseconds=int(stamp_ns), clock_type=ClockType.ROS_TIME)
         timeout = Duration(nanoseconds=int(max(0.0, timeout_s) * 1e9))
-        return transform_matrix(self.tf_buffer.lookup_transform(target, source, at, timeout))
+        return matrix_from_transform(self.tf_buffer.lookup_transform(target, source, at, timeout))
 
     def _diagnose(self, stat: Any) -> Any:
-        """diagnostic_updater task: NodeCore's report into the DiagnosticStatusWrapper."""
+        """diagnostic_updater task: the session's report into the DiagnosticStatusWrapper."""
         report: DiagnosticReport = self.core.diagnostics()
         stat.summary(diagnostic_level_bytes(report.level), report.message)
         for key, value in report.values:
@@ -235,15 +260,7 @@ class OccupancyNode(Node):
         return stat
 
     def _log(self, level: str, text: str) -> None:
-        logger = self.get_logger()
-        log = {
-            "debug": logger.debug,
-            "info": logger.info,
-            "warn": logger.warning,
-            "error": logger.error,
-            "fatal": logger.fatal,
-        }.get(level, logger.warning)
-        log(text)
+        log_to(self.get_logger(), level, text)  # one call site per severity (rclpy requires it)
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:

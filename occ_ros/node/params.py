@@ -27,8 +27,9 @@ from typing import Any
 
 from occ_ros.core.config import flatten_keys
 from occ_ros.core.rig import NUSCENES_CAMERAS
+from occ_ros.session.config import NODE_NAME, CameraInput, SessionConfig
 
-NODE_NAME = "occupancy_node"
+__all__ = ["NODE_NAME", "NodeParams", "ParamError", "ParamSpec", "load_param_file", "parse_remaps"]
 BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt", "torch")
 PRECISION_CHOICES = ("", "fp32", "fp16", "int8")
 RELIABILITY_CHOICES = ("reliable", "best_effort")
@@ -177,6 +178,13 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("base_frame", "base_link", "the grid's ego frame: extrinsics are looked up as base_frame <- camera"),
     ParamSpec("frame_id", "", "header.frame_id of the outputs ('' = base_frame)"),
     ParamSpec("tf_timeout_s", 0.05, "how long one frame may wait for its camera transforms, s", minimum=0.0),
+    ParamSpec(
+        "input_timeout_s",
+        2.0,
+        "an input topic with no message for this long (wall clock) is reported silent: warning + diagnostics, s",
+        minimum=0.0,
+        exclusive=True,
+    ),
     # --- outputs
     ParamSpec("outputs.cloud", True, "publish ~/voxels (sensor_msgs/PointCloud2)"),
     ParamSpec("outputs.markers", True, "publish ~/markers (visualization_msgs/MarkerArray) while subscribed"),
@@ -342,6 +350,7 @@ class NodeParams:
         base_frame: the grid's frame; extrinsics are ``base_frame <- camera optical frame``.
         frame_id: ``header.frame_id`` of the outputs (defaults to ``base_frame``).
         tf_timeout_s: how long one frame waits for its transforms in total.
+        input_timeout_s: silence after which an input topic is reported.
         outputs: output toggles and rates.
         qos: QoS of the streamed outputs.
     """
@@ -353,12 +362,32 @@ class NodeParams:
     base_frame: str = "base_link"
     frame_id: str = "base_link"
     tf_timeout_s: float = 0.05
+    input_timeout_s: float = 2.0
     outputs: OutputParams = OutputParams()
     qos: QosParams = QosParams()
 
     @property
     def camera_names(self) -> tuple[str, ...]:
         return tuple(c.name for c in self.cameras)
+
+    def session_config(self) -> SessionConfig:
+        """The session these parameters configure (the node's and ``occ replay --params``'s)."""
+        o = self.outputs
+        return SessionConfig(
+            cameras=tuple(
+                CameraInput(c.name, c.subscribed_topic(self.compressed), c.info_topic, c.frame_id) for c in self.cameras
+            ),
+            base_frame=self.base_frame,
+            frame_id=self.frame_id,
+            tf_timeout_s=self.tf_timeout_s,
+            cloud=o.cloud,
+            markers=o.markers,
+            grid=o.grid,
+            markers_period_s=o.markers_period_s,
+            max_marker_voxels=o.max_marker_voxels,
+            min_confidence=o.min_confidence,
+            input_timeout_s=self.input_timeout_s,
+        )
 
     @classmethod
     def from_ros_parameters(cls, values: Mapping[str, Any], strict: bool = False, source: str = "") -> NodeParams:
@@ -385,6 +414,7 @@ class NodeParams:
             "base_frame": self.base_frame,
             "frame_id": "" if self.frame_id == self.base_frame else self.frame_id,
             "tf_timeout_s": self.tf_timeout_s,
+            "input_timeout_s": self.input_timeout_s,
             "outputs.cloud": o.cloud,
             "outputs.markers": o.markers,
             "outputs.grid": o.grid,
@@ -513,6 +543,7 @@ def from_ros_parameters(values: Mapping[str, Any], strict: bool = False, source:
         base_frame=checked["base_frame"],
         frame_id=checked["frame_id"] or checked["base_frame"],
         tf_timeout_s=checked["tf_timeout_s"],
+        input_timeout_s=checked["input_timeout_s"],
         outputs=OutputParams(
             cloud=checked["outputs.cloud"],
             markers=checked["outputs.markers"],

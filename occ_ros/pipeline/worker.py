@@ -143,13 +143,21 @@ class LatestFrameWorker(Generic[T]):
             self._thread = threading.Thread(target=self._run, name=self._name, daemon=True)
             self._thread.start()
 
-    def stop(self, timeout: float | None = 5.0) -> bool:
+    def stop(self, timeout: float | None = 5.0, drain: bool = False) -> bool:
         """Stop: the item in progress finishes, the pending one is dropped (``on_drop``), the thread is joined.
 
+        Args:
+            timeout: seconds to wait for the thread (and, with ``drain``, as long again for the pending item).
+            drain: process the pending item first instead of dropping it: the end of a recording, whose newest
+                frame must not be lost; a shutdown drops it.
         Returns:
             True when the thread has ended (or there is none); False when ``process`` is still running after
             ``timeout`` seconds (the daemon thread then ends after that item).
         """
+        if drain:
+            with self._cv:
+                if self._started and not self._stopping:
+                    self._cv.wait_for(lambda: not self._pending and not self._busy, timeout)
         with self._cv:
             self._stopping = True
             leftover = self._pending

@@ -1,14 +1,15 @@
 """Synchronized camera messages + the latest CameraInfo + tf -> one :class:`~occ_ros.pipeline.frames.FrameSet`
 (ROS-free).
 
-The node's ApproximateTimeSynchronizer callback hands its images to :meth:`FrameAssembler.assemble`; CameraInfo
-subscriptions feed :meth:`FrameAssembler.update_info`. Nothing here decides whether a frame is usable: a
+The session's synchronized-set callback hands the images to :meth:`FrameAssembler.assemble` after their CameraInfo
+went to :meth:`FrameAssembler.update_info`. Nothing here decides whether a frame is usable: a
 missing image, CameraInfo or transform is recorded in the FrameSet (a camera left out, ``info=None``,
 ``base_from_optical=None`` + ``tf_error``) and the pipeline skips the frame with the matching
 :class:`~occ_ros.pipeline.frames.SkipReason`, so the node and ``occ replay`` count problems in one place.
 
-tf is reached through a plain callable (:data:`TransformLookup`), in the node a thin wrapper around
-``tf2_ros.Buffer.lookup_transform``; tests pass a dict-backed function.
+tf is reached through a plain callable (:data:`TransformLookup`): in the node a thin wrapper around
+``tf2_ros.Buffer.lookup_transform``, in ``occ replay`` :meth:`occ_ros.core.tf_buffer.TransformBuffer.lookup` over the
+bag's ``/tf`` and ``/tf_static``; tests pass a dict-backed function.
 """
 
 from __future__ import annotations
@@ -20,19 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from occ_ros.core.tf_buffer import matrix_from_transform
 from occ_ros.pipeline.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason, stamp_ns
 
-from .params import CameraParams
+from .config import CameraInput
 
 TransformLookup = Callable[[str, str, int, float], np.ndarray]
 """``lookup(target_frame, source_frame, stamp_ns, timeout_s)`` -> (4, 4) ``target_from_source`` (the pose of
 ``source_frame`` in ``target_frame``, tf2's ``lookup_transform(target, source, time)``); raises on failure, the
 exception's text says why."""
-
-
-transform_matrix = matrix_from_transform
-"""(4, 4) ``parent_from_child`` of a TransformStamped or Transform (the one `matrix_from_transform`)."""
 
 
 class FrameAssembler:
@@ -51,7 +47,7 @@ class FrameAssembler:
 
     def __init__(
         self,
-        cameras: Sequence[CameraParams],
+        cameras: Sequence[CameraInput],
         base_frame: str,
         lookup: TransformLookup,
         tf_timeout_s: float = 0.0,
@@ -131,12 +127,14 @@ class FrameAssembler:
             raise ValueError(f"got {len(images)} images for {len(self.names)} cameras {list(self.names)}")
         return dict(zip(self.names, images, strict=True))
 
-    def optical_frame(self, cam: CameraParams, image: Any) -> str:
-        """The frame to look up for ``image``: ``camera.<NAME>.frame_id`` if set, else its ``header.frame_id``."""
-        return cam.frame_id or str(getattr(getattr(image, "header", None), "frame_id", "") or "")
+    def optical_frame(self, cam: CameraInput, image: Any) -> str:
+        """The frame to look up for ``image``: the camera's ``frame_id`` if set, else its ``header.frame_id``, without
+        a leading ``/`` (tf2 frame ids have none; ROS 1 drivers still write one)."""
+        frame = cam.frame_id or str(getattr(getattr(image, "header", None), "frame_id", "") or "")
+        return frame.lstrip("/")
 
     def _extrinsic(
-        self, cam: CameraParams, image: Any, reference_ns: int, deadline: float
+        self, cam: CameraInput, image: Any, reference_ns: int, deadline: float
     ) -> tuple[np.ndarray | None, str]:
         """``(base_from_optical, "")`` or ``(None, why)``."""
         frame = self.optical_frame(cam, image)
