@@ -168,8 +168,13 @@ class Player:
         self._thread.start()
 
     def close(self) -> None:
+        """Stop spinning (the executor thread ends), destroy the node and shut rclpy down."""
+        import rclpy
+
         self.executor.shutdown()
+        self._thread.join(timeout=10)
         self.node.destroy_node()
+        rclpy.try_shutdown()
 
     # ------------------------------------------------------------------ listening
     def _on_cloud(self, msg: Any) -> None:

@@ -684,6 +684,10 @@ def test_a_silent_camera_is_named_in_a_throttled_warning_and_in_the_diagnostics(
     silent = dict(core.diagnostics().values)["silent inputs"]
     assert silent == "/cam_front/image_raw, /cam_back/image_raw"
     assert dict(core.diagnostics().values)["input /cam_front/image_raw"] == "30 received, last 3.50 s ago"
+    # a stopped bag: every input silent, one short line instead of the list
+    clock.now += 10.0
+    assert core.diagnostics().message.startswith("silent input(s): /cam_front/image_raw, /cam_back/image_raw, ")
+    assert log[-1][1].startswith("every input is silent: no message on any of the 4 input topics for 10.0 s (e.g. ")
 
 
 def test_a_camera_count_other_than_the_models_is_refused() -> None:

@@ -54,7 +54,7 @@ from occ_ros.pipeline.worker import LatestFrameWorker
 
 from .assembler import FrameAssembler, TransformLookup
 from .config import MARKER_NAMESPACE, SessionConfig
-from .inputs import InputMonitor
+from .inputs import InputMonitor, InputState
 
 LogFn = Callable[[str, str], None]
 """``log(level, text)``; level is ``debug``, ``info``, ``warn``, ``error`` or ``fatal``."""
@@ -418,16 +418,7 @@ class OccupancySession:
         if silent:
             emit, _ = self._throttle("silent inputs")
             if emit:
-                each = "; ".join(
-                    f"{s.topic} ({'no message yet' if s.age_s is None else f'no message for {s.age_s:.1f} s'}, "
-                    f"{s.count} so far)"
-                    for s in silent
-                )
-                self.log(
-                    "warn",
-                    f"silent input(s): {each}. No frame can be synchronized without them: is the driver running and "
-                    "the topic name right (ros2 topic info)?",
-                )
+                self.log("warn", _silence_warning(silent, len(self.inputs.topics)))
         return [s.topic for s in silent]
 
     def diagnostics(self) -> DiagnosticReport:
@@ -462,6 +453,26 @@ class OccupancySession:
         if self.loaded.fallback and level == DIAG_OK:
             level, message = DIAG_WARN, f"running the fallback model {backend.path}; {message}"
         return DiagnosticReport(level, message, values)
+
+
+def _silence_warning(silent: list[InputState], watched: int) -> str:
+    """One warning line for the silent inputs: each named, or, when every input is silent (a stopped bag, a dead
+    driver node), a summary."""
+    if len(silent) == watched:
+        ages = [s.age_s for s in silent if s.age_s is not None]
+        since = f"for {min(ages):.1f} s" if ages else "yet"
+        return (
+            f"every input is silent: no message on any of the {watched} input topics {since} (e.g. {silent[0].topic}); "
+            "is the camera driver or the bag running, and are the topic names right (ros2 topic list)?"
+        )
+    each = "; ".join(
+        f"{s.topic} ({'no message yet' if s.age_s is None else f'no message for {s.age_s:.1f} s'}, {s.count} so far)"
+        for s in silent
+    )
+    return (
+        f"silent input(s): {each}. No frame can be synchronized without them: is the driver running and the topic "
+        "name right (ros2 topic info)?"
+    )
 
 
 def _provider(backend: InferenceBackend) -> str:
