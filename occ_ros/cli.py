@@ -239,13 +239,22 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--data", type=Path, required=True, help="dataset folder or rosbag2 bag (any `occ inspect` input)")
     p.add_argument("--out", type=Path, required=True, help="output folder (same layout as DIR/gts/)")
-    p.add_argument("--teacher", choices=("sim", "hf"), default="sim", help="simulated (synthetic world) or HF models")
+    p.add_argument(
+        "--teacher",
+        choices=("sim", "hf", "onnx"),
+        default="sim",
+        help="simulated (synthetic world), HF models, or ONNX models described by model cards (docs/teachers.md)",
+    )
     p.add_argument("--depth", choices=("metric", "relative"), help="depth kind (sim: which to simulate)")
     p.add_argument("--segmenter", choices=("clipseg", "grounded-sam"), default="clipseg", help="hf segmentation")
     p.add_argument("--seg-model", help="CLIPSeg or Grounding DINO checkpoint folder (hf)")
     p.add_argument("--sam-model", help="SAM checkpoint folder (hf, grounded-sam)")
     p.add_argument("--depth-model", help="Depth Anything V2 checkpoint folder (hf)")
-    p.add_argument("--device", default="cpu", help="torch device of the hf models (default cpu)")
+    p.add_argument(
+        "--seg-card", help="segmentation model card, a YAML file or a config/teachers name (onnx; espnetv2_cityscapes)"
+    )
+    p.add_argument("--depth-card", help="depth model card, a YAML file or a config/teachers name (onnx; pydnet_kitti)")
+    p.add_argument("--device", default="cpu", help="device of the hf (torch) or onnx (cpu, cuda[:N]) models")
     p.add_argument("--window", type=int, help="densify over +-K frames (0: single-frame labels); overrides --config")
     p.add_argument("--calibration", choices=("frame", "sequence", "none"), help="relative depth calibration")
     p.add_argument("--config", type=Path, help="label settings YAML (default config/labels/default.yaml)")
@@ -289,6 +298,8 @@ def _run_labels(args: argparse.Namespace) -> int:
             seg_model=args.seg_model,
             sam_model=args.sam_model,
             depth_model=args.depth_model,
+            seg_card=args.seg_card,
+            depth_card=args.depth_card,
             device=args.device,
             sim=sim,
         )
@@ -708,9 +719,69 @@ def _run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- occ gt
+def _add_gt(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "gt",
+        help="build SemanticKITTI voxel ground truth from labelled LiDAR scans (evaluation only)",
+        description="For every frame of a SemanticKITTI-layout dataset with velodyne/ and labels/, accumulate the "
+        "labelled scans of the sequence into that frame's 256x256x32 grid (majority class per voxel, moving "
+        "objects from the frame's own scan only), carve free space along the LiDAR rays, and write "
+        "OUT/sequences/NN/voxels/F.{label,invalid,camera_mask,bin} in the official formats (read by "
+        "SemanticKittiReader(gt_root=OUT) and `occ eval --benchmark semantickitti --gt OUT`). Resumable: "
+        "finished frames are skipped. Training never reads LiDAR; see docs/evaluation.md.",
+    )
+    p.add_argument("--from-lidar", action="store_true", help="build from labelled LiDAR (the only source so far)")
+    p.add_argument("--data", type=Path, required=True, help="SemanticKITTI root (sequences/NN/velodyne, labels, ...)")
+    p.add_argument("--out", type=Path, required=True, help="output root (OUT/sequences/NN/voxels/)")
+    p.add_argument("--sequences", nargs="*", help="sequences to build (default: all)")
+    p.add_argument("--frames", nargs="*", type=int, help="frame numbers to build (default: all)")
+    p.add_argument("--window", type=int, help="accumulate scans within +-N frames (default: the whole sequence)")
+    p.add_argument("--max-rays", type=_positive_int, help="trace at most N random rays per frame (default: all)")
+    p.add_argument("--camera-only", action="store_true", help="also mark voxels outside the camera frustum invalid")
+    p.add_argument("--seed", type=int, default=0, help="seed of the ray subset (with --max-rays)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(func=_run_gt)
+
+
+def _run_gt(args: argparse.Namespace) -> int:
+    from occ_ros.eval.lidar_gt import build_lidar_gt
+
+    if not args.from_lidar:
+        raise CliError("choose the source of the ground truth: --from-lidar (the only one so far)")
+    if args.window is not None and args.window < 0:
+        raise CliError(f"--window must be >= 0 frames, got {args.window}")
+    progress = None
+    if not args.quiet:
+        from functools import partial
+
+        from tqdm import tqdm
+
+        progress = partial(tqdm, desc="occ gt", unit="frame")
+    try:
+        report = build_lidar_gt(
+            args.data,
+            args.out,
+            sequences=args.sequences,
+            frames=args.frames,
+            window=args.window,
+            max_rays=args.max_rays,
+            camera_only=args.camera_only,
+            seed=args.seed,
+            progress=progress,
+            log=print,
+        )
+    except (OSError, ValueError, KeyError) as err:
+        raise CliError(str(err)) from None
+    rate = f", {report.seconds_per_frame:.2f} s/frame" if report.written else ""
+    print(f"gt: {report.written} frames written, {report.skipped} already done -> {args.out}{rate}")
+    return 0
+
+
 COMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_synth,
     _add_eval,
+    _add_gt,
     _add_inspect,
     _add_labels,
     _add_train,

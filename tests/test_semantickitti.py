@@ -20,10 +20,13 @@ from occ_ros.datasets.semantickitti import (
     SEMANTICKITTI_GRID,
     VOXEL_SHAPE,
     SemanticKittiReader,
+    check_scan_pair,
     completion_lut,
     learning_to_vocab,
     load_semantickitti_config,
     pack_bits,
+    read_scan,
+    read_scan_labels,
     read_voxels,
     remap_completion,
     semantickitti_vocabulary,
@@ -362,8 +365,10 @@ def test_reader_errors(tmp_path: Path) -> None:
 
     _small_sequence(tmp_path / "e", voxels={})
     with pytest.raises(ValueError, match="voxels"):
-        SemanticKittiReader(tmp_path / "e", sequences=[3])
+        SemanticKittiReader(tmp_path / "e", sequences=[3], every="labels")
     assert len(SemanticKittiReader(tmp_path / "e", every="all")) == 2
+    auto = SemanticKittiReader(tmp_path / "e")  # default "auto": no voxels anywhere -> every image frame
+    assert auto.every == "all" and len(auto) == 2 and auto.load(0, images=False).gt is None
     with pytest.raises(FileNotFoundError, match="sequences"):
         SemanticKittiReader(tmp_path / "nowhere")
 
@@ -515,3 +520,141 @@ def test_evaluate_semantickitti_folders(tmp_path: Path) -> None:
     (seq / "predictions" / "000005.label").write_bytes(b"\x00" * 10)
     with pytest.raises(LabelFileError, match=r"predictions/000005\.label.*10 bytes"):
         evaluate_semantickitti(tmp_path, tmp_path, progress=False)
+
+
+# ---------------------------------------------------------------------------------------------- kitti_mini & odd input
+# Real SemanticKITTI data, read in place (licence: never copied into the repository).
+KITTI_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "kitti_mini"
+kitti_mini = pytest.mark.skipif(
+    not (KITTI_MINI / "sequences").is_dir(), reason="../shared/fixtures/kitti_mini not present"
+)
+# image_2 sizes listed in kitti_mini/README.md
+MINI_SIZES = {"00": (1241, 376), "01": (1241, 376), "02": (1241, 376), "04": (1226, 370), "05": (1226, 370),
+              "06": (1226, 370), "07": (1226, 370), "09": (1226, 370)}  # fmt: skip
+
+
+def _calib_by_hand(path: Path) -> dict[str, np.ndarray]:
+    out = {}
+    for line in path.read_text().splitlines():
+        key, values = line.split(":")
+        out[key] = np.array([float(v) for v in values.split()]).reshape(3, 4)
+    return out
+
+
+@kitti_mini
+def test_kitti_mini_frames_images_and_camera() -> None:
+    reader = SemanticKittiReader(KITTI_MINI)  # no voxels/ anywhere: "auto" reads every image_2 frame
+    assert reader.every == "all" and len(reader) == 80
+    assert {name: len(idx) for name, idx in reader.scenes().items()} == {name: 10 for name in MINI_SIZES}
+    for name, indices in reader.scenes().items():
+        sample = reader.load(indices[0])
+        assert sample.gt is None and sample.rig.names == ["CAM2"]
+        cam = sample.rig["CAM2"]
+        width, height = MINI_SIZES[name]
+        assert (cam.width, cam.height) == (width, height)
+        assert sample.images["CAM2"].shape == (height, width, 3)
+        calib = _calib_by_hand(KITTI_MINI / "sequences" / name / "calib.txt")
+        P2 = calib["P2"]
+        Tr4 = np.vstack([calib["Tr"], [0, 0, 0, 1]])
+        assert np.array_equal(cam.K, P2[:, :3])
+        # P2 = K [I | t]: t by hand, row by row from the bottom (K is upper triangular)
+        tz = P2[2, 3]
+        ty = (P2[1, 3] - P2[1, 2] * tz) / P2[1, 1]
+        tx = (P2[0, 3] - P2[0, 2] * tz) / P2[0, 0]
+        expected = np.eye(4)
+        expected[:3, 3] = (tx, ty, tz)
+        assert np.allclose(cam.cam_from_ego, expected @ Tr4, rtol=0, atol=1e-12)
+        # The stereo baseline: CAM2 sits -P2[0,3]/P2[0,0] (~6 cm, to the left) from cam0 along x; the
+        # rest of t is P2's few-mm rectification offset (P2[2,3] != 0).
+        assert -tx == pytest.approx(-P2[0, 3] / P2[0, 0], abs=0.006)
+        assert abs(tx) > 0.05
+        # The fixture's scans were cropped with P2 @ Tr4: every point projects into image_2, in front.
+        pts = read_scan(KITTI_MINI / "sequences" / name / "velodyne" / f"{sample.frame}.bin")[:, :3].astype(float)
+        uv, depth = cam.project(pts)
+        uvw = (P2 @ Tr4 @ np.c_[pts, np.ones(len(pts))].T).T
+        assert np.allclose(uv, uvw[:, :2] / uvw[:, 2:], rtol=0, atol=1e-6)
+        assert np.allclose(depth, uvw[:, 2], rtol=0, atol=1e-9)
+        assert np.all(depth > 0)
+        assert np.all((uv >= 0) & (uv < [width, height]))
+        poses = reader.poses()[name]
+        assert poses.shape == (10, 4, 4) and np.allclose(poses[0], np.eye(4), atol=1e-6)
+
+
+@kitti_mini
+def test_occ_inspect_kitti_mini(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(KITTI_MINI)]) == 0
+    out = capsys.readouterr().out
+    assert "80 samples" in out and "CAM2" in out and "1241x376" in out and "ground truth: no" in out
+
+
+def test_reader_reads_jpeg_images(tmp_path: Path) -> None:
+    seq = _small_sequence(tmp_path, voxels={})
+    for png in sorted((seq / "image_2").glob("*.png")):
+        assert cv2.imwrite(str(png.with_suffix(".jpg")), cv2.imread(str(png)), [cv2.IMWRITE_JPEG_QUALITY, 100])
+        png.unlink()
+    reader = SemanticKittiReader(tmp_path)
+    assert reader.every == "all" and len(reader) == 2
+    s = reader[1]
+    cam = s.rig["CAM2"]
+    assert (cam.width, cam.height) == (16, 8) and s.images["CAM2"].shape == (8, 16, 3)
+    assert np.abs(s.images["CAM2"][4, 8].astype(int) - [255, 0, 0]).max() <= 8  # RGB red, up to JPEG error
+    (seq / "image_2" / "000001.png").write_bytes((seq / "image_2" / "000001.jpg").read_bytes())
+    with pytest.raises(ValueError, match=r"image_2: frame 000001 has two images"):
+        SemanticKittiReader(tmp_path)
+
+
+def test_reader_odd_input_names_the_file(tmp_path: Path) -> None:
+    no_tr = {k: v for k, v in SIMPLE_P.items() if k != "Tr"}
+    _small_sequence(tmp_path / "a", calib=no_tr, voxels={})
+    with pytest.raises(ValueError, match=r"03/calib\.txt: no Tr line"):
+        SemanticKittiReader(tmp_path / "a")
+    _small_sequence(tmp_path / "b", poses=[IDENTITY_POSE] * 3, voxels={})  # 3 poses, 2 images
+    with pytest.raises(ValueError, match=r"03/poses\.txt: 3 poses, expected 2"):
+        SemanticKittiReader(tmp_path / "b")
+    _small_sequence(tmp_path / "c", times=[0.0], voxels={})
+    with pytest.raises(ValueError, match=r"03/times\.txt: 1 times, expected 2"):
+        SemanticKittiReader(tmp_path / "c")
+
+
+def test_scan_readers_and_length_check(tmp_path: Path) -> None:
+    points = np.arange(20, dtype="<f4").reshape(5, 4)  # 5 points
+    (tmp_path / "000000.bin").write_bytes(points.tobytes())
+    labels = np.array([40, 10 | (3 << 16), 252, 0, 1], "<u4")
+    (tmp_path / "000000.label").write_bytes(labels.tobytes())
+    assert np.array_equal(read_scan(tmp_path / "000000.bin"), points)
+    assert read_scan_labels(tmp_path / "000000.label", num_points=5).tolist() == [40, 196618, 252, 0, 1]
+    assert check_scan_pair(tmp_path / "000000.bin", tmp_path / "000000.label") == 5
+
+    (tmp_path / "000000.label").write_bytes(labels[:4].tobytes())  # one label short
+    with pytest.raises(LabelFileError, match=r"000000\.label: 16 bytes = 4 labels, but .*000000\.bin has 5 points"):
+        check_scan_pair(tmp_path / "000000.bin", tmp_path / "000000.label")
+    with pytest.raises(LabelFileError, match=r"000000\.label: 4 labels, but .*000000\.bin has 5 points"):
+        read_scan_labels(tmp_path / "000000.label", num_points=5, scan=tmp_path / "000000.bin")
+    (tmp_path / "000001.bin").write_bytes(b"\x00" * 17)
+    with pytest.raises(LabelFileError, match=r"000001\.bin: 17 bytes, not a multiple of 16"):
+        read_scan(tmp_path / "000001.bin")
+    with pytest.raises(LabelFileError, match=r"000001\.label: file not found"):
+        check_scan_pair(tmp_path / "000000.bin", tmp_path / "000001.label")
+
+
+def test_reader_gt_root_and_camera_mask(tmp_path: Path) -> None:
+    _small_sequence(tmp_path / "data", voxels={})
+    gt_dir = tmp_path / "gt" / "sequences" / "03" / "voxels"
+    gt_dir.mkdir(parents=True)
+    label = np.zeros(VOXEL_SHAPE, np.uint16)
+    label[1, 1, 1] = 40  # road
+    invalid = np.zeros(VOXEL_SHAPE, np.uint8)
+    invalid[2, 2, 2] = 1
+    camera = np.zeros(VOXEL_SHAPE, np.uint8)
+    camera[1, 1, 1] = camera[2, 2, 2] = camera[3, 3, 3] = 1
+    write_voxels(gt_dir / "000001.label", label)
+    write_voxels(gt_dir / "000001.invalid", invalid)
+    write_voxels(gt_dir / "000001.camera_mask", camera)
+    reader = SemanticKittiReader(tmp_path / "data", gt_root=tmp_path / "gt")
+    assert reader.every == "labels" and len(reader) == 1
+    s = reader.load(0, images=False)
+    assert s.frame == "000001" and s.gt is not None and s.gt.mask_camera is not None
+    assert s.gt.semantics[1, 1, 1] == 8 and s.gt.semantics[2, 2, 2] == 255 and s.gt.semantics[3, 3, 3] == 19
+    assert sorted(map(tuple, np.argwhere(s.gt.mask_camera).tolist())) == [(1, 1, 1), (3, 3, 3)]  # minus invalid
+    with pytest.raises(FileNotFoundError, match="nowhere/sequences"):
+        SemanticKittiReader(tmp_path / "data", gt_root=tmp_path / "nowhere")

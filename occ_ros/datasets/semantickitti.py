@@ -2,17 +2,21 @@
 
 Layout (official KITTI odometry + SemanticKITTI voxels)::
 
-    ROOT/sequences/NN/image_2/NNNNNN.png        left colour camera (CAM2)
+    ROOT/sequences/NN/image_2/NNNNNN.{png,jpg}  left colour camera (CAM2)
     ROOT/sequences/NN/calib.txt                 P0..P3 (3x4) and Tr (3x4, Velodyne -> rectified cam0)
-    ROOT/sequences/NN/poses.txt                 3x4 cam0 poses in the first cam0 frame, one per line
-    ROOT/sequences/NN/times.txt                 frame times, seconds
+    ROOT/sequences/NN/poses.txt                 3x4 cam0 poses in the first cam0 frame, one per image
+    ROOT/sequences/NN/times.txt                 frame times, seconds, one per image
     ROOT/sequences/NN/voxels/NNNNNN.{bin,label,invalid,occluded}
+    ROOT/sequences/NN/velodyne/NNNNNN.bin       LiDAR scans (evaluation ground truth only: read_scan)
+    ROOT/sequences/NN/labels/NNNNNN.label       per-point labels of the scans (read_scan_labels)
 
 Voxel files hold a 256x256x32 grid, flattened C-order as ``[x, y, z]`` (x forward, y left,
 z up) in the Velodyne frame, lower corner (0, -25.6, -2) m, 0.2 m voxels
 (:data:`SEMANTICKITTI_GRID`). ``.bin`` / ``.invalid`` / ``.occluded`` are bit-packed, most
 significant bit first (bit 7 of byte 0 is voxel 0); ``.label`` is one little-endian uint16
-raw SemanticKITTI id per voxel. The ego frame of the reader's samples is the Velodyne frame.
+raw SemanticKITTI id per voxel. ``.camera_mask`` (ours, written by :mod:`occ_ros.eval.lidar_gt`) is
+bit-packed like ``.invalid``: 1 = the voxel centre projects into image_2 in front of the camera.
+The ego frame of the reader's samples is the Velodyne frame.
 
 Label ids: *raw* ids (10 car, 252 moving-car, ...) are stored in files; *learning* ids 0..19
 are the evaluation classes (0 = empty in completion, 255 = ignore); our vocabulary
@@ -41,8 +45,10 @@ NUM_VOXELS = VOXEL_SHAPE[0] * VOXEL_SHAPE[1] * VOXEL_SHAPE[2]
 #: The SSC volume in the Velodyne frame.
 SEMANTICKITTI_GRID = GridSpec((0.0, -25.6, -2.0), (51.2, 25.6, 4.4), (0.2, 0.2, 0.2))
 #: Voxel file kinds (= file suffixes without the dot); all but ``label`` are bit-packed.
-PACKED_KINDS = ("bin", "invalid", "occluded")
+PACKED_KINDS = ("bin", "invalid", "occluded", "camera_mask")
 VOXEL_KINDS = (*PACKED_KINDS, "label")
+#: Image file suffixes accepted in ``image_2`` (the official data is PNG; re-encoded copies are JPEG).
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 #: Learning classes: 0 = empty (``free``) plus 19 semantic classes.
 NUM_LEARNING_CLASSES = 20
 #: Our names (snake_case, vocabulary order) of learning ids 1..19.
@@ -331,8 +337,8 @@ def read_times(path: str | Path) -> np.ndarray:
     return np.round(secs * 1e9).astype(np.int64)
 
 
-def _png_size(path: Path) -> tuple[int, int]:
-    """(width, height) of a PNG from its header, without decoding; falls back to cv2."""
+def _image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image: a PNG from its header, without decoding; anything else via cv2."""
     with path.open("rb") as f:
         head = f.read(24)
     if len(head) == 24 and head[:8] == b"\x89PNG\r\n\x1a\n" and head[12:16] == b"IHDR":
@@ -357,6 +363,96 @@ def _frame_numbers(folder: Path, suffix: str) -> list[int]:
     return sorted(int(p.stem) for p in folder.iterdir() if p.suffix == suffix and p.stem.isdigit())
 
 
+def image_files(folder: str | Path) -> dict[int, Path]:
+    """Frame number -> image path of ``folder`` (``NNNNNN.png`` / ``.jpg`` / ``.jpeg``), sorted by number.
+
+    Raises:
+        ValueError: naming the folder when a frame has images in two formats (e.g. both .png and .jpg).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return {}
+    out: dict[int, Path] = {}
+    for p in folder.iterdir():
+        if p.suffix.lower() in IMAGE_SUFFIXES and p.stem.isdigit():
+            number = int(p.stem)
+            if number in out:
+                raise ValueError(f"{folder}: frame {p.stem} has two images ({out[number].name}, {p.name}); keep one")
+            out[number] = p
+    return dict(sorted(out.items()))
+
+
+# ---------------------------------------------------------------------------------------------- LiDAR scans
+#: Raw SemanticKITTI ids of moving objects (moving-car .. moving-other-vehicle).
+MOVING_RAW_IDS = range(252, 260)
+
+
+def read_scan(path: str | Path) -> np.ndarray:
+    """A KITTI Velodyne scan ``velodyne/F.bin`` -> (N, 4) float32 x, y, z (metres, Velodyne frame), remission.
+
+    Raises:
+        LabelFileError: naming the file, when it is missing or its size is not a multiple of 16 bytes.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise LabelFileError(f"{path}: file not found (expected a Velodyne scan, float32 x y z remission)") from None
+    if len(raw) % 16:
+        raise LabelFileError(f"{path}: {len(raw)} bytes, not a multiple of 16 (float32 x, y, z, remission per point)")
+    return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(-1, 4)
+
+
+def read_scan_labels(path: str | Path, num_points: int | None = None, scan: str | Path | None = None) -> np.ndarray:
+    """Per-point SemanticKITTI labels ``labels/F.label`` -> (N,) uint32 (lower 16 bits: raw semantic id,
+    upper 16 bits: instance id).
+
+    Args:
+        num_points: when given, the point count of the matching scan (``scan`` names it in errors).
+    Raises:
+        LabelFileError: naming the file(s) when it is missing, not whole uint32s, or its length does not match.
+    """
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise LabelFileError(f"{path}: file not found (expected one uint32 label per point of its scan)") from None
+    if len(raw) % 4:
+        raise LabelFileError(f"{path}: {len(raw)} bytes, not a multiple of 4 (one uint32 per point)")
+    labels = np.frombuffer(raw, dtype="<u4").astype(np.uint32)
+    if num_points is not None and labels.size != num_points:
+        raise LabelFileError(
+            f"{path}: {labels.size} labels, but {scan or 'its scan'} has {num_points} points (expected one per point)"
+        )
+    return labels
+
+
+def check_scan_pair(scan: str | Path, labels: str | Path) -> int:
+    """Check from the file sizes alone (no reading) that ``labels`` has one uint32 per point of ``scan``.
+
+    Returns:
+        the point count.
+    Raises:
+        LabelFileError: naming the file that is missing or whose length does not match.
+    """
+    scan, labels = Path(scan), Path(labels)
+    sizes = []
+    for path, what in ((scan, "Velodyne scan"), (labels, "per-point .label file")):
+        try:
+            sizes.append(path.stat().st_size)
+        except FileNotFoundError:
+            raise LabelFileError(f"{path}: file not found (expected the {what} of this frame)") from None
+    if sizes[0] % 16:
+        raise LabelFileError(f"{scan}: {sizes[0]} bytes, not a multiple of 16 (float32 x, y, z, remission per point)")
+    points = sizes[0] // 16
+    if sizes[1] != 4 * points:
+        raise LabelFileError(
+            f"{labels}: {sizes[1]} bytes = {sizes[1] / 4:g} labels, but {scan} has {points} points "
+            f"(expected {4 * points} bytes: one uint32 per point)"
+        )
+    return points
+
+
 def camera_from_calib(calib: Mapping[str, np.ndarray], width: int, height: int, source: str = "calib") -> Camera:
     """CAM2 (left colour) with K = P2[:, :3] and cam_from_ego = [I | K^-1 P2[:, 3]] @ Tr (ego = Velodyne)."""
     missing = [k for k in ("P2", "Tr") if k not in calib]
@@ -379,25 +475,32 @@ class _Sequence:
     rig: CameraRig
     world_from_ego: np.ndarray  # (N, 4, 4) per frame number
     stamps_ns: np.ndarray  # (N,) per frame number
+    images: dict[int, Path]  # frame number -> image_2 file
+    voxels: Path  # folder of this sequence's voxel ground truth (under gt_root)
 
 
 class SemanticKittiReader(DatasetReader):
     """Samples of SemanticKITTI sequences (official odometry layout), one camera (CAM2).
 
     Sample fields: ``scene`` = 2-digit sequence, ``frame`` = 6-digit frame number; images RGB
-    uint8; ``world_from_ego`` = velo0_from_velo_i = inv(Tr) @ pose_i @ Tr (world = the first
-    Velodyne frame); grid :data:`SEMANTICKITTI_GRID`; ``gt`` (when the frame has ``voxels/F.label``)
-    in vocabulary indices with invalid and unlabeled voxels 255 and ``mask_lidar`` = not invalid.
+    uint8 (``image_2/F.png`` or ``.jpg``); ``world_from_ego`` = velo0_from_velo_i = inv(Tr) @ pose_i @ Tr
+    (world = the first Velodyne frame); grid :data:`SEMANTICKITTI_GRID`; ``gt`` (when the frame has
+    ``voxels/F.label``) in vocabulary indices with invalid and unlabeled voxels 255, ``mask_lidar`` =
+    not invalid and ``mask_camera`` = ``voxels/F.camera_mask`` and not invalid (None without that file).
     ``extras``: ``frame_number`` (int), ``lidar_ego_position`` (zeros: the ego frame is the LiDAR).
+    ``poses.txt`` and ``times.txt`` must have exactly one line per image of ``image_2``.
 
     Args:
         root: dataset root (holding ``sequences/``).
         sequences: sequence numbers or names (default: every ``sequences/NN`` present).
-        every: ``"labels"`` (default: frames with ``voxels/*.label``, every 5th frame as in SSC),
-            ``"all"`` (every frame with an image), or an int N (frames with number % N == 0).
+        every: ``"labels"`` (frames with ``voxels/*.label``, every 5th frame as in SSC), ``"all"``
+            (every frame with an image), an int N (frames with number % N == 0), or ``"auto"``
+            (default: ``"labels"`` when some selected sequence has ``voxels/*.label``, else ``"all"``).
         vocabulary: must have SemanticKITTI's 20-class layout (default: the shipped one).
         config: label maps (default: the shipped ``semantic-kitti.yaml``).
         load_gt: read voxel ground truth (False: ``gt`` is always None, faster).
+        gt_root: root of the voxel ground truth, ``GT_ROOT/sequences/NN/voxels/`` (default: ``root``),
+            e.g. the output of ``occ gt --from-lidar``.
     """
 
     kind = "semantickitti"
@@ -406,20 +509,23 @@ class SemanticKittiReader(DatasetReader):
         self,
         root: str | Path,
         sequences: Sequence[int | str] | None = None,
-        every: str | int = "labels",
+        every: str | int = "auto",
         vocabulary: Vocabulary | str | Path | None = None,
         config: SemanticKittiConfig | str | Path | None = None,
         load_gt: bool = True,
+        gt_root: str | Path | None = None,
     ) -> None:
         self.root = Path(root)
+        self.gt_root = self.root if gt_root is None else Path(gt_root)
         seq_root = self.root / "sequences"
         if not seq_root.is_dir():
             raise FileNotFoundError(f"{seq_root}: not found (expected ROOT/sequences/NN/ of KITTI odometry)")
-        if isinstance(every, str) and every not in ("labels", "all"):
-            raise ValueError(f"every must be 'labels', 'all' or a positive int, got {every!r}")
+        if gt_root is not None and not (self.gt_root / "sequences").is_dir():
+            raise FileNotFoundError(f"{self.gt_root / 'sequences'}: not found (expected GT_ROOT/sequences/NN/voxels/)")
+        if isinstance(every, str) and every not in ("labels", "all", "auto"):
+            raise ValueError(f"every must be 'labels', 'all', 'auto' or a positive int, got {every!r}")
         if not isinstance(every, str) and (not isinstance(every, int) or every < 1):
-            raise ValueError(f"every must be 'labels', 'all' or a positive int, got {every!r}")
-        self.every = every
+            raise ValueError(f"every must be 'labels', 'all', 'auto' or a positive int, got {every!r}")
         self.load_gt = load_gt
         self.config = load_semantickitti_config(config)
         if vocabulary is None:
@@ -438,6 +544,10 @@ class SemanticKittiReader(DatasetReader):
             names = sorted(p.name for p in seq_root.iterdir() if p.is_dir() and p.name.isdigit())
         else:
             names = [f"{int(s):02d}" for s in sequences]
+        if every == "auto":
+            has_voxels = any(_frame_numbers(self._voxel_dir(name), ".label") for name in names)
+            every = "labels" if has_voxels else "all"
+        self.every = every
         self._sequences: list[_Sequence] = []
         self._samples: list[tuple[int, int, int]] = []  # (sequence slot, frame number, position in scene)
         for name in names:
@@ -451,43 +561,62 @@ class SemanticKittiReader(DatasetReader):
             what = "voxels/*.label files" if every == "labels" else "images"
             raise ValueError(f"{self.root}: no frames with {what} in sequences {names or '(none found)'}")
 
+    def _voxel_dir(self, name: str) -> Path:
+        return self.gt_root / "sequences" / name / "voxels"
+
     def _open_sequence(self, path: Path, explicit: bool) -> tuple[list[int], _Sequence | None]:
         if not path.is_dir():
             raise FileNotFoundError(f"{path}: sequence folder not found")
         image_dir = path / "image_2"
-        images = _frame_numbers(image_dir, ".png")
+        image_paths = image_files(image_dir)
+        images = list(image_paths)
+        voxel_dir = self._voxel_dir(path.name)
         if self.every == "labels":
-            frames = _frame_numbers(path / "voxels", ".label")
+            frames = _frame_numbers(voxel_dir, ".label")
             if not frames:
                 if explicit:
                     raise ValueError(
-                        f"{path}: no voxels/*.label files (test sequences have none; use every='all' for images only)"
+                        f"{voxel_dir}: no voxels/*.label files (test sequences have none; use every='all' for "
+                        "images only, or build ground truth with `occ gt --from-lidar`)"
                     )
                 return [], None
         else:
             frames = images if self.every == "all" else [f for f in images if f % int(self.every) == 0]
         if not images:
-            raise FileNotFoundError(f"{image_dir}: no NNNNNN.png images (expected the KITTI odometry colour images)")
-        have = set(images)
-        missing = [f"{f:06d}.png" for f in frames if f not in have]
+            raise FileNotFoundError(
+                f"{image_dir}: no NNNNNN.png or .jpg images (expected the KITTI odometry colour images)"
+            )
+        missing = [f"{f:06d}" for f in frames if f not in image_paths]
         if missing:
             raise FileNotFoundError(f"{image_dir}: missing images for labelled frames: {missing[:10]}")
-        calib = read_calib(path / "calib.txt")
+        # Cheap checks first: calibration and pose/time counts are validated before any image is opened.
+        calib_path = path / "calib.txt"
+        calib = read_calib(calib_path)
+        missing_keys = [k for k in ("P2", "Tr") if k not in calib]
+        if missing_keys:
+            raise ValueError(
+                f"{calib_path}: no {' / '.join(missing_keys)} line (expected 'P2: 12 numbers' and 'Tr: 12 numbers'; "
+                "Tr is the Velodyne -> rectified cam0 transform of KITTI odometry)"
+            )
         poses = read_poses(path / "poses.txt")
         stamps = read_times(path / "times.txt")
         needed = max(images) + 1
-        if len(poses) < needed:
-            raise ValueError(f"{path / 'poses.txt'}: {len(poses)} poses, but image_2 has frames up to {needed - 1:06d}")
-        if len(stamps) < needed:
+        if len(poses) != needed:
             raise ValueError(
-                f"{path / 'times.txt'}: {len(stamps)} times, but image_2 has frames up to {needed - 1:06d}"
+                f"{path / 'poses.txt'}: {len(poses)} poses, expected {needed}: one line per image_2 frame "
+                f"000000..{needed - 1:06d}"
             )
-        width, height = _png_size(image_dir / f"{frames[0]:06d}.png" if frames else image_dir / f"{images[0]:06d}.png")
-        camera = camera_from_calib(calib, width, height, source=str(path / "calib.txt"))
+        if len(stamps) != needed:
+            raise ValueError(
+                f"{path / 'times.txt'}: {len(stamps)} times, expected {needed}: one line per image_2 frame "
+                f"000000..{needed - 1:06d}"
+            )
+        width, height = _image_size(image_paths[frames[0]] if frames else image_paths[images[0]])
+        camera = camera_from_calib(calib, width, height, source=str(calib_path))
         tr = np.eye(4)
         tr[:3, :] = calib["Tr"]
         world_from_ego = np.linalg.inv(tr) @ poses @ tr
-        return frames, _Sequence(path.name, path, CameraRig((camera,)), world_from_ego, stamps)
+        return frames, _Sequence(path.name, path, CameraRig((camera,)), world_from_ego, stamps, image_paths, voxel_dir)
 
     def __len__(self) -> int:
         return len(self._samples)
@@ -506,7 +635,7 @@ class SemanticKittiReader(DatasetReader):
         stamp = int(seq.stamps_ns[number])
         imgs: dict[str, np.ndarray] = {}
         if images:
-            image_path = seq.path / "image_2" / f"{frame}.png"
+            image_path = seq.images[number]
             image = _read_image(image_path)
             if image.shape[:2] != (camera.height, camera.width):
                 raise ValueError(
@@ -516,7 +645,7 @@ class SemanticKittiReader(DatasetReader):
             imgs[camera.name] = image
         gt = None
         if self.load_gt:
-            label_path = seq.path / "voxels" / f"{frame}.label"
+            label_path = seq.voxels / f"{frame}.label"
             if self.every == "labels" or label_path.is_file():
                 gt = self.read_gt(label_path)
         return Sample(
@@ -536,7 +665,8 @@ class SemanticKittiReader(DatasetReader):
         )
 
     def read_gt(self, label_path: str | Path) -> OccupancyLabels:
-        """Ground truth of ``voxels/F.label`` (+ ``F.invalid`` beside it) in vocabulary indices."""
+        """Ground truth of ``voxels/F.label`` (+ ``F.invalid`` and, when present, ``F.camera_mask`` beside it)
+        in vocabulary indices, (256, 256, 32) [x, y, z] in the Velodyne frame."""
         label_path = Path(label_path)
         raw = read_voxels(label_path, "label")
         invalid = read_voxels(label_path.with_suffix(".invalid"), "invalid")
@@ -545,7 +675,11 @@ class SemanticKittiReader(DatasetReader):
         except ValueError as err:
             raise LabelFileError(f"{label_path}: {err}") from None
         learning[invalid == 1] = IGNORE_LABEL
-        return OccupancyLabels(semantics=learning_to_vocab(learning), mask_camera=None, mask_lidar=invalid == 0)
+        mask_camera = None
+        camera_path = label_path.with_suffix(".camera_mask")
+        if camera_path.is_file():
+            mask_camera = (read_voxels(camera_path, "camera_mask") == 1) & (invalid == 0)
+        return OccupancyLabels(semantics=learning_to_vocab(learning), mask_camera=mask_camera, mask_lidar=invalid == 0)
 
     def scenes(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}
@@ -563,6 +697,8 @@ class SemanticKittiReader(DatasetReader):
 
 __all__ = [
     "CAMERA_NAME",
+    "IMAGE_SUFFIXES",
+    "MOVING_RAW_IDS",
     "LEARNING_CLASS_NAMES",
     "NUM_LEARNING_CLASSES",
     "NUM_VOXELS",
@@ -572,12 +708,16 @@ __all__ = [
     "SemanticKittiConfig",
     "SemanticKittiReader",
     "camera_from_calib",
+    "check_scan_pair",
+    "image_files",
     "completion_lut",
     "learning_to_vocab",
     "load_semantickitti_config",
     "pack_bits",
     "read_calib",
     "read_poses",
+    "read_scan",
+    "read_scan_labels",
     "read_times",
     "read_voxels",
     "remap_completion",

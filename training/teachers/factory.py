@@ -11,7 +11,7 @@ from occ_ros.core.vocabulary import Vocabulary
 from .base import DepthTeacher, FeatureTeacher, SegmentationTeacher, TeacherError
 from .simulated import SimDepthTeacher, SimFeatureTeacher, SimSegmentationTeacher, SimTeacherConfig
 
-TeacherKind = Literal["sim", "hf"]
+TeacherKind = Literal["sim", "hf", "onnx"]
 Segmenter = Literal["clipseg", "grounded-sam"]
 
 
@@ -20,15 +20,19 @@ class TeacherSpec:
     """Which teachers to use.
 
     Attributes:
-        kind: ``sim`` (simulated, synthetic world only) or ``hf`` (Hugging Face models from local dirs).
-        depth: ``metric`` or ``relative``; for ``hf`` it must agree with the depth checkpoint (None: take it).
+        kind: ``sim`` (simulated, synthetic world only), ``hf`` (Hugging Face models from local dirs) or
+            ``onnx`` (ONNX models described by model cards, run with ONNX Runtime).
+        depth: ``metric`` or ``relative``; for ``hf`` / ``onnx`` it must agree with the depth model (None: take it).
         segmenter: ``clipseg`` or ``grounded-sam`` (``hf`` only).
         seg_model: CLIPSeg or Grounding DINO checkpoint directory.
         sam_model: SAM checkpoint directory (``grounded-sam``).
         depth_model: Depth Anything V2 checkpoint directory.
         feature_model: CLIP checkpoint directory of the dense-feature (MaskCLIP) teacher (``hf``; training's
             CLIP distillation and ``occ query``).
-        device: torch device for the ``hf`` models.
+        seg_card: model card of the ``onnx`` segmentation teacher: a YAML path or a shipped card's name
+            (``config/teachers/<name>.yaml``; None: ``espnetv2_cityscapes``).
+        depth_card: model card of the ``onnx`` depth teacher (None: ``pydnet_kitti``).
+        device: torch device for the ``hf`` models; ``cpu`` or ``cuda[:N]`` for the ``onnx`` ones.
         sim: noise of the simulated teachers (``sim`` only; ``sim.depth.kind`` follows ``depth``).
     """
 
@@ -39,13 +43,23 @@ class TeacherSpec:
     sam_model: str | None = None
     depth_model: str | None = None
     feature_model: str | None = None
+    seg_card: str | None = None
+    depth_card: str | None = None
     device: str = "cpu"
     sim: SimTeacherConfig = field(default_factory=SimTeacherConfig)
 
     def describe(self) -> dict[str, Any]:
-        """What the label manifest records (noise settings for ``sim``, model folders for ``hf``)."""
+        """What the label manifest records: noise settings (``sim``), model folders (``hf``) or cards (``onnx``)."""
         if self.kind == "sim":
             return {"kind": "sim", "depth": self.depth or self.sim.depth.kind, "sim": asdict(self.sim)}
+        if self.kind == "onnx":
+            from .onnx_teacher import DEFAULT_DEPTH_CARD, DEFAULT_SEG_CARD, describe_card
+
+            return {
+                "kind": "onnx",
+                "seg_card": describe_card(self.seg_card or DEFAULT_SEG_CARD),
+                "depth_card": describe_card(self.depth_card or DEFAULT_DEPTH_CARD),
+            }
         return {
             "kind": "hf",
             "segmenter": self.segmenter,
@@ -86,8 +100,10 @@ def build_teachers(
             SimSegmentationTeacher(seg_root, vocabulary, sim.segmentation),
             SimDepthTeacher(seg_root, sim.depth),
         )
+    if spec.kind == "onnx":
+        return _onnx_teachers(spec, vocabulary)
     if spec.kind != "hf":
-        raise TeacherError(f"unknown teacher kind {spec.kind!r}; expected sim or hf")
+        raise TeacherError(f"unknown teacher kind {spec.kind!r}; expected sim, hf or onnx")
     from .hf import ClipSegTeacher, DepthAnythingTeacher, GroundedSamTeacher
 
     segmentation: SegmentationTeacher
@@ -108,6 +124,28 @@ def build_teachers(
             f"--depth {spec.depth} but the checkpoint {spec.depth_model} is a {depth.kind} depth model "
             f"(config.json depth_estimation_type)"
         )
+    return segmentation, depth
+
+
+def _onnx_teachers(spec: TeacherSpec, vocabulary: Vocabulary) -> tuple[SegmentationTeacher, DepthTeacher]:
+    """The ONNX teachers of ``spec``'s model cards (both cards are read before either model is loaded)."""
+    from .onnx_teacher import (
+        DEFAULT_DEPTH_CARD,
+        DEFAULT_SEG_CARD,
+        OnnxDepthTeacher,
+        OnnxSegmentationTeacher,
+        load_card,
+    )
+
+    seg_card = load_card(spec.seg_card or DEFAULT_SEG_CARD)
+    depth_card = load_card(spec.depth_card or DEFAULT_DEPTH_CARD)
+    if depth_card.depth is not None and spec.depth is not None and spec.depth != depth_card.depth.depth_kind:
+        raise TeacherError(
+            f"--depth {spec.depth} but {depth_card.where} describes a {depth_card.depth.depth_kind} depth model "
+            f"(depth.kind {depth_card.depth.kind})"
+        )
+    segmentation = OnnxSegmentationTeacher(vocabulary, seg_card, device=spec.device)
+    depth = OnnxDepthTeacher(depth_card, device=spec.device)
     return segmentation, depth
 
 
