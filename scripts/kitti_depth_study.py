@@ -26,6 +26,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -99,6 +100,7 @@ def study(
     relative_depth: Callable[[np.ndarray], np.ndarray],
     neighbours: tuple[int, ...] = (-2, -1, 1, 2),
     progress: bool = True,
+    calibration_mask: Callable[[np.ndarray, Any], np.ndarray] | None = None,
 ) -> dict:
     """Every method's AbsRel / delta1 per sequence and over all frames (see the module docstring)."""
     import torch
@@ -121,7 +123,8 @@ def study(
         for sample in samples:
             image = sample.images[cam.name]
             rel = relative_depth(image).astype(np.float32)
-            frames.append(CalibrationFrame({cam.name: image}, {cam.name: rel}, sample.world_from_ego))
+            valid = None if calibration_mask is None else {cam.name: calibration_mask(image, reader.vocabulary)}
+            frames.append(CalibrationFrame({cam.name: image}, {cam.name: rel}, sample.world_from_ego, valid))
             scan = read_scan(data / "sequences" / scene / "velodyne" / f"{sample.frame}.bin")
             gts.append(lidar_depth_image(scan, cam.cam_from_ego, cam.K, (cam.width, cam.height)))
         fits = {}
@@ -180,6 +183,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "fixtures" / "kitti_mini")
     parser.add_argument("--sequences", nargs="*", help="sequence numbers (default: all)")
     parser.add_argument("--card", default="pydnet_kitti", help="a relative depth model card (default pydnet_kitti)")
+    parser.add_argument(
+        "--seg-card",
+        help="a segmentation card (e.g. espnetv2_cityscapes): calibrate only on pixels of static classes, as "
+        "occ labels does (default: every pixel)",
+    )
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", type=Path, help="also write the numbers as JSON")
     args = parser.parse_args(argv)
@@ -196,7 +204,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         (depth,) = teacher.estimate_images([image])
         return np.where(depth.valid, depth.values, np.nan)
 
-    result = study(args.data, args.sequences, relative)
+    mask = None
+    if args.seg_card:
+        from occ_ros.datasets.semantickitti import semantickitti_vocabulary
+        from occ_training.labels.pipeline import calibration_pixels
+        from occ_training.teachers.onnx_teacher import OnnxSegmentationTeacher
+
+        segmenter = OnnxSegmentationTeacher(semantickitti_vocabulary(), args.seg_card, threads=args.threads)
+
+        def mask(image: np.ndarray, vocabulary: Any) -> np.ndarray:
+            (semantic,) = segmenter.segment_images([image])
+            return calibration_pixels(semantic.labels()[0], vocabulary)
+
+    result = study(args.data, args.sequences, relative, calibration_mask=mask)
     print(markdown(result))
     print(f"\n{result['frames']} frames; calibration s/frame: {result['calibration_seconds_per_frame']}")
     if args.json:

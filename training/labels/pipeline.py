@@ -27,6 +27,7 @@ import numpy as np
 
 from occ_ros.core.config import ConfigError, from_mapping, load_yaml_mapping
 from occ_ros.core.transforms import is_rigid
+from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, Sample
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
 from occ_training.labels.calibration import (
@@ -97,6 +98,18 @@ def load_label_settings(path: str | Path | None) -> tuple[LabelConfig, SimTeache
         where=str(path),
     )
     return label, from_mapping(SimTeacherConfig, data.get("sim"), where=f"{path}: sim")
+
+
+def calibration_pixels(labels: np.ndarray, vocabulary: Vocabulary) -> np.ndarray:
+    """(H, W) bool: the pixels a photometric depth calibration may fit on, those labelled with a static class
+    (not sky or unlabelled, which have no depth, and not a dynamic class, which moves against the ego motion).
+
+    Args:
+        labels: (H, W) vocabulary indices, ``IGNORE_LABEL`` where the segmentation gave no class.
+    """
+    dynamic = vocabulary.dynamic_mask()
+    known = labels != IGNORE_LABEL
+    return known & ~dynamic[np.where(known, labels, 0)]
 
 
 def uncalibrated_scale_shift(values: np.ndarray, valid: np.ndarray, min_depth: float, max_depth: float) -> ScaleShift:
@@ -172,11 +185,10 @@ class PseudoLabeller:
 
     def calibration_frame(self, taught: _FrameTeaching) -> CalibrationFrame:
         """Images, relative depth and the pixels fit to calibrate on (labelled, static classes)."""
-        dynamic = self.vocabulary.dynamic_mask()
-        valid = {}
-        for name, lab in taught.labels.items():
-            known = lab != IGNORE_LABEL
-            valid[name] = known & ~dynamic[np.where(known, lab, 0)] & taught.depth[name].valid
+        valid = {
+            name: calibration_pixels(lab, self.vocabulary) & taught.depth[name].valid
+            for name, lab in taught.labels.items()
+        }
         return CalibrationFrame(
             images=taught.sample.images,
             relative={name: d.values for name, d in taught.depth.items()},
