@@ -264,7 +264,7 @@ def replay(
     stats = PipelineStats()
     # Images and CameraInfo of every camera are synchronized together (2N inputs), as image_transport's
     # CameraSubscriber pairs them and as the node's ApproximateTimeSynchronizer does.
-    inputs = [c.image_topic for c in cfg.cameras] + [c.info_topic for c in cfg.cameras]
+    inputs = cfg.input_topics()
     watched = set(inputs)
     sync = ApproximateTimeSync(inputs, slop_ns_from_seconds(setup.slop_s), setup.queue_size)
     tf = TransformBuffer(tolerance_ns=setup.tf_tolerance_ns)

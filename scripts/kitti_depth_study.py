@@ -30,6 +30,8 @@ from typing import Any
 
 import numpy as np
 
+from occ_ros.core.rig import Camera
+
 REPO = Path(__file__).resolve().parents[1]
 MIN_DEPTH, MAX_DEPTH = 1.0, 80.0
 METHODS = (
@@ -41,29 +43,20 @@ METHODS = (
 )
 
 
-def lidar_depth_image(points_velo: np.ndarray, cam_from_velo: np.ndarray, K: np.ndarray, size: tuple[int, int]):
+def lidar_depth_image(points_velo: np.ndarray, camera: Camera) -> np.ndarray:
     """(H, W) float32 camera depth of the LiDAR points that project into the image (0 = no point; the nearest
-    point where several share a pixel).
+    point where several share a pixel), through :meth:`Camera.project` (the reader's CAM2: ego = Velodyne).
 
     Args:
         points_velo: (N, 3+) points in the Velodyne frame.
-        cam_from_velo: (4, 4) optical frame <- Velodyne.
-        K: (3, 3) intrinsics.
-        size: (width, height).
     """
-    width, height = size
-    pts = np.asarray(points_velo, dtype=np.float64)[:, :3]
-    cam = pts @ cam_from_velo[:3, :3].T + cam_from_velo[:3, 3]
-    z = cam[:, 2]
-    front = z > 1e-6
-    uvw = cam[front] @ np.asarray(K, dtype=np.float64).T
-    u = np.floor(uvw[:, 0] / uvw[:, 2] + 0.5).astype(np.int64)  # pixel centres at integers
-    v = np.floor(uvw[:, 1] / uvw[:, 2] + 0.5).astype(np.int64)
-    inside = (u >= 0) & (u < width) & (v >= 0) & (v < height)
-    depth = np.zeros((height, width), dtype=np.float32)
-    order = np.argsort(-z[front][inside])  # far first, so the nearest point of a pixel is written last
-    depth[v[inside][order], u[inside][order]] = z[front][inside][order]
-    return depth
+    uv, depth = camera.project(np.asarray(points_velo, dtype=np.float64)[:, :3])
+    keep = (depth > 1e-6) & camera.in_image(uv)
+    px = np.floor(uv[keep] + 0.5).astype(np.int64)  # pixel centres at integers
+    order = np.argsort(-depth[keep])  # far first, so the nearest point of a pixel is written last
+    image = np.zeros((camera.height, camera.width), dtype=np.float32)
+    image[px[order, 1], px[order, 0]] = depth[keep][order]
+    return image
 
 
 def frame_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:
@@ -126,7 +119,7 @@ def study(
             valid = None if calibration_mask is None else {cam.name: calibration_mask(image, reader.vocabulary)}
             frames.append(CalibrationFrame({cam.name: image}, {cam.name: rel}, sample.world_from_ego, valid))
             scan = read_scan(data / "sequences" / scene / "velodyne" / f"{sample.frame}.bin")
-            gts.append(lidar_depth_image(scan, cam.cam_from_ego, cam.K, (cam.width, cam.height)))
+            gts.append(lidar_depth_image(scan, cam))
         fits = {}
         for mode in ("frame", "sequence"):
             start = time.perf_counter()

@@ -12,6 +12,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
 
 import kitti_depth_study as study  # noqa: E402
 
+from occ_ros.core.rig import Camera  # noqa: E402
+
 K = np.array([[100.0, 0.0, 10.0], [0.0, 100.0, 5.0], [0.0, 0.0, 1.0]])
 # Velodyne (x forward, y left, z up) -> optical (x right, y down, z forward)
 CAM_FROM_VELO = np.array([[0.0, -1.0, 0.0, 0.0], [0.0, 0.0, -1.0, 0.0], [1.0, 0.0, 0.0, 0.0], [0.0, 0.0, 0.0, 1.0]])
@@ -27,7 +29,7 @@ def test_lidar_points_land_on_their_pixels_and_the_nearest_wins() -> None:
             [2.0, 1.0, 0.0, 0.5],  # u = 10 - 50 = -40: outside
         ]
     )
-    depth = study.lidar_depth_image(points, CAM_FROM_VELO, K, (20, 10))
+    depth = study.lidar_depth_image(points, Camera("CAM2", "cam2", 20, 10, K, CAM_FROM_VELO))
     expected = np.zeros((10, 20), np.float32)
     expected[5, 10] = 4.0
     expected[3, 14] = 5.0

@@ -387,20 +387,31 @@ def image_files(folder: str | Path) -> dict[int, Path]:
 MOVING_RAW_IDS = range(252, 260)
 
 
+def _read_records(path: Path, dtype: str, per_record: int, expected: str) -> np.ndarray:
+    """The little-endian ``dtype`` values of a binary per-point file, ``per_record`` of them per point.
+
+    Raises:
+        LabelFileError: naming the file, when it is missing or not a whole number of records (``expected`` says
+            what a record is).
+    """
+    size = np.dtype(dtype).itemsize * per_record
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        raise LabelFileError(f"{path}: file not found (expected {expected})") from None
+    if len(raw) % size:
+        raise LabelFileError(f"{path}: {len(raw)} bytes, not a multiple of {size} ({expected})")
+    return np.frombuffer(raw, dtype=dtype)
+
+
 def read_scan(path: str | Path) -> np.ndarray:
     """A KITTI Velodyne scan ``velodyne/F.bin`` -> (N, 4) float32 x, y, z (metres, Velodyne frame), remission.
 
     Raises:
         LabelFileError: naming the file, when it is missing or its size is not a multiple of 16 bytes.
     """
-    path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise LabelFileError(f"{path}: file not found (expected a Velodyne scan, float32 x y z remission)") from None
-    if len(raw) % 16:
-        raise LabelFileError(f"{path}: {len(raw)} bytes, not a multiple of 16 (float32 x, y, z, remission per point)")
-    return np.frombuffer(raw, dtype="<f4").astype(np.float32).reshape(-1, 4)
+    values = _read_records(Path(path), "<f4", 4, "a Velodyne scan: float32 x, y, z, remission per point")
+    return values.astype(np.float32).reshape(-1, 4)
 
 
 def read_scan_labels(path: str | Path, num_points: int | None = None, scan: str | Path | None = None) -> np.ndarray:
@@ -413,13 +424,7 @@ def read_scan_labels(path: str | Path, num_points: int | None = None, scan: str 
         LabelFileError: naming the file(s) when it is missing, not whole uint32s, or its length does not match.
     """
     path = Path(path)
-    try:
-        raw = path.read_bytes()
-    except FileNotFoundError:
-        raise LabelFileError(f"{path}: file not found (expected one uint32 label per point of its scan)") from None
-    if len(raw) % 4:
-        raise LabelFileError(f"{path}: {len(raw)} bytes, not a multiple of 4 (one uint32 per point)")
-    labels = np.frombuffer(raw, dtype="<u4").astype(np.uint32)
+    labels = _read_records(path, "<u4", 1, "one uint32 label per point of its scan").astype(np.uint32)
     if num_points is not None and labels.size != num_points:
         raise LabelFileError(
             f"{path}: {labels.size} labels, but {scan or 'its scan'} has {num_points} points (expected one per point)"

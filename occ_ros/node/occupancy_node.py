@@ -59,7 +59,6 @@ from occ_ros.core.tf_buffer import matrix_from_transform
 from occ_ros.inference.backend import BackendError
 from occ_ros.pipeline.messages import message_types_from_modules, rclpy_byte_array
 from occ_ros.session import (
-    CameraInput,
     DiagnosticReport,
     OccupancySession,
     OutputSinks,
@@ -119,10 +118,11 @@ class OccupancyNode(Node):
         self._pubs: list[Publisher] = []
         sinks = self._create_publishers()
         config = params.session_config()
-        # the input watch names the topics as subscribed, i.e. after remapping and namespacing
+        # the session (its input watch, warnings and diagnostics) names the topics as subscribed: after remapping
+        # and namespacing
         resolved = tuple(
-            CameraInput(
-                c.name, self.resolve_topic_name(c.image_topic), self.resolve_topic_name(c.info_topic), c.frame_id
+            replace(
+                c, image_topic=self.resolve_topic_name(c.image_topic), info_topic=self.resolve_topic_name(c.info_topic)
             )
             for c in config.cameras
         )
@@ -214,28 +214,21 @@ class OccupancyNode(Node):
         group = MutuallyExclusiveCallbackGroup()
         self._image_filters = []
         self._info_filters = []
-        for camera, image_topic, info_topic in subscribed_topics(params):
-            self._image_filters.append(
-                message_filters.Subscriber(
-                    self, image_type, image_topic, qos_profile=qos_profile_sensor_data, callback_group=group
-                )
+        # subscribe by the configured names (rcl applies the remaps); the session holds the resolved ones
+        topics = zip(subscribed_topics(params), self.core.config.cameras, strict=True)
+        for (camera, image_topic, info_topic), watched in topics:
+            image = message_filters.Subscriber(
+                self, image_type, image_topic, qos_profile=qos_profile_sensor_data, callback_group=group
             )
-            self._info_filters.append(
-                message_filters.Subscriber(
-                    self,
-                    sensor_msgs.msg.CameraInfo,
-                    info_topic,
-                    qos_profile=qos_profile_sensor_data,
-                    callback_group=group,
-                )
+            info = message_filters.Subscriber(
+                self, sensor_msgs.msg.CameraInfo, info_topic, qos_profile=qos_profile_sensor_data, callback_group=group
             )
-            resolved_image = getattr(self._image_filters[-1].sub, "topic_name", image_topic)  # after remapping
-            resolved_info = getattr(self._info_filters[-1].sub, "topic_name", info_topic)
             # each message is also counted on arrival, outside the synchronizer, so a silent topic can be named
-            watched = self.core.config.cameras[len(self._info_filters) - 1]
-            self._image_filters[-1].registerCallback(self._arrived, watched.image_topic)
-            self._info_filters[-1].registerCallback(self._arrived, watched.info_topic)
-            self.get_logger().info(f"camera {camera}: images {resolved_image}, camera_info {resolved_info}")
+            image.registerCallback(self._arrived, watched.image_topic)
+            info.registerCallback(self._arrived, watched.info_topic)
+            self._image_filters.append(image)
+            self._info_filters.append(info)
+            self.get_logger().info(f"camera {camera}: images {watched.image_topic}, camera_info {watched.info_topic}")
         self.sync = message_filters.ApproximateTimeSynchronizer(
             [*self._image_filters, *self._info_filters], params.sync.queue_size, params.sync.slop_s
         )

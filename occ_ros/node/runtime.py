@@ -97,6 +97,7 @@ def open_model(params: ModelParams, opener: Callable[..., InferenceBackend] = op
 
 
 def subscribed_topics(params: NodeParams) -> Sequence[tuple[str, str, str]]:
-    """``(camera, image topic, info topic)`` the node subscribes to (``/compressed`` appended when compressed)."""
-    return [(c.name, c.subscribed_topic(params.compressed), c.info_topic) for c in params.cameras]
+    """``(camera, image topic, info topic)`` the node subscribes to (``/compressed`` appended when compressed):
+    the inputs of the session these parameters configure."""
+    return [(c.name, c.image_topic, c.info_topic) for c in params.session_config().cameras]
 
