@@ -96,7 +96,10 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--pred", type=Path, required=True, help="prediction labels.npz or directory")
     p.add_argument("--gt", type=Path, required=True, help="ground-truth labels.npz or directory (e.g. DIR/gts)")
     p.add_argument(
-        "--mask", choices=("camera", "lidar", "none"), default="camera", help="visibility mask (default camera)"
+        "--mask",
+        choices=("camera", "lidar", "none"),
+        help="visibility mask: occ3d default camera; semantickitti default lidar (official: every voxel not "
+        "invalid), camera = also only the image_2 frustum (F.camera_mask of `occ gt --from-lidar`)",
     )
     p.add_argument("--json", type=Path, help="write the metrics as JSON to this file")
     p.add_argument("--vocabulary", default="occ3d", help="vocabulary name or YAML path (default occ3d)")
@@ -128,7 +131,11 @@ def _run_eval(args: argparse.Namespace) -> int:
         if args.benchmark == "semantickitti":
             from occ_ros.eval.ssc import evaluate_semantickitti, format_table
 
-            result = evaluate_semantickitti(args.pred, args.gt, sequences=args.sequences, progress=not args.quiet)
+            if args.mask == "none":
+                raise CliError("--benchmark semantickitti evaluates inside a mask: lidar (official) or camera")
+            result = evaluate_semantickitti(
+                args.pred, args.gt, sequences=args.sequences, progress=not args.quiet, mask=args.mask or "lidar"
+            )
             print(format_table(result))
             doc = result.to_dict()
         else:
@@ -142,7 +149,7 @@ def _run_eval(args: argparse.Namespace) -> int:
             report = evaluate(
                 args.pred,
                 args.gt,
-                mask=args.mask,
+                mask=args.mask or "camera",
                 vocabulary=vocabulary,
                 rayiou_origins=origins,
                 grid=grid,
@@ -260,6 +267,7 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--config", type=Path, help="label settings YAML (default config/labels/default.yaml)")
     p.add_argument("--kind", default="auto", choices=("auto", "synth", "nuscenes", "semantickitti", "rosbag"))
     p.add_argument("--dataset-config", type=Path, help="camera/topic YAML of a rosbag2 bag")
+    p.add_argument("--sequences", nargs="+", help="SemanticKITTI sequences to label (default: every one present)")
     p.add_argument("--shard", type=_shard, help="RANK/WORLD_SIZE (default: torchrun's RANK / WORLD_SIZE, or 0/1)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_labels)
@@ -287,6 +295,9 @@ def _run_labels(args: argparse.Namespace) -> int:
         options: dict[str, object] = {}
         if args.dataset_config is not None:
             options["config"] = args.dataset_config
+        sequences = _sequences(args)
+        if sequences:
+            options["sequences"] = sequences
         reader = open_dataset(args.data, kind=args.kind, load_gt=False, **options)
         if len(reader) == 0:
             raise CliError(f"{args.data}: the dataset has no samples")
@@ -354,6 +365,15 @@ def _run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _sequences(args: argparse.Namespace) -> list[str] | None:
+    """``--sequences`` checked against the dataset: only a SemanticKITTI root has sequences to choose."""
+    if not args.sequences:
+        return None
+    if args.kind not in ("auto", "semantickitti") or not (Path(args.data) / "sequences").is_dir():
+        raise CliError(f"--sequences needs a SemanticKITTI root (DIR/sequences/NN/); {args.data} is not one")
+    return list(args.sequences)
+
+
 def _add_model_and_data(p: argparse.ArgumentParser, model_help: str) -> None:
     """The model and dataset arguments ``occ predict`` and ``occ query`` share."""
     p.add_argument("--model", type=Path, required=True, help=model_help)
@@ -363,6 +383,7 @@ def _add_model_and_data(p: argparse.ArgumentParser, model_help: str) -> None:
     p.add_argument("--backend", default="auto", choices=("auto", *BACKEND_CHOICES), help="default: by file suffix")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--limit", type=_positive_int, help="only the first N frames")
+    p.add_argument("--sequences", nargs="+", help="SemanticKITTI sequences (default: every one present)")
 
 
 def _add_predict(sub: argparse._SubParsersAction) -> None:
@@ -393,6 +414,7 @@ def _run_predict(args: argparse.Namespace) -> int:
             args.limit,
             not args.quiet,
             backend=args.backend,
+            sequences=_sequences(args),
         )
     except (BackendError, OSError, ValueError) as err:
         raise CliError(str(err)) from None
@@ -431,6 +453,7 @@ def _run_query(args: argparse.Namespace) -> int:
             args.limit,
             args.frame,
             backend=args.backend,
+            sequences=_sequences(args),
         )
     except (BackendError, OSError, ValueError) as err:
         raise CliError(str(err)) from None

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from occ_ros.core.rig import Camera
+from occ_ros.eval.depth import lidar_depth_image
 
 REPO = Path(__file__).resolve().parents[1]
 MIN_DEPTH, MAX_DEPTH = 1.0, 80.0
@@ -41,22 +41,6 @@ METHODS = (
     "photometric, per frame",
     "photometric, per sequence",
 )
-
-
-def lidar_depth_image(points_velo: np.ndarray, camera: Camera) -> np.ndarray:
-    """(H, W) float32 camera depth of the LiDAR points that project into the image (0 = no point; the nearest
-    point where several share a pixel), through :meth:`Camera.project` (the reader's CAM2: ego = Velodyne).
-
-    Args:
-        points_velo: (N, 3+) points in the Velodyne frame.
-    """
-    uv, depth = camera.project(np.asarray(points_velo, dtype=np.float64)[:, :3])
-    keep = (depth > 1e-6) & camera.in_image(uv)
-    px = np.floor(uv[keep] + 0.5).astype(np.int64)  # pixel centres at integers
-    order = np.argsort(-depth[keep])  # far first, so the nearest point of a pixel is written last
-    image = np.zeros((camera.height, camera.width), dtype=np.float32)
-    image[px[order, 1], px[order, 0]] = depth[keep][order]
-    return image
 
 
 def frame_scores(pred: np.ndarray, gt: np.ndarray) -> tuple[float, float]:

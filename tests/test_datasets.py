@@ -89,6 +89,35 @@ def test_resample_labels_by_hand() -> None:
     assert rot[2, 2, 0] == 5 and np.count_nonzero(rot == 5) == 1 and 9 not in rot
 
 
+def test_coarsened_grid_and_pooled_labels_by_hand() -> None:
+    from occ_ros.core.grid import pool_labels
+    from occ_ros.datasets.semantickitti import SEMANTICKITTI_GRID
+
+    coarse = SEMANTICKITTI_GRID.coarsened(2)
+    assert coarse.shape == (128, 128, 16) and coarse.voxel_size == (0.4, 0.4, 0.4)
+    assert coarse.coarsening_of(SEMANTICKITTI_GRID) == 2 and SEMANTICKITTI_GRID.coarsening_of(coarse) is None
+    assert SEMANTICKITTI_GRID.coarsening_of(SEMANTICKITTI_GRID) == 1
+    assert coarse.coarsening_of(GridSpec.demo()) is None
+    with pytest.raises(ValueError, match="every axis must divide"):
+        GridSpec((0, 0, 0), (3, 2, 2), (1, 1, 1)).coarsened(2)
+
+    free, ignore = 9, 255
+    labels = np.full((4, 2, 2), free, np.uint8)  # two coarse voxels along x
+    labels[0, 0, 0] = labels[1, 1, 1] = 3  # coarse 0: two 3s, one 5 -> 3
+    labels[0, 1, 0] = 5
+    labels[2:, :, :] = ignore  # coarse 1: nothing observed ...
+    pooled, observed = pool_labels(labels, 2, free)
+    assert pooled[:, 0, 0].tolist() == [3, ignore] and observed[:, 0, 0].tolist() == [True, False]
+    labels[3, 1, 1] = free  # ... one free child observed -> free
+    labels[2, 0, 0] = 7  # an occupied child outside the mask does not count
+    mask = np.ones(labels.shape, bool)
+    mask[2, 0, 0] = False
+    pooled, observed = pool_labels(labels, 2, free, mask=mask)
+    assert pooled[:, 0, 0].tolist() == [3, free] and observed.all()
+    labels[1, 0, 0] = labels[1, 0, 1] = 5  # now 5 x3 vs 3 x2 -> 5; a tie would go to the lower index
+    assert pool_labels(labels, 2, free)[0][0, 0, 0] == 5
+
+
 def test_occ_eval_rayiou_on_a_synthetic_sequence(sequence: Path, tmp_path: Path) -> None:
     out = tmp_path / "m.json"
     code = main(

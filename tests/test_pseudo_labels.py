@@ -190,6 +190,33 @@ def test_dynamic_objects_of_the_key_frame_are_kept():
     assert np.any(labels.semantics == car)
 
 
+def test_depth_spread_votes_along_the_ray_but_carves_to_the_estimate():
+    rig = CameraRig((_front_camera(),))
+    cam = rig["CAM_FRONT"]
+    grid = GridSpec.demo()
+    wall = OCC3D.index("manmade")
+    depth = np.full((cam.height, cam.width), 10.0, dtype=np.float32)
+    labels = np.full((cam.height, cam.width), wall, dtype=np.uint8)
+    conf = np.full((cam.height, cam.width), 0.9, dtype=np.float32)
+    config = LiftingConfig(max_depth=100, depth_spread=(-0.1, 0.1), min_support=1, window=0)
+    frame = lift_frame({"CAM_FRONT": labels}, {"CAM_FRONT": conf}, {"CAM_FRONT": depth}, rig, np.eye(4), config)
+    n = cam.height * cam.width
+    assert len(frame) == 3 * n and int(frame.primary_mask.sum()) == n
+    # Depth is along the optical axis (ego x): one pixel's three points lie on its ray at ego x = 9, 10, 11 m.
+    one = np.flatnonzero((frame.pixels[:, 0] == 15) & (frame.pixels[:, 1] == 20))
+    np.testing.assert_allclose(np.sort(frame.points[one, 0]), [9.0, 10.0, 11.0], atol=1e-9)
+    assert frame.primary_mask[one].tolist() == [True, False, False]
+    sem = densify(0, {0: frame}, rig, grid, OCC3D, config).semantics
+    # Voxel x index (x + 32) / 0.8: all three planes hold the wall, since rays stop short of 10 m and never
+    # carve the copies in front of or behind the estimate.
+    for x in (9.0, 10.0, 11.0):
+        assert np.any(sem[int((x + 32) / 0.8)] == wall), x
+    plain = densify(0, {0: frame.select(frame.primary_mask)}, rig, grid, OCC3D, config).semantics
+    assert not np.any(plain[int((11.0 + 32) / 0.8)] == wall) and np.any(plain[int((10.0 + 32) / 0.8)] == wall)
+    with pytest.raises(ValueError, match="depth_spread"):
+        LiftingConfig(depth_spread=(0.0, 0.1))
+
+
 def test_lifting_config_validation():
     with pytest.raises(ValueError, match="window"):
         LiftingConfig(window=-1)

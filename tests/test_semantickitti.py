@@ -522,6 +522,67 @@ def test_evaluate_semantickitti_folders(tmp_path: Path) -> None:
         evaluate_semantickitti(tmp_path, tmp_path, progress=False)
 
 
+def test_miou_over_present_classes_and_camera_mask(tmp_path: Path) -> None:
+    seq = tmp_path / "sequences" / "08"
+    (seq / "voxels").mkdir(parents=True)
+    (seq / "predictions").mkdir()
+    gt = np.zeros(VOXEL_SHAPE, np.uint16)
+    pred = np.zeros(VOXEL_SHAPE, np.uint16)
+    gt[0, 0, 0], pred[0, 0, 0] = 10, 10  # car / car, in the frustum
+    gt[0, 0, 1], pred[0, 0, 1] = 40, 40  # road / road, in the frustum
+    gt[0, 0, 2], pred[0, 0, 2] = 40, 50  # road / building, outside the frustum
+    pred[0, 0, 3] = 10  # empty / car, outside the frustum
+    _write_eval_frame(seq, "000000", gt, np.zeros(VOXEL_SHAPE, np.uint8), pred)
+    camera = np.zeros(VOXEL_SHAPE, np.uint8)
+    camera[0, 0, :2] = 1
+    camera[5:, :, :] = 1  # empty voxels in the frustum: true negatives
+    write_voxels(seq / "voxels" / "000000.camera_mask", camera)
+
+    full = evaluate_semantickitti(tmp_path, tmp_path, progress=False)
+    # Full grid: car tp 1 fp 1 -> 1/2; road tp 1 fn 1 -> 1/2; building fp 1 -> 0 (absent from the GT).
+    assert full.present == ("car", "road")
+    assert full.miou_present == pytest.approx((1 / 2 + 1 / 2) / 2)
+    assert full.miou == pytest.approx((1 / 2 + 1 / 2) / 19)
+    frustum = evaluate_semantickitti(tmp_path, tmp_path, progress=False, mask="camera")
+    assert frustum.per_class["car"] == pytest.approx(1.0) and frustum.per_class["road"] == pytest.approx(1.0)
+    assert frustum.miou_present == pytest.approx(1.0) and frustum.iou_completion == pytest.approx(1.0)
+    assert "mIoU (2 present)" in format_table(frustum)
+
+    out = tmp_path / "ssc.json"
+    argv = ["eval", "--benchmark", "semantickitti", "--pred", str(tmp_path), "--gt", str(tmp_path), "--quiet"]
+    assert main([*argv, "--mask", "camera", "--json", str(out)]) == 0
+    doc = json.loads(out.read_text())
+    assert doc["miou_present"] == 100.0 and doc["present"] == ["car", "road"]
+    (seq / "voxels" / "000000.camera_mask").unlink()
+    with pytest.raises(LabelFileError, match=r"without a camera mask.*000000\.camera_mask"):
+        evaluate_semantickitti(tmp_path, tmp_path, progress=False, mask="camera")
+
+
+def test_write_prediction_official_layout(tmp_path: Path) -> None:
+    """Vocabulary labels -> raw uint16 ids via learning_map_inv, read back with plain numpy as the
+    semantic-kitti-api does (np.fromfile(uint16), flat index x * 256 * 32 + y * 32 + z)."""
+    from occ_ros.datasets.semantickitti import prediction_path, semantickitti_vocabulary, write_prediction
+
+    vocab = semantickitti_vocabulary()
+    semantics = np.full(VOXEL_SHAPE, vocab.free_index, np.uint8)
+    semantics[1, 2, 3] = vocab.index("car")  # learning 1 -> raw 10
+    semantics[255, 0, 31] = vocab.index("traffic_sign")  # learning 19 -> raw 81
+    semantics[0, 255, 0] = vocab.index("road")  # learning 9 -> raw 40
+    path = write_prediction(prediction_path(tmp_path, "04", "000007"), semantics)
+    assert path == tmp_path / "sequences" / "04" / "predictions" / "000007.label"
+    flat = np.fromfile(path, dtype=np.uint16)
+    assert flat.size == 256 * 256 * 32
+    assert flat[1 * 8192 + 2 * 32 + 3] == 10 and flat[255 * 8192 + 31] == 81 and flat[255 * 32] == 40
+    assert np.count_nonzero(flat) == 3  # free -> learning 0 -> raw 0
+    bad = semantics.copy()
+    bad[0, 0, 0] = 255
+    with pytest.raises(ValueError, match=r"000008\.label.*255"):
+        write_prediction(prediction_path(tmp_path, "04", "000008"), bad)
+    with pytest.raises(ValueError, match=r"000009\.label.*shape"):
+        write_prediction(prediction_path(tmp_path, "04", "000009"), semantics[:, :, :16])
+    assert not (tmp_path / "sequences" / "04" / "predictions" / "000008.label").exists()
+
+
 # ---------------------------------------------------------------------------------------------- kitti_mini & odd input
 # Real SemanticKITTI data, read in place (licence: never copied into the repository).
 KITTI_MINI = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "kitti_mini"

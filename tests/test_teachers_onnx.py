@@ -391,14 +391,58 @@ def test_shipped_cards_parse_and_map_to_both_vocabularies(tmp_path, monkeypatch)
         assert (matrix.sum(axis=1) == 1).sum() == 18  # every other class maps somewhere
     depth = load_card("pydnet_kitti")
     assert depth.depth is not None and depth.depth.kind == "negative_disparity" and depth.input.size == (192, 640)
-    # The ESPNetv2 export lives in a cache folder: a missing file names the card, the path and the recipe.
+    assert seg.build is not None and seg.build.recipe == "espnetv2_onnx" and seg.build.size == (384, 1248)
+    # The ESPNetv2 export lives in a cache folder, built on first use from the weights. Without the weights, the
+    # error names the card, the model path, the weights and every place they were looked for.
     monkeypatch.setenv("HOME", str(tmp_path))
+    card = yaml.safe_load(seg.path.read_text())
+    card["build"]["weights"] = "nowhere/espnetv2.pth"
+    (tmp_path / "card.yaml").write_text(yaml.safe_dump(card))
     with pytest.raises(TeacherError) as info:
-        OnnxSegmentationTeacher(OCC3D, "espnetv2_cityscapes")
+        OnnxSegmentationTeacher(OCC3D, tmp_path / "card.yaml")
     message = str(info.value)
-    assert "espnetv2_cityscapes.yaml" in message
+    assert "card.yaml" in message and "nowhere/espnetv2.pth" in message
     assert str(tmp_path / ".cache" / "occ_ros" / "teachers" / "espnetv2_cityscapes_384x1248.onnx") in message
-    assert "export_espnetv2_onnx" in message
+    assert str(shared_models_dir() / "nowhere" / "espnetv2.pth") in message
+    for bad, match in (
+        ({"recipe": "make_it", "weights": "w.pth", "size": [64, 64]}, "build.recipe must be one of"),
+        ({"recipe": "espnetv2_onnx", "weights": "w.pth", "size": [64]}, r"build.size must be \[H, W\]"),
+        ({"recipe": "espnetv2_onnx", "size": [64, 64]}, "build.weights must give"),
+    ):
+        card["build"] = bad
+        (tmp_path / "card.yaml").write_text(yaml.safe_dump(card))
+        with pytest.raises(TeacherError, match=match):
+            load_card(tmp_path / "card.yaml")
+
+
+ESPNET_WEIGHTS = shared_models_dir() / "espnetv2_cityscapes" / "espnetv2_s_2.0_city_1024x512.pth"
+
+
+@pytest.mark.skipif(not ESPNET_WEIGHTS.is_file(), reason=f"ESPNetv2 weights not present ({ESPNET_WEIGHTS})")
+def test_card_builds_its_model_on_first_use(tmp_path):
+    """The shipped ESPNetv2 card's recipe (at a small size) exports the shared weights into the card's cache path
+    once; the teacher then runs on it and agrees with the PyTorch network."""
+    pytest.importorskip("torch")
+    from occ_training.teachers.espnetv2 import load_espnetv2, preprocess
+
+    card = yaml.safe_load((card_dir() / "espnetv2_cityscapes.yaml").read_text())
+    card["model"] = str(tmp_path / "cache" / "espnetv2_64x192.onnx")
+    card["build"]["size"] = card["input"]["size"] = [64, 192]
+    (tmp_path / "card.yaml").write_text(yaml.safe_dump(card))
+    teacher = OnnxSegmentationTeacher(OCC3D, tmp_path / "card.yaml")
+    built = tmp_path / "cache" / "espnetv2_64x192.onnx"
+    assert teacher.model.model_path == built and built.is_file()
+    assert [p.name for p in built.parent.iterdir()] == [built.name]  # no temporary file left behind
+    stamp = built.stat().st_mtime_ns
+    assert load_card(tmp_path / "card.yaml").resolve_model() == built and built.stat().st_mtime_ns == stamp
+    image = np.random.default_rng(0).integers(0, 256, (64, 192, 3), dtype=np.uint8)
+    import torch
+
+    with torch.inference_mode():
+        ref = load_espnetv2(ESPNET_WEIGHTS)(preprocess(image, (64, 192))).numpy()[0]
+    ((got, _, _),) = teacher.model.infer([image])
+    assert got.shape == ref.shape == (20, 64, 192)
+    assert float(np.mean(got.argmax(0) == ref.argmax(0))) > 0.99
 
 
 @pytest.mark.skipif(not PYDNET.is_file(), reason=f"PyDNet model not present ({PYDNET})")
@@ -461,3 +505,32 @@ def test_cli_labels_with_onnx_teachers(tmp_path, capsys):
     assert "2 frames written" in capsys.readouterr().out
     assert main([*args, "--seg-card", str(tmp_path / "missing.yaml"), "--depth-card", str(depth)]) == 1
     assert str(tmp_path / "missing.yaml") in capsys.readouterr().err
+
+
+def test_cli_labels_on_a_semantickitti_folder_writes_official_predictions(tmp_path, capsys):
+    """`occ labels` on an official-layout folder (two sequences, labelling one) writes labels.npz and
+    OUT/sequences/NN/predictions/F.label: raw uint16 ids of semantic-kitti.yaml (road = 40, empty = 0)."""
+    from test_semantickitti import IDENTITY_POSE, SIMPLE_P, write_sequence
+
+    from occ_ros.datasets.sample import LABELS_FILE, load_labels
+    from occ_ros.datasets.semantickitti import semantickitti_vocabulary
+
+    for name in ("03", "04"):
+        write_sequence(tmp_path / "kitti", name, SIMPLE_P, [IDENTITY_POSE] * 2, [0.0, 0.1], 2, (16, 8), {})
+    seg = seg_card(tmp_path, identity_model(tmp_path / "id.onnx", ["N", 3, 2, 3]))  # red image: road
+    depth = depth_card(tmp_path, depth_model(tmp_path / "depth.onnx", negate=False), "metric_depth", scale=20)
+    out = tmp_path / "labels"
+    args = ["labels", "--data", str(tmp_path / "kitti"), "--out", str(out), "--teacher", "onnx", "--quiet"]
+    args += ["--seg-card", str(seg), "--depth-card", str(depth), "--window", "0", "--sequences", "4"]
+    assert main(args) == 0
+    assert "2 frames written" in capsys.readouterr().out
+    assert sorted(p.name for p in (out / "sequences").iterdir()) == ["04"]
+    road = semantickitti_vocabulary().index("road")
+    for frame in ("000000", "000001"):
+        raw = np.fromfile(out / "sequences" / "04" / "predictions" / f"{frame}.label", dtype="<u2")
+        assert raw.size == 256 * 256 * 32 and set(np.unique(raw).tolist()) == {0, 40}
+        semantics = load_labels(out / "04" / frame / LABELS_FILE).semantics
+        np.testing.assert_array_equal(raw.reshape(256, 256, 32) == 40, semantics == road)
+    wrong = ["labels", "--data", str(tmp_path / "kitti"), "--out", str(out), "--sequences", "4"]
+    assert main([*wrong, "--kind", "synth"]) == 1
+    assert "--sequences needs a SemanticKITTI root" in capsys.readouterr().err

@@ -19,7 +19,10 @@ Stages (every output under ``OUT``, default ``out/demo``):
    prediction projected onto the cameras, the latency plot;
 7. **real data** -- the real nuScenes keyframe in ``../shared/fixtures/nuscenes_sample`` (six 1600x900 JPEGs, real
    calibration, LiDAR) through the same pipeline, with the prediction and the LiDAR sweep projected onto the images
-   (skipped, saying so, when the fixtures are absent).
+   (skipped, saying so, when the fixtures are absent);
+8. **real KITTI** -- one real sequence of ``../shared/fixtures/kitti_mini`` labelled without LiDAR (ONNX teachers,
+   relative depth calibrated photometrically), scored against ground truth built from its labelled LiDAR, with
+   pictures (:mod:`occ_training.demo_kitti`; skipped, saying so, when the fixture is absent).
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ import numpy as np
 from occ_ros import viz
 from occ_ros.io.atomic import atomic_write_text
 
-STAGES = 7
+STAGES = 8
 ROOT = Path(__file__).resolve().parents[1]
 #: where the real-data fixtures live by default (``../shared/fixtures`` next to the repository)
 DEFAULT_FIXTURES = ROOT.parent / "shared" / "fixtures"
@@ -505,6 +508,30 @@ def run_demo(
         summary["real_data"] = {"skipped": f"no fixtures at {fixtures}/nuscenes_sample (pass --fixtures DIR)"}
         print(f"      skipped: {summary['real_data']['skipped']}")
 
+    _stage(8, "real KITTI: a sequence labelled without LiDAR (ONNX teachers, photometric depth), scored on LiDAR")
+    kitti = None if fixtures is None else fixtures / "kitti_mini"
+    if kitti is not None and (kitti / "sequences").is_dir():
+        from occ_training.demo_kitti import kitti_stage
+
+        real_kitti = run("kitti", lambda: kitti_stage(kitti, out / "kitti", model=models_dir() / "kitti.ckpt"))
+        summary["kitti"] = real_kitti
+        fr = real_kitti["frustum"]
+        print(
+            f"      sequence {real_kitti['sequence']}, inside the camera frustum: SSC mIoU {fr['miou_present']:.2f} "
+            f"over {len(fr['present'])} classes present, completion IoU {fr['iou_completion']:.2f} "
+            f"(precision {fr['precision']:.1f}, recall {fr['recall']:.1f})"
+        )
+        if "network" in real_kitti:
+            net = real_kitti["network"]["frustum"]
+            print(
+                f"      models/kitti.ckpt (trained on the other sequences' pseudo-labels): SSC mIoU "
+                f"{net['miou_present']:.2f}, IoU {net['iou_completion']:.2f}"
+            )
+        pics.update(real_kitti["pictures"])
+    else:
+        summary["kitti"] = {"skipped": f"no KITTI fixture at {kitti} (pass --fixtures DIR)"}
+        print(f"      skipped: {summary['kitti']['skipped']}")
+
     summary["pictures"] = pics
     summary["seconds"] = {**timed, "total": round(time.perf_counter() - t0, 1)}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=1))
@@ -520,6 +547,12 @@ def print_summary(out: Path, summary: dict[str, Any]) -> None:
     print(f"    pseudo-labels (no 3D labels)   mIoU {ev['pseudo_labels']['miou']:6.2f}")
     print(f"    network, single frame          mIoU {ev['network']['miou']:6.2f}")
     print(f"    neighbour-frame GT baseline    mIoU {ev['baseline']['miou']:6.2f}")
+    if "frustum" in summary.get("kitti", {}):
+        fr = summary["kitti"]["frustum"]
+        print(
+            f"    real KITTI pseudo-labels       SSC mIoU {fr['miou_present']:6.2f}, IoU {fr['iou_completion']:.2f} "
+            f"(sequence {summary['kitti']['sequence']}, LiDAR ground truth, camera frustum)"
+        )
     print(
         f"    latency on this CPU (p50)      {rp['total_p50_ms']:.1f} ms per frame in the node's pipeline "
         f"(inference {rp['inference_p50_ms']:.1f} ms, the rest {rp['node_side_p50_ms']:.1f} ms)"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from occ_ros.core.grid import GridSpec, upsample_labels
 from occ_ros.core.preprocess import NetworkInput, preprocess
 from occ_ros.datasets import open_dataset
 from occ_ros.datasets.sample import LABELS_FILE, DatasetReader, Sample
@@ -41,6 +42,7 @@ def open_model_and_data(
     load_gt: bool = False,
     backend: str = "auto",
     features: bool = False,
+    sequences: list[str] | None = None,
 ) -> tuple[InferenceBackend, DatasetReader]:
     """The model (any backend) and the dataset, checked against each other before any frame is predicted.
 
@@ -48,6 +50,7 @@ def open_model_and_data(
         model: ``.ckpt`` (PyTorch), ``.onnx`` (ONNX Runtime) or ``.engine`` (TensorRT).
         backend: ``auto`` (by suffix) or a name of :data:`~occ_ros.inference.backend.BACKEND_NAMES`.
         features: the CLIP-head ``features`` output is needed (``occ query``).
+        sequences: only these sequences of a SemanticKITTI root.
     Raises:
         BackendError: the model cannot be loaded, or lacks a requested output.
         ModelInfoError: naming both sides when the data's vocabulary, camera count or image size do not fit.
@@ -60,6 +63,8 @@ def open_model_and_data(
         hint = "export it with `occ export --features`" if loaded.name != "torch" else "train with loss.clip > 0"
         raise BackendError(f"{model}: the model has no CLIP-feature output ({hint})")
     reader_options: dict[str, Any] = {"config": dataset_config} if dataset_config else {}
+    if sequences:
+        reader_options["sequences"] = sequences
     reader = open_dataset(data, kind, load_gt=load_gt, **reader_options)
     first = reader.load(0, images=False)
     loaded.info.check_data(first.vocabulary, first.rig, str(model))
@@ -83,6 +88,12 @@ class PredictSummary:
     out: Path
 
 
+def on_dataset_grid(labels: np.ndarray, model_grid: GridSpec, dataset_grid: GridSpec | None) -> np.ndarray:
+    """The network's labels on the dataset's grid: as they are, or upsampled when the network's grid coarsens it."""
+    factor = None if dataset_grid is None else model_grid.coarsening_of(dataset_grid)
+    return labels if factor in (None, 1) else upsample_labels(labels, int(factor))
+
+
 def run_predict(
     model: str | Path,
     data: str | Path,
@@ -94,14 +105,18 @@ def run_predict(
     progress: bool = True,
     on_frame: Callable[[Sample, dict[str, np.ndarray]], None] | None = None,
     backend: str = "auto",
+    sequences: list[str] | None = None,
 ) -> PredictSummary:
-    """Predict every frame of a dataset into ``OUT/<scene>/<frame>/labels.npz`` (atomic writes).
+    """Predict every frame of a dataset into ``OUT/<scene>/<frame>/labels.npz`` (atomic writes), and into the
+    dataset's official prediction format where it has one (SemanticKITTI: ``OUT/sequences/NN/predictions/F.label``).
 
     Raises:
         BackendError: the model file is missing / corrupt or cannot be loaded by the backend.
         ModelInfoError: its vocabulary, camera count or image size do not match the data (naming both).
     """
-    predictor, reader = open_model_and_data(model, data, kind, dataset_config, device, False, backend)
+    predictor, reader = open_model_and_data(
+        model, data, kind, dataset_config, device, False, backend, sequences=sequences
+    )
     out = Path(out)
     start = time.perf_counter()
     indices = list(_frames(reader, limit))
@@ -113,6 +128,7 @@ def run_predict(
     for i in indices:
         sample = reader.load(i)
         result = predictor(prepare(predictor, sample))
+        reader.write_prediction(out, sample, on_dataset_grid(result["labels"], predictor.info.grid, sample.grid))
         atomic_savez_compressed(out / sample.scene / sample.frame / LABELS_FILE, semantics=result["labels"])
         if on_frame is not None:
             on_frame(sample, result)
@@ -200,12 +216,15 @@ def run_query(
     limit: int | None = None,
     picture_frame: int | None = None,
     backend: str = "auto",
+    sequences: list[str] | None = None,
 ) -> QuerySummary:
     """``occ query``: per frame ``OUT/<scene>/<frame>/query.npz`` (``similarity``, ``match``, ``points``: (M, 3)
     ego-frame centres of the matching voxels) and ``OUT/query.png`` (bird's-eye view of one frame)."""
     from occ_ros import viz
 
-    predictor, reader = open_model_and_data(model, data, kind, dataset_config, device, True, backend, features=True)
+    predictor, reader = open_model_and_data(
+        model, data, kind, dataset_config, device, True, backend, features=True, sequences=sequences
+    )
     info = predictor.info
     vocab = info.vocabulary
     query = text_embedding(info, data, [text], str(model))[0]

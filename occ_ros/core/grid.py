@@ -116,6 +116,25 @@ class GridSpec:
         return (indices[..., 0] * ny + indices[..., 1]) * nz + indices[..., 2]
 
     # ------------------------------------------------------------------ (de)serialisation
+    def coarsened(self, factor: int) -> GridSpec:
+        """The same volume with voxels ``factor`` times larger on every axis (each shape must divide)."""
+        if int(factor) != factor or factor < 1 or any(n % factor for n in self.shape):
+            raise ValueError(f"cannot coarsen a {self.shape} grid by {factor}: every axis must divide by it")
+        return GridSpec(self.range_min, self.range_max, tuple(v * factor for v in self.voxel_size))  # type: ignore[arg-type]
+
+    def coarsening_of(self, fine: GridSpec) -> int | None:
+        """The integer factor ``f`` with ``fine.coarsened(f) == self`` (1 when equal), or None."""
+        if fine.range_min != self.range_min or fine.range_max != self.range_max:
+            return None
+        ratios = [c / f for c, f in zip(self.voxel_size, fine.voxel_size, strict=True)]
+        factor = round(ratios[0])
+        if factor < 1 or any(abs(r - factor) > 1e-6 * factor for r in ratios):
+            return None
+        try:
+            return factor if fine.coarsened(factor) == self else None
+        except ValueError:
+            return None
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "range_min": list(self.range_min),
@@ -166,3 +185,47 @@ def resample_labels(
     out = np.full(centres.shape[0], fill, dtype=labels.dtype)
     out[inside] = labels[idx[inside, 0], idx[inside, 1], idx[inside, 2]]
     return out.reshape(dst.shape)
+
+
+def pool_labels(
+    labels: np.ndarray, factor: int, free: int, mask: np.ndarray | None = None, ignore: int = 255
+) -> tuple[np.ndarray, np.ndarray]:
+    """Labels of a grid coarsened by ``factor`` (:meth:`GridSpec.coarsened`) from the fine ones.
+
+    A coarse voxel is occupied when any of its ``factor**3`` observed children is; it then takes the most
+    frequent class among its occupied observed children (the lowest class index on a tie). Otherwise it is
+    ``free`` when some child is observed, ``ignore`` when none is.
+
+    Args:
+        labels: (X, Y, Z) uint8 classes, ``free`` for empty, ``ignore`` for unlabelled.
+        mask: (X, Y, Z) bool, observed voxels (default: every labelled one).
+    Returns:
+        (X/f, Y/f, Z/f) uint8 labels and the (X/f, Y/f, Z/f) bool mask of coarse voxels with an observed child.
+    """
+    labels = np.asarray(labels)
+    if labels.ndim != 3 or any(n % factor for n in labels.shape):
+        raise ValueError(f"cannot pool a {labels.shape} label grid by {factor}: every axis must divide by it")
+    observed = labels != ignore if mask is None else np.asarray(mask, dtype=bool) & (labels != ignore)
+    X, Y, Z = (n // factor for n in labels.shape)
+
+    def blocks(a: np.ndarray) -> np.ndarray:  # (X*Y*Z, f**3): the children of every coarse voxel
+        return a.reshape(X, factor, Y, factor, Z, factor).transpose(0, 2, 4, 1, 3, 5).reshape(X * Y * Z, -1)
+
+    lab, obs = blocks(labels), blocks(observed)
+    occupied = obs & (lab != free)
+    cell, child = np.nonzero(occupied)
+    num = int(max(int(labels.max(initial=0)), free)) + 1
+    votes = np.bincount(cell * num + lab[cell, child].astype(np.int64), minlength=X * Y * Z * num)
+    winner = votes.reshape(X * Y * Z, num).argmax(axis=1)
+    out = np.where(obs.any(axis=1), free, ignore).astype(labels.dtype)
+    any_occupied = occupied.any(axis=1)
+    out[any_occupied] = winner[any_occupied]
+    return out.reshape(X, Y, Z), obs.any(axis=1).reshape(X, Y, Z)
+
+
+def upsample_labels(labels: np.ndarray, factor: int) -> np.ndarray:
+    """(X, Y, Z) labels of a coarsened grid -> (fX, fY, fZ) labels of the fine grid (every child takes its parent's)."""
+    out = np.asarray(labels)
+    for axis in range(3):
+        out = np.repeat(out, factor, axis=axis)
+    return out

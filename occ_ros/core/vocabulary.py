@@ -158,9 +158,17 @@ class Vocabulary:
 
     @classmethod
     def load(cls, name_or_path: str | Path) -> Vocabulary:
-        """``occ3d`` or a YAML path."""
-        if str(name_or_path) == "occ3d":
+        """``occ3d``, the name of a shipped vocabulary (``config/vocabularies/<name>.yaml``, e.g. ``semantickitti``)
+        or a YAML path."""
+        text = str(name_or_path)
+        if text == "occ3d":
             return OCC3D
+        if text.isidentifier():
+            from occ_ros.core.resources import config_dir
+
+            shipped = config_dir() / "vocabularies" / f"{text}.yaml"
+            if shipped.is_file():
+                return cls.from_yaml(shipped)
         return cls.from_yaml(name_or_path)
 
 

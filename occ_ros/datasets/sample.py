@@ -227,6 +227,12 @@ class DatasetReader(ABC):
         for i in range(len(self)):
             yield self.load(i)
 
+    def write_prediction(self, out: str | Path, sample: Sample, semantics: np.ndarray) -> Path | None:
+        """Write ``semantics`` (the grid's vocabulary labels of ``sample``) in the dataset's official prediction
+        format under ``out``, for its own evaluation tools; returns the file, or None when the dataset has no
+        such format (the Occ3D ``labels.npz`` written beside it is then the only output)."""
+        return None
+
     def scenes(self) -> dict[str, list[int]]:
         """Scene name -> sample indices in time order (default: walks the samples without images)."""
         out: dict[str, list[int]] = {}

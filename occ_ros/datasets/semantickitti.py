@@ -38,6 +38,7 @@ from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import Camera, CameraRig, config_path, default_frame_id
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, DatasetReader, LabelFileError, OccupancyLabels, Sample
+from occ_ros.io.atomic import atomic_write_bytes
 
 #: Voxel grid shape [x, y, z] of every SemanticKITTI voxel file.
 VOXEL_SHAPE: tuple[int, int, int] = (256, 256, 32)
@@ -131,7 +132,7 @@ def write_voxels(path: str | Path, array: np.ndarray, kind: str | None = None) -
         data = arr.astype("<u2").tobytes()
     else:
         data = pack_bits(arr).tobytes()
-    path.write_bytes(data)
+    atomic_write_bytes(path, data)
 
 
 # ---------------------------------------------------------------------------------------------- label maps
@@ -268,6 +269,50 @@ def learning_to_vocab(labels: np.ndarray) -> np.ndarray:
 def vocab_to_learning(labels: np.ndarray) -> np.ndarray:
     """Vocabulary indices -> learning ids (uint8): 0..18 -> 1..19, 19 (free) -> 0, 255 -> 255."""
     return _apply_uint8_lut(labels, _VOCAB_TO_LEARNING, "vocabulary (0..19, 255)")
+
+
+def learning_to_raw(labels: np.ndarray, config: SemanticKittiConfig | str | Path | None = None) -> np.ndarray:
+    """Learning ids 0..19 -> uint16 raw ids through ``learning_map_inv`` (what a submission stores)."""
+    cfg = load_semantickitti_config(config)
+    lut = np.array([cfg.learning_map_inv[i] for i in range(NUM_LEARNING_CLASSES)], dtype=np.uint16)
+    labels = np.asarray(labels)
+    if labels.dtype.kind not in "iu" or (labels.size and (labels.min() < 0 or labels.max() >= NUM_LEARNING_CLASSES)):
+        bad = np.unique(labels[(labels < 0) | (labels >= NUM_LEARNING_CLASSES)]).tolist() if labels.size else []
+        found = bad[:20] or labels.dtype
+        raise ValueError(f"learning ids must be integers 0..{NUM_LEARNING_CLASSES - 1}, found {found}")
+    return lut[labels]
+
+
+def prediction_path(root: str | Path, sequence: str, frame: str) -> Path:
+    """``ROOT/sequences/NN/predictions/F.label``: where the official SSC evaluation looks for a prediction."""
+    return Path(root) / "sequences" / sequence / "predictions" / f"{frame}.label"
+
+
+def write_prediction(
+    path: str | Path, semantics: np.ndarray, config: SemanticKittiConfig | str | Path | None = None
+) -> Path:
+    """Write (256, 256, 32) [x, y, z] vocabulary labels as an official prediction file (atomic).
+
+    Vocabulary indices go to learning ids (``free`` -> 0) and then to raw ids through ``learning_map_inv``,
+    stored as little-endian uint16 in the order of the official voxel files.
+
+    Raises:
+        ValueError: naming the file, for a wrong shape or a value that is no vocabulary class (255 included:
+            a prediction must say something about every voxel).
+    """
+    path = Path(path)
+    semantics = np.asarray(semantics)
+    if semantics.shape != VOXEL_SHAPE:
+        raise ValueError(f"{path}: prediction has shape {semantics.shape}, expected {VOXEL_SHAPE} [x, y, z]")
+    if semantics.dtype.kind in "iu" and np.any(semantics == IGNORE_LABEL):
+        raise ValueError(f"{path}: prediction holds 255 (unknown); every voxel needs a class or free")
+    try:
+        raw = learning_to_raw(vocab_to_learning(semantics), config)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    write_voxels(path, raw, "label")
+    return path
 
 
 def semantickitti_vocabulary() -> Vocabulary:
@@ -492,7 +537,8 @@ class SemanticKittiReader(DatasetReader):
     (world = the first Velodyne frame); grid :data:`SEMANTICKITTI_GRID`; ``gt`` (when the frame has
     ``voxels/F.label``) in vocabulary indices with invalid and unlabeled voxels 255, ``mask_lidar`` =
     not invalid and ``mask_camera`` = ``voxels/F.camera_mask`` and not invalid (None without that file).
-    ``extras``: ``frame_number`` (int), ``lidar_ego_position`` (zeros: the ego frame is the LiDAR).
+    ``extras``: ``frame_number`` (int), ``lidar_ego_position`` (zeros: the ego frame is the LiDAR), ``image_files``
+    (camera -> the encoded image file, e.g. to send its bytes as a CompressedImage).
     ``poses.txt`` and ``times.txt`` must have exactly one line per image of ``image_2``.
 
     Args:
@@ -666,7 +712,11 @@ class SemanticKittiReader(DatasetReader):
             grid=SEMANTICKITTI_GRID,
             vocabulary=self.vocabulary,
             gt=gt,
-            extras={"frame_number": number, "lidar_ego_position": np.zeros(3)},
+            extras={
+                "frame_number": number,
+                "lidar_ego_position": np.zeros(3),
+                "image_files": {camera.name: seq.images[number]},
+            },
         )
 
     def read_gt(self, label_path: str | Path) -> OccupancyLabels:
@@ -685,6 +735,10 @@ class SemanticKittiReader(DatasetReader):
         if camera_path.is_file():
             mask_camera = (read_voxels(camera_path, "camera_mask") == 1) & (invalid == 0)
         return OccupancyLabels(semantics=learning_to_vocab(learning), mask_camera=mask_camera, mask_lidar=invalid == 0)
+
+    def write_prediction(self, out: str | Path, sample: Sample, semantics: np.ndarray) -> Path:
+        """The official SSC prediction of ``sample``: ``OUT/sequences/NN/predictions/F.label`` (raw uint16 ids)."""
+        return write_prediction(prediction_path(out, sample.scene, sample.frame), semantics, self.config)
 
     def scenes(self) -> dict[str, list[int]]:
         out: dict[str, list[int]] = {}

@@ -11,6 +11,11 @@ Reproduces semantic-kitti-api ``evaluate_completion.py`` + ``auxiliary/np_ioueva
   recall = sum(conf[1:, 1:]) / (sum(conf[:, 1:]) + eps), eps = float32 eps;
 * completion IoU = sum(conf[1:, 1:]) / (sum(conf) - conf[0, 0]).
 
+Beyond the official numbers: ``miou_present``, the mean over the classes that occur in the evaluated
+ground truth (a few short sequences hold only some of the 19 classes, and the official mean counts every
+absent class as 0), and an optional camera-frustum mask (``mask="camera"``: voxels outside
+``F.camera_mask`` beside the ground truth, as ``occ gt --from-lidar`` writes it, are not evaluated).
+
 Labels here are *learning* ids (see :mod:`occ_ros.datasets.semantickitti`); convert vocabulary
 predictions with :func:`~occ_ros.datasets.semantickitti.vocab_to_learning` first.
 """
@@ -46,7 +51,8 @@ class SSCResult:
 
     Attributes:
         iou_completion: geometric completion IoU (occupied vs empty).
-        miou: mean semantic IoU over learning classes 1..19.
+        miou: mean semantic IoU over learning classes 1..19 (official).
+        miou_present: mean over the classes with ground-truth voxels in the evaluated set (NaN if none).
         precision, recall: completion precision / recall.
         per_class: class name (``LEARNING_CLASS_NAMES``, learning ids 1..19 in order) -> IoU.
         samples: number of frames accumulated.
@@ -55,10 +61,12 @@ class SSCResult:
 
     iou_completion: float
     miou: float
+    miou_present: float
     precision: float
     recall: float
     per_class: dict[str, float]
     samples: int
+    present: tuple[str, ...] = ()
     confusion: np.ndarray = field(repr=False, compare=False, default_factory=lambda: np.zeros((0, 0), np.int64))
 
     def to_dict(self) -> dict[str, Any]:
@@ -70,6 +78,8 @@ class SSCResult:
         return {
             "iou_completion": pct(self.iou_completion),
             "miou": pct(self.miou),
+            "miou_present": pct(self.miou_present),
+            "present": list(self.present),
             "precision": pct(self.precision),
             "recall": pct(self.recall),
             "per_class": {name: pct(v) for name, v in self.per_class.items()},
@@ -176,9 +186,12 @@ class SSCMetric:
         recall = occupied_tp / (float(conf[:, 1:].sum()) + EPSILON)
         union = float(conf.sum() - conf[0, 0])
         completion = occupied_tp / union if union > 0 else math.nan
+        present = conf.sum(axis=0)[1:] > 0
         return SSCResult(
             iou_completion=completion,
             miou=float(iou[1:].mean()),
+            miou_present=float(iou[1:][present].mean()) if present.any() else math.nan,
+            present=tuple(name for name, p in zip(self.class_names, present, strict=True) if p),
             precision=precision,
             recall=recall,
             per_class={name: float(v) for name, v in zip(self.class_names, iou[1:], strict=True)},
@@ -209,6 +222,7 @@ def evaluate_semantickitti(
     sequences: Sequence[int | str] | None = None,
     progress: bool = True,
     config: SemanticKittiConfig | str | Path | None = None,
+    mask: str = "lidar",
 ) -> SSCResult:
     """Official SSC evaluation over a folder of predictions.
 
@@ -217,10 +231,14 @@ def evaluate_semantickitti(
 
     Args:
         sequences: sequence numbers or names (default: every GT sequence with ``voxels/*.label``).
+        mask: ``lidar`` (official: every voxel not ``invalid``) or ``camera`` (also only voxels of
+            ``F.camera_mask``, the image_2 frustum).
     Raises:
         LabelFileError: listing missing prediction files or prediction files without ground truth,
             or naming a file of the wrong size or with unknown label ids.
     """
+    if mask not in ("lidar", "camera"):
+        raise ValueError(f"mask must be 'lidar' or 'camera', got {mask!r}")
     pred_root, gt_root = Path(pred_root), Path(gt_root)
     gt_seq_root = gt_root / "sequences"
     if sequences is None:
@@ -251,6 +269,13 @@ def evaluate_semantickitti(
         problems.append(f"{len(missing)} missing prediction file(s): " + ", ".join(missing[:10]))
     if extra:
         problems.append(f"{len(extra)} prediction file(s) without ground truth: " + ", ".join(extra[:10]))
+    if mask == "camera":
+        no_mask = [str(g.with_suffix(".camera_mask")) for g, _ in pairs if not g.with_suffix(".camera_mask").is_file()]
+        if no_mask:
+            problems.append(
+                f"{len(no_mask)} ground-truth frame(s) without a camera mask (build them with `occ gt --from-lidar`, "
+                "or evaluate with mask 'lidar'): " + ", ".join(no_mask[:10])
+            )
     if problems:
         raise LabelFileError("; ".join(problems) + (" ..." if len(missing) > 10 or len(extra) > 10 else ""))
 
@@ -258,6 +283,8 @@ def evaluate_semantickitti(
     for gt_path, pred_path in _progress(pairs, progress):
         gt_raw = read_voxels(gt_path, "label")
         invalid = read_voxels(gt_path.with_suffix(".invalid"), "invalid")
+        if mask == "camera":
+            invalid = invalid | (read_voxels(gt_path.with_suffix(".camera_mask"), "camera_mask") == 0)
         pred_raw = read_voxels(pred_path, "label")
         try:
             metric.update_raw(pred_raw, gt_raw, invalid, config=config)
@@ -271,6 +298,7 @@ def format_table(result: SSCResult) -> str:
     rows = [(name, value) for name, value in result.per_class.items()]
     summary = [
         ("mIoU (SSC)", result.miou),
+        (f"mIoU ({len(result.present)} present)", result.miou_present),
         ("IoU (completion)", result.iou_completion),
         ("precision", result.precision),
         ("recall", result.recall),

@@ -58,8 +58,16 @@ class LiftingConfig:
     min_support: int = 4
     carve_margin: float = 1.0
     carve_margin_relative: float = 0.05
+    depth_spread: tuple[float, ...] = ()
 
     def __post_init__(self) -> None:
+        spread = tuple(float(o) for o in self.depth_spread)
+        if any(not -1.0 < o < 1.0 or o == 0.0 for o in spread) or len(set(spread)) != len(spread):
+            raise ValueError(
+                "LiftingConfig.depth_spread must be distinct non-zero relative offsets in (-1, 1), "
+                f"got {self.depth_spread}"
+            )
+        object.__setattr__(self, "depth_spread", spread)
         for name in ("window", "dynamic_window"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"LiftingConfig.{name} must be >= 0 frames, got {getattr(self, name)}")
@@ -95,6 +103,9 @@ class LiftedFrame:
         cameras: (N,) int16 index of the camera (rig order) that saw each point.
         pixels: (N, 2) int32 (row, column) of each point's pixel.
         world_from_ego: (4, 4) the frame's ego pose.
+        primary: (N,) bool, True for a pixel's point at its estimated depth, False for the copies
+            ``LiftingConfig.depth_spread`` adds along its ray (None: every point is primary). Only primary
+            points end free-space rays.
     """
 
     points: np.ndarray
@@ -103,9 +114,15 @@ class LiftedFrame:
     cameras: np.ndarray
     pixels: np.ndarray
     world_from_ego: np.ndarray
+    primary: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.labels.shape[0])
+
+    @property
+    def primary_mask(self) -> np.ndarray:
+        """(N,) bool: the points at their pixel's estimated depth."""
+        return np.ones(len(self), dtype=bool) if self.primary is None else self.primary
 
     def select(self, keep: np.ndarray) -> LiftedFrame:
         return LiftedFrame(
@@ -115,6 +132,7 @@ class LiftedFrame:
             self.cameras[keep],
             self.pixels[keep],
             self.world_from_ego,
+            None if self.primary is None else self.primary[keep],
         )
 
 
@@ -162,6 +180,10 @@ def lift_frame(
 ) -> LiftedFrame:
     """Labelled pixels of one frame -> world-frame points with vote weights.
 
+    With ``config.depth_spread`` (relative offsets ``o``), every pixel also votes at depth ``d * (1 + o)``
+    along its ray with the same weight: a monocular teacher's depth is uncertain by some percent, far more than
+    a voxel at 20 m, so the vote covers the range the surface is likely in (those copies are not ``primary``).
+
     Args:
         labels: camera -> (H, W) uint8 classes, ``IGNORE_LABEL`` where unlabelled.
         confidence: camera -> (H, W) float32 label confidence in [0, 1].
@@ -180,12 +202,14 @@ def lift_frame(
             & (dep <= config.max_depth)
             & stride_mask(dep.shape, config.pixel_stride)
         )
-        points, pixels = backproject(dep, cam, keep)
-        d = dep.reshape(-1)[pixels]
-        weight = conf.reshape(-1)[pixels] / (1.0 + d / config.distance_decay)
-        rows_cols = np.stack(np.divmod(pixels, cam.width), axis=-1).astype(np.int32)
-        cams = np.full(pixels.size, cam_index, dtype=np.int16)
-        parts.append((points, lab.reshape(-1)[pixels], weight, cams, rows_cols))
+        for offset in (0.0, *config.depth_spread):
+            points, pixels = backproject(dep * (1.0 + offset) if offset else dep, cam, keep)
+            d = dep.reshape(-1)[pixels]
+            weight = conf.reshape(-1)[pixels] / (1.0 + d / config.distance_decay)
+            rows_cols = np.stack(np.divmod(pixels, cam.width), axis=-1).astype(np.int32)
+            cams = np.full(pixels.size, cam_index, dtype=np.int16)
+            primary = np.full(pixels.size, offset == 0.0)
+            parts.append((points, lab.reshape(-1)[pixels], weight, cams, rows_cols, primary))
     points = np.concatenate([p[0] for p in parts]) if parts else np.zeros((0, 3))
     return LiftedFrame(
         points=transform_points(world_from_ego, points),
@@ -194,6 +218,7 @@ def lift_frame(
         cameras=np.concatenate([p[3] for p in parts]),
         pixels=np.concatenate([p[4] for p in parts]),
         world_from_ego=np.asarray(world_from_ego, dtype=np.float64),
+        primary=np.concatenate([p[5] for p in parts]) if config.depth_spread else None,
     )
 
 
@@ -314,7 +339,7 @@ def free_space_counts(
 ) -> np.ndarray:
     """How many of a frame's pixel rays pass freely through each voxel of the key frame's grid.
 
-    Rays run from the camera centre towards each lifted point at ``ray_stride``, stopping
+    Rays run from the camera centre towards each primary lifted point at ``ray_stride``, stopping
     :func:`margin` short of it; the counts are scaled to all lifted pixels (``pixel_stride``).
 
     Args:
@@ -323,7 +348,8 @@ def free_space_counts(
     Returns:
         (X*Y*Z,) float64 ray counts per voxel, flat (``GridSpec.flat_index`` order).
     """
-    keep = np.all(frame.pixels % config.ray_stride == 0, axis=1)
+    primary = frame.primary_mask
+    keep = primary & np.all(frame.pixels % config.ray_stride == 0, axis=1)
     if not keep.any():
         return np.zeros(grid.num_voxels)
     key_from_frame = ego_from_world @ frame.world_from_ego
@@ -331,7 +357,7 @@ def free_space_counts(
     origins = centers[frame.cameras[keep]]
     endpoints = transform_points(ego_from_world, frame.points[keep])
     counts, _ = carve_counts(grid, origins, shorten(origins, endpoints, margin(grid, config)))
-    return counts.reshape(-1).astype(np.float64) * (len(frame) / int(keep.sum()))
+    return counts.reshape(-1).astype(np.float64) * (int(primary.sum()) / int(keep.sum()))
 
 
 def densify(

@@ -3,7 +3,9 @@
 :func:`run_labels` walks any :class:`~occ_ros.datasets.sample.DatasetReader` (synthetic world,
 nuScenes, SemanticKITTI, rosbag2) scene by scene and writes ``OUT/<scene>/<frame>/labels.npz``
 (Occ3D: ``semantics`` + ``mask_camera``), the same relative layout as a dataset's ``gts/``, so
-``occ eval --pred OUT --gt DIR/gts`` scores it and any Occ3D training code reads it.
+``occ eval --pred OUT --gt DIR/gts`` scores it and any Occ3D training code reads it. Datasets with an
+official prediction format also get that (:meth:`DatasetReader.write_prediction`; SemanticKITTI:
+``OUT/sequences/NN/predictions/F.label``, scored by ``occ eval --benchmark semantickitti --pred OUT``).
 
 It is resumable and crash-safe: every label file is written atomically, finished frames are
 skipped on a rerun, and ``OUT/labels.json`` records the configuration so a rerun with a different
@@ -329,7 +331,8 @@ def run_labels(
 
     Args:
         reader: any dataset reader (its samples need images, ego poses and the rig).
-        out: output folder (``OUT/<scene>/<frame>/labels.npz``, ``OUT/labels.json``).
+        out: output folder (``OUT/<scene>/<frame>/labels.npz``, ``OUT/labels.json``, and the dataset's official
+            prediction files where it has a format).
         labeller: teachers and configuration.
         teachers: a description of the teachers for the manifest (model paths, noise settings).
         shard: (rank, world size); default from torchrun's environment.
@@ -422,6 +425,9 @@ def _label_scene(
         key = taught[p].sample
         labels = densify(p, frames, key.rig, key.grid, labeller.vocabulary, config.lifting)
         fitted = calibrations[p]
+        # The dataset's official prediction format first (SemanticKITTI: sequences/NN/predictions/F.label),
+        # then labels.npz, whose presence marks the frame done.
+        reader.write_prediction(out, key, labels.semantics)
         atomic_savez_compressed(
             label_path(out, key),
             semantics=labels.semantics,

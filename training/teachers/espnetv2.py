@@ -42,6 +42,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from occ_ros.io.atomic import atomic_write_bytes
+
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
 NUM_CLASSES = 20
@@ -468,5 +470,10 @@ def export_espnetv2_onnx(
     onnx.checker.check_model(proto, full_check=True)
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_bytes(proto.SerializeToString())
+    atomic_write_bytes(out, proto.SerializeToString())
     return out
+
+
+def build_espnetv2_onnx(weights_path: str | Path, out_path: str | Path, size: tuple[int, int]) -> Path:
+    """The ``espnetv2_onnx`` build recipe of model cards: :func:`export_espnetv2_onnx` at ``size`` = (H, W)."""
+    return export_espnetv2_onnx(weights_path, out_path, height=size[0], width=size[1])

@@ -41,6 +41,8 @@ from occ_training.teachers.base import (
 )
 
 __all__ = [
+    "BUILD_RECIPES",
+    "BuildRecipe",
     "DEFAULT_DEPTH_CARD",
     "DEFAULT_SEG_CARD",
     "DEPTH_OUTPUT_KINDS",
@@ -388,6 +390,60 @@ class DepthOutput:
         return DEPTH_OUTPUT_KINDS[self.kind]
 
 
+#: Recipes a card's ``build`` section may name -> "module:function(weights, out, size)" that writes the model.
+BUILD_RECIPES = {"espnetv2_onnx": "occ_training.teachers.espnetv2:build_espnetv2_onnx"}
+
+
+@dataclass(frozen=True)
+class BuildRecipe:
+    """How the project produces a card's model file on first use (card section ``build``).
+
+    Attributes:
+        recipe: a name of :data:`BUILD_RECIPES`.
+        weights: the source weights, looked for like a relative ``model`` path (e.g. under ``../shared/models``).
+        size: (H, W) input size of the produced model.
+    """
+
+    recipe: str
+    weights: str
+    size: tuple[int, int]
+
+    @classmethod
+    def parse(cls, data: Any, where: str) -> BuildRecipe:
+        if not isinstance(data, Mapping):
+            raise TeacherError(f"{where}: build must be a mapping with recipe, weights and size")
+        _check_keys(data, ("recipe", "weights", "size"), f"{where}: build")
+        recipe = _choice(data.get("recipe") or "", tuple(BUILD_RECIPES), "build.recipe", where, "")
+        weights = data.get("weights")
+        if not isinstance(weights, str) or not weights.strip():
+            raise TeacherError(f"{where}: build.weights must give the weights file (a path)")
+        size = data.get("size")
+        if not (isinstance(size, Sequence) and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size)):
+            raise TeacherError(f"{where}: build.size must be [H, W] in pixels, got {size!r}")
+        return cls(recipe, weights.strip(), (int(size[0]), int(size[1])))
+
+    def run(self, card: ModelCard, out: Path) -> Path:
+        """Produce ``out`` from the weights (atomically: a half-written model is never left behind)."""
+        import importlib
+        import logging
+
+        sources = card.candidates(self.weights)
+        weights = next((p for p in sources if p.is_file()), None)
+        if weights is None:
+            raise TeacherError(
+                f"{card.where}: model file {card.model!r} ({out}) is missing and its build recipe needs the weights "
+                f"{self.weights!r} (looked in {', '.join(map(str, sources))})"
+            )
+        module, function = BUILD_RECIPES[self.recipe].split(":")
+        logging.getLogger(__name__).warning(
+            "%s: building %s from %s (recipe %s, first use only)", card.where, out, weights, self.recipe
+        )
+        try:
+            return Path(getattr(importlib.import_module(module), function)(weights, out, self.size))
+        except (ImportError, OSError, RuntimeError, ValueError) as err:
+            raise TeacherError(f"{card.where}: building {out} from {weights} failed: {err}") from err
+
+
 @dataclass(frozen=True)
 class ModelCard:
     """A parsed model card (see the module docstring and docs/teachers.md).
@@ -397,6 +453,8 @@ class ModelCard:
         name: short name (default: the file name without ``.yaml``).
         model: the ONNX file as written in the card (resolved by :meth:`model_candidates`).
         produce: how to produce the model file when it is missing (shown in the error).
+        build: a recipe the project runs to produce the model file on first use (e.g. export the ESPNetv2
+            weights to ONNX), or None.
         graph_optimization: ONNX Runtime graph optimisation level, ``all`` (default), ``extended``, ``basic``
             or ``disabled`` (for models whose constant folding takes long and much memory).
     """
@@ -410,6 +468,7 @@ class ModelCard:
     description: str = ""
     produce: str = ""
     graph_optimization: str = "all"
+    build: BuildRecipe | None = None
 
     @property
     def where(self) -> str:
@@ -421,7 +480,11 @@ class ModelCard:
         An absolute path is used as it is. A relative path is looked for: next to the card, in
         ``$OCC_ROS_TEACHER_MODELS`` when set, then in ``../shared/models`` next to the repository.
         """
-        path = Path(os.path.expandvars(self.model)).expanduser()
+        return self.candidates(self.model)
+
+    def candidates(self, written: str) -> list[Path]:
+        """The places a path written in this card is looked for (see :meth:`model_candidates`)."""
+        path = Path(os.path.expandvars(written)).expanduser()
         if path.is_absolute():
             return [path]
         out = [self.path.parent / path]
@@ -435,12 +498,19 @@ class ModelCard:
                 unique.append(p)
         return unique
 
-    def resolve_model(self) -> Path:
-        """The model file. Raises :class:`TeacherError` naming the card, every place looked in and how to produce it."""
+    def resolve_model(self, build: bool = True) -> Path:
+        """The model file; when it is missing and the card has a ``build`` recipe (and ``build``), the recipe
+        produces it at the first place looked in (the cache a card names, e.g. ``~/.cache/occ_ros/teachers``).
+
+        Raises:
+            TeacherError: naming the card, every place looked in and how to produce the file.
+        """
         candidates = self.model_candidates()
         for p in candidates:
             if p.is_file():
                 return p
+        if build and self.build is not None:
+            return self.build.run(self, candidates[0])
         hint = f"; to produce it: {self.produce.strip()}" if self.produce.strip() else ""
         raise TeacherError(
             f"{self.where}: model file {self.model!r} not found (looked in {', '.join(map(str, candidates))}){hint}"
@@ -472,6 +542,7 @@ def load_card(card: str | Path) -> ModelCard:
             "source",
             "license",
             "graph_optimization",
+            "build",
             "input",
             "segmentation",
             "depth",
@@ -497,6 +568,7 @@ def load_card(card: str | Path) -> ModelCard:
         graph_optimization=_choice(
             data.get("graph_optimization"), tuple(_GRAPH_OPTIMIZATION), "graph_optimization", where, "all"
         ),
+        build=BuildRecipe.parse(data["build"], where) if data.get("build") is not None else None,
     )
 
 
@@ -513,7 +585,7 @@ def describe_card(card: str | Path) -> dict[str, str]:
     except TeacherError:
         return {"card": str(card)}
     try:
-        model = str(parsed.resolve_model())
+        model = str(parsed.resolve_model(build=False))
     except TeacherError:
         model = parsed.model
     try:

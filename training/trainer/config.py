@@ -51,8 +51,14 @@ class DataConfig:
         kind: reader kind for all of them (``auto`` detects).
         dataset_config: rosbag reader settings YAML (topics, frames), for ``kind: rosbag``.
         labels: the pseudo-label folder of each training dataset (``occ labels --out``); a relative path is
-            taken relative to the dataset folder (for a bag: its parent folder).
+            taken relative to the dataset folder (for a bag: its parent folder), or to the current folder with
+            ``labels_base: cwd`` (for datasets in read-only places).
         teachers: the 2D teachers of the rendering losses (``sim`` for the synthetic world, ``hf`` models).
+        train_sequences, val_sequences: only these sequences of each SemanticKITTI root (empty: all), so that
+            one folder gives the training and the validation split.
+        val_target: what validation scores against: ``gt`` (the dataset's ground truth) or ``labels`` (the
+            validation frames' pseudo-labels, for data whose only 3-D ground truth may not steer training,
+            e.g. LiDAR kept for evaluation).
         val_frames: validate on at most this many frames per dataset, evenly spaced (0 = all).
         cache: keep prepared training frames in memory after their first use (teachers run once per frame).
         mirror: augment by mirroring the world left-right (:func:`~occ_training.trainer.data.mirror_item`) for
@@ -64,7 +70,11 @@ class DataConfig:
     kind: Literal["auto", "synth", "nuscenes", "semantickitti", "rosbag"] = "auto"
     dataset_config: str | None = None
     labels: str = "pseudo_labels"
+    labels_base: Literal["dataset", "cwd"] = "dataset"
     teachers: TeacherSpec = field(default_factory=TeacherSpec)
+    train_sequences: tuple[str, ...] = ()
+    val_sequences: tuple[str, ...] = ()
+    val_target: Literal["gt", "labels"] = "gt"
     val_frames: int = 0
     cache: bool = True
     mirror: bool = False

@@ -38,6 +38,7 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import Dataset
 
+from occ_ros.core.grid import pool_labels
 from occ_ros.core.preprocess import PreprocessConfig, preprocess, source_pixels
 from occ_ros.core.rig import Camera
 from occ_ros.core.vocabulary import Vocabulary
@@ -88,10 +89,15 @@ class FrameRef:
     scene: tuple[int, ...]
 
 
-def open_readers(roots: tuple[str, ...], config: TrainConfig, load_gt: bool) -> list[DatasetReader]:
+def open_readers(
+    roots: tuple[str, ...], config: TrainConfig, load_gt: bool, sequences: tuple[str, ...] = ()
+) -> list[DatasetReader]:
+    """One reader per dataset root (``sequences``: only these SemanticKITTI sequences of each root)."""
     options: dict[str, Any] = {}
     if config.data.dataset_config:
         options["config"] = config.data.dataset_config
+    if sequences:
+        options["sequences"] = list(sequences)
     readers = []
     for root in roots:
         try:
@@ -111,8 +117,11 @@ def check_compatible(reader: DatasetReader, root: str, config: TrainConfig, voca
             f"{vocabulary.names})"
         )
     grid = config.model.grid_spec
-    if sample.grid is not None and sample.grid != grid:
-        raise DataError(f"{root}: the dataset's grid {sample.grid} differs from the model's grid {grid}")
+    if sample.grid is not None and grid.coarsening_of(sample.grid) is None:
+        raise DataError(
+            f"{root}: the dataset's grid {sample.grid} is neither the model's grid {grid} nor a finer grid of the "
+            "same volume that it coarsens by a whole factor"
+        )
     if len(sample.rig) != config.model.num_cameras:
         raise DataError(
             f"{root}: the dataset has {len(sample.rig)} cameras ({list(sample.rig.names)}), the model takes "
@@ -120,10 +129,17 @@ def check_compatible(reader: DatasetReader, root: str, config: TrainConfig, voca
         )
 
 
-def labels_root(root: str, reader: DatasetReader, labels: str) -> Path:
-    """The pseudo-label folder of a dataset (``data.labels``, relative to the dataset folder or a bag's parent)."""
+def pool_factor(reader: DatasetReader, config: TrainConfig) -> int:
+    """How many dataset voxels per axis make one model voxel (1: the same grid; see :func:`check_compatible`)."""
+    grid = reader.load(0, images=False).grid
+    return 1 if grid is None else config.model.grid_spec.coarsening_of(grid) or 1
+
+
+def labels_root(root: str, reader: DatasetReader, labels: str, base: str = "dataset") -> Path:
+    """The pseudo-label folder of a dataset (``data.labels``, relative to the dataset folder or a bag's parent, or
+    to the current folder when ``base`` is ``cwd``)."""
     path = Path(labels)
-    if path.is_absolute():
+    if path.is_absolute() or base == "cwd":
         return path
     base = Path(root).parent if reader.kind == "rosbag" else Path(root)
     return base / path
@@ -222,16 +238,21 @@ class FrameDataset(Dataset):
         roots = config.data.train if split == "train" else config.data.val
         if split == "train" and not roots:
             raise DataError("data.train is empty: list at least one dataset folder or bag")
-        # validation scores against the ground truth, and picks the decision bias against the pseudo-labels
-        val_needs = Needs(gt=True, labels=config.decision.logit_adjustment == "val")
+        # validation scores against the ground truth (or, with val_target: labels, the pseudo-labels), and picks
+        # the decision bias against the pseudo-labels
+        by_gt = config.data.val_target == "gt"
+        val_needs = Needs(gt=by_gt, labels=config.decision.logit_adjustment == "val" or not by_gt)
         self.needs = Needs.for_training(config) if split == "train" else val_needs
         self.roots = roots
-        self.readers = open_readers(roots, config, load_gt=split == "val")
+        sequences = config.data.train_sequences if split == "train" else config.data.val_sequences
+        self.readers = open_readers(roots, config, load_gt=split == "val" and by_gt, sequences=sequences)
         self.frames: list[FrameRef] = []
         self.label_dirs: list[Path] = []
+        self.pool: list[int] = []
         for r, (root, reader) in enumerate(zip(roots, self.readers, strict=True)):
             check_compatible(reader, root, config, vocabulary)
-            self.label_dirs.append(labels_root(root, reader, config.data.labels))
+            self.pool.append(pool_factor(reader, config))
+            self.label_dirs.append(labels_root(root, reader, config.data.labels, config.data.labels_base))
             refs = []
             for indices in reader.scenes().values():
                 refs += [FrameRef(r, i, p, tuple(indices)) for p, i in enumerate(indices)]
@@ -280,6 +301,13 @@ class FrameDataset(Dataset):
             counts += np.bincount(sem[sem < num_classes].ravel(), minlength=num_classes)
         return counts
 
+    def _pooled(self, semantics: np.ndarray, mask: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+        """Labels and mask on the model's grid (pooled from a finer dataset grid, :func:`pool_labels`)."""
+        if factor == 1:
+            return semantics, mask
+        pooled, observed = pool_labels(semantics, factor, self.vocabulary.free_index, mask=mask, ignore=IGNORE_LABEL)
+        return pooled, observed
+
     # ------------------------------------------------------------------ teachers
     def _teachers_of(self, r: int) -> tuple[Any, Any, Any]:
         if r not in self._teachers:
@@ -310,22 +338,22 @@ class FrameDataset(Dataset):
         item: dict[str, Any] = {"index": i, "images": net.images, "K": net.K, "cam_from_ego": net.cam_from_ego}
         size = (pre.height, pre.width)
         calibration: tuple[np.ndarray, np.ndarray] | None = None
+        factor = self.pool[ref.reader]
         if self.needs.labels:
             path = self.label_files[i]
-            grid = self.config.model.grid_spec
-            labels = load_labels(path, num_classes=len(self.vocabulary), shape=grid.shape)
-            item["labels"] = labels.semantics
-            mask = labels.mask_camera if labels.mask_camera is not None else np.ones(grid.shape, bool)
-            item["label_mask"] = mask
+            shape = sample.grid.shape if sample.grid is not None else self.config.model.grid_spec.shape
+            labels = load_labels(path, num_classes=len(self.vocabulary), shape=shape)
+            mask = labels.mask_camera if labels.mask_camera is not None else np.ones(shape, bool)
+            item["labels"], item["label_mask"] = self._pooled(labels.semantics, mask, factor)
             with np.load(path) as npz:
                 if SCALE_KEY in npz.files:
                     calibration = (npz[SCALE_KEY], npz[SHIFT_KEY])
         if self.needs.gt:
             if sample.gt is None:
                 raise DataError(f"{self.roots[ref.reader]}: frame {sample.key} has no ground truth for validation")
-            item["gt"] = sample.gt.semantics
             gt_mask = sample.gt.mask_camera
-            item["gt_mask"] = gt_mask if gt_mask is not None else np.ones(sample.gt.shape, bool)
+            gt_mask = gt_mask if gt_mask is not None else np.ones(sample.gt.shape, bool)
+            item["gt"], item["gt_mask"] = self._pooled(sample.gt.semantics, gt_mask, factor)
         seg_teacher, depth_teacher, feature_teacher = self._teachers_of(ref.reader)
         if self.needs.depth:
             item["depth"] = self._depth(sample, depth_teacher, calibration, size)

@@ -334,13 +334,15 @@ class Trainer:
             self.model.train()
 
     def validate(self) -> Occ3DResult | None:
-        """Occ3D mIoU / IoU of the current weights on ``data.val`` (camera mask), on the main process."""
+        """Occ3D mIoU / IoU of the current weights on ``data.val`` (camera mask) against ``data.val_target``, on the
+        main process."""
         if self.val_dataset is None or not self.ctx.is_main:
             return None
         metric = Occ3DMetric(self.vocabulary, mask="camera")
+        target, mask = ("gt", "gt_mask") if self.config.data.val_target == "gt" else ("labels", "label_mask")
         for item, outputs in self._val_outputs():
             pred = predict_labels(outputs, self.model.decision_bias)[0].cpu().numpy()
-            metric.update(pred, item["gt"], mask_camera=item["gt_mask"])
+            metric.update(pred, item[target], mask_camera=item[mask])
         return metric.compute()
 
     @torch.no_grad()
