@@ -95,7 +95,9 @@ def open_model(params: ModelParams, opener: Callable[..., InferenceBackend] = op
     raise BackendError("no model could be loaded" + hint + ":\n  " + "\n  ".join(reasons))
 
 
+
 def subscribed_topics(params: NodeParams) -> Sequence[tuple[str, str, str]]:
     """``(camera, image topic, info topic)`` the node subscribes to (``/compressed`` appended when compressed):
     the inputs of the session these parameters configure."""
     return [(c.name, c.image_topic, c.info_topic) for c in params.session_config().cameras]
+
