@@ -23,6 +23,9 @@ PICTURES = {
     "latency": ("demo_latency.png", 1200),
     "real_overlay": ("real_overlay.jpg", 1600),
     "real_lidar": ("real_lidar.jpg", 1600),
+    # KITTI: derived maps only; the camera images stay in ../shared (their licence forbids copying them here)
+    "kitti_bev": ("kitti_bev.png", 1400),
+    "kitti_depth_error": ("kitti_depth_error.png", 1000),
 }
 
 

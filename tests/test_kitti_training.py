@@ -82,6 +82,10 @@ def test_dataset_pools_finer_labels_and_takes_its_sequences(tmp_path: Path) -> N
     assert item["labels"][0, 0, 0] == CAR and item["labels"][1, 0, 0] == FREE
     assert item["label_mask"][0, 0, 0] and item["label_mask"][1, 0, 0]
     assert item["labels"][2, 0, 0] == 255 and not item["label_mask"][2, 0, 0]  # the car child was not observed
+    # label_mask camera_and_occupied: the occupied child outside the camera mask is supervised too
+    wide = FrameDataset(_config(root, labels, train_sequences=["04"], label_mask="camera_and_occupied"), VOCAB, "train")  # type: ignore[arg-type]
+    assert wide[0]["labels"][2, 0, 0] == CAR and wide[0]["label_mask"][2, 0, 0]
+    assert wide[0]["labels"][0, 0, 0] == CAR and wide[0]["labels"][3, 0, 0] == 255
     with pytest.raises(DataError, match="no pseudo-labels"):  # sequence 03 has none
         FrameDataset(_config(root, labels), VOCAB, "train")  # type: ignore[arg-type]
     wrong = _config(root, labels, train_sequences=["04"])

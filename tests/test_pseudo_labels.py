@@ -424,3 +424,32 @@ def test_sequence_calibration_targets_are_evenly_spaced():
 
     assert sequence_targets(5, 8) == [0, 1, 2, 3, 4]
     assert sequence_targets(24, 4) == [0, 8, 15, 23]
+
+
+def test_consistent_depth_keeps_what_other_frames_confirm():
+    """A wall 10 m ahead seen from x = 0 and from x = 1 (9 m ahead there): a pixel of frame 0 whose depth is 10 m
+    lands on the other frame's wall at 9 m and is confirmed; one at 12 m (a bad estimate) lands at 11 m where the
+    other frame says 9 m and is not."""
+    from occ_training.labels.lifting import consistent_depth
+
+    cam = _front_camera()
+    wall = np.full((cam.height, cam.width), 10.0, np.float32)
+    wall[5, 7] = 12.0  # wrong
+    wall[0, 0] = 0.0  # unknown stays unknown
+    other = np.full_like(wall, 9.0)
+    moved = yaw_transform(1.0, 0.0, 0.0, 0.0)
+    out = consistent_depth(wall, cam, np.eye(4), [(other, moved)], tolerance=0.05, min_views=1)
+    assert out[5, 7] == 0.0 and out[0, 0] == 0.0
+    # Column u lands at u' = 19.5 + (u - 19.5) * 10 / 9 in the other view (row v: 14.5 + (v - 14.5) * 10 / 9), so
+    # columns 0, 1, 38, 39 and rows 0, 29 leave its image and are not confirmed; everything well inside is.
+    inside = np.zeros_like(wall, dtype=bool)
+    inside[2:28, 3:37] = True
+    inside[5, 7] = False
+    assert np.all(out[inside] == 10.0)
+    assert not out[:, [0, 1, 38, 39]].any() and not out[[0, 29], :].any()
+    # two confirmations needed, one given: nothing survives; a second neighbour that agrees restores them
+    assert not consistent_depth(wall, cam, np.eye(4), [(other, moved)], 0.05, 2).any()
+    again = consistent_depth(wall, cam, np.eye(4), [(other, moved), (wall, np.eye(4))], 0.05, 2)
+    assert again[15, 20] == 10.0 and again[5, 7] == 0.0
+    with pytest.raises(ValueError, match="consistency_neighbours"):
+        LiftingConfig(consistency_neighbours=(0, 1))

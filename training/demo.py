@@ -527,7 +527,7 @@ def run_demo(
                 f"      models/kitti.ckpt (trained on the other sequences' pseudo-labels): SSC mIoU "
                 f"{net['miou_present']:.2f}, IoU {net['iou_completion']:.2f}"
             )
-        pics.update(real_kitti["pictures"])
+        pics.update({f"kitti_{name}": path for name, path in real_kitti["pictures"].items()})
     else:
         summary["kitti"] = {"skipped": f"no KITTI fixture at {kitti} (pass --fixtures DIR)"}
         print(f"      skipped: {summary['kitti']['skipped']}")

@@ -5,6 +5,8 @@ Data flow for one key frame ``i`` (docs/pseudo_labels.md):
 1. :func:`lift_frame` -- every frame ``j`` of the window: each camera's labelled pixels (segmentation
    confidence >= ``min_confidence``) with a metric depth in ``[min_depth, max_depth]`` are
    back-projected into the ego frame of ``j`` and then into the fixed (world) frame with ``j``'s pose.
+   Optionally (``consistency_tolerance`` > 0) only pixels whose depth ``consistency_views`` neighbouring frames
+   confirm are lifted (:func:`consistent_depth`).
 2. :func:`densify` -- points of static classes come from every frame ``|j - i| <= window``, points of
    dynamic classes only from ``|j - i| <= dynamic_window`` (0: the key frame alone), so moving objects
    leave no smears. All are moved into the key frame's ego frame and vote per voxel, each weighted
@@ -28,7 +30,7 @@ the optical axis; the grid is in the key frame's ego frame, indexed ``[x, y, z]`
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -59,6 +61,9 @@ class LiftingConfig:
     carve_margin: float = 1.0
     carve_margin_relative: float = 0.05
     depth_spread: tuple[float, ...] = ()
+    consistency_tolerance: float = 0.0
+    consistency_views: int = 2
+    consistency_neighbours: tuple[int, ...] = (-2, -1, 1, 2)
 
     def __post_init__(self) -> None:
         spread = tuple(float(o) for o in self.depth_spread)
@@ -68,6 +73,15 @@ class LiftingConfig:
                 f"got {self.depth_spread}"
             )
         object.__setattr__(self, "depth_spread", spread)
+        if not 0.0 <= self.consistency_tolerance < 1.0 or self.consistency_views < 1:
+            raise ValueError(
+                "LiftingConfig needs 0 <= consistency_tolerance < 1 and consistency_views >= 1, got "
+                f"{self.consistency_tolerance}, {self.consistency_views}"
+            )
+        neighbours = tuple(int(o) for o in self.consistency_neighbours)
+        if 0 in neighbours or len(set(neighbours)) != len(neighbours):
+            raise ValueError(f"LiftingConfig.consistency_neighbours must be distinct non-zero offsets: {neighbours}")
+        object.__setattr__(self, "consistency_neighbours", neighbours)
         for name in ("window", "dynamic_window"):
             if int(getattr(self, name)) < 0:
                 raise ValueError(f"LiftingConfig.{name} must be >= 0 frames, got {getattr(self, name)}")
@@ -161,6 +175,49 @@ def backproject(depth: np.ndarray, camera: Camera, mask: np.ndarray | None = Non
     y = (rows - K[1, 2]) / K[1, 1] * z
     points_cam = np.stack([x, y, z], axis=-1)
     return transform_points(camera.ego_from_cam, points_cam), pixels
+
+
+def consistent_depth(
+    depth: np.ndarray,
+    camera: Camera,
+    world_from_ego: np.ndarray,
+    neighbours: Sequence[tuple[np.ndarray, np.ndarray]],
+    tolerance: float,
+    min_views: int,
+) -> np.ndarray:
+    """Multi-view depth consistency (the geometric check of MVS fusion): the pixels of a depth map that other
+    frames' depth maps of the same camera confirm.
+
+    Every pixel with depth is back-projected, moved into each neighbour frame and projected into the same camera;
+    the neighbour *confirms* it when its own depth at that pixel is within ``tolerance`` (relative) of the point's
+    depth there. Monocular depth errors differ from view to view, so a surface that two views agree on is more
+    likely to be where the teacher says.
+
+    Args:
+        depth: (H, W) metric optical-axis depth of the frame, 0 = unknown.
+        camera: the camera (its ego pose is the same in every frame).
+        world_from_ego: (4, 4) the frame's ego pose.
+        neighbours: (depth map (H, W), world_from_ego (4, 4)) of the other frames.
+        tolerance: relative depth difference a confirmation allows.
+        min_views: confirmations a pixel needs.
+    Returns:
+        (H, W) float32: ``depth`` where confirmed, 0 elsewhere.
+    """
+    height, width = depth.shape
+    points, pixels = backproject(depth, camera)
+    world = transform_points(world_from_ego, points)
+    votes = np.zeros(pixels.size, dtype=np.int32)
+    for other, pose in neighbours:
+        uv, z = camera.project(transform_points(invert_transform(pose), world))
+        seen = (z > 0) & camera.in_image(uv)
+        cols = np.clip(np.floor(uv[:, 0] + 0.5).astype(np.int64), 0, width - 1)
+        rows = np.clip(np.floor(uv[:, 1] + 0.5).astype(np.int64), 0, height - 1)
+        theirs = other[rows, cols]
+        votes += seen & (theirs > 0) & (np.abs(z - theirs) <= tolerance * theirs)
+    out = np.zeros_like(depth, dtype=np.float32)
+    keep = pixels[votes >= min_views]
+    out.reshape(-1)[keep] = depth.reshape(-1)[keep]
+    return out
 
 
 def stride_mask(shape: tuple[int, int], stride: int) -> np.ndarray:

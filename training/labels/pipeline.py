@@ -39,7 +39,7 @@ from occ_training.labels.calibration import (
     fit_scale_shift,
     sequence_targets,
 )
-from occ_training.labels.lifting import LiftedFrame, LiftingConfig, densify, lift_frame
+from occ_training.labels.lifting import LiftedFrame, LiftingConfig, consistent_depth, densify, lift_frame
 from occ_training.teachers.base import DepthMap, DepthTeacher, SegmentationTeacher
 from occ_training.teachers.simulated import SimTeacherConfig
 
@@ -168,6 +168,12 @@ class PseudoLabeller:
         lifting = self.config.lifting
         return max(lifting.window, lifting.dynamic_window)
 
+    @property
+    def consistency_offsets(self) -> tuple[int, ...]:
+        """The frames (offsets) whose depth confirms a frame's before it is lifted (empty: no check)."""
+        lifting = self.config.lifting
+        return lifting.consistency_neighbours if lifting.consistency_tolerance > 0 else ()
+
     def teach(self, sample: Sample) -> _FrameTeaching:
         check_sample(sample)
         semantic = self.segmentation.segment(sample)
@@ -215,11 +221,35 @@ class PseudoLabeller:
             out[name] = dmap.to_metric(ss.scale, ss.shift, max_depth=lifting.max_depth)
         return out
 
-    def lift(self, taught: _FrameTeaching, scale_shift: Mapping[str, ScaleShift] | None) -> LiftedFrame:
+    def consistent(
+        self,
+        taught: _FrameTeaching,
+        depth: Mapping[str, np.ndarray],
+        neighbours: Sequence[tuple[_FrameTeaching, Mapping[str, np.ndarray]]],
+    ) -> dict[str, np.ndarray]:
+        """``depth`` kept where ``lifting.consistency_views`` of the neighbouring frames' depths confirm it
+        (:func:`~occ_training.labels.lifting.consistent_depth`; unchanged when the check is off)."""
+        lifting = self.config.lifting
+        if lifting.consistency_tolerance <= 0:
+            return dict(depth)
+        return {
+            cam.name: consistent_depth(
+                depth[cam.name],
+                cam,
+                taught.sample.world_from_ego,
+                [(d[cam.name], t.sample.world_from_ego) for t, d in neighbours],
+                lifting.consistency_tolerance,
+                lifting.consistency_views,
+            )
+            for cam in taught.sample.rig
+        }
+
+    def lift(self, taught: _FrameTeaching, depth: Mapping[str, np.ndarray]) -> LiftedFrame:
+        """The frame's labelled pixels with metric ``depth`` (camera -> (H, W)) as world-frame points."""
         return lift_frame(
             taught.labels,
             taught.confidence,
-            self.metric_depth(taught, scale_shift),
+            depth,
             taught.sample.rig,
             taught.sample.world_from_ego,
             self.config.lifting,
@@ -385,6 +415,7 @@ def _label_scene(
     taught: dict[int, _FrameTeaching] = {}
     calibration_frames: dict[int, CalibrationFrame] = {}
     calibrations: dict[int, dict[str, ScaleShift] | None] = {}
+    metric: dict[int, dict[str, np.ndarray]] = {}
     lifted: dict[int, LiftedFrame] = {}
     sequence_calibration: dict[str, ScaleShift] | None = None
 
@@ -412,10 +443,17 @@ def _label_scene(
         frames = [calibration_frame(q) for q in near]
         return fit_scale_shift(frames, [target], teach(p).sample.rig, config.calibrator)
 
+    def metric_depth(p: int) -> dict[str, np.ndarray]:
+        if p not in metric:
+            calibrations[p] = calibrate(p)
+            metric[p] = labeller.metric_depth(teach(p), calibrations[p])
+        return metric[p]
+
     def lift(p: int) -> LiftedFrame:
         if p not in lifted:
-            calibrations[p] = calibrate(p)
-            lifted[p] = labeller.lift(teach(p), calibrations[p])
+            near = [p + o for o in labeller.consistency_offsets if 0 <= p + o < len(indices)]
+            depth = labeller.consistent(teach(p), metric_depth(p), [(teach(q), metric_depth(q)) for q in near])
+            lifted[p] = labeller.lift(teach(p), depth)
         return lifted[p]
 
     for p in pending:
@@ -440,9 +478,11 @@ def _label_scene(
         bar.update(1)
         if on_frame is not None:
             on_frame(key, time.perf_counter() - t0)
-        # Forget what no later key frame needs.
-        keep_from = p + 1 - reach - max((abs(o) for o in offsets), default=0)
-        caches: tuple[dict[int, Any], ...] = (taught, calibration_frames, calibrations, lifted)
+        # Forget what no later key frame needs (lifting a frame reads its consistency neighbours' depth, and
+        # calibrating one reads its calibration neighbours).
+        back = max((abs(o) for o in labeller.consistency_offsets), default=0)
+        keep_from = p + 1 - reach - back - max((abs(o) for o in offsets), default=0)
+        caches: tuple[dict[int, Any], ...] = (taught, calibration_frames, calibrations, metric, lifted)
         for cache in caches:
             for q in [q for q in cache if q < keep_from]:
                 del cache[q]

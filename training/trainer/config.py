@@ -54,6 +54,9 @@ class DataConfig:
             taken relative to the dataset folder (for a bag: its parent folder), or to the current folder with
             ``labels_base: cwd`` (for datasets in read-only places).
         teachers: the 2D teachers of the rendering losses (``sim`` for the synthetic world, ``hf`` models).
+        label_mask: the pseudo-label voxels the voxel losses supervise: ``camera`` (their ``mask_camera``: what the
+            key frame's camera sees up to the first occupied voxel) or ``camera_and_occupied`` (also every voxel
+            the labels call occupied, e.g. surfaces other frames saw or the depth spread put behind the first hit).
         train_sequences, val_sequences: only these sequences of each SemanticKITTI root (empty: all), so that
             one folder gives the training and the validation split.
         val_target: what validation scores against: ``gt`` (the dataset's ground truth) or ``labels`` (the
@@ -71,6 +74,7 @@ class DataConfig:
     dataset_config: str | None = None
     labels: str = "pseudo_labels"
     labels_base: Literal["dataset", "cwd"] = "dataset"
+    label_mask: Literal["camera", "camera_and_occupied"] = "camera"
     teachers: TeacherSpec = field(default_factory=TeacherSpec)
     train_sequences: tuple[str, ...] = ()
     val_sequences: tuple[str, ...] = ()

@@ -43,7 +43,7 @@ from occ_ros.core.preprocess import PreprocessConfig, preprocess, source_pixels
 from occ_ros.core.rig import Camera
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets import open_dataset
-from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, Sample, load_labels
+from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, OccupancyLabels, Sample, load_labels
 from occ_training.labels.pipeline import SCALE_KEY, SHIFT_KEY
 from occ_training.teachers.factory import build_feature_teacher, build_teachers
 
@@ -295,11 +295,19 @@ class FrameDataset(Dataset):
         """(C,) int64 counts of each pseudo-label class inside the camera masks of the frames."""
         num_classes = len(self.vocabulary)
         counts = np.zeros(num_classes, dtype=np.int64)
-        for path in self.label_files:
+        for ref, path in zip(self.frames, self.label_files, strict=True):
             labels = load_labels(path, num_classes=num_classes)
-            sem = labels.semantics if labels.mask_camera is None else labels.semantics[labels.mask_camera]
+            semantics, mask = self._pooled(labels.semantics, self._label_mask(labels), self.pool[ref.reader])
+            sem = semantics[mask]
             counts += np.bincount(sem[sem < num_classes].ravel(), minlength=num_classes)
         return counts
+
+    def _label_mask(self, labels: OccupancyLabels) -> np.ndarray:
+        """(X, Y, Z) bool: the pseudo-label voxels the losses supervise (``data.label_mask``)."""
+        mask = labels.mask_camera if labels.mask_camera is not None else np.ones(labels.shape, bool)
+        if self.config.data.label_mask == "camera_and_occupied":
+            mask = mask | ((labels.semantics != self.vocabulary.free_index) & (labels.semantics != IGNORE_LABEL))
+        return mask
 
     def _pooled(self, semantics: np.ndarray, mask: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
         """Labels and mask on the model's grid (pooled from a finer dataset grid, :func:`pool_labels`)."""
@@ -343,8 +351,7 @@ class FrameDataset(Dataset):
             path = self.label_files[i]
             shape = sample.grid.shape if sample.grid is not None else self.config.model.grid_spec.shape
             labels = load_labels(path, num_classes=len(self.vocabulary), shape=shape)
-            mask = labels.mask_camera if labels.mask_camera is not None else np.ones(shape, bool)
-            item["labels"], item["label_mask"] = self._pooled(labels.semantics, mask, factor)
+            item["labels"], item["label_mask"] = self._pooled(labels.semantics, self._label_mask(labels), factor)
             with np.load(path) as npz:
                 if SCALE_KEY in npz.files:
                     calibration = (npz[SCALE_KEY], npz[SHIFT_KEY])
