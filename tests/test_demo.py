@@ -131,3 +131,31 @@ def test_overrides_without_train_are_refused(capsys) -> None:
 
     assert main(["demo", "steps=3"]) != 0
     assert "KEY=VALUE overrides apply to --train only" in capsys.readouterr().err
+
+
+HAS_KITTI = (DEFAULT_FIXTURES / "kitti_mini" / "sequences").is_dir()
+
+
+@pytest.mark.skipif(not HAS_KITTI, reason="../shared/fixtures/kitti_mini not present")
+def test_the_kitti_stage_labels_scores_and_draws_a_real_sequence(demo) -> None:
+    out, summary = demo
+    kitti = summary["kitti"]
+    assert kitti["sequence"] == "04"
+    frustum = kitti["frustum"]
+    assert frustum["samples"] == 10 and "road" in frustum["present"]
+    assert 0 < frustum["miou_present"] < 100 and 0 < frustum["iou_completion"] < 100
+    # the official formats: ten raw-id prediction files of 256 * 256 * 32 uint16 next to the ground truth
+    predictions = sorted((out / "kitti" / "labels" / "sequences" / "04" / "predictions").glob("*.label"))
+    assert len(predictions) == 10 and all(p.stat().st_size == 256 * 256 * 32 * 2 for p in predictions)
+    assert len(list((out / "kitti" / "gt" / "sequences" / "04" / "voxels").glob("*.camera_mask"))) == 10
+    assert kitti["calibration"]["scale"] > 0
+    if "network" in kitti:
+        assert kitti["network"]["frustum"]["samples"] == 10
+    for name in ("kitti_teachers", "kitti_depth_error", "kitti_bev"):
+        _picture(summary["pictures"][name])
+
+
+@pytest.mark.skipif(HAS_KITTI, reason="the KITTI fixture is present: the KITTI stage runs")
+def test_without_kitti_the_stage_says_it_was_skipped(demo) -> None:
+    _, summary = demo
+    assert "kitti_mini" in summary["kitti"]["skipped"]
