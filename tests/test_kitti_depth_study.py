@@ -55,8 +55,8 @@ PYDNET = Path(__file__).resolve().parents[2] / "shared" / "models" / "pydnet_kit
 def test_photometric_calibration_on_two_real_frames() -> None:
     """Two consecutive real KITTI frames (sequence 00, 0 and 1: about 0.9 m of forward motion) and PyDNet's
     relative depth: the photometric fit alone (images + poses, no LiDAR) must bring frame 0's depth close to its
-    LiDAR. Bounds: the model's README gives AbsRel 0.109 with the LiDAR median scale; the uncalibrated 1/r is
-    off by a factor of several."""
+    LiDAR. Bounds: the model's README gives AbsRel 0.109 with the LiDAR median scale; the uncalibrated 1/r scores
+    about 0.37 (docs/results.md)."""
     from occ_ros.datasets.semantickitti import SemanticKittiReader, read_scan
     from occ_training.labels.calibration import CalibrationConfig, CalibrationFrame, fit_scale_shift
     from occ_training.teachers.onnx_teacher import OnnxDepthTeacher
@@ -76,5 +76,5 @@ def test_photometric_calibration_on_two_real_frames() -> None:
     calibrated = maps[0].to_metric(fit.scale, fit.shift, max_depth=80.0)
     abs_rel, _ = study.frame_scores(calibrated, lidar)
     uncalibrated, _ = study.frame_scores(study.inverse_to_depth(maps[0].values), lidar)
-    assert abs_rel < 0.2, abs_rel
-    assert uncalibrated > 0.5, uncalibrated
+    assert abs_rel < 0.15, abs_rel  # measured 0.110 (the README's LiDAR-median oracle: 0.109)
+    assert uncalibrated > 0.3, uncalibrated  # measured 0.379

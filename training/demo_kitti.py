@@ -28,9 +28,15 @@ DEPTH_BINS = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0)
 
 
 def _occ(*argv: str) -> None:
+    """Run one `occ` command in-process, its printout (tables, progress lines) kept out of the demo's."""
+    import contextlib
+    import io
+
     from occ_ros.cli import main as occ
 
-    if occ(list(argv)) != 0:
+    with contextlib.redirect_stdout(io.StringIO()):
+        code = occ(list(argv))
+    if code != 0:
         raise RuntimeError(f"occ {' '.join(argv)} failed")
 
 
