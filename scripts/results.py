@@ -508,6 +508,17 @@ def _ssc_row(name: str, fr: dict[str, Any], full: dict[str, Any] | None = None) 
     return row if full is None else row + f" {full['miou_present']:.2f} | {full['iou_completion']:.2f} |"
 
 
+def _ssc_eval(pred: Path, gt: Path, sequence: str, mask: str, report: Path) -> dict[str, Any]:
+    """`occ eval --benchmark semantickitti` of one sequence inside ``mask``: its JSON report."""
+    import json
+
+    _occ(
+        "eval", "--benchmark", "semantickitti", "--pred", str(pred), "--gt", str(gt), "--sequences", sequence,
+        "--mask", mask, "--json", str(report), "--quiet",
+    )  # fmt: skip
+    return json.loads(report.read_text())
+
+
 def _pooled_labels(labels: Path, sequence: str, out: Path, factor: int = 2) -> Path:
     """The pseudo-labels of ``sequence`` as the network is taught them (pooled to its grid inside their camera mask,
     :func:`~occ_ros.core.grid.pool_labels`), upsampled back and written as official predictions under ``out``."""
@@ -528,8 +539,6 @@ def kitti_network(work: Path, seeds: list[int], frames: int) -> str:
     """models/kitti.ckpt (config/train/kitti.yaml: pseudo-labels of 6 KITTI sequences) on the test sequence,
     against the pseudo-labels it learnt from, both scored on the LiDAR ground truth; then its ONNX export through
     the node's pipeline (JPEG CompressedImage + CameraInfo messages, ONNX Runtime) on the same frames."""
-    import json
-
     from occ_export.onnx_export import export_onnx
     from occ_training.demo_kitti import deployed_check, predict_sequence
 
@@ -539,31 +548,20 @@ def kitti_network(work: Path, seeds: list[int], frames: int) -> str:
     labels = kitti_labels_run(work)  # ground truth and the pseudo-labels (resumable: nothing is redone)
     gt = Path(labels["gt"])
     seq = KITTI_TEST_SEQUENCE
-    rows: dict[str, dict[str, Any]] = {}
-    for name, pred in (("pseudo-labels (window 4)", Path(labels["window 4"]["labels"])),):
-        for mask in ("camera", "lidar"):
-            report = work / f"kitti_test_labels_{mask}.json"
-            _occ(
-                "eval", "--benchmark", "semantickitti", "--pred", str(pred), "--gt", str(gt), "--sequences", seq,
-                "--mask", mask, "--json", str(report), "--quiet",
-            )  # fmt: skip
-            rows.setdefault(name, {})[mask] = json.loads(report.read_text())
-    pooled = _pooled_labels(Path(labels["window 4"]["labels"]), seq, work / "kitti_labels_pooled")
-    for mask in ("camera", "lidar"):
-        report = work / f"kitti_test_pooled_{mask}.json"
-        _occ(
-            "eval", "--benchmark", "semantickitti", "--pred", str(pooled), "--gt", str(gt), "--sequences", seq,
-            "--mask", mask, "--json", str(report), "--quiet",
-        )  # fmt: skip
-        rows.setdefault("pseudo-labels at the network's 0.4 m grid", {})[mask] = json.loads(report.read_text())
     net_dir = work / "kitti_network"
-    network = predict_sequence(model, KITTI, seq, net_dir, gt)
-    report = work / "kitti_test_network_lidar.json"
-    _occ(
-        "eval", "--benchmark", "semantickitti", "--pred", str(net_dir), "--gt", str(gt), "--sequences", seq,
-        "--mask", "lidar", "--json", str(report), "--quiet",
-    )  # fmt: skip
-    rows["network (models/kitti.ckpt)"] = {"camera": network["frustum"], "lidar": json.loads(report.read_text())}
+    predict_sequence(model, KITTI, seq, net_dir, gt)
+    predictions = {
+        "pseudo-labels (window 4)": Path(labels["window 4"]["labels"]),
+        "pseudo-labels at the network's 0.4 m grid": _pooled_labels(
+            Path(labels["window 4"]["labels"]), seq, work / "kitti_labels_pooled"
+        ),
+        "network (models/kitti.ckpt)": net_dir,
+    }
+    masks = ("camera", "lidar")
+    rows = {
+        name: {mask: _ssc_eval(pred, gt, seq, mask, work / f"kitti_test_{key}_{mask}.json") for mask in masks}
+        for (name, pred), key in zip(predictions.items(), ("labels", "pooled", "network"), strict=True)
+    }
     onnx_path = work / "kitti.onnx"
     exported = export_onnx(model, onnx_path, parity_data=KITTI, parity_frames=8)
     deployed = deployed_check(onnx_path, KITTI, seq, net_dir)
