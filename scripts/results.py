@@ -405,42 +405,41 @@ KITTI = ROOT.parent / "shared" / "fixtures" / "kitti_mini"
 KITTI_WINDOWS = (0, 4)
 
 
-def _occ(*argv: str) -> None:
-    """Run one `occ` command in this process (the command a reader reruns); stop on its failure."""
-    from occ_ros.cli import main as occ
-
-    if occ(list(argv)) != 0:
-        raise SystemExit(f"occ {' '.join(argv)} failed")
-
-
 def kitti_labels_run(work: Path, data: Path = KITTI) -> dict[str, Any]:
     """The commands behind the "Real data (KITTI): pseudo-labels" section, each resumable: LiDAR ground truth,
     ONNX-teacher pseudo-labels for every window of :data:`KITTI_WINDOWS`, and their SSC scores (full grid and
     camera frustum). Returns ``{"gt": dir, "window K": {"full": ..., "frustum": ..., "seconds": ...}}``."""
     import json
 
+    from occ_training.demo_kitti import run_occ, ssc_eval
+
     if not (data / "sequences").is_dir():
         raise SystemExit(f"{data}: the KITTI fixture is needed for this section")
     gt = work / "kitti_gt"
-    _occ("gt", "--from-lidar", "--data", str(data), "--out", str(gt), "--quiet")
+    run_occ("gt", "--from-lidar", "--data", str(data), "--out", str(gt), "--quiet")
     out: dict[str, Any] = {"gt": str(gt)}
     for window in KITTI_WINDOWS:
         labels = work / f"kitti_labels_w{window}"
+        timing = work / f"kitti_labels_w{window}_seconds.json"  # of the run that wrote the labels, not a resume
         start = time.perf_counter()
-        _occ(
+        fresh = not labels.exists()
+        run_occ(
             "labels", "--data", str(data), "--out", str(labels), "--teacher", "onnx",
             "--config", str(ROOT / "config" / "labels" / "kitti.yaml"), "--window", str(window), "--quiet",
         )  # fmt: skip
-        row: dict[str, Any] = {"labels": str(labels), "seconds": time.perf_counter() - start}
+        if fresh:
+            timing.write_text(json.dumps({"seconds": time.perf_counter() - start}))
+        seconds = json.loads(timing.read_text())["seconds"] if timing.exists() else None  # None: made elsewhere
+        row: dict[str, Any] = {"labels": str(labels), "seconds": seconds}
         for mask in ("camera", "lidar"):
             report = work / f"kitti_labels_w{window}_{mask}.json"
-            _occ(
-                "eval", "--benchmark", "semantickitti", "--pred", str(labels), "--gt", str(gt),
-                "--mask", mask, "--json", str(report), "--quiet",
-            )  # fmt: skip
-            row["frustum" if mask == "camera" else "full"] = json.loads(report.read_text())
+            row["frustum" if mask == "camera" else "full"] = ssc_eval(labels, gt, mask, report)
         out[f"window {window}"] = row
     return out
+
+
+def _minutes(seconds: float | None) -> str:
+    return "n/a" if seconds is None else f"{seconds / 60:.1f}"
 
 
 def kitti_labels(work: Path, seeds: list[int], frames: int) -> str:
@@ -474,7 +473,7 @@ def kitti_labels(work: Path, seeds: list[int], frames: int) -> str:
         lines.append(
             f"| {kind} | {fr['miou_present']:.2f} ({fr['miou']:.2f}) | {fr['iou_completion']:.2f} | "
             f"{fr['precision']:.1f} | {fr['recall']:.1f} | {full['miou_present']:.2f} ({full['miou']:.2f}) | "
-            f"{full['iou_completion']:.2f} | {result[name]['seconds'] / 60:.1f} |"
+            f"{full['iou_completion']:.2f} | {_minutes(result[name]['seconds'])} |"
         )
     present = result[rows[-1]]["frustum"]["present"]
     lines += [
@@ -508,17 +507,6 @@ def _ssc_row(name: str, fr: dict[str, Any], full: dict[str, Any] | None = None) 
     return row if full is None else row + f" {full['miou_present']:.2f} | {full['iou_completion']:.2f} |"
 
 
-def _ssc_eval(pred: Path, gt: Path, sequence: str, mask: str, report: Path) -> dict[str, Any]:
-    """`occ eval --benchmark semantickitti` of one sequence inside ``mask``: its JSON report."""
-    import json
-
-    _occ(
-        "eval", "--benchmark", "semantickitti", "--pred", str(pred), "--gt", str(gt), "--sequences", sequence,
-        "--mask", mask, "--json", str(report), "--quiet",
-    )  # fmt: skip
-    return json.loads(report.read_text())
-
-
 def _pooled_labels(labels: Path, sequence: str, out: Path, factor: int = 2) -> Path:
     """The pseudo-labels of ``sequence`` as the network is taught them (pooled to its grid inside their camera mask,
     :func:`~occ_ros.core.grid.pool_labels`), upsampled back and written as official predictions under ``out``."""
@@ -540,7 +528,7 @@ def kitti_network(work: Path, seeds: list[int], frames: int) -> str:
     against the pseudo-labels it learnt from, both scored on the LiDAR ground truth; then its ONNX export through
     the node's pipeline (JPEG CompressedImage + CameraInfo messages, ONNX Runtime) on the same frames."""
     from occ_export.onnx_export import export_onnx
-    from occ_training.demo_kitti import deployed_check, predict_sequence
+    from occ_training.demo_kitti import deployed_check, predict_sequence, ssc_eval
 
     model = ROOT / "models" / "kitti.ckpt"
     if not model.is_file():
@@ -559,7 +547,7 @@ def kitti_network(work: Path, seeds: list[int], frames: int) -> str:
     }
     masks = ("camera", "lidar")
     rows = {
-        name: {mask: _ssc_eval(pred, gt, seq, mask, work / f"kitti_test_{key}_{mask}.json") for mask in masks}
+        name: {mask: ssc_eval(pred, gt, mask, work / f"kitti_test_{key}_{mask}.json", seq) for mask in masks}
         for (name, pred), key in zip(predictions.items(), ("labels", "pooled", "network"), strict=True)
     }
     onnx_path = work / "kitti.onnx"

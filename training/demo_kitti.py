@@ -27,8 +27,8 @@ DEMO_SEQUENCE = "04"
 DEPTH_BINS = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0)
 
 
-def _occ(*argv: str) -> None:
-    """Run one `occ` command in-process, its printout (tables, progress lines) kept out of the demo's."""
+def run_occ(*argv: str) -> None:
+    """Run one `occ` command in-process, its printout (tables, progress lines) kept out of the caller's."""
     import contextlib
     import io
 
@@ -38,6 +38,16 @@ def _occ(*argv: str) -> None:
         code = occ(list(argv))
     if code != 0:
         raise RuntimeError(f"occ {' '.join(argv)} failed")
+
+
+def ssc_eval(pred: Path, gt: Path, mask: str, report: Path, sequence: str | None = None) -> dict[str, Any]:
+    """`occ eval --benchmark semantickitti` of ``pred`` against ``gt`` inside ``mask`` (one sequence, or every
+    one with ground truth): its JSON report, also written to ``report``."""
+    argv = ["eval", "--benchmark", "semantickitti", "--pred", str(pred), "--gt", str(gt), "--mask", mask]
+    if sequence is not None:
+        argv += ["--sequences", sequence]
+    run_occ(*argv, "--json", str(report), "--quiet")
+    return dict(json.loads(report.read_text()))
 
 
 def kitti_stage(
@@ -53,17 +63,13 @@ def kitti_stage(
     """
     out.mkdir(parents=True, exist_ok=True)
     gt, labels = out / "gt", out / "labels"
-    _occ("gt", "--from-lidar", "--data", str(kitti), "--out", str(gt), "--sequences", sequence, "--quiet")
-    _occ(
+    run_occ("gt", "--from-lidar", "--data", str(kitti), "--out", str(gt), "--sequences", sequence, "--quiet")
+    run_occ(
         "labels", "--data", str(kitti), "--out", str(labels), "--teacher", "onnx", "--sequences", sequence,
         "--config", str(ROOT / "config" / "labels" / "kitti.yaml"), "--quiet",
     )  # fmt: skip
-    report = out / "eval_frustum.json"
-    _occ(
-        "eval", "--benchmark", "semantickitti", "--pred", str(labels), "--gt", str(gt), "--sequences", sequence,
-        "--mask", "camera", "--json", str(report), "--quiet",
-    )  # fmt: skip
-    result: dict[str, Any] = {"sequence": sequence, "frustum": json.loads(report.read_text())}
+    frustum = ssc_eval(labels, gt, "camera", out / "eval_frustum.json", sequence)
+    result: dict[str, Any] = {"sequence": sequence, "frustum": frustum}
     network = None
     if model is not None and model.is_file():
         result["network"] = predict_sequence(model, kitti, sequence, out / "network", gt)
@@ -74,13 +80,9 @@ def kitti_stage(
 
 def predict_sequence(model: Path, kitti: Path, sequence: str, out: Path, gt: Path) -> dict[str, Any]:
     """``occ predict`` of ``model`` on one sequence (official prediction files included) and its frustum scores."""
-    _occ("predict", "--model", str(model), "--data", str(kitti), "--sequences", sequence, "--out", str(out), "--quiet")
-    report = out / "eval_frustum.json"
-    _occ(
-        "eval", "--benchmark", "semantickitti", "--pred", str(out), "--gt", str(gt), "--sequences", sequence,
-        "--mask", "camera", "--json", str(report), "--quiet",
-    )  # fmt: skip
-    return {"predictions": str(out), "frustum": json.loads(report.read_text())}
+    argv = ["--model", str(model), "--data", str(kitti), "--sequences", sequence, "--out", str(out), "--quiet"]
+    run_occ("predict", *argv)
+    return {"predictions": str(out), "frustum": ssc_eval(out, gt, "camera", out / "eval_frustum.json", sequence)}
 
 
 def kitti_frame_set(sample: Any) -> Any:
