@@ -2,8 +2,8 @@
 #
 #   make venv   .venv with the package editable + extras synth,dev,cv (reinstalls when
 #               setup.py, setup.cfg, constraints.txt or this Makefile change)
-#   make test   ruff, mypy, pytest
-#   make lint   ruff + mypy only
+#   make test   ruff, import contracts, mypy, pytest
+#   make lint   ruff + import contracts + mypy only
 #   make demo   synthetic end-to-end demo into out/demo
 #   make readme-pictures   make demo, then copy its pictures into docs/images (what the README shows)
 #   make clean  remove the venv, caches and outputs
@@ -27,7 +27,7 @@ STAMP      := $(VENV)/.installed-$(DEPS_HASH)
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 PIP_FILTER  := { grep -v -e 'is ignored' -e '^$$' || true; }
 
-.PHONY: venv test lint ruff mypy pytest demo readme-pictures clean
+.PHONY: venv test lint ruff imports mypy pytest demo readme-pictures clean
 
 venv: $(STAMP)
 
@@ -36,15 +36,13 @@ $(STAMP):
 	@rm -f $(VENV)/.installed-*
 	@echo "installing occ_ros[$(EXTRAS)] into $(VENV) (editable)"
 	@$(PIP_INSTALL) -e '.[$(EXTRAS)]' 2>&1 | $(PIP_FILTER)
-	@# mypy cannot see setuptools' editable import hook, and the folders of occ_training /
-	@# occ_export are not named like the packages: give it a name-mapped view (pyproject mypy_path).
-	@mkdir -p $(VENV)/mypy_path
-	@ln -sfn ../../training $(VENV)/mypy_path/occ_training
-	@ln -sfn ../../export $(VENV)/mypy_path/occ_export
 	@touch $@
 
 ruff: venv
 	$(BIN)/ruff check .
+
+imports: venv
+	$(BIN)/lint-imports --no-cache
 
 mypy: venv
 	$(BIN)/mypy
@@ -52,11 +50,12 @@ mypy: venv
 pytest: venv
 	$(BIN)/pytest -q
 
-lint: ruff mypy
+lint: ruff imports mypy
 
-# Sequential on purpose: `make -j test` must still run ruff, then mypy, then pytest.
+# Sequential on purpose: `make -j test` must still run ruff, the import contracts, mypy, then pytest.
 test: venv
 	$(BIN)/ruff check .
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 

@@ -1,10 +1,11 @@
 """Packaging for occ_ros, a ROS 2 ament_python package that is also a plain pip package.
 
-One distribution, three import packages:
+One distribution, four import packages, each in a folder named like its import (docs/architecture.md):
 
-* ``occ_ros``      <- ``occ_ros/``   runtime + ROS node (imports without torch)
-* ``occ_training`` <- ``training/``  pseudo-labels, network, losses, synthetic world
-* ``occ_export``   <- ``export/``    ONNX / TensorRT export
+* ``occ_ros``      <- ``occ_ros/``                runtime + ROS node, and the model (torch only in ``occ_ros.model``)
+* ``occ_training`` <- ``training/occ_training/``  pseudo-labels, losses, trainer, synthetic world
+* ``occ_export``   <- ``export/occ_export/``      ONNX / TensorRT export
+* ``occ_tools``    <- ``tools/occ_tools/``        the ``occ`` CLI, ``occ predict``, ``occ demo``
 
 colcon (ament_python) runs this file directly; ``pip install -e '.[synth,dev,cv]'``
 (see the Makefile) uses it through setuptools' legacy PEP 517 backend.
@@ -27,11 +28,12 @@ from setuptools import find_packages, setup
 PACKAGE_NAME = "occ_ros"
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-# Import name -> folder (relative to this file). ``occ_ros`` lives at the repo root.
+# Import name -> folder (relative to this file); each folder is named like its import.
 PACKAGE_DIRS = {
     "occ_ros": "occ_ros",
-    "occ_training": "training",
-    "occ_export": "export",
+    "occ_training": os.path.join("training", "occ_training"),
+    "occ_export": os.path.join("export", "occ_export"),
+    "occ_tools": os.path.join("tools", "occ_tools"),
 }
 
 
@@ -119,6 +121,8 @@ setup(
             "mypy",
             "types-PyYAML",
             "ruff",
+            "import-linter",
+            "vulture",
             "mcap",
             "mcap-ros2-support",
             "rclpy-intellisense",
@@ -129,8 +133,14 @@ setup(
     },
     entry_points={
         "console_scripts": [
-            "occ = occ_ros.cli:main",
+            "occ = occ_tools.cli:main",
             "occupancy_node = occ_ros.node.occupancy_node:main",
+        ],
+        # Inference backends (occ_ros.inference.backend.backend_class): the torch one lives in the model layer.
+        "occ_ros.backends": [
+            "onnxruntime = occ_ros.inference.onnxruntime_backend:OnnxRuntimeBackend",
+            "tensorrt = occ_ros.inference.tensorrt_backend:TensorRTBackend",
+            "torch = occ_ros.model.torch_backend:TorchBackend",
         ],
     },
 )

@@ -28,8 +28,8 @@ def occ3d_checkpoint(path: Path) -> Path:
     import torch
 
     from occ_ros.core.vocabulary import Vocabulary
-    from occ_training.model.network import OccupancyNetwork
-    from occ_training.trainer.checkpoint import checkpoint_dict, save_checkpoint
+    from occ_ros.model.checkpoint import checkpoint_dict, save_checkpoint
+    from occ_ros.model.network import OccupancyNetwork
     from occ_training.trainer.config import load_train_config
 
     cfg = load_train_config(ROOT / "config" / "train" / "occ3d_nuscenes.yaml")

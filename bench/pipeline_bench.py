@@ -75,9 +75,9 @@ def fixture_backend(delay_s: float = 0.0) -> Any:
 def frame_sets(compressed: bool, count: int) -> list[Any]:
     """``count`` FrameSets of the fixture's six cameras (stamps 1/30 s apart; messages shared between frames):
     the keyframe's own JPEGs as CompressedImage, or its decoded pixels as raw ``rgb8`` Image messages."""
+    from occ_ros.core.frames import CameraMessage, FrameSet
     from occ_ros.datasets.keyframe import load_keyframe
     from occ_ros.io.rosbag import image_msg
-    from occ_ros.pipeline.frames import CameraMessage, FrameSet
 
     keyframe = load_keyframe(FIXTURES / "nuscenes_sample")
     first = keyframe.frame_set()

@@ -75,8 +75,8 @@ def main() -> int:
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
     args = parser.parse_args()
-    from occ_training.demo import labelled_sequence
-    from occ_training.model.network import ModelConfig, OccupancyNetwork, flops
+    from occ_ros.model.network import ModelConfig, OccupancyNetwork, flops
+    from occ_tools.demo import labelled_sequence
     from occ_training.trainer.config import load_train_config
 
     data = labelled_sequence(args.data, int(args.data.name.split("_")[-1]) if "_" in args.data.name else 11, 32)

@@ -29,13 +29,13 @@ from typing import Any
 
 import numpy as np
 
+from occ_ros.core.frames import SkipReason
 from occ_ros.core.tf_buffer import TransformBuffer, add_tf_message
 from occ_ros.datasets.rosbag_reader import BagConfig
 from occ_ros.inference.backend import InferenceBackend, open_backend
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
 from occ_ros.io.rosbag import BagWriter, ns_from_stamp, typestore
 from occ_ros.node.params import NodeParams, ParamError, from_ros_parameters, load_param_file
-from occ_ros.pipeline.frames import SkipReason
 from occ_ros.pipeline.messages import rosbags_message_types
 from occ_ros.pipeline.pipeline import FrameResult
 from occ_ros.pipeline.stats import PipelineStats

@@ -8,7 +8,7 @@ and delta1 per frame, then averaged over frames, as the model's README measures 
 * ``uncalibrated``: ``depth = 1 / r``;
 * ``LiDAR median``: ``depth = s / r`` with ``s`` making the median match the LiDAR's (an oracle);
 * ``LiDAR LSQ``: least squares of ``1 / z_lidar ~ a r + b`` over the frame's points (an oracle);
-* ``photometric, per frame``: :func:`occ_training.labels.calibration.fit_scale_shift` from the neighbouring
+* ``photometric, per frame``: :func:`occ_training.labels.depth_calibration.fit_scale_shift` from the neighbouring
   frames' images and the KITTI poses (no LiDAR), one affine per frame;
 * ``photometric, per sequence``: the same, one affine for the whole 10-frame sequence.
 
@@ -83,7 +83,7 @@ def study(
     import torch
 
     from occ_ros.datasets.semantickitti import SemanticKittiReader, read_scan
-    from occ_training.labels.calibration import CalibrationConfig, CalibrationFrame, calibrate_sequence
+    from occ_training.labels.depth_calibration import CalibrationConfig, CalibrationFrame, calibrate_sequence
 
     torch.manual_seed(0)
     reader = SemanticKittiReader(data, sequences=sequences or None, every="all", load_gt=False)

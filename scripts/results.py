@@ -222,7 +222,7 @@ def _met(ok: bool) -> str:
 
 def _predictions(model: Path, tests: list[Path], out: Path) -> list[tuple[Path, Path]]:
     """``occ predict`` of ``model`` on every test sequence into ``out/<seq>``; (prediction, ground truth) pairs."""
-    from occ_training.predict import run_predict
+    from occ_tools.predict import run_predict
 
     pairs = []
     for test in tests:
@@ -238,7 +238,7 @@ def _without_decision_bias(model: Path, out: Path) -> tuple[Path, float | None]:
     tau that the checkpoint records (None when it has none)."""
     import torch
 
-    from occ_training.trainer.checkpoint import read_checkpoint, save_checkpoint
+    from occ_ros.model.checkpoint import read_checkpoint, save_checkpoint
 
     data = read_checkpoint(model)
     data["state_dict"]["decision_bias"] = torch.zeros_like(data["state_dict"]["decision_bias"])
@@ -254,7 +254,7 @@ def network(work: Path, seeds: list[int], frames: int, ablation_steps: int = 100
     from occ_ros.core.config import load_yaml_mapping
     from occ_ros.eval.runner import evaluate
     from occ_ros.inference.model_info import config_hash
-    from occ_training.demo import DEMO_TEST_SEQUENCES, DEMO_TRAIN_SEQUENCES, demo_training_data, labelled_sequence
+    from occ_tools.demo import DEMO_TEST_SEQUENCES, DEMO_TRAIN_SEQUENCES, demo_training_data, labelled_sequence
     from occ_training.trainer.config import load_train_config, terms_off
     from occ_training.trainer.loop import train
 
@@ -262,7 +262,7 @@ def network(work: Path, seeds: list[int], frames: int, ablation_steps: int = 100
     train_paths = [ROOT / p for p in raw["data"]["train"]]
     data_root = ROOT / "out" / "train_data"
     if sorted(train_paths) != sorted(data_root / f"seq_{seed}" for seed in DEMO_TRAIN_SEQUENCES):
-        raise SystemExit(f"{DEMO_CONFIG}: data.train is not occ_training.demo.DEMO_TRAIN_SEQUENCES; update both")
+        raise SystemExit(f"{DEMO_CONFIG}: data.train is not occ_tools.demo.DEMO_TRAIN_SEQUENCES; update both")
     demo_training_data(data_root, progress=False)
     tests = [labelled_sequence(data_root / f"seq_{seed}", seed, frames) for seed, frames in DEMO_TEST_SEQUENCES.items()]
     names = ", ".join(str(seed) for seed in DEMO_TEST_SEQUENCES)
@@ -383,7 +383,7 @@ def kitti_depth(work: Path, seeds: list[int], frames: int) -> str:
         "sequences of `../shared/fixtures/kitti_mini` (10 frames each, one camera). Ground truth: the camera depth "
         f"of each frame's own LiDAR points that project into image_2, {study.MIN_DEPTH:g} m < depth <= "
         f"{study.MAX_DEPTH:g} m; AbsRel and delta1 per frame, then the mean over frames. The photometric rows use "
-        "only the images and the KITTI poses (`occ_training.labels.calibration`, neighbours +-1 and +-2 frames); "
+        "only the images and the KITTI poses (`occ_training.labels.depth_calibration`, neighbours +-1 and +-2 frames); "
         "the LiDAR rows are oracles that read the frame's LiDAR.",
         "",
         "Command: `.venv/bin/python scripts/results.py --section kitti-depth` "
@@ -411,7 +411,7 @@ def kitti_labels_run(work: Path, data: Path = KITTI) -> dict[str, Any]:
     camera frustum). Returns ``{"gt": dir, "window K": {"full": ..., "frustum": ..., "seconds": ...}}``."""
     import json
 
-    from occ_training.demo_kitti import run_occ, ssc_eval
+    from occ_tools.demo_kitti import run_occ, ssc_eval
 
     if not (data / "sequences").is_dir():
         raise SystemExit(f"{data}: the KITTI fixture is needed for this section")
@@ -528,7 +528,7 @@ def kitti_network(work: Path, seeds: list[int], frames: int) -> str:
     against the pseudo-labels it learnt from, both scored on the LiDAR ground truth; then its ONNX export through
     the node's pipeline (JPEG CompressedImage + CameraInfo messages, ONNX Runtime) on the same frames."""
     from occ_export.onnx_export import export_onnx
-    from occ_training.demo_kitti import deployed_check, predict_sequence, ssc_eval
+    from occ_tools.demo_kitti import deployed_check, predict_sequence, ssc_eval
 
     model = ROOT / "models" / "kitti.ckpt"
     if not model.is_file():

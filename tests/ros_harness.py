@@ -65,10 +65,10 @@ class Recording:
 
 def make_recording(work: Path, frames: int = 5, seed: int = 21) -> Recording:
     """``occ synth`` + ``occ export`` + ``occ predict`` (all in this process, no ROS involved)."""
-    from occ_ros.cli import main
     from occ_ros.core.resources import models_dir
     from occ_ros.core.vocabulary import Vocabulary
     from occ_ros.datasets.synth import SynthReader
+    from occ_tools.cli import main
     from occ_training.synth.sequence import generate
 
     sequence = generate(work / "seq", frames=frames, seed=seed, progress=False)

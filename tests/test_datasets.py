@@ -12,13 +12,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from occ_ros.cli import main
 from occ_ros.core.grid import GridSpec, resample_labels
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.transforms import make_transform, yaw_transform
 from occ_ros.datasets import open_dataset
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.io.rosbag import image_to_rgb, matrix_from_transform, ns_from_stamp, read_messages
+from occ_tools.cli import main
 from occ_training.synth.sequence import generate
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import pytest
 
-from occ_training.demo import DEFAULT_FIXTURES, run_demo
+from occ_tools.demo import DEFAULT_FIXTURES, run_demo
 
 HAS_FIXTURES = (DEFAULT_FIXTURES / "nuscenes_sample" / "calib.json").exists()
 
@@ -111,7 +111,7 @@ def test_the_train_path_makes_its_data_trains_and_resumes(tmp_path: Path, monkey
     and a rerun that resumes the finished run instead of refusing the existing folder."""
     import torch
 
-    from occ_training import demo as demo_module
+    from occ_tools import demo as demo_module
 
     monkeypatch.setattr(demo_module, "DEMO_TRAIN_SEQUENCES", {61: 3})
     monkeypatch.setattr(demo_module, "DEMO_VAL_SEQUENCES", {62: 2})
@@ -127,7 +127,7 @@ def test_the_train_path_makes_its_data_trains_and_resumes(tmp_path: Path, monkey
 
 
 def test_overrides_without_train_are_refused(capsys) -> None:
-    from occ_ros.cli import main
+    from occ_tools.cli import main
 
     assert main(["demo", "steps=3"]) != 0
     assert "KEY=VALUE overrides apply to --train only" in capsys.readouterr().err

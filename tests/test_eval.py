@@ -13,13 +13,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from occ_ros.cli import main
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.vocabulary import OCC3D, Vocabulary
 from occ_ros.datasets import LabelFileError, load_labels
 from occ_ros.eval.occ3d import Occ3DMetric
 from occ_ros.eval.rayiou import RayIoUMetric, cast_labels, lidar_ray_directions, rayiou_origins
 from occ_ros.eval.runner import _rayiou_parallel, evaluate, pair_label_files
+from occ_tools.cli import main
 
 FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
 OCC3D_FILE = FIXTURES / "occ3d_sample" / "labels.npz"

@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from occ_ros.cli import main
 from occ_ros.core.preprocess import preprocess
 from occ_ros.core.resources import models_dir
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.inference.backend import BackendError, open_backend, open_first
 from occ_ros.inference.model_info import METADATA_KEY, ModelInfo
+from occ_ros.model.checkpoint import load_checkpoint
+from occ_tools.cli import main
 from occ_training.synth.sequence import generate
-from occ_training.trainer.checkpoint import load_checkpoint
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")

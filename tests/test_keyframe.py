@@ -13,7 +13,7 @@ import pytest
 from occ_ros.core.rig import NUSCENES_CAMERAS
 from occ_ros.datasets.keyframe import load_keyframe
 from occ_ros.io.images import image_to_rgb
-from occ_training.demo import DEFAULT_FIXTURES
+from occ_tools.demo import DEFAULT_FIXTURES
 
 NUSC = DEFAULT_FIXTURES / "nuscenes_sample"
 

@@ -58,7 +58,7 @@ def test_photometric_calibration_on_two_real_frames() -> None:
     LiDAR. Bounds: the model's README gives AbsRel 0.109 with the LiDAR median scale; the uncalibrated 1/r scores
     about 0.37 (docs/results.md)."""
     from occ_ros.datasets.semantickitti import SemanticKittiReader, read_scan
-    from occ_training.labels.calibration import CalibrationConfig, CalibrationFrame, fit_scale_shift
+    from occ_training.labels.depth_calibration import CalibrationConfig, CalibrationFrame, fit_scale_shift
     from occ_training.teachers.onnx_teacher import OnnxDepthTeacher
 
     reader = SemanticKittiReader(KITTI, sequences=["00"], every="all", load_gt=False)

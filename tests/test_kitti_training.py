@@ -10,15 +10,15 @@ import pytest
 import yaml
 from test_semantickitti import IDENTITY_POSE, SIMPLE_P, write_sequence
 
-from occ_ros.cli import main
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.preprocess import PreprocessConfig
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import LABELS_FILE, load_labels
 from occ_ros.datasets.semantickitti import SEMANTICKITTI_GRID, semantickitti_vocabulary
 from occ_ros.io.atomic import atomic_savez_compressed
-from occ_training.model.network import ModelConfig, OccupancyNetwork
-from occ_training.trainer.checkpoint import checkpoint_dict, save_checkpoint
+from occ_ros.model.checkpoint import checkpoint_dict, save_checkpoint
+from occ_ros.model.network import ModelConfig, OccupancyNetwork
+from occ_tools.cli import main
 from occ_training.trainer.config import config_from_mapping
 from occ_training.trainer.data import DataError, FrameDataset
 

@@ -18,8 +18,8 @@ pytest.importorskip("transformers", reason="transformers is not installed")
 from test_nuscenes_reader import NUSC, OCC3D_GT, build_nuscenes  # noqa: E402
 from tiny_hf import save_tiny_clipseg, save_tiny_depth_anything  # noqa: E402
 
-from occ_ros.cli import main  # noqa: E402
 from occ_ros.datasets.sample import load_labels  # noqa: E402
+from occ_tools.cli import main  # noqa: E402
 
 pytestmark = pytest.mark.skipif(
     not (NUSC / "calib.json").is_file() or not OCC3D_GT.is_file(),

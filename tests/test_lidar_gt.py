@@ -16,11 +16,11 @@ import cv2
 import numpy as np
 import pytest
 
-from occ_ros.cli import main
 from occ_ros.datasets.sample import LabelFileError
 from occ_ros.datasets.semantickitti import VOXEL_SHAPE, SemanticKittiReader, read_scan, read_voxels
 from occ_ros.eval.lidar_gt import Scan, accumulate_frame, build_lidar_gt
 from occ_ros.eval.ssc import evaluate_semantickitti
+from occ_tools.cli import main
 
 # Camera: fx = fy = 32, principal point (32, 24), 64 x 48 image, no baseline. Tr: the exact axis swap
 # velo (x fwd, y left, z up) -> cam0 (x right, y down, z fwd), no translation (keeps the arithmetic exact).

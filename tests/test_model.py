@@ -10,9 +10,9 @@ import torch
 
 from occ_ros.core.config import ConfigError, from_mapping
 from occ_ros.core.grid import GridSpec
-from occ_training.model.backbone import PretrainedError, ResNetBackbone
-from occ_training.model.network import ModelConfig, OccupancyNetwork, flops, predict_labels
-from occ_training.model.view_transform import VoxelSampler, depth_bin_weight, pillar_points, project_voxels
+from occ_ros.model.backbone import PretrainedError, ResNetBackbone
+from occ_ros.model.network import ModelConfig, OccupancyNetwork, flops, predict_labels
+from occ_ros.model.view_transform import VoxelSampler, depth_bin_weight, pillar_points, project_voxels
 
 # Optical frame from ego: x right = -y ego, y down = -z ego, z forward = +x ego.
 OPTICAL_FROM_EGO = np.array([[0.0, -1, 0, 0], [0, 0, -1, 0], [1, 0, 0, 0], [0, 0, 0, 1]])
@@ -252,7 +252,7 @@ def test_onnx_export_matches_pytorch_and_uses_only_2d_grid_sample(tmp_path, outp
 def test_the_decision_bias_moves_the_argmax_in_the_deployed_graph_and_its_onnx(tmp_path):
     """labels = argmax(semantics + decision_bias), by hand from the raw logits, in PyTorch and ONNX Runtime."""
     ort = pytest.importorskip("onnxruntime")
-    from occ_training.model.deployed import DeployedNetwork
+    from occ_ros.model.deployed import DeployedNetwork
 
     model = _tiny_model()
     inputs = model.example_inputs(1)

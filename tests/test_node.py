@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 import yaml
 
+from occ_ros.core.frames import FrameSkipped, SkipReason
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.preprocess import PreprocessConfig
 from occ_ros.core.rig import NUSCENES_CAMERAS, Camera
@@ -34,7 +35,6 @@ from occ_ros.io.rosbag import camera_info_msg, compressed_image_msg, image_msg, 
 from occ_ros.node import params as P
 from occ_ros.node.params import CameraParams, NodeParams, ParamError
 from occ_ros.node.runtime import backend_options, open_model, subscribed_topics
-from occ_ros.pipeline.frames import FrameSkipped, SkipReason
 from occ_ros.pipeline.messages import rosbags_message_types
 from occ_ros.pipeline.pipeline import OccupancyPipeline, PipelineConfig
 from occ_ros.session import (

@@ -45,10 +45,21 @@ REQUIRED_TEST_DEPENDS = {
     "launch_pytest",
 }
 CONSOLE_SCRIPTS = {
-    "occ": "occ_ros.cli:main",
+    "occ": "occ_tools.cli:main",
     "occupancy_node": "occ_ros.node.occupancy_node:main",
 }
-IMPORT_PACKAGES = {"occ_ros": "occ_ros", "occ_training": "training", "occ_export": "export"}
+IMPORT_PACKAGES = {
+    "occ_ros": "occ_ros",
+    "occ_training": "training/occ_training",
+    "occ_export": "export/occ_export",
+    "occ_tools": "tools/occ_tools",
+}
+# Inference backends are plugins (occ_ros.inference.backend.backend_class).
+BACKENDS = {
+    "onnxruntime": "occ_ros.inference.onnxruntime_backend:OnnxRuntimeBackend",
+    "tensorrt": "occ_ros.inference.tensorrt_backend:TensorRTBackend",
+    "torch": "occ_ros.model.torch_backend:TorchBackend",
+}
 
 # Top-level entries of the repo that are never part of the package source.
 _NOT_SOURCE_TOP = {".git", ".venv", "out", "build", "install", "log", "dist"}
@@ -156,7 +167,9 @@ def test_setup_metadata() -> None:
     assert set(IMPORT_PACKAGES) <= packages
     for name, folder in IMPORT_PACKAGES.items():
         if name != folder:
-            assert kw["package_dir"][name] == folder
+            assert Path(kw["package_dir"][name]).as_posix() == folder
+        # every import name is findable as a path: the folder ends in the import's own name
+        assert Path(folder).name == name, folder
     # Every folder with Python modules below each import root is a package and is packaged (a folder without
     # __init__.py works from the source tree but is left out of a non-editable install, e.g. `colcon build`).
     for name, folder in IMPORT_PACKAGES.items():
@@ -239,8 +252,9 @@ def test_sdist_is_complete(tmp_path: Path) -> None:
         "constraints.txt",
         "resource/occ_ros",
         "occ_ros/__init__.py",
-        "training/__init__.py",
-        "export/__init__.py",
+        "training/occ_training/__init__.py",
+        "export/occ_export/__init__.py",
+        "tools/occ_tools/__init__.py",
         *_repo_files("launch/*.launch.py"),
         *_repo_files("config/**/*"),
     }
@@ -287,7 +301,7 @@ def test_colcon_build(tmp_path: Path, symlink: bool) -> None:
         else prefix.glob("lib/python3*/site-packages/occ_ros-*/entry_points.txt")
     )
     text = entry_points.read_text()
-    for name, target in CONSOLE_SCRIPTS.items():
+    for name, target in (CONSOLE_SCRIPTS | BACKENDS).items():
         assert re.search(rf"^{name}\s*=\s*{re.escape(target)}\s*$", text, re.M), text
 
     # Source the workspace like a user and import from it (not from this repo's editable install).
@@ -295,8 +309,10 @@ def test_colcon_build(tmp_path: Path, symlink: bool) -> None:
     if bash is None:
         pytest.skip("bash is needed to source the colcon workspace")
     code = (
-        "import occ_ros, occ_training, occ_export, occ_ros.pipeline.pipeline, occ_training.trainer.loop; "
-        "print(occ_ros.__file__); print(occ_training.__file__); print(occ_training.trainer.loop.__file__)"
+        "import occ_ros, occ_training, occ_export, occ_tools.cli, occ_ros.pipeline.pipeline, occ_training.trainer.loop; "
+        "from occ_ros.inference.backend import backend_class; backend_class('onnxruntime'); "
+        "print(occ_ros.__file__); print(occ_training.__file__); print(occ_training.trainer.loop.__file__); "
+        "print(occ_tools.cli.__file__)"
     )
     probe = subprocess.run(
         [bash, "-c", f'source I/setup.bash && exec "{sys.executable}" -c "{code}"'],

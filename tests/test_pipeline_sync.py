@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
+from occ_ros.core.frames import FrameSkipped, SkipReason
 from occ_ros.datasets.rosbag_reader import synchronize
-from occ_ros.pipeline.frames import FrameSkipped, SkipReason
 from occ_ros.pipeline.stats import DIAG_ERROR, DIAG_OK, DIAG_WARN, TOTAL_STAGE, PipelineStats
 from occ_ros.pipeline.sync import ApproximateTimeSync, StampGuard, slop_ns_from_seconds
 from occ_ros.pipeline.worker import LatestFrameWorker

@@ -9,7 +9,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from occ_ros.cli import main
 from occ_ros.core.config import ConfigError, from_mapping
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import Camera, CameraRig
@@ -18,6 +17,7 @@ from occ_ros.core.vocabulary import OCC3D, SemanticClass, Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, load_labels
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.eval.occ3d import Occ3DMetric
+from occ_tools.cli import main
 from occ_training.labels.lifting import LiftedFrame, LiftingConfig, backproject, densify, lift_frame, vote
 from occ_training.labels.pipeline import (
     LabelConfig,
@@ -420,7 +420,7 @@ def test_labels_from_the_bag_match_labels_from_the_files(sequence, tmp_path):
 
 
 def test_sequence_calibration_targets_are_evenly_spaced():
-    from occ_training.labels.calibration import sequence_targets
+    from occ_training.labels.depth_calibration import sequence_targets
 
     assert sequence_targets(5, 8) == [0, 1, 2, 3, 4]
     assert sequence_targets(24, 4) == [0, 8, 15, 23]

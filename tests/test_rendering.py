@@ -1,4 +1,4 @@
-"""Volume rendering and its losses (training/rendering/): against hand computations and independent implementations.
+"""Volume rendering and its losses (training/occ_training/rendering/): against hand computations and independent implementations.
 
 Rays and slab intersection by hand; the voxel field read at voxel centres (catches any axis-order mistake);
 an opaque wall renders its depth, class and full accumulation; Lovász-softmax against the Lovász extension

@@ -11,13 +11,13 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from occ_ros.cli import main
+from occ_ros.core.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
 from occ_ros.core.resources import models_dir
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.inference.backend import open_backend
 from occ_ros.io.rosbag import BagWriter, camera_info_msg, image_msg, tf_message, transform_stamped
-from occ_ros.pipeline.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
 from occ_ros.pipeline.pipeline import OccupancyPipeline
+from occ_tools.cli import main
 from occ_training.synth.sequence import generate
 
 pytest.importorskip("onnxruntime")

@@ -13,7 +13,6 @@ import cv2
 import numpy as np
 import pytest
 
-from occ_ros.cli import main
 from occ_ros.datasets.sample import IGNORE_LABEL, LabelFileError
 from occ_ros.datasets.semantickitti import (
     LEARNING_CLASS_NAMES,
@@ -35,6 +34,7 @@ from occ_ros.datasets.semantickitti import (
     write_voxels,
 )
 from occ_ros.eval.ssc import SSCMetric, evaluate_semantickitti, format_table
+from occ_tools.cli import main
 
 # KITTI odometry sequence 00 calibration (real numbers).
 KITTI_P = {

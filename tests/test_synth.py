@@ -10,12 +10,12 @@ import cv2
 import numpy as np
 import pytest
 
-from occ_ros.cli import main as occ
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.transforms import transform_points
 from occ_ros.core.vocabulary import OCC3D
 from occ_ros.datasets.synth import decode_depth, load_meta
+from occ_tools.cli import main as occ
 from occ_training.synth.ground_truth import frame_ground_truth
 from occ_training.synth.render import NO_SURFACE, freeze, render_camera
 from occ_training.synth.sequence import generate, get_preset

@@ -1,4 +1,4 @@
-"""ONNX teachers (training/teachers/onnx_teacher.py): model cards, preprocessing, class mapping, depth kinds.
+"""ONNX teachers (training/occ_training/teachers/onnx_teacher.py): model cards, preprocessing, class mapping, depth kinds.
 
 Tiny ONNX models are built here with ``onnx.helper``; the expected tensors and maps are worked out by hand
 in the comments. The real PyDNet model (shared/models/pydnet_kitti) is run on one KITTI frame when present.
@@ -16,10 +16,10 @@ onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
 from onnx import TensorProto, helper  # noqa: E402
 
-from occ_ros.cli import main  # noqa: E402
 from occ_ros.core.rig import Camera  # noqa: E402
 from occ_ros.core.vocabulary import OCC3D, Vocabulary  # noqa: E402
 from occ_ros.datasets.sample import IGNORE_LABEL  # noqa: E402
+from occ_tools.cli import main  # noqa: E402
 from occ_training.teachers.base import TeacherError  # noqa: E402
 from occ_training.teachers.factory import TeacherSpec, build_teachers  # noqa: E402
 from occ_training.teachers.onnx_teacher import (  # noqa: E402

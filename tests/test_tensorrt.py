@@ -29,7 +29,7 @@ import onnx
 import pytest
 from onnx import TensorProto, helper
 
-from occ_export.calibration import (
+from occ_export.int8_calibration import (
     CalibrationError,
     calibration_cache_onnx,
     calibration_feeds,

@@ -26,17 +26,17 @@ import torch
 import yaml
 from torch import nn
 
-from occ_ros.cli import main
 from occ_ros.core.config import ConfigError, from_mapping
 from occ_ros.core.preprocess import PreprocessConfig, preprocess
 from occ_ros.core.rig import Camera
 from occ_ros.core.vocabulary import OCC3D
 from occ_ros.datasets.sample import IGNORE_LABEL
 from occ_ros.datasets.synth import SynthReader
-from occ_training.model.network import OccupancyNetwork
-from occ_training.predict import query_scores
+from occ_ros.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from occ_ros.model.network import OccupancyNetwork
+from occ_tools.cli import main
+from occ_tools.predict import query_scores
 from occ_training.synth.sequence import generate
-from occ_training.trainer.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from occ_training.trainer.config import load_train_config, terms_off
 from occ_training.trainer.data import DataError, FrameDataset, connected_segments, to_network_grid
 from occ_training.trainer.distributed import GlooSyncBatchNorm, convert_sync_batchnorm
@@ -541,7 +541,7 @@ def test_ddp_two_processes_follow_the_single_process_run(sequence, tmp_path):
     train(config(sequence, single, *common, "batch_size=2"), progress=False)
     launcher = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2"]
     launcher += ["--master_addr", "127.0.0.1", "--master_port", str(free_port())]
-    command = [*launcher, "-m", "occ_ros.cli", "train", "--config", str(DEMO), "--quiet"]
+    command = [*launcher, "-m", "occ_tools.cli", "train", "--config", str(DEMO), "--quiet"]
     command += tiny(sequence, ddp, *common, "batch_size=1")
     proc = subprocess.run(command, cwd=REPO, env=cli_env(), capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-4000:]
@@ -591,7 +591,7 @@ def test_a_killed_run_resumes_exactly(sequence, tmp_path, capsys):
     train(config(sequence, reference, *args), progress=False)
 
     log = (tmp_path / "killed.log").open("w")
-    command = [sys.executable, "-m", "occ_ros.cli", "train", "--config", str(DEMO), "--quiet"]
+    command = [sys.executable, "-m", "occ_tools.cli", "train", "--config", str(DEMO), "--quiet"]
     proc = subprocess.Popen([*command, *tiny(sequence, run, *args)], cwd=REPO, env=cli_env(), stdout=log, stderr=log)
     try:
         deadline = time.monotonic() + 240
@@ -754,7 +754,7 @@ def test_checkpoints_describe_themselves(trained, tmp_path):
     assert model["config_hash"] == config_hash(saved) and len(bundle.config_hash) == 64
     corrupt = tmp_path / "corrupt.ckpt"
     corrupt.write_bytes(b"not a checkpoint")
-    from occ_training.trainer.checkpoint import CheckpointError
+    from occ_ros.model.checkpoint import CheckpointError
 
     with pytest.raises(CheckpointError, match=str(corrupt)):
         load_checkpoint(corrupt)
@@ -868,7 +868,7 @@ def test_the_shipped_checkpoint_finds_cars_by_text(sequence, tmp_path):
     voxels)."""
     from occ_ros.core.resources import models_dir
     from occ_ros.inference.backend import open_backend
-    from occ_training.predict import prepare, run_query
+    from occ_tools.predict import prepare, run_query
 
     model = models_dir() / "demo.ckpt"
     assert model.stat().st_size <= 20 * 2**20
@@ -901,7 +901,7 @@ def test_the_shipped_checkpoint_finds_cars_by_text(sequence, tmp_path):
 def test_images_too_short_for_the_checkpoint_name_both_sizes(trained):
     """A camera whose image, scaled to the network width, is shorter than the network input: both sizes named."""
     from occ_ros.core.rig import CameraRig
-    from occ_training.trainer.checkpoint import CheckpointError, check_data_matches
+    from occ_ros.model.checkpoint import CheckpointError, check_data_matches
 
     bundle = load_checkpoint(trained / "model.ckpt")
     K = np.array([[200.0, 0, 199.5], [0, 200.0, 49.5], [0, 0, 1]])

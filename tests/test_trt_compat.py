@@ -254,7 +254,7 @@ TINY: dict[str, Any] = {
 def occupancy_onnx(tmp_path_factory) -> Path:
     """The tiny occupancy network exported like tests/test_model.py, with the labels / confidence head appended."""
     torch = pytest.importorskip("torch")
-    from occ_training.model.network import ModelConfig, OccupancyNetwork
+    from occ_ros.model.network import ModelConfig, OccupancyNetwork
 
     torch.manual_seed(0)
     model = OccupancyNetwork(ModelConfig(**TINY)).eval()

@@ -72,11 +72,11 @@ class Keyframe:
         return transform_points(camera.ego_from_cam @ self.lidar_to_cam[camera.name], self.lidar)
 
     def frame_set(self, stamp_ns: int | None = None) -> Any:
-        """The node's input for this keyframe (a :class:`~occ_ros.pipeline.frames.FrameSet`): per camera a
+        """The node's input for this keyframe (a :class:`~occ_ros.core.frames.FrameSet`): per camera a
         CompressedImage (the JPEG bytes, as image_transport's compressed plugin records them), its CameraInfo and
         its pose in ego."""
+        from occ_ros.core.frames import CameraMessage, FrameSet
         from occ_ros.io.rosbag import camera_info_msg, compressed_image_from_bytes
-        from occ_ros.pipeline.frames import CameraMessage, FrameSet
 
         stamp = self.stamp_ns if stamp_ns is None else stamp_ns
         cameras = {

@@ -6,14 +6,16 @@ its :class:`~.model_info.ModelInfo` and warms it up. Every backend takes the sam
 never branch on the format. A backend that cannot load raises :class:`BackendError` naming the file and the
 reason, so the caller can fall back to another one (:func:`open_first`).
 
-Nothing here imports torch, onnxruntime or tensorrt at module import: each backend imports its runtime when opened.
+Nothing here imports torch, onnxruntime or tensorrt: backends are found through the ``occ_ros.backends``
+entry points (:func:`backend_class`), and each imports its runtime when it opens a model.
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -25,6 +27,7 @@ from occ_ros.core.rig import surround_rig
 
 from .model_info import INPUT_NAMES, ModelInfo
 
+BACKEND_GROUP = "occ_ros.backends"
 BACKEND_NAMES = ("onnxruntime", "tensorrt", "torch")
 SUFFIX_BACKENDS = {".onnx": "onnxruntime", ".engine": "tensorrt", ".plan": "tensorrt", ".ckpt": "torch", ".pt": "torch"}
 WARMUP_RUNS = 3
@@ -142,6 +145,30 @@ class InferenceBackend(ABC):
         self.close()
 
 
+def backend_class(name: str) -> Callable[..., InferenceBackend]:
+    """The backend class registered under ``name`` in the ``occ_ros.backends`` entry-point group.
+
+    Backends are plugins (setup.py ``entry_points``): the ONNX Runtime and TensorRT backends live here, the
+    PyTorch one in the model layer (:mod:`occ_ros.model.torch_backend`), so this torch-free package never imports
+    it. Loading an entry point imports only its module; the runtime itself (onnxruntime, tensorrt, torch) is
+    imported when the backend opens a model.
+
+    Raises:
+        BackendError: no backend of that name is registered (the package is not installed with pip or colcon).
+    """
+    found = [ep for ep in entry_points(group=BACKEND_GROUP) if ep.name == name]
+    if not found:
+        registered = sorted(ep.name for ep in entry_points(group=BACKEND_GROUP))
+        raise BackendError(
+            f"no backend {name!r} in the entry-point group {BACKEND_GROUP!r} (registered: {registered}); "
+            "install occ_ros with pip or colcon so that its entry points exist"
+        )
+    cls = found[0].load()
+    if not (isinstance(cls, type) and issubclass(cls, InferenceBackend)):
+        raise BackendError(f"entry point {found[0].value!r} ({name!r}) is not an InferenceBackend subclass")
+    return cls
+
+
 def backend_for(path: str | Path, backend: str = "auto") -> str:
     """The backend name for ``path``: ``backend`` itself, or by suffix for ``"auto"``.
 
@@ -181,19 +208,7 @@ def open_backend(
     name = backend_for(path, backend)
     if not Path(path).is_file():
         raise BackendError(f"{path}: no such model file")
-    loaded: InferenceBackend
-    if name == "onnxruntime":
-        from .onnxruntime_backend import OnnxRuntimeBackend
-
-        loaded = OnnxRuntimeBackend(path, device=device, **options)
-    elif name == "tensorrt":
-        from .tensorrt_backend import TensorRTBackend
-
-        loaded = TensorRTBackend(path, device=device, **options)
-    else:
-        from .torch_backend import TorchBackend
-
-        loaded = TorchBackend(path, device=device, **options)
+    loaded = backend_class(name)(path, device=device, **options)
     if warmup:
         loaded.warmup()
     return loaded

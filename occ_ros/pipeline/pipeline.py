@@ -17,14 +17,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from occ_ros.core.frames import FrameSet, FrameSkipped, SkipReason
 from occ_ros.core.preprocess import NetworkInput, preprocess
 from occ_ros.inference.backend import BackendError, InferenceBackend
 from occ_ros.inference.model_info import ModelInfo, ModelInfoError
 from occ_ros.io.images import UnsupportedEncodingError, image_to_rgb
 
-from .calibration import RigCache
-from .frames import FrameSet, FrameSkipped, SkipReason
 from .outputs import VoxelCloud, occupied_voxels
+from .rig_cache import RigCache
 from .stats import PipelineStats
 
 STAGES = ("decode", "calibration", "preprocess", "inference", "postprocess")

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from occ_ros.pipeline.frames import SkipReason
+from occ_ros.core.frames import SkipReason
 
 __all__ = ["DIAG_ERROR", "DIAG_OK", "DIAG_WARN", "TOTAL_STAGE", "LatencyStats", "PipelineStats", "StatsSnapshot"]
 

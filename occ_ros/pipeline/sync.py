@@ -48,7 +48,7 @@ import threading
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from occ_ros.pipeline.frames import FrameSkipped, SkipReason
+from occ_ros.core.frames import FrameSkipped, SkipReason
 
 __all__ = ["ApproximateTimeSync", "StampGuard", "slop_ns_from_seconds"]
 

@@ -1,7 +1,7 @@
 """One occupancy session, driven by the rclpy node and by ``occ replay`` alike (ROS-free).
 
 * :mod:`.config` - :class:`SessionConfig` (cameras, frames, outputs), the node name and output topics;
-* :mod:`.assembler` - a synchronized set of images + CameraInfo + tf -> :class:`~occ_ros.pipeline.frames.FrameSet`;
+* :mod:`.assembler` - a synchronized set of images + CameraInfo + tf -> :class:`~occ_ros.core.frames.FrameSet`;
 * :mod:`.inputs` - per-topic arrival counts and ages: which input is silent;
 * :mod:`.session` - :class:`OccupancySession`: stamp guard, latest-frame worker, pipeline, outputs, warnings and
   diagnostics.

@@ -1,11 +1,11 @@
-"""Synchronized camera messages + the latest CameraInfo + tf -> one :class:`~occ_ros.pipeline.frames.FrameSet`
+"""Synchronized camera messages + the latest CameraInfo + tf -> one :class:`~occ_ros.core.frames.FrameSet`
 (ROS-free).
 
 The session's synchronized-set callback hands the images to :meth:`FrameAssembler.assemble` after their CameraInfo
 went to :meth:`FrameAssembler.update_info`. Nothing here decides whether a frame is usable: a
 missing image, CameraInfo or transform is recorded in the FrameSet (a camera left out, ``info=None``,
 ``base_from_optical=None`` + ``tf_error``) and the pipeline skips the frame with the matching
-:class:`~occ_ros.pipeline.frames.SkipReason`, so the node and ``occ replay`` count problems in one place.
+:class:`~occ_ros.core.frames.SkipReason`, so the node and ``occ replay`` count problems in one place.
 
 tf is reached through a plain callable (:data:`TransformLookup`): in the node a thin wrapper around
 ``tf2_ros.Buffer.lookup_transform``, in ``occ replay`` :meth:`occ_ros.core.tf_buffer.TransformBuffer.lookup` over the
@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from occ_ros.pipeline.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason, stamp_ns
+from occ_ros.core.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason, stamp_ns
 
 from .config import CameraInput
 

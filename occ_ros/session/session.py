@@ -17,13 +17,13 @@ tf lookup                                      ``tf2_ros.Buffer``               
 =============================================  ======================================  ==============================
 
 The frame flow: the images and CameraInfo of a synchronized set become one
-:class:`~occ_ros.pipeline.frames.FrameSet` (:class:`~.assembler.FrameAssembler`, tf looked up at each image's
+:class:`~occ_ros.core.frames.FrameSet` (:class:`~.assembler.FrameAssembler`, tf looked up at each image's
 stamp), the stamp guard drops duplicates and out-of-order sets, the latest-frame worker runs
 :class:`~occ_ros.pipeline.pipeline.OccupancyPipeline`, and the enabled outputs are built
 (:mod:`occ_ros.pipeline.messages`) and handed to the sinks. Markers are rate-limited on frame stamps (message
 time), so the node under sim time and the replay of the same bag publish markers on the same frames.
 
-Every bad message or frame ends as a :class:`~occ_ros.pipeline.frames.FrameSkipped`: counted in
+Every bad message or frame ends as a :class:`~occ_ros.core.frames.FrameSkipped`: counted in
 :class:`~occ_ros.pipeline.stats.PipelineStats` (diagnostics), warned about (throttled per reason), and the frame
 is skipped. Nothing a message contains can raise out of these callbacks.
 """
@@ -37,8 +37,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from occ_ros.core.frames import FrameSet, FrameSkipped, SkipReason
 from occ_ros.inference.backend import InferenceBackend
-from occ_ros.pipeline.frames import FrameSet, FrameSkipped, SkipReason
 from occ_ros.pipeline.messages import (
     MessageTypes,
     dense_grid_msg,

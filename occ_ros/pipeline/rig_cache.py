@@ -14,9 +14,8 @@ from typing import Any
 
 import numpy as np
 
+from occ_ros.core.frames import CameraMessage, FrameSkipped, SkipReason
 from occ_ros.core.rig import CameraRig
-
-from .frames import CameraMessage, FrameSkipped, SkipReason
 
 
 def _calibration_key(cameras: Sequence[CameraMessage]) -> bytes:

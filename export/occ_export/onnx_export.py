@@ -29,9 +29,9 @@ import torch
 from occ_ros.inference.engine_meta import sha256_file
 from occ_ros.inference.model_info import INPUT_NAMES, METADATA_KEY, ModelInfo
 from occ_ros.io.atomic import atomic_write_bytes, atomic_write_text
-from occ_training.model.deployed import DeployedNetwork
-from occ_training.model.network import OccupancyNetwork, decision_logits
-from occ_training.trainer.checkpoint import CheckpointError, ModelBundle, load_checkpoint
+from occ_ros.model.checkpoint import CheckpointError, ModelBundle, load_checkpoint
+from occ_ros.model.deployed import DeployedNetwork
+from occ_ros.model.network import OccupancyNetwork, decision_logits
 
 DEFAULT_OPSET = 17
 MIN_AGREEMENT = 0.999
@@ -278,7 +278,7 @@ def export_onnx(
     """
     import onnx
 
-    from occ_export.calibration import calibration_feeds
+    from occ_export.int8_calibration import calibration_feeds
     from occ_export.trt_compat import compat_report
 
     start = time.perf_counter()

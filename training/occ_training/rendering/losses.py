@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from occ_ros.datasets.sample import IGNORE_LABEL
-from occ_training.labels.calibration import photometric_error, warp_grid
+from occ_training.photometric import photometric_error, warp_grid
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -273,8 +273,8 @@ def photometric_errors(
 
     Each target pixel is back-projected with its rendered depth, moved into every source camera
     (``src_cam_from_tgt_cam``: another frame of the same camera, or another camera of the rig) and the source image
-    is sampled there (:func:`~occ_training.labels.calibration.warp_grid`, bilinear); the error is
-    :func:`~occ_training.labels.calibration.photometric_error` (0.85 SSIM + 0.15 L1). Per pixel the minimum over
+    is sampled there (:func:`~occ_training.photometric.warp_grid`, bilinear); the error is
+    :func:`~occ_training.photometric.photometric_error` (0.85 SSIM + 0.15 L1). Per pixel the minimum over
     the sources in whose image it lands is kept (occlusion handling). With ``identity`` (monodepth2 auto-masking)
     the un-warped sources compete too: pixels that look the same without any motion (static relative to the
     camera, textureless) then take the identity error, which carries no gradient to the depth.

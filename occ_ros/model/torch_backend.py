@@ -1,6 +1,6 @@
 """PyTorch backend, for development: a ``.ckpt`` checkpoint run eagerly, optionally in fp16 or as a CUDA graph.
 
-It runs :class:`~occ_training.model.deployed.DeployedNetwork`, the module the ONNX export traces, so its outputs
+It runs :class:`~occ_ros.model.deployed.DeployedNetwork`, the module the ONNX export traces, so its outputs
 are the exported graph's. Needs torch (the ONNX Runtime and TensorRT backends do not).
 """
 
@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from .backend import BackendError, InferenceBackend, InferenceTiming
-from .model_info import INPUT_NAMES, REQUIRED_OUTPUTS
+from occ_ros.inference.backend import BackendError, InferenceBackend, InferenceTiming
+from occ_ros.inference.model_info import INPUT_NAMES, REQUIRED_OUTPUTS
 
 
 class TorchBackend(InferenceBackend):
@@ -46,8 +46,8 @@ class TorchBackend(InferenceBackend):
             import torch
         except ImportError:
             raise BackendError(f"{path}: the torch backend needs PyTorch (pip install torch)") from None
-        from occ_training.model.deployed import DeployedNetwork
-        from occ_training.trainer.checkpoint import CheckpointError, load_checkpoint
+        from occ_ros.model.checkpoint import CheckpointError, load_checkpoint
+        from occ_ros.model.deployed import DeployedNetwork
 
         if (half or cuda_graph) and not device.startswith("cuda"):
             raise BackendError(f"{path}: fp16 and CUDA graphs need a CUDA device, got device={device!r}")

@@ -29,17 +29,17 @@ class DeployedNetwork(nn.Module):
         super().__init__()
         self.model = model.half() if half else model
         self.outputs = tuple(outputs)
-        self.half = half
+        self.fp16 = half
 
     def forward(self, images: torch.Tensor, K: torch.Tensor, cam_from_ego: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """(B, N, 3, H, W), (B, N, 3, 3), (B, N, 4, 4) float32 -> the outputs of ``self.outputs``, in order.
 
         ``logits`` (B, C, X, Y, Z) = the decision scores, semantic logits + the model's ``decision_bias``
-        (:func:`~occ_training.model.network.decision_logits`); ``labels`` (B, X, Y, Z) uint8 = their argmax over
+        (:func:`~occ_ros.model.network.decision_logits`); ``labels`` (B, X, Y, Z) uint8 = their argmax over
         classes; ``confidence`` (B, X, Y, Z) = softmax probability of that class, computed as
         ``1 / sum_c exp(l_c - max_c l_c)`` (no full softmax tensor).
         """
-        x = images.half() if self.half else images
+        x = images.half() if self.fp16 else images
         out = self.model(x, K, cam_from_ego)
         logits = decision_logits(out["semantics"].float(), self.model.decision_bias)  # (B, C, X, Y, Z)
         top = logits.amax(dim=1, keepdim=True)

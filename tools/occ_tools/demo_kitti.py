@@ -8,7 +8,7 @@ path, scored against the LiDAR.
 4. pictures: the image with its segmentation and calibrated depth, the depth error against the LiDAR, and
    bird's-eye maps of the LiDAR ground truth and the pseudo-labels.
 
-Every step is the command a user runs (called in-process through :func:`occ_ros.cli.main`).
+Every step is the command a user runs (called in-process through :func:`occ_tools.cli.main`).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ def run_occ(*argv: str) -> None:
     import contextlib
     import io
 
-    from occ_ros.cli import main as occ
+    from occ_tools.cli import main as occ
 
     with contextlib.redirect_stdout(io.StringIO()):
         code = occ(list(argv))
@@ -88,8 +88,8 @@ def predict_sequence(model: Path, kitti: Path, sequence: str, out: Path, gt: Pat
 def kitti_frame_set(sample: Any) -> Any:
     """The node's input for a SemanticKITTI sample: its image file's bytes as a CompressedImage, the CameraInfo of
     its calibration and the camera's pose in the ego (Velodyne) frame."""
+    from occ_ros.core.frames import CameraMessage, FrameSet
     from occ_ros.io.rosbag import camera_info_msg, compressed_image_from_bytes
-    from occ_ros.pipeline.frames import CameraMessage, FrameSet
 
     cameras = {}
     for cam in sample.rig:
@@ -166,10 +166,10 @@ def kitti_pictures(
     sample, depth, segmentation = shown
     (cam,) = sample.rig
     image = sample.images[cam.name]
-    panels = np.concatenate(
+    stacked = np.concatenate(
         [image, viz.colorize_labels(segmentation, vocab), viz.colorize_depth(depth, max_depth=40.0)], axis=0
     )
-    viz.save_png(paths["teachers"], panels)
+    viz.save_png(paths["teachers"], stacked)
 
     import matplotlib
 
@@ -197,7 +197,7 @@ def kitti_pictures(
     gt = reader.read_gt(gt_root / "sequences" / sequence / "voxels" / f"{sample.frame}.label")
     mask = gt.mask_camera
     pseudo = load_labels(labels_root / sample.key / LABELS_FILE).semantics
-    panels = [viz.bev_image(gt.semantics, vocab, mask), viz.bev_image(pseudo, vocab, mask)]
+    panels: list[np.ndarray] = [viz.bev_image(gt.semantics, vocab, mask), viz.bev_image(pseudo, vocab, mask)]
     titles = ["LiDAR ground truth (evaluation only)", "pseudo-labels (camera + teachers, no LiDAR)"]
     if network is not None:
         from occ_ros.core.grid import upsample_labels

@@ -34,10 +34,10 @@ from occ_ros.core.config import ConfigError, flatten_keys
 from occ_ros.eval.occ3d import Occ3DMetric, Occ3DResult
 from occ_ros.inference.model_info import config_hash
 from occ_ros.io.atomic import atomic_write_text
-from occ_training.model.network import OccupancyNetwork, predict_labels
+from occ_ros.model.checkpoint import CheckpointError, checkpoint_dict, load_checkpoint, read_checkpoint, save_checkpoint
+from occ_ros.model.network import OccupancyNetwork, predict_labels
 from occ_training.rendering.losses import class_weights_from_frequencies
 
-from .checkpoint import CheckpointError, checkpoint_dict, load_checkpoint, read_checkpoint, save_checkpoint
 from .config import TrainConfig, config_from_mapping
 from .data import FrameDataset, mirror_item
 from .distributed import (

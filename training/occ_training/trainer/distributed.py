@@ -1,6 +1,6 @@
 """torchrun / DDP plumbing: process group, device, synchronized batch norm.
 
-``torchrun --nproc_per_node=N -m occ_ros.cli train ...`` (or ``torchrun ... $(which occ) train``) sets
+``torchrun --nproc_per_node=N -m occ_tools.cli train ...`` (or ``torchrun ... $(which occ) train``) sets
 ``RANK``, ``WORLD_SIZE``, ``LOCAL_RANK`` and the rendezvous variables; :func:`init_distributed` reads them
 and joins the group with NCCL on GPUs and gloo on CPUs. Multi-node works the same way (torchrun's
 ``--nnodes``/``--rdzv-endpoint``).

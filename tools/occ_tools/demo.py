@@ -22,7 +22,7 @@ Stages (every output under ``OUT``, default ``out/demo``):
    (skipped, saying so, when the fixtures are absent);
 8. **real KITTI** -- one real sequence of ``../shared/fixtures/kitti_mini`` labelled without LiDAR (ONNX teachers,
    relative depth calibrated photometrically), scored against ground truth built from its labelled LiDAR, with
-   pictures (:mod:`occ_training.demo_kitti`; skipped, saying so, when the fixture is absent).
+   pictures (:mod:`occ_tools.demo_kitti`; skipped, saying so, when the fixture is absent).
 """
 
 from __future__ import annotations
@@ -154,7 +154,7 @@ def train_demo_network(out: Path, data_root: Path, overrides: list[str] | None =
 def predict_and_query(model: Path, data: Path, out: Path, query: str = "car") -> dict[str, Any]:
     """``occ predict`` with the checkpoint and ``occ query`` through its CLIP head."""
     from occ_ros.datasets.synth import SynthReader
-    from occ_training.predict import run_predict, run_query
+    from occ_tools.predict import run_predict, run_query
 
     pred_dir = out / "predictions"
     shutil.rmtree(pred_dir, ignore_errors=True)
@@ -178,7 +178,7 @@ def export_stage(model: Path, data: Path, out: Path, parity_frames: int = 4, ben
     from occ_ros.datasets.sample import LABELS_FILE, load_labels
     from occ_ros.inference.backend import open_backend
     from occ_ros.inference.bench import run_bench
-    from occ_training.predict import run_predict
+    from occ_tools.predict import run_predict
 
     onnx_path = out / "export" / f"{model.stem}.onnx"
     result = export_onnx(model, onnx_path, features=True, parity_data=data, parity_frames=parity_frames)
@@ -511,7 +511,7 @@ def run_demo(
     _stage(8, "real KITTI: a sequence labelled without LiDAR (ONNX teachers, photometric depth), scored on LiDAR")
     kitti = None if fixtures is None else fixtures / "kitti_mini"
     if kitti is not None and (kitti / "sequences").is_dir():
-        from occ_training.demo_kitti import kitti_stage
+        from occ_tools.demo_kitti import kitti_stage
 
         real_kitti = run("kitti", lambda: kitti_stage(kitti, out / "kitti", model=models_dir() / "kitti.ckpt"))
         summary["kitti"] = real_kitti

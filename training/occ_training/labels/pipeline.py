@@ -32,7 +32,7 @@ from occ_ros.core.transforms import is_rigid
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, Sample
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
-from occ_training.labels.calibration import (
+from occ_training.labels.depth_calibration import (
     CalibrationConfig,
     CalibrationFrame,
     ScaleShift,

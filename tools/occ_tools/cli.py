@@ -349,7 +349,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
 
 def _run_train(args: argparse.Namespace) -> int:
     from occ_ros.core.config import ConfigError
-    from occ_training.trainer.checkpoint import CheckpointError
+    from occ_ros.model.checkpoint import CheckpointError
     from occ_training.trainer.config import load_train_config
     from occ_training.trainer.data import DataError
     from occ_training.trainer.loop import TrainError, train
@@ -401,7 +401,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
 
 def _run_predict(args: argparse.Namespace) -> int:
     from occ_ros.inference.backend import BackendError
-    from occ_training.predict import run_predict
+    from occ_tools.predict import run_predict
 
     try:
         summary = run_predict(
@@ -439,7 +439,7 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
 
 def _run_query(args: argparse.Namespace) -> int:
     from occ_ros.inference.backend import BackendError
-    from occ_training.predict import run_query
+    from occ_tools.predict import run_query
 
     try:
         summary = run_query(
@@ -514,7 +514,7 @@ def _run_export(args: argparse.Namespace) -> int:
 
 def _export_onnx(args: argparse.Namespace) -> int:
     from occ_export.onnx_export import ExportError, export_onnx
-    from occ_training.trainer.checkpoint import CheckpointError
+    from occ_ros.model.checkpoint import CheckpointError
 
     try:
         result = export_onnx(
@@ -724,7 +724,7 @@ def _add_demo(sub: argparse._SubParsersAction) -> None:
 
 def _run_demo(args: argparse.Namespace) -> int:
     from occ_ros.core.config import ConfigError
-    from occ_training.demo import DEFAULT_FIXTURES, run_demo
+    from occ_tools.demo import DEFAULT_FIXTURES, run_demo
 
     if args.overrides and not args.train:
         raise CliError("KEY=VALUE overrides apply to --train only")

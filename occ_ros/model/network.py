@@ -21,7 +21,7 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import torch
 import torch.nn.functional as F
@@ -61,7 +61,7 @@ class ModelConfig:
         depth_bins: 0 = plain sampling; D > 0 = depth-aware sampling: a 1x1 conv on the image features predicts a
             distribution over D depth bins per feature cell (output ``depth_logits``, supervised by the training
             loss ``lift_depth``), and every sampled point is also weighted by the probability of its own depth
-            (:func:`~occ_training.model.view_transform.depth_bin_weight`), one more BEV input channel per height
+            (:func:`~occ_ros.model.view_transform.depth_bin_weight`), one more BEV input channel per height
             sample.
         depth_max: depth covered by the bins, metres; 0 = the grid's farthest horizontal corner from the ego origin.
         num_classes: semantic classes including ``free`` (``len(vocabulary)``).
@@ -447,7 +447,7 @@ def _zero_decision_bias_if_missing(
     """Load-state pre-hook: checkpoints from before ``decision_bias`` existed decide by the plain argmax."""
     key = prefix + "decision_bias"
     if key not in state_dict:
-        state_dict[key] = torch.zeros_like(module.decision_bias)
+        state_dict[key] = torch.zeros_like(cast(torch.Tensor, module.decision_bias))
 
 
 def decision_logits(semantics: torch.Tensor, decision_bias: torch.Tensor) -> torch.Tensor:

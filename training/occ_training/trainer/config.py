@@ -4,7 +4,7 @@
 applies each ``KEY=VALUE`` override (the value is parsed as YAML) to the nested mapping, then builds
 :class:`TrainConfig` with :func:`~occ_ros.core.config.from_mapping`: an unknown key or a wrong type fails
 here, naming the key, before any data is read. Sections reuse the stages' own configs
-(:class:`~occ_training.model.network.ModelConfig`, :class:`~occ_training.rendering.losses.RenderingLossConfig`,
+(:class:`~occ_ros.model.network.ModelConfig`, :class:`~occ_training.rendering.losses.RenderingLossConfig`,
 :class:`~occ_training.rendering.renderer.RenderingConfig`, :class:`~occ_training.teachers.factory.TeacherSpec`).
 docs/training.md documents every key.
 """
@@ -21,7 +21,7 @@ from typing import Any, Literal
 from occ_ros.core.config import ConfigError, from_mapping, load_yaml_mapping
 from occ_ros.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from occ_ros.core.vocabulary import Vocabulary
-from occ_training.model.network import ModelConfig
+from occ_ros.model.network import ModelConfig
 from occ_training.rendering.losses import RenderingLossConfig
 from occ_training.rendering.renderer import RenderingConfig
 from occ_training.teachers.factory import TeacherSpec

@@ -1,4 +1,4 @@
-"""Relative-depth calibration (training/labels/calibration.py) and the depth metric (occ_ros/eval/depth.py).
+"""Relative-depth calibration (training/occ_training/labels/depth_calibration.py) and the depth metric (occ_ros/eval/depth.py).
 
 Geometry and SSIM against hand-computed cases; the photometric objective on a rendered sequence (the true
 depth explains the images, scaled depths do not); calibration of a simulated relative depth model
@@ -21,21 +21,15 @@ from occ_ros.core.transforms import invert_transform, make_transform
 from occ_ros.core.vocabulary import OCC3D
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.eval.depth import DepthMetric, DepthResult
-from occ_training.labels.calibration import (
-    SSIM_C1,
-    SSIM_C2,
+from occ_training.labels.depth_calibration import (
     CalibrationConfig,
     CalibrationFrame,
     ScaleShift,
-    backproject,
     calibrate_sequence,
+    calibration_loss,
     fit_scale_shift,
-    photometric_error,
-    photometric_loss,
-    project,
-    ssim,
-    warp_grid,
 )
+from occ_training.photometric import SSIM_C1, SSIM_C2, backproject, photometric_error, project, ssim, warp_grid
 from occ_training.synth.sequence import generate
 from occ_training.teachers.base import DepthMap
 
@@ -167,7 +161,7 @@ def test_robust_loss_is_lowest_at_the_true_depth(synth):
         for f, sem in zip(synth.frames, synth.semantics, strict=True)
     ]
     losses = {
-        factor: photometric_loss(frames, [1], synth.reader.rig, [{n: d * factor for n, d in synth.depth[1].items()}])
+        factor: calibration_loss(frames, [1], synth.reader.rig, [{n: d * factor for n, d in synth.depth[1].items()}])
         for factor in (1.0, 0.5, 0.8, 1.25, 2.0)
     }
     for name in synth.reader.rig.names:

@@ -10,7 +10,7 @@ never sees 3D ground truth, so ``tau`` is chosen on the validation sequences' *p
 targets), with the Occ3D mIoU that evaluation uses.
 
 The chosen bias becomes the network's ``decision_bias`` buffer, which every backend (PyTorch, ONNX, TensorRT)
-adds in the graph (:func:`~occ_training.model.network.decision_logits`).
+adds in the graph (:func:`~occ_ros.model.network.decision_logits`).
 """
 
 from __future__ import annotations

@@ -40,7 +40,7 @@ from occ_ros.inference.model_info import (
     package_version,
 )
 from occ_ros.io.atomic import atomic_write_bytes
-from occ_training.model.network import ModelConfig, OccupancyNetwork
+from occ_ros.model.network import ModelConfig, OccupancyNetwork
 
 FORMAT = "occ_ros.checkpoint"
 VERSION = 1
@@ -82,7 +82,7 @@ class ModelBundle:
         """What a deployment of this network is (grid, vocabulary, cameras, preprocessing, outputs, provenance).
 
         Args:
-            outputs: the deployed outputs (:class:`~occ_training.model.deployed.DeployedNetwork`).
+            outputs: the deployed outputs (:class:`~occ_ros.model.deployed.DeployedNetwork`).
             cameras: camera names in input order; default the checkpoint's, else ``cam0 .. camN-1``.
         Raises:
             CheckpointError: camera names whose count differs from the network's.
