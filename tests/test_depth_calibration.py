@@ -1,4 +1,4 @@
-"""Relative-depth calibration (training/occ_training/labels/depth_calibration.py) and the depth metric (occ_ros/eval/depth.py).
+"""Relative-depth calibration (occ_training.labels.depth_calibration) and the depth metric (occ_ros/eval/depth.py).
 
 Geometry and SSIM against hand-computed cases; the photometric objective on a rendered sequence (the true
 depth explains the images, scaled depths do not); calibration of a simulated relative depth model

@@ -15,7 +15,7 @@ import torch
 from occ_ros.core.preprocess import preprocess
 from occ_ros.core.resources import models_dir
 from occ_ros.datasets.synth import SynthReader
-from occ_ros.inference.backend import BackendError, open_backend, open_first
+from occ_ros.inference.backend import BackendError, open_backend
 from occ_ros.inference.model_info import METADATA_KEY, ModelInfo
 from occ_ros.model.checkpoint import load_checkpoint
 from occ_tools.cli import main
@@ -180,8 +180,9 @@ def test_a_gpu_provider_that_does_not_load_is_an_error_and_the_caller_can_fall_b
         BackendError, match=r"did not load \['CUDAExecutionProvider'\].*loaded: \['CPUExecutionProvider'\]"
     ):
         open_backend(exported, device="cuda")
-    backend, reasons = open_first([(exported, "tensorrt"), (exported, "onnxruntime")], warmup=False)
-    assert backend.name == "onnxruntime" and len(reasons) == 1
+    with pytest.raises(BackendError):  # no TensorRT here: the caller's fallback (the node's) takes the next one
+        open_backend(exported, "tensorrt", warmup=False)
+    assert open_backend(exported, "onnxruntime", warmup=False).name == "onnxruntime"
 
 
 def test_export_refuses_a_model_that_fails_parity_and_keeps_it_for_inspection(sequence, tmp_path):

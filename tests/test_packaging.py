@@ -309,7 +309,8 @@ def test_colcon_build(tmp_path: Path, symlink: bool) -> None:
     if bash is None:
         pytest.skip("bash is needed to source the colcon workspace")
     code = (
-        "import occ_ros, occ_training, occ_export, occ_tools.cli, occ_ros.pipeline.pipeline, occ_training.trainer.loop; "
+        "import occ_ros, occ_training, occ_export, occ_tools.cli, occ_ros.pipeline.pipeline; "
+        "import occ_training.trainer.loop; "
         "from occ_ros.inference.backend import backend_class; backend_class('onnxruntime'); "
         "print(occ_ros.__file__); print(occ_training.__file__); print(occ_training.trainer.loop.__file__); "
         "print(occ_tools.cli.__file__)"

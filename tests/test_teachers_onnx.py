@@ -1,4 +1,4 @@
-"""ONNX teachers (training/occ_training/teachers/onnx_teacher.py): model cards, preprocessing, class mapping, depth kinds.
+"""ONNX teachers (occ_training.teachers.onnx_teacher): model cards, preprocessing, class mapping, depth kinds.
 
 Tiny ONNX models are built here with ``onnx.helper``; the expected tensors and maps are worked out by hand
 in the comments. The real PyDNet model (shared/models/pydnet_kitti) is run on one KITTI frame when present.

@@ -660,6 +660,21 @@ def test_write_sidecar_for_a_trtexec_engine(onnx_files: dict[str, Path], tmp_pat
         write_sidecar_for_engine(onnx_files["fp32"], engine, settings, "11.0.0", "8.7")
 
 
+def test_occ_export_trtexec_built_writes_the_sidecar(onnx_files: dict[str, Path], tmp_path: Path, capsys) -> None:
+    """The documented path for engines built on a Jetson with trtexec: the CLI describes them afterwards."""
+    from occ_tools.cli import main
+
+    engine = tmp_path / "model.engine"
+    engine.write_bytes(b"plan from trtexec")
+    onnx_path = str(onnx_files["fp16"])
+    args = ["export", "--onnx", onnx_path, "--engine", str(engine), "--precision", "fp16"]
+    assert main([*args, "--trtexec-built", "10.3.0", "8.7", "--gpu-name", "Orin"]) == 0
+    assert "compute capability 8.7" in capsys.readouterr().out
+    sidecar = read_sidecar(engine)
+    assert sidecar.key == EngineKey(sha256_file(onnx_files["fp16"]), "10.3.0", "8.7", "fp16")
+    assert sidecar.gpu_name == "Orin"
+
+
 # ---------------------------------------------------------------------------------------------- calibration data
 @pytest.mark.parametrize(
     ("count", "limit", "indices"),

@@ -19,6 +19,16 @@ from pathlib import Path
 PACKAGE = "occ_ros"
 
 
+def source_root() -> Path:
+    """The source tree holding this package (the repository in a checkout or editable install)."""
+    return Path(__file__).resolve().parents[2]
+
+
+def shared_dir() -> Path:
+    """``<repo>/../shared``: the fixtures and teacher models laid beside a checkout (may not exist)."""
+    return source_root().parent / "shared"
+
+
 def _ament_share() -> tuple[Path | None, str]:
     """``share/occ_ros`` from the ament index, or ``(None, why not)`` (ROS 2 not sourced, package not indexed)."""
     try:
@@ -38,7 +48,7 @@ def _find_shipped(folder: str, env_var: str, is_it: Callable[[Path], bool], what
     """
     env = os.environ.get(env_var)
     candidates = [Path(env)] if env else []
-    candidates.append(Path(__file__).resolve().parents[2] / folder)  # the source tree
+    candidates.append(source_root() / folder)
     candidates.append(Path(sys.prefix) / "share" / PACKAGE / folder)
     for path in candidates:
         if is_it(path):

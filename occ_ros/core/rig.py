@@ -198,10 +198,6 @@ class CameraRig:
         """(N, 3, 3) stacked K."""
         return np.stack([c.K for c in self.cameras])
 
-    def cams_from_ego(self) -> np.ndarray:
-        """(N, 4, 4) stacked cam_from_ego."""
-        return np.stack([c.cam_from_ego for c in self.cameras])
-
     def resized(self, width: int, height: int) -> CameraRig:
         return CameraRig(tuple(c.resized(width, height) for c in self.cameras))
 

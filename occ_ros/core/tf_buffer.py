@@ -18,7 +18,6 @@ lookup costs O(chain length x log N) with ``np.searchsorted``, never a pass over
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -347,11 +346,6 @@ class TransformBuffer:
             return anc_from_source
         anc_from_target = self._root_from(up_target, stamp_ns, target, source, tol)
         return invert_transform(anc_from_target) @ anc_from_source
-
-    def add_many(self, transforms: Iterable[tuple[str, str, int, np.ndarray]], static: bool = False) -> None:
-        """``add`` each ``(parent, child, stamp_ns, parent_from_child)``."""
-        for parent, child, stamp_ns, T in transforms:
-            self.add(parent, child, stamp_ns, T, static=static)
 
     def __repr__(self) -> str:
         n_static = sum(e.static for e in self._edges.values())

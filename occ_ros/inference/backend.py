@@ -4,7 +4,7 @@
 its :class:`~.model_info.ModelInfo` and warms it up. Every backend takes the same numpy feeds (the I/O contract of
 :mod:`.model_info`) and returns numpy outputs, so callers (``occ predict``, ``occ bench``, the ROS node, replay)
 never branch on the format. A backend that cannot load raises :class:`BackendError` naming the file and the
-reason, so the caller can fall back to another one (:func:`open_first`).
+reason, so the caller can fall back to another one (the node's ``fallback_model``).
 
 Nothing here imports torch, onnxruntime or tensorrt: backends are found through the ``occ_ros.backends``
 entry points (:func:`backend_class`), and each imports its runtime when it opens a model.
@@ -13,7 +13,7 @@ entry points (:func:`backend_class`), and each imports its runtime when it opens
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -213,19 +213,3 @@ def open_backend(
         loaded.warmup()
     return loaded
 
-
-def open_first(
-    candidates: Sequence[tuple[str | Path, str]], device: str = "cpu", warmup: bool = True
-) -> tuple[InferenceBackend, list[str]]:
-    """The first of ``(path, backend)`` candidates that loads, and the reasons the earlier ones did not.
-
-    Raises:
-        BackendError: none loads (every reason listed).
-    """
-    reasons: list[str] = []
-    for path, backend in candidates:
-        try:
-            return open_backend(path, backend, device=device, warmup=warmup), reasons
-        except BackendError as err:
-            reasons.append(str(err))
-    raise BackendError("no model could be loaded:\n  " + "\n  ".join(reasons))

@@ -30,12 +30,10 @@ import torch
 
 from occ_ros.core.config import ConfigError, from_mapping
 from occ_ros.core.preprocess import PreprocessConfig
-from occ_ros.core.rig import CameraRig
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.inference.model_info import (
     REQUIRED_OUTPUTS,
     ModelInfo,
-    ModelInfoError,
     config_hash,
     package_version,
 )
@@ -196,11 +194,3 @@ def load_checkpoint(path: str | Path, device: str | torch.device = "cpu") -> Mod
     )
 
 
-def check_data_matches(bundle: ModelBundle, vocabulary: Vocabulary, rig: CameraRig | None = None) -> None:
-    """Raise :class:`CheckpointError` naming both sides when data and checkpoint disagree
-    (:meth:`ModelInfo.check_data <occ_ros.inference.model_info.ModelInfo.check_data>`: vocabulary, camera count,
-    image size)."""
-    try:
-        bundle.model_info().check_data(vocabulary, rig, str(bundle.path or "checkpoint"))
-    except ModelInfoError as err:
-        raise CheckpointError(str(err)) from None

@@ -1,9 +1,9 @@
 """The ROS-free occupancy pipeline the node and ``occ replay`` share (camera messages in, output messages out).
 
-Data flow of one synchronized frame (:class:`~.frames.FrameSet`)::
+Data flow of one synchronized frame (:class:`~occ_ros.core.frames.FrameSet`)::
 
-    decode (sensor_msgs Image / CompressedImage -> RGB)            frames.py, occ_ros.io.rosbag.image_to_rgb
-    -> rig from CameraInfo + tf extrinsics (cached)                calibration.py
+    decode (sensor_msgs Image / CompressedImage -> RGB)            occ_ros.io.images.image_to_rgb
+    -> rig from CameraInfo + tf extrinsics (cached)                rig_cache.py
     -> the one preprocess (occ_ros.core.preprocess)
     -> backend (ONNX Runtime / TensorRT / PyTorch)                 occ_ros.inference
     -> postprocess: occupied voxels, colours, dense grid           outputs.py

@@ -38,12 +38,13 @@ from typing import Any
 import numpy as np
 
 from occ_ros import viz
+from occ_ros.core.resources import shared_dir, source_root
 from occ_ros.io.atomic import atomic_write_text
 
 STAGES = 8
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = source_root()
 #: where the real-data fixtures live by default (``../shared/fixtures`` next to the repository)
-DEFAULT_FIXTURES = ROOT.parent / "shared" / "fixtures"
+DEFAULT_FIXTURES = shared_dir() / "fixtures"
 #: models/demo.ckpt's data (config/train/demo.yaml, models/README.md): seed -> frames of ``<root>/seq_<seed>``
 DEMO_TRAIN_SEQUENCES = {11: 32, 12: 32, 13: 32, 14: 32, 15: 32, **{seed: 16 for seed in range(41, 81)}}
 DEMO_VAL_SEQUENCES = {21: 24}

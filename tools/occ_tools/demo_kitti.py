@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 
 from occ_ros import viz
+from occ_ros.core.resources import source_root
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = source_root()
 #: the sequence the demo labels: 10 frames, the test sequence of models/kitti.ckpt (config/train/kitti.yaml)
 DEMO_SEQUENCE = "04"
 DEPTH_BINS = (0.0, 5.0, 10.0, 15.0, 20.0, 30.0, 40.0, 60.0, 80.0)

@@ -398,8 +398,11 @@ class ESPNetv2Segmentation(nn.Module):
 # ---------------------------------------------------------------------------------------------- helpers
 def default_weights_path(repo_root: str | Path | None = None) -> Path:
     """``<repo>/../shared/models/espnetv2_cityscapes/espnetv2_s_2.0_city_1024x512.pth`` (may not exist)."""
-    root = Path(repo_root) if repo_root is not None else Path(__file__).resolve().parents[2]
-    return root.parent / "shared" / WEIGHTS_RELATIVE
+    if repo_root is None:
+        from occ_ros.core.resources import shared_dir
+
+        return shared_dir() / WEIGHTS_RELATIVE
+    return Path(repo_root).parent / "shared" / WEIGHTS_RELATIVE
 
 
 def load_espnetv2(weights_path: str | Path | None = None, device: str | torch.device = "cpu") -> ESPNetv2Segmentation:
