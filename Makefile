@@ -2,8 +2,8 @@
 #
 #   make venv   .venv with the package editable + extras synth,dev,cv (reinstalls when
 #               setup.py, setup.cfg, constraints.txt or this Makefile change)
-#   make test   ruff, import contracts, mypy, pytest
-#   make lint   ruff + import contracts + mypy only
+#   make test   ruff, import contracts, dead code (vulture), generated files current, mypy, pytest
+#   make lint   the same without pytest
 #   make demo   synthetic end-to-end demo into out/demo
 #   make readme-pictures   make demo, then copy its pictures into docs/images (what the README shows)
 #   make clean  remove the venv, caches and outputs
@@ -27,7 +27,7 @@ STAMP      := $(VENV)/.installed-$(DEPS_HASH)
 PIP_INSTALL := $(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt
 PIP_FILTER  := { grep -v -e 'is ignored' -e '^$$' || true; }
 
-.PHONY: venv test lint ruff imports mypy pytest demo readme-pictures clean
+.PHONY: venv test lint ruff imports deadcode generated mypy pytest demo readme-pictures clean
 
 venv: $(STAMP)
 
@@ -44,18 +44,28 @@ ruff: venv
 imports: venv
 	$(BIN)/lint-imports --no-cache
 
+VULTURE := $(BIN)/vulture occ_ros training export tools scripts bench launch vulture_whitelist.py --min-confidence 60
+
+deadcode: venv
+	$(VULTURE)
+
+generated: venv
+	$(BIN)/python scripts/gen_params.py --check
+
 mypy: venv
 	$(BIN)/mypy
 
 pytest: venv
 	$(BIN)/pytest -q
 
-lint: ruff imports mypy
+lint: ruff imports deadcode generated mypy
 
-# Sequential on purpose: `make -j test` must still run ruff, the import contracts, mypy, then pytest.
+# Sequential on purpose: `make -j test` must still run the static checks in order, then pytest.
 test: venv
 	$(BIN)/ruff check .
 	$(BIN)/lint-imports --no-cache
+	$(VULTURE)
+	$(BIN)/python scripts/gen_params.py --check
 	$(BIN)/mypy
 	$(BIN)/pytest -q
 

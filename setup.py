@@ -76,6 +76,8 @@ def _data_files() -> list[tuple[str, list[str]]]:
     for path in _files(os.path.join("config", "**", "*")):
         by_dir.setdefault(os.path.join(share, os.path.dirname(path)), []).append(path)
     data_files.extend(sorted(by_dir.items()))
+    # JSON schemas of the parameter files (schema/occupancy_node.schema.json) -> share/occ_ros/schema/.
+    data_files.append((os.path.join(share, "schema"), _files(os.path.join("schema", "*.json"))))
     # Shipped models (models/demo.ckpt) -> share/occ_ros/models/.
     data_files.append((os.path.join(share, "models"), _files(os.path.join("models", "*.ckpt"))))
     return data_files
@@ -122,6 +124,7 @@ setup(
             "types-PyYAML",
             "ruff",
             "import-linter",
+            "jsonschema",
             "vulture",
             "mcap",
             "mcap-ros2-support",

@@ -30,10 +30,12 @@ from typing import Any
 import numpy as np
 
 from occ_ros.core.frames import SkipReason
+from occ_ros.core.grid import GridSpec, coarsening_factor, upsample_labels
 from occ_ros.core.tf_buffer import TransformBuffer, add_tf_message
 from occ_ros.datasets.rosbag_reader import BagConfig
 from occ_ros.inference.backend import InferenceBackend, open_backend
-from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
+from occ_ros.io.atomic import atomic_write_text
+from occ_ros.io.labels import LABELS_FILE, OccupancyLabels, save_labels
 from occ_ros.io.rosbag import BagWriter, ns_from_stamp, typestore
 from occ_ros.node.params import NodeParams, ParamError, from_ros_parameters, load_param_file
 from occ_ros.pipeline.messages import rosbags_message_types
@@ -127,9 +129,15 @@ class ReplaySummary:
 
 
 class _Accuracy:
-    """Occ3D mIoU / IoU of the replayed frames against a ground-truth dataset, matched by stamp."""
+    """Occ3D mIoU / IoU of the replayed frames against a ground-truth dataset, matched by stamp.
 
-    def __init__(self, gt_dir: str | Path, vocabulary: Any, slop_ns: int) -> None:
+    The model's labels are scored on the dataset's grid: the same grid, or upsampled from a whole-factor coarsening
+    of it; any other grid is a :class:`ReplayError` naming both grids, raised here, before the bag is read.
+    """
+
+    def __init__(
+        self, gt_dir: str | Path, vocabulary: Any, slop_ns: int, grid: GridSpec | None = None, model: str = "model"
+    ) -> None:
         from occ_ros.datasets import open_dataset
         from occ_ros.eval.occ3d import Occ3DMetric
 
@@ -137,6 +145,13 @@ class _Accuracy:
         # matches it (a long dataset's label volumes are never all in memory)
         stamps = open_dataset(gt_dir, load_gt=False)
         self.stamps = np.asarray([stamps.load(i, images=False).stamp_ns for i in range(len(stamps))], dtype=np.int64)
+        data_grid = stamps.load(0, images=False).grid if len(stamps) else None
+        self.factor = 1
+        if grid is not None and data_grid is not None:
+            try:
+                self.factor = coarsening_factor(grid, data_grid, f"the model {model}", f"the ground truth {gt_dir}")
+            except ValueError as err:
+                raise ReplayError(str(err)) from None
         self.reader = open_dataset(gt_dir, load_gt=True)
         self.slop_ns = slop_ns
         self.metric = Occ3DMetric(vocabulary, mask="camera")
@@ -150,6 +165,8 @@ class _Accuracy:
         if gt is None:
             self.unmatched += 1
             return
+        if self.factor > 1:
+            labels = upsample_labels(labels, self.factor)
         self.metric.update(labels, gt.semantics, mask_camera=gt.mask_camera)
         self.matched += 1
 
@@ -245,9 +262,11 @@ def replay(
         rate: ``max`` or ``realtime`` (see the module docstring).
         min_confidence, marker_rate_hz, max_marker_voxels: output settings when no ``params`` gives them
             (``min_confidence`` overrides the params' too).
-        predictions: also write Occ3D ``<dir>/<stamp>/labels.npz`` per processed frame (for ``occ eval``).
+        predictions: also write Occ3D ``<dir>/<stamp>/labels.npz`` per processed frame (for ``occ eval``), on the
+            model's grid (stored in the file).
     Raises:
-        ReplayError: a missing / unreadable bag, a bad config, a model that cannot load, an existing output.
+        ReplayError: a missing / unreadable bag, a bad config, a model that cannot load, an existing output, or a
+            ``gt`` dataset whose grid is neither the model's nor finer by a whole factor (naming both grids).
     """
     from rosbags.highlevel import AnyReader
 
@@ -268,7 +287,11 @@ def replay(
     watched = set(inputs)
     sync = ApproximateTimeSync(inputs, slop_ns_from_seconds(setup.slop_s), setup.queue_size)
     tf = TransformBuffer(tolerance_ns=setup.tf_tolerance_ns)
-    accuracy = _Accuracy(gt, loaded.info.vocabulary, slop_ns_from_seconds(setup.slop_s)) if gt is not None else None
+    grid = loaded.info.grid
+    accuracy = None
+    if gt is not None:
+        slop_ns = slop_ns_from_seconds(setup.slop_s)
+        accuracy = _Accuracy(gt, loaded.info.vocabulary, slop_ns, grid, str(getattr(loaded, "path", model)))
     summary = ReplaySummary(str(bag), str(getattr(loaded, "path", model)), loaded.name, loaded.provider, rate, str(out))
     store = typestore()
 
@@ -277,7 +300,8 @@ def replay(
         if accuracy is not None:
             accuracy.update(result.stamp_ns, result.labels)
         if predictions is not None:
-            atomic_savez_compressed(Path(predictions) / f"{result.stamp_ns}" / "labels.npz", semantics=result.labels)
+            path = Path(predictions) / f"{result.stamp_ns}" / LABELS_FILE
+            save_labels(path, OccupancyLabels(result.labels, grid=grid))
 
     def lookup(target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
         return tf.lookup(target, source, stamp_ns)  # a recording has all its tf already: nothing to wait for

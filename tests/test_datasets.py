@@ -7,6 +7,7 @@ The reader is checked against an independent path: the rosbag2 recording of the 
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,8 @@ import pytest
 from occ_ros.core.grid import GridSpec, resample_labels
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.transforms import make_transform, yaw_transform
-from occ_ros.datasets import open_dataset
+from occ_ros.datasets import LabelFileError, OccupancyLabels, load_labels, open_dataset
+from occ_ros.datasets.sample import save_labels
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.io.rosbag import image_to_rgb, matrix_from_transform, ns_from_stamp, read_messages
 from occ_tools.cli import main
@@ -52,7 +54,7 @@ def test_synth_reader_matches_the_bag_and_the_files(sequence: Path) -> None:
         assert s.gt is not None
         np.testing.assert_array_equal(s.gt.semantics, raw["semantics"])
         np.testing.assert_array_equal(s.gt.mask_camera, raw["mask_camera"].astype(bool))
-        assert [im.shape for im in s.image_list()] == [(112, 200, 3)] * 6
+        assert [s.images[cam.name].shape for cam in s.rig] == [(112, 200, 3)] * 6
     light = reader.load(1, images=False)
     assert light.images == {} and light.gt is not None
     assert list(reader.poses()) == ["synth_0003"] and reader.poses()["synth_0003"].shape == (3, 4, 4)
@@ -60,6 +62,32 @@ def test_synth_reader_matches_the_bag_and_the_files(sequence: Path) -> None:
     assert depth["CAM_FRONT"].dtype == np.float32 and depth["CAM_FRONT"].max() > 5.0
     with pytest.raises(IndexError):
         reader[3]
+
+
+def test_synthetic_ground_truth_stores_its_grid_and_the_reader_checks_it(sequence: Path, tmp_path: Path) -> None:
+    demo = GridSpec((-32.0, -32.0, -1.0), (32.0, 32.0, 5.4), (0.8, 0.8, 0.8))  # written out by hand
+    with np.load(sequence / "gts" / "synth_0003" / "000000" / "labels.npz", allow_pickle=False) as npz:
+        assert GridSpec.from_dict(json.loads(str(npz["grid"]))) == demo
+    gt = SynthReader(sequence).load(0, images=False).gt
+    assert gt is not None and gt.grid == demo
+    # a copy whose meta.json claims another grid of the same shape: its ground-truth files disagree
+    copy = tmp_path / "seq"
+    shutil.copytree(sequence / "gts", copy / "gts")
+    meta = json.loads((sequence / "meta.json").read_text())
+    meta["grid"] = GridSpec((-30.0, -32.0, -1.0), (34.0, 32.0, 5.4), (0.8, 0.8, 0.8)).to_dict()
+    (copy / "meta.json").write_text(json.dumps(meta))
+    with pytest.raises(LabelFileError) as info:
+        SynthReader(copy).load(0, images=False)
+    text = str(info.value)
+    assert str(copy / "gts" / "synth_0003" / "000000" / "labels.npz") in text
+    assert "80x80x8 voxels of 0.8 m over x [-32, 32] y [-32, 32] z [-1, 5.4] m" in text
+    assert "80x80x8 voxels of 0.8 m over x [-30, 34] y [-32, 32] z [-1, 5.4] m" in text
+
+
+def test_grid_descriptions_name_shape_voxel_size_and_bounds() -> None:
+    assert GridSpec.occ3d().describe() == "200x200x16 voxels of 0.4 m over x [-40, 40] y [-40, 40] z [-1, 5.4] m"
+    odd = GridSpec((0, 0, 0), (1, 1, 1), (0.5, 0.5, 0.25))
+    assert odd.describe() == "2x2x4 voxels of 0.5x0.5x0.25 m over x [0, 1] y [0, 1] z [0, 1] m"
 
 
 def test_open_dataset_detects_kinds_and_explains_failures(sequence: Path, tmp_path: Path) -> None:
@@ -131,9 +159,9 @@ def test_occ_eval_rayiou_on_a_synthetic_sequence(sequence: Path, tmp_path: Path)
     pred = tmp_path / "pred"
     frames = sorted((sequence / "gts" / "synth_0003").iterdir())
     for i, f in enumerate(frames):
-        src = frames[max(i - 1, 0)] / "labels.npz"
-        (pred / "synth_0003" / f.name).mkdir(parents=True)
-        np.savez_compressed(pred / "synth_0003" / f.name / "labels.npz", semantics=np.load(src)["semantics"])
+        previous = load_labels(frames[max(i - 1, 0)] / "labels.npz")
+        moved = OccupancyLabels(previous.semantics, grid=previous.grid)
+        save_labels(pred / "synth_0003" / f.name / "labels.npz", moved)
     code = main(["eval", "--pred", str(pred), "--gt", str(sequence / "gts"), "--rayiou", "--json", str(out), "--quiet"])
     doc = json.loads(out.read_text())
     assert code == 0 and 0 < doc["miou"] < 100 and 0 < doc["rayiou"]["rayiou"] < 100

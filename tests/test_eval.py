@@ -15,7 +15,8 @@ import pytest
 
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.vocabulary import OCC3D, Vocabulary
-from occ_ros.datasets import LabelFileError, load_labels
+from occ_ros.datasets import LabelFileError, OccupancyLabels, load_labels
+from occ_ros.datasets.sample import save_labels
 from occ_ros.eval.occ3d import Occ3DMetric
 from occ_ros.eval.rayiou import RayIoUMetric, cast_labels, lidar_ray_directions, rayiou_origins
 from occ_ros.eval.runner import _rayiou_parallel, evaluate, pair_label_files
@@ -194,13 +195,17 @@ def test_real_occ3d_known_scores() -> None:
 
 
 # ----------------------------------------------------------------------------- files and pairing
-def write_labels(path: Path, semantics: np.ndarray, masks: bool = True) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {"semantics": semantics}
-    if masks:
-        arrays["mask_camera"] = np.ones(semantics.shape, np.uint8)
-        arrays["mask_lidar"] = np.ones(semantics.shape, np.uint8)
-    np.savez_compressed(path, **arrays)
+def unit_grid(shape: tuple[int, ...], origin: tuple[float, float, float] = (0.0, 0.0, 0.0)) -> GridSpec:
+    """1 m voxels of ``shape`` from ``origin``."""
+    return GridSpec(origin, tuple(o + n for o, n in zip(origin, shape, strict=True)), (1.0, 1.0, 1.0))  # type: ignore[arg-type]
+
+
+def write_labels(path: Path, semantics: np.ndarray, masks: bool = True, grid: GridSpec | None = None) -> Path:
+    """A label file on ``grid`` (default: Occ3D's for its shape, else 1 m voxels from the origin)."""
+    if grid is None:
+        grid = GridSpec.occ3d() if semantics.shape == GridSpec.occ3d().shape else unit_grid(semantics.shape)
+    ones = np.ones(semantics.shape, np.uint8) if masks else None
+    save_labels(path, OccupancyLabels(semantics, mask_camera=ones, mask_lidar=ones, grid=grid))
     return path
 
 
@@ -289,6 +294,122 @@ def test_cli_eval_json_and_errors(label_dirs: tuple[Path, Path], tmp_path: Path,
     assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--quiet"]) == 1
     err = capsys.readouterr().err
     assert "occ eval: error:" in err and "scene_a/000000/labels.npz" in err
+
+
+# ----------------------------------------------------------------------------- grids of label files
+def test_label_file_round_trip_keeps_the_grid_and_the_extra_arrays(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    semantics = rng.integers(0, 20, size=(128, 128, 16), dtype=np.uint8)
+    mask = rng.random(semantics.shape) < 0.5
+    grid = GridSpec((0.0, -25.6, -2.0), (51.2, 25.6, 4.4), (0.4, 0.4, 0.4))
+    path = tmp_path / "04" / "000000" / "labels.npz"
+    extra = {"depth_scale": np.array([1.5], np.float32)}
+    save_labels(path, OccupancyLabels(semantics, mask_camera=mask, grid=grid), extra)
+    back = load_labels(path, num_classes=20)
+    # compared with a hand-written grid: SemanticKITTI's volume at 0.4 m
+    assert back.grid == GridSpec((0.0, -25.6, -2.0), (51.2, 25.6, 4.4), (0.4, 0.4, 0.4))
+    np.testing.assert_array_equal(back.semantics, semantics)
+    np.testing.assert_array_equal(back.mask_camera, mask)
+    assert back.mask_lidar is None
+    with np.load(path, allow_pickle=False) as npz:  # a plain unicode array: no pickle needed
+        assert sorted(npz.files) == ["depth_scale", "grid", "mask_camera", "semantics"]
+        assert npz["grid"].dtype.kind == "U" and npz["grid"].shape == ()
+        assert json.loads(str(npz["grid"])) == {
+            "range_min": [0.0, -25.6, -2.0],
+            "range_max": [51.2, 25.6, 4.4],
+            "voxel_size": [0.4, 0.4, 0.4],
+            "shape": [128, 128, 16],
+        }
+        np.testing.assert_array_equal(npz["depth_scale"], extra["depth_scale"])
+    first = path.read_bytes()
+    save_labels(path, OccupancyLabels(semantics, mask_camera=mask, grid=grid), extra)
+    assert path.read_bytes() == first  # deterministic bytes
+    with pytest.raises(ValueError, match="carries its grid"):
+        save_labels(tmp_path / "no_grid.npz", OccupancyLabels(semantics))
+    with pytest.raises(ValueError, match=r"extra arrays \['grid'\]"):
+        save_labels(tmp_path / "clash.npz", back, {"grid": np.zeros(1)})
+
+
+@needs_occ3d
+def test_official_occ3d_file_has_no_grid_and_loads_on_the_occ3d_grid() -> None:
+    with np.load(OCC3D_FILE) as npz:
+        assert sorted(npz.files) == ["mask_camera", "mask_lidar", "semantics"]
+    labels = load_labels(OCC3D_FILE, num_classes=18, require_masks=True)
+    assert labels.grid == GridSpec((-40.0, -40.0, -1.0), (40.0, 40.0, 5.4), (0.4, 0.4, 0.4))
+    # the reader's grid, when it vouches for one, must be the file's
+    assert load_labels(OCC3D_FILE, grid=GridSpec.occ3d()).grid == GridSpec.occ3d()
+    with pytest.raises(LabelFileError, match="expected the"):
+        load_labels(OCC3D_FILE, grid=GridSpec.demo())
+
+
+def test_a_file_without_a_grid_takes_the_readers_or_has_none(tmp_path: Path) -> None:
+    path = tmp_path / "labels.npz"
+    np.savez_compressed(path, semantics=np.zeros((8, 8, 2), np.uint8))  # written before files stored their grid
+    assert load_labels(path).grid is None
+    assert load_labels(path, grid=unit_grid((8, 8, 2))).grid == unit_grid((8, 8, 2))
+
+
+def test_a_stored_grid_that_disagrees_with_the_array_is_an_error_naming_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "scene" / "000000" / "labels.npz"
+    path.parent.mkdir(parents=True)
+    grid = json.dumps(unit_grid((8, 8, 3)).to_dict())
+    np.savez_compressed(path, semantics=np.zeros((8, 8, 2), np.uint8), grid=np.array(grid))
+    with pytest.raises(LabelFileError, match=r"shape \(8, 8, 2\), but the file's grid is 8x8x3 voxels") as info:
+        load_labels(path)
+    assert str(path) in str(info.value)
+    np.savez_compressed(path, semantics=np.zeros((8, 8, 2), np.uint8), grid=np.array("no grid"))
+    with pytest.raises(LabelFileError, match="'grid' entry is not a grid spec") as info:
+        load_labels(path)
+    assert str(path) in str(info.value)
+    with pytest.raises(ValueError, match=r"shape \(8, 8, 2\), but their grid is 8x8x3 voxels"):
+        OccupancyLabels(np.zeros((8, 8, 2), np.uint8), grid=unit_grid((8, 8, 3)))
+
+
+def test_eval_refuses_a_prediction_on_another_grid_naming_both_grids_and_files(
+    label_dirs: tuple[Path, Path], capsys
+) -> None:
+    pred, gt = label_dirs
+    bad = pred / "scene_a" / "000001" / "labels.npz"
+    # the same shape somewhere else: scored silently when files did not carry their grid
+    write_labels(bad, load_labels(bad).semantics, masks=False, grid=unit_grid((8, 8, 2), origin=(-4.0, 0.0, 0.0)))
+    with pytest.raises(LabelFileError) as info:
+        evaluate(pred, gt)
+    text = str(info.value)
+    assert text.startswith("grid mismatch: the prediction ")
+    assert f"the prediction {bad} has grid 8x8x2 voxels of 1 m over x [-4, 4] y [0, 8] z [0, 2] m" in text
+    truth = gt / "scene_a" / "000001" / "labels.npz"
+    assert f"the ground truth {truth} has grid 8x8x2 voxels of 1 m over x [0, 8] y [0, 8] z [0, 2] m" in text
+    assert main(["eval", "--pred", str(pred), "--gt", str(gt), "--quiet"]) == 1
+    assert "grid mismatch" in capsys.readouterr().err
+    # a prediction finer than its ground truth is not pooled: an error too
+    write_labels(bad, np.zeros((16, 16, 4), np.uint8), masks=False, grid=GridSpec((0, 0, 0), (8, 8, 2), (0.5,) * 3))
+    with pytest.raises(LabelFileError, match=r"grid mismatch: .* 16x16x4 voxels of 0.5 m .* 8x8x2 voxels of 1 m"):
+        evaluate(pred, gt)
+
+
+def test_eval_upsamples_a_prediction_on_a_coarsening_of_the_ground_truth_grid(tmp_path: Path) -> None:
+    rng = np.random.default_rng(5)
+    fine = unit_grid((8, 8, 4))
+    coarse = fine.coarsened(2)  # as models/kitti.ckpt's 0.4 m under SemanticKITTI's 0.2 m
+    gt_sem = rng.integers(0, 18, size=fine.shape, dtype=np.uint8)
+    coarse_sem = rng.integers(0, 18, size=coarse.shape, dtype=np.uint8)
+    write_labels(tmp_path / "gt" / "f" / "labels.npz", gt_sem, grid=fine)
+    write_labels(tmp_path / "pred" / "f" / "labels.npz", coarse_sem, masks=False, grid=coarse)
+    report = evaluate(tmp_path / "pred", tmp_path / "gt", mask="camera")
+    expected = Occ3DMetric(mask="camera")
+    ones = np.ones(fine.shape, bool)
+    expected.update(np.repeat(np.repeat(np.repeat(coarse_sem, 2, 0), 2, 1), 2, 2), gt_sem, ones, ones)
+    np.testing.assert_array_equal(report.occ3d.confusion, expected.compute().confusion)
+    assert report.occ3d.samples == 1 and report.occ3d.miou == expected.compute().miou
+
+
+def test_eval_rayiou_grid_must_be_the_ground_truths(label_dirs: tuple[Path, Path]) -> None:
+    pred, gt = label_dirs
+    with pytest.raises(LabelFileError) as info:
+        evaluate(pred, gt, rayiou_origins=lambda key: np.zeros((1, 3)), grid=GridSpec.demo())
+    text = str(info.value)
+    assert "8x8x2 voxels of 1 m over x [0, 8] y [0, 8] z [0, 2] m" in text
+    assert "80x80x8 voxels of 0.8 m over x [-32, 32] y [-32, 32] z [-1, 5.4] m" in text
 
 
 # ----------------------------------------------------------------------------- RayIoU

@@ -13,9 +13,8 @@ from test_semantickitti import IDENTITY_POSE, SIMPLE_P, write_sequence
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.preprocess import PreprocessConfig
 from occ_ros.core.vocabulary import Vocabulary
-from occ_ros.datasets.sample import LABELS_FILE, load_labels
+from occ_ros.datasets.sample import LABELS_FILE, OccupancyLabels, load_labels, save_labels
 from occ_ros.datasets.semantickitti import SEMANTICKITTI_GRID, semantickitti_vocabulary
-from occ_ros.io.atomic import atomic_savez_compressed
 from occ_ros.model.checkpoint import checkpoint_dict, save_checkpoint
 from occ_ros.model.network import ModelConfig, OccupancyNetwork
 from occ_tools.cli import main
@@ -47,7 +46,8 @@ def _labels(root: Path, sequence: str, frame: str) -> None:
     semantics[0, 0, 0] = semantics[1, 1, 1] = CAR
     semantics[0, 1, 0] = ROAD
     semantics[4, 0, 0] = CAR
-    atomic_savez_compressed(root / sequence / frame / LABELS_FILE, semantics=semantics, mask_camera=mask)
+    labels = OccupancyLabels(semantics, mask_camera=mask, grid=SEMANTICKITTI_GRID)
+    save_labels(root / sequence / frame / LABELS_FILE, labels)
 
 
 def _config(root: Path, labels: Path, **data: object) -> object:
@@ -120,3 +120,45 @@ def test_predict_writes_official_files_upsampled_from_a_coarse_model(tmp_path: P
         # every 4x4x4 block of the official file holds one value: its coarse parent's
         blocks = raw.reshape(64, 4, 64, 4, 8, 4)
         assert np.all(blocks == blocks[:, :1, :, :1, :, :1])
+
+
+def _coarse_model(tmp_path: Path, grid: GridSpec) -> Path:
+    """An untrained one-camera network on ``grid`` for the KITTI layout's 64x32 images."""
+    cfg = ModelConfig(image_height=32, image_width=64, num_cameras=1, num_classes=20, grid=grid)
+    net = OccupancyNetwork(cfg).eval()
+    path = tmp_path / f"model_{grid.shape[0]}.ckpt"
+    return save_checkpoint(path, checkpoint_dict(net, VOCAB, PreprocessConfig(32, 64), step=0, cameras=["CAM2"]))
+
+
+def test_coarse_predictions_store_their_grid_and_eval_scores_them_upsampled(tmp_path: Path) -> None:
+    from occ_ros.core.grid import upsample_labels
+    from occ_ros.eval.occ3d import Occ3DMetric
+    from occ_ros.eval.runner import evaluate
+
+    root = _kitti(tmp_path / "kitti")
+    ckpt = _coarse_model(tmp_path, SEMANTICKITTI_GRID.coarsened(4))
+    out, labels = tmp_path / "pred", tmp_path / "labels"
+    argv = ["predict", "--model", str(ckpt), "--data", str(root), "--out", str(out), "--quiet"]
+    assert main([*argv, "--sequences", "4"]) == 0
+    expected = Occ3DMetric(VOCAB, mask="none")
+    for frame in ("000000", "000001"):
+        coarse = load_labels(out / "04" / frame / LABELS_FILE)
+        assert coarse.grid == GridSpec((0.0, -25.6, -2.0), (51.2, 25.6, 4.4), (0.8, 0.8, 0.8))  # by hand
+        _labels(labels, "04", frame)  # "ground truth" at 0.2 m
+        gt = load_labels(labels / "04" / frame / LABELS_FILE)
+        assert gt.grid == SEMANTICKITTI_GRID
+        expected.update(upsample_labels(coarse.semantics, 4), gt.semantics)
+    report = evaluate(out / "04", labels / "04", mask="none", vocabulary=VOCAB, workers=1)
+    np.testing.assert_array_equal(report.occ3d.confusion, expected.compute().confusion)
+    assert report.occ3d.samples == 2
+
+
+def test_predict_refuses_a_model_whose_grid_is_no_coarsening_of_the_datasets(tmp_path: Path, capsys) -> None:
+    root = _kitti(tmp_path / "kitti")
+    ckpt = _coarse_model(tmp_path, GridSpec.demo())
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(ckpt), "--data", str(root), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert f"grid mismatch: the model {ckpt} has grid 80x80x8 voxels of 0.8 m over x [-32, 32] y [-32, 32]" in err
+    assert f"the data {root} has grid 256x256x32 voxels of 0.2 m over x [0, 51.2] y [-25.6, 25.6] z [-2, 4.4] m" in err
+    assert not out.exists()

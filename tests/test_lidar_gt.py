@@ -19,7 +19,7 @@ import pytest
 from occ_ros.datasets.sample import LabelFileError
 from occ_ros.datasets.semantickitti import VOXEL_SHAPE, SemanticKittiReader, read_scan, read_voxels
 from occ_ros.eval.lidar_gt import Scan, accumulate_frame, build_lidar_gt
-from occ_ros.eval.ssc import evaluate_semantickitti
+from occ_ros.eval.runner import evaluate_semantickitti
 from occ_tools.cli import main
 
 # Camera: fx = fy = 32, principal point (32, 24), 64 x 48 image, no baseline. Tr: the exact axis swap

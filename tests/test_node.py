@@ -200,24 +200,39 @@ def test_shipped_param_file_loads_and_matches_the_defaults() -> None:
     assert P.load_param_file(PARAM_FILE) == P.from_ros_parameters({})
 
 
-def test_declare_list_covers_every_parameter_with_a_valid_default() -> None:
-    fixed = P.declare_list()
-    names = [name for name, _, _ in fixed]
+def test_specs_cover_every_parameter_with_a_valid_default() -> None:
+    fixed = P.specs()
+    names = [spec.name for spec in fixed]
     assert len(names) == len(set(names)) == len(P.PARAMS)
     for spec in P.specs(["CAM_X"]):
         assert spec.check(spec.default) == spec.default, spec.name
         assert spec.description
         assert spec.default != [], "rclpy cannot type an empty list parameter"
-    with_cameras = P.declare_list(["CAM_X"])
+    with_cameras = P.specs(["CAM_X"])
     assert with_cameras[: len(fixed)] == fixed
-    assert [n for n, _, _ in with_cameras[len(fixed) :]] == [f"camera.CAM_X.{k}" for k in P.CAMERA_KEYS]
-    assert dict((n, d) for n, d, _ in with_cameras)["camera.CAM_X.image_topic"] == "/cam_x/image_raw"
+    assert [s.name for s in with_cameras[len(fixed) :]] == [f"camera.CAM_X.{k}" for k in P.CAMERA_KEYS]
+    assert {s.name: s.default for s in with_cameras}["camera.CAM_X.image_topic"] == "/cam_x/image_raw"
 
 
-def test_every_value_survives_a_round_trip() -> None:
-    p = node_params(**{"compressed": True, "outputs.min_confidence": 0.3, "frame_id": "grid", "qos.depth": 3})
-    assert P.from_ros_parameters(p.as_ros_parameters()) == p
-    assert p.outputs.min_confidence == 0.3
+def test_every_value_survives_a_param_file(tmp_path: Path) -> None:
+    """Non-default values through a param file (``occ replay --params``' path) into NodeParams."""
+    path = tmp_path / "p.yaml"
+    path.write_text(
+        "/**:\n  ros__parameters:\n    cameras: [CAM_FRONT, CAM_BACK]\n    compressed: true\n    frame_id: grid\n"
+        "    outputs: {min_confidence: 0.3}\n    qos: {depth: 3}\n    camera: {CAM_BACK: {frame_id: back_optical}}\n"
+    )
+    p = P.load_param_file(path)
+    assert p == node_params(
+        **{
+            "compressed": True,
+            "outputs.min_confidence": 0.3,
+            "frame_id": "grid",
+            "qos.depth": 3,
+            "camera.CAM_BACK.frame_id": "back_optical",
+        }
+    )
+    assert p.outputs.min_confidence == 0.3 and p.qos.depth == 3 and p.frame_id == "grid"
+    assert p.cameras[1] == CameraParams("CAM_BACK", "/cam_back/image_raw", "/cam_back/camera_info", "back_optical")
     assert p.cameras[0].subscribed_topic(p.compressed) == "/cam_front/image_raw/compressed"
     assert subscribed_topics(p)[1] == ("CAM_BACK", "/cam_back/image_raw/compressed", "/cam_back/camera_info")
 

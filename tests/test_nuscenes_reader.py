@@ -312,7 +312,7 @@ def test_real_keyframe_matches_the_fixture(tree):
         np.testing.assert_array_equal(img, bgr[..., ::-1])
         assert sample.image_stamps_ns[name] == _stamp_us(info["files"][name]) * 1000
         assert sample.image_stamps_ns[name] == round(calib["cameras"][name]["timestamp_s"] * 1e6) * 1000
-    assert len(sample.image_list()) == 6
+    assert list(sample.images) == sample.rig.names
     # Time and pose: the sample (= LiDAR) time, the ego pose at the LiDAR time.
     assert sample.stamp_ns == round(calib["timestamp_s"] * 1e6) * 1000 == sample.extras["lidar_stamp_ns"]
     np.testing.assert_allclose(sample.world_from_ego, np.array(calib["ego2global"]), rtol=0, atol=2e-7)

@@ -211,7 +211,12 @@ def test_depth_spread_votes_along_the_ray_but_carves_to_the_estimate():
     # carve the copies in front of or behind the estimate.
     for x in (9.0, 10.0, 11.0):
         assert np.any(sem[int((x + 32) / 0.8)] == wall), x
-    plain = densify(0, {0: frame.select(frame.primary_mask)}, rig, grid, OCC3D, config).semantics
+    keep = frame.primary_mask
+    primary_only = LiftedFrame(
+        frame.points[keep], frame.labels[keep], frame.weights[keep], frame.cameras[keep], frame.pixels[keep],
+        frame.world_from_ego,
+    )
+    plain = densify(0, {0: primary_only}, rig, grid, OCC3D, config).semantics
     assert not np.any(plain[int((11.0 + 32) / 0.8)] == wall) and np.any(plain[int((10.0 + 32) / 0.8)] == wall)
     with pytest.raises(ValueError, match="depth_spread"):
         LiftingConfig(depth_spread=(0.0, 0.1))

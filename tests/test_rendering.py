@@ -1,4 +1,4 @@
-"""Volume rendering and its losses (training/occ_training/rendering/): against hand computations and independent implementations.
+"""Volume rendering and its losses (occ_training.rendering): against hand computations and independent implementations.
 
 Rays and slab intersection by hand; the voxel field read at voxel centres (catches any axis-order mistake);
 an opaque wall renders its depth, class and full accumulation; Lovász-softmax against the Lovász extension
@@ -10,6 +10,7 @@ volume to a wall seen by a camera.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import pytest
@@ -17,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from scipy.special import rel_entr
 
-from occ_ros.core.config import from_mapping
+from occ_ros.core.config import ConfigError, from_mapping
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import Camera
 from occ_ros.core.transforms import invert_transform, make_transform
@@ -51,7 +52,8 @@ from occ_training.rendering.rays import (
 )
 from occ_training.rendering.renderer import (
     RenderingConfig,
-    clip_depth_to_box,
+    RenderOutputs,
+    VolumeRenderer,
     render_depth,
     render_features,
     render_semantics,
@@ -302,9 +304,6 @@ def test_empty_volume_renders_nothing():
     assert torch.allclose(depth, samples.t_far * rays.z_per_unit)  # "far": the ray leaves the grid
     assert torch.all(render_depth(weights, samples, rays.z_per_unit, "expected")[0] == 0)
     assert torch.all(render_features(weights, out.features) == 0)
-    # a target beyond the grid is clipped to the exit depth, which the empty ray renders exactly
-    clipped = clip_depth_to_box(torch.full_like(depth, 100.0), samples, rays.z_per_unit)
-    assert torch.allclose(clipped, depth)
 
 
 def test_render_features_weighted_and_normalised():
@@ -319,6 +318,76 @@ def test_rendering_config_from_mapping():
     assert config.samples_per_ray == 48 and config.depth_mode == "normalized"
     with pytest.raises(ValueError):
         RenderingConfig(depth_mode="median")
+
+
+@pytest.mark.parametrize(
+    ("cls", "name", "words"),
+    [
+        (RenderingConfig, "depth_mode", ["far", "expected", "normalized"]),
+        (RenderingConfig, "semantic_mode", ["probs", "logits"]),
+        (RenderingConfig, "interpolation", ["trilinear", "nearest"]),
+        (RenderingLossConfig, "depth_kind", ["l1", "silog"]),
+        (RenderingLossConfig, "affinity_kind", ["l1", "mse"]),
+        (RenderingLossConfig, "class_weighting", ["none", "enet"]),
+    ],
+)
+def test_a_bad_word_names_the_field_and_the_choices(cls, name, words):
+    # loaded from YAML: from_mapping checks the Literal type
+    with pytest.raises(ConfigError) as info:
+        from_mapping(cls, {name: "median"}, where="train.yaml: section")
+    assert f"train.yaml: section.{name}" in str(info.value) and str(words) in str(info.value)
+    # built directly: the config's own check (occ_ros.core.config.check_choices)
+    with pytest.raises(ValueError, match=re.escape(f"{cls.__name__}: {name} must be one of {words}, got 'median'")):
+        cls(**{name: "median"})
+    for word in words:
+        assert getattr(cls(**{name: word}), name) == word
+
+
+# ---------------------------------------------------------------------------------------- the render step
+LINE_GRID = GridSpec((0.0, 0.0, 0.0), (4.0, 1.0, 1.0), (1.0, 1.0, 1.0))  # 4 x 1 x 1 voxels along x
+
+
+def test_the_render_step_returns_typed_outputs_and_the_hand_computed_depth():
+    # ray 0 enters the box at x = 0 (t = 1) and leaves at x = 4 (t = 5); ray 1 points away from the box
+    origins = torch.tensor([[[-1.0, 0.5, 0.5], [-1.0, 0.5, 0.5]]], dtype=torch.float64)
+    directions = torch.tensor([[[1.0, 0.0, 0.0], [-1.0, 0.0, 0.0]]], dtype=torch.float64)
+    z_per_unit = torch.tensor([[0.8, 1.0]], dtype=torch.float64)  # optical depth = 0.8 t along ray 0
+    rays = RayBundle(origins, directions, z_per_unit, torch.zeros(1, 2, 2), torch.zeros(1, 2, dtype=torch.long))
+    samples = UniformSampler(LINE_GRID, num_samples=8, stratified=False)(rays)  # bins of 0.5 m, middles
+    sigma = 2.0  # voxel 2 (x in [2, 3), t in [3, 4)) holds density 2 / m, every other voxel 0
+    density = torch.zeros(1, 1, 4, 1, 1, dtype=torch.float64)
+    density[0, 0, 2] = sigma
+    logits = torch.zeros(1, 3, 4, 1, 1, dtype=torch.float64)  # classes 0, 1 and free (last)
+    logits[0, 1, 2] = 10.0
+    features = torch.randn(1, 5, 4, 1, 1, dtype=torch.float64)
+    fields = VoxelField(LINE_GRID, "nearest")(samples, density, logits, features)
+    out = VolumeRenderer(depth_mode="far", free_index=2)(fields, samples, rays.z_per_unit)
+
+    assert isinstance(out, RenderOutputs)
+    assert out.weights.shape == (1, 2, 8)
+    for per_ray in (out.depth, out.accumulation, out.hit, out.exit_depth):
+        assert per_ray.shape == (1, 2)
+    assert out.semantics is not None and out.semantics.shape == (1, 2, 2)  # free dropped
+    assert out.features is not None and out.features.shape == (1, 2, 5)
+    # by hand: the samples at t = 3.25 and 3.75 lie in the dense voxel, each bin 0.5 m long
+    stop = 1.0 - math.exp(-0.5 * sigma)
+    w1, w2 = stop, math.exp(-0.5 * sigma) * stop
+    rest = math.exp(-sigma)  # "far": the remaining mass ends at the box exit, t = 5
+    assert out.weights[0, 0].tolist() == pytest.approx([0, 0, 0, 0, w1, w2, 0, 0], abs=1e-12)
+    assert float(out.accumulation[0, 0]) == pytest.approx(1.0 - rest, abs=1e-12)
+    assert float(out.depth[0, 0]) == pytest.approx(0.8 * (3.25 * w1 + 3.75 * w2 + 5.0 * rest), abs=1e-12)
+    assert float(out.exit_depth[0, 0]) == pytest.approx(0.8 * 5.0)
+    assert float(out.semantics[0, 0, 1]) == pytest.approx((w1 + w2) * math.exp(10) / (math.exp(10) + 1))
+    assert float(out.features[0, 0].norm()) == pytest.approx(1.0)
+    # the ray that misses the box renders nothing
+    assert out.hit.tolist() == [[True, False]]
+    assert torch.all(out.weights[0, 1] == 0) and float(out.depth[0, 1]) == 0.0 and float(out.exit_depth[0, 1]) == 0.0
+    assert torch.all(out.features[0, 1] == 0)
+    # an opaque voxel stops the ray at its first sample; without semantics / features the outputs are None
+    fields = VoxelField(LINE_GRID, "nearest")(samples, density * 1e4)
+    opaque = VolumeRenderer()(fields, samples, rays.z_per_unit)
+    assert float(opaque.depth[0, 0]) == pytest.approx(0.8 * 3.25) and opaque.semantics is None
+    assert opaque.features is None
 
 
 # ---------------------------------------------------------------------------------------- voxel loss

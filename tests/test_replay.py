@@ -12,11 +12,14 @@ import numpy as np
 import pytest
 
 from occ_ros.core.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
+from occ_ros.core.grid import GridSpec, upsample_labels
 from occ_ros.core.resources import models_dir
+from occ_ros.datasets.sample import LABELS_FILE, OccupancyLabels, load_labels, save_labels
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.inference.backend import open_backend
 from occ_ros.io.rosbag import BagWriter, camera_info_msg, image_msg, tf_message, transform_stamped
 from occ_ros.pipeline.pipeline import OccupancyPipeline
+from occ_ros.replay import ReplayError, replay
 from occ_tools.cli import main
 from occ_training.synth.sequence import generate
 
@@ -261,6 +264,44 @@ def test_replay_survives_duplicate_stamps_and_a_corrupt_record(sequence, onnx_mo
     # frame 1 twice: the copy is a duplicate stamp; frame 2 lost its CAM_BACK image to the corrupt record
     assert metrics["skipped"]["corrupt_record"] == 1 and metrics["skipped"]["stamp_order"] == 1
     assert metrics["synchronized"] == 3 and metrics["processed"] == 2  # frames 0 and 1 went through
+
+
+def _regridded(sequence: Path, dst: Path, grid: GridSpec, factor: int = 0) -> Path:
+    """A ground-truth dataset: ``sequence``'s meta.json on ``grid``, with its ground truth upsampled by ``factor`` onto
+    ``grid`` (0: no ground-truth files)."""
+    meta = json.loads((sequence / "meta.json").read_text())
+    meta["grid"] = grid.to_dict()
+    dst.mkdir(parents=True)
+    (dst / "meta.json").write_text(json.dumps(meta))
+    if factor:
+        for src in (sequence / "gts").rglob(LABELS_FILE):
+            gt = load_labels(src)
+            masks = {name: upsample_labels(getattr(gt, name), factor) for name in ("mask_camera", "mask_lidar")}
+            fine = OccupancyLabels(upsample_labels(gt.semantics, factor), grid=grid, **masks)
+            save_labels(dst / src.relative_to(sequence), fine)
+    return dst
+
+
+def test_replay_refuses_ground_truth_on_another_grid_naming_both_grids(sequence, onnx_model, tmp_path):
+    shifted = GridSpec((-24.0, -32.0, -1.0), (40.0, 32.0, 5.4), (0.8, 0.8, 0.8))  # the same shape 8 m forward
+    other = _regridded(sequence, tmp_path / "other", shifted)
+    with pytest.raises(ReplayError) as info:
+        replay(sequence / "bag", onnx_model, tmp_path / "out", gt=other, progress=False)
+    text = str(info.value)
+    assert text.startswith(f"grid mismatch: the model {onnx_model} has grid ")
+    assert "80x80x8 voxels of 0.8 m over x [-32, 32] y [-32, 32] z [-1, 5.4] m" in text  # the model's
+    assert f"the ground truth {other} has grid 80x80x8 voxels of 0.8 m over x [-24, 40] y [-32, 32]" in text
+    assert not (tmp_path / "out").exists()  # refused before the bag was read
+
+
+def test_replay_scores_a_finer_ground_truth_grid_through_upsampled_labels(sequence, onnx_model, replayed, tmp_path):
+    fine = GridSpec((-32.0, -32.0, -1.0), (32.0, 32.0, 5.4), (0.4, 0.4, 0.4))  # the demo volume at 0.4 m
+    finer = _regridded(sequence, tmp_path / "fine", fine, factor=2)
+    summary = replay(sequence / "bag", onnx_model, tmp_path / "out", gt=finer, progress=False)
+    before = json.loads((replayed / "metrics.json").read_text())["accuracy"]
+    assert summary.accuracy is not None and summary.accuracy["frames"] == before["frames"] == 3
+    # every voxel counted 8 times on both sides: the same scores
+    assert summary.accuracy["miou"] == pytest.approx(before["miou"]) and summary.accuracy["iou"] == before["iou"]
 
 
 def _corrupt_one_image_record(bag: Path) -> None:

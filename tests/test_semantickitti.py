@@ -33,7 +33,8 @@ from occ_ros.datasets.semantickitti import (
     vocab_to_learning,
     write_voxels,
 )
-from occ_ros.eval.ssc import SSCMetric, evaluate_semantickitti, format_table
+from occ_ros.eval.runner import evaluate_semantickitti
+from occ_ros.eval.ssc import SSCMetric, format_table
 from occ_tools.cli import main
 
 # KITTI odometry sequence 00 calibration (real numbers).
@@ -406,7 +407,7 @@ def test_ssc_hand_computed() -> None:
     assert r.recall == pytest.approx(1.0)
     assert r.iou_completion == pytest.approx(3 / 4)
     assert r.samples == 1
-    assert r.confusion[2, 1] == 1 and r.confusion.sum() == 5
+    assert r.confusion[1, 2] == 1 and r.confusion.sum() == 5  # gt 1 predicted as 2 (gt rows x pred columns)
     d = r.to_dict()
     assert d["miou"] == 4.39 and d["per_class"]["car"] == 33.33 and d["iou_completion"] == 75.0
     table = format_table(r)

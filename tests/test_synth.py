@@ -158,8 +158,9 @@ def test_urban_sequence_has_many_classes_and_valid_files(sequence):
     assert np.all((step > 6.0 / 12) & (step < 9.5 / 12))  # the ego drives at 6-9 m/s
     for frame in meta["frames"]:
         labels = np.load(sequence / "gts" / meta["scene"] / frame["name"] / "labels.npz")
-        assert sorted(labels.files) == ["mask_camera", "mask_lidar", "semantics"]
-        for key in labels.files:
+        assert sorted(labels.files) == ["grid", "mask_camera", "mask_lidar", "semantics"]
+        assert json.loads(str(labels["grid"])) == meta["grid"]  # the label file carries its grid
+        for key in ("mask_camera", "mask_lidar", "semantics"):
             assert labels[key].dtype == np.uint8 and labels[key].shape == (80, 80, 8)
         assert labels["semantics"].max() <= FREE
         assert set(np.unique(labels["mask_camera"])) <= {0, 1}

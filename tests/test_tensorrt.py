@@ -758,6 +758,22 @@ def test_write_calibration_npz_for_model_optimizer(synth_sequence: Path, tmp_pat
         write_calibration_npz([], tmp_path / "empty.npz")
 
 
+def test_occ_export_calib_npz_writes_the_model_optimizer_data(synth_sequence: Path, tmp_path: Path) -> None:
+    """The CLI path the TensorRT 11 INT8 hint names: calibration frames of a dataset, preprocessed for the ONNX."""
+    from occ_tools.cli import main
+
+    model = make_onnx(tmp_path / "synth.onnx", synth_info())
+    out = tmp_path / "calib.npz"
+    args = ["export", "--onnx", str(model), "--calib", str(synth_sequence), "--calib-npz", str(out)]
+    assert main([*args, "--calib-frames", "2"]) == 0
+    expected = list(calibration_feeds(synth_sequence, synth_info(), limit=2))
+    with np.load(out) as npz:
+        assert npz["images"].shape == (2, 6, 3, 48, 96)
+        np.testing.assert_array_equal(npz["images"][1], expected[1]["images"][0])
+    wrong = make_onnx(tmp_path / "two_cameras.onnx", small_info())  # 2 cameras: the 6-camera sequence cannot fit
+    assert main(["export", "--onnx", str(wrong), "--calib", str(synth_sequence), "--calib-npz", str(out)]) != 0
+
+
 # ---------------------------------------------------------------------------------------------- calibrator
 class StubCalibratorBase:
     """Stands in for ``tensorrt.IInt8EntropyCalibrator2``."""

@@ -25,6 +25,7 @@ import pytest
 import torch
 import yaml
 from torch import nn
+from torch.utils.data import default_collate
 
 from occ_ros.core.config import ConfigError, from_mapping
 from occ_ros.core.preprocess import PreprocessConfig, preprocess
@@ -36,12 +37,16 @@ from occ_ros.model.checkpoint import load_checkpoint, read_checkpoint, save_chec
 from occ_ros.model.network import OccupancyNetwork
 from occ_tools.cli import main
 from occ_tools.predict import query_scores
+from occ_training.rendering.fields import VoxelField
+from occ_training.rendering.losses import RenderingLossConfig
+from occ_training.rendering.rays import UniformSampler
+from occ_training.rendering.renderer import VolumeRenderer
 from occ_training.synth.sequence import generate
 from occ_training.trainer.config import load_train_config, terms_off
 from occ_training.trainer.data import DataError, FrameDataset, connected_segments, to_network_grid
 from occ_training.trainer.distributed import GlooSyncBatchNorm, convert_sync_batchnorm
 from occ_training.trainer.loop import frame_at, frame_position, lr_factor, train
-from occ_training.trainer.objective import label_volume_teacher
+from occ_training.trainer.objective import FrameGenerators, Objective, label_volume_teacher
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = REPO / "config" / "train" / "demo.yaml"
@@ -66,6 +71,19 @@ TINY = [
 ]
 #: Voxel losses plus two rendering terms (per-frame ray generators: pixels and jitter).
 RENDERING = ["loss.depth=0.05", "loss.semantic=0.2"]
+#: Every loss term on (a depth-bin view transform and an 8-channel CLIP head for lift_depth and clip).
+ALL_TERMS = [
+    *RENDERING,
+    "loss.photometric=0.2",
+    "loss.clip=0.2",
+    "loss.ray_kl=0.1",
+    "loss.affinity=0.1",
+    "loss.lift_depth=0.1",
+    "loss.affinity_max_rays=32",
+    "model.depth_bins=8",
+    "model.clip_dim=8",
+    "data.teachers.sim.features.dim=8",
+]
 
 
 # ---------------------------------------------------------------------------------------------- fixtures
@@ -180,6 +198,16 @@ def test_yaml_off_is_the_word_off_where_a_choice_takes_it():
     assert load_train_config(DEMO, ["amp=off"]).amp == "off"
     with pytest.raises(ConfigError, match=r"data\.kind: expected one of \['auto', .*\], got False"):
         load_train_config(DEMO, ["data.kind=off"])
+
+
+def test_a_bad_word_names_the_key_and_the_choices():
+    words = r"\['far', 'expected', 'normalized'\]"
+    with pytest.raises(ConfigError, match=rf"rendering\.depth_mode: expected one of {words}, got 'median'"):
+        load_train_config(DEMO, ["rendering.depth_mode=median"])
+    with pytest.raises(ConfigError, match=r"loss\.depth_kind: expected one of \['l1', 'silog'\], got 'l2'"):
+        load_train_config(DEMO, ["loss.depth_kind=l2"])
+    with pytest.raises(ConfigError, match=r"data\.teachers\.kind: expected one of \['sim', 'hf', 'onnx'\]"):
+        load_train_config(DEMO, ["data.teachers.kind=tflite"])
 
 
 def test_vocabulary_size_must_match_the_class_count():
@@ -449,6 +477,53 @@ def test_label_volume_teacher_renders_the_labels():
     assert float(probs[0]) == pytest.approx(math.exp(10) / (math.exp(10) + 2), rel=1e-6)
 
 
+def test_the_render_step_feeds_loss_terms_that_never_render(sequence, tmp_path, monkeypatch):
+    """Objective.render gives typed outputs of the documented shapes; Objective.loss_dict only consumes them."""
+    cfg = config(sequence, tmp_path, *ALL_TERMS)
+    batch = default_collate([FrameDataset(cfg, OCC3D, "train")[2]])  # the middle frame: both neighbours exist
+    grid, classes = cfg.model.grid_spec, cfg.model.num_classes
+    gen = torch.Generator().manual_seed(0)
+    outputs = {  # the network's volumes, made up
+        "density": torch.rand(1, 1, *grid.shape, generator=gen).requires_grad_(),
+        "semantics": torch.randn(1, classes, *grid.shape, generator=gen).requires_grad_(),
+        "features": torch.randn(1, 8, *grid.shape, generator=gen).requires_grad_(),
+        "depth_logits": torch.randn(1, 6, 8, 14, 25, generator=gen).requires_grad_(),
+    }
+    teacher = label_volume_teacher(batch["labels"], classes, classes - 1, 20.0, 0.0)
+    objective = Objective(cfg, classes, classes - 1)
+    total, logs = objective(outputs, batch, [FrameGenerators.seeded(7, torch.device("cpu"))], teacher)
+    rendered = objective.render(outputs, batch, 0, FrameGenerators.seeded(7, torch.device("cpu")), teacher)
+
+    cams, per_camera, samples = 6, 32, 16  # the tiny config's rays and samples
+    rays = cams * per_camera
+    assert rendered.pixels is not None and rendered.pixels.shape == (1, cams, per_camera, 2)
+    student, taught, image = rendered.rays, rendered.teacher, rendered.image
+    assert student is not None and taught is not None and image is not None
+    assert student.weights.shape == taught.weights.shape == (1, rays, samples)
+    for per_ray in (student.depth, student.accumulation, student.hit, student.exit_depth, taught.depth):
+        assert per_ray.shape == (1, rays)
+    assert student.semantics is not None and student.semantics.shape == (1, rays, classes - 1)
+    assert student.features is not None and student.features.shape == (1, rays, 8)
+    assert taught.semantics is not None and taught.semantics.shape == (1, rays, classes - 1)
+    assert taught.features is None and not taught.weights.requires_grad
+    assert rendered.image_size == (14, 25)  # every 8th pixel of 112 x 200
+    assert image.depth.shape == (1, cams * 14 * 25) and image.semantics is None and image.features is None
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("loss_dict sampled, read the field or rendered")
+
+    monkeypatch.setattr(UniformSampler, "__call__", refuse)
+    monkeypatch.setattr(VoxelField, "forward", refuse)
+    monkeypatch.setattr(VolumeRenderer, "__call__", refuse)
+    terms = objective.loss_dict(outputs, batch, 0, rendered)
+    assert set(terms) == set(RenderingLossConfig.TERMS)
+    frame_total, frame_logs = cfg.loss.total(terms)
+    assert torch.equal(frame_total, total) and frame_logs == logs  # the same numbers as the whole objective
+    frame_total.backward()
+    for volume in outputs.values():  # every head gets a gradient
+        assert volume.grad is not None and float(volume.grad.abs().sum()) > 0
+
+
 # ---------------------------------------------------------------------------------------------- 7. query scores
 def test_query_scores_match_only_the_voxel_aligned_with_the_query():
     query = np.array([1.0, 0.0, 0.0], np.float32)
@@ -662,7 +737,8 @@ def test_predict_writes_occ3d_labels_that_eval_scores(sequence, trained, tmp_pat
     assert len(gt_files) == FRAMES and pred_files == gt_files  # <scene>/<frame>/labels.npz, one per frame
     for rel in pred_files:
         with np.load(out / rel) as npz:
-            assert npz.files == ["semantics"]
+            assert sorted(npz.files) == ["grid", "semantics"]  # the model's grid, stored (occ_ros.io.labels)
+            assert json.loads(str(npz["grid"])) == read_checkpoint(trained / "model.ckpt")["model"]["grid"]
             assert npz["semantics"].dtype == np.uint8 and npz["semantics"].shape == (80, 80, 8)
             assert int(npz["semantics"].max()) < 18
 
@@ -686,6 +762,19 @@ def test_predict_writes_occ3d_labels_that_eval_scores(sequence, trained, tmp_pat
     assert val[3]["iou"] == pytest.approx(scores["iou"], abs=0.011)
     if scores["miou"] is not None:
         assert val[3]["miou"] == pytest.approx(scores["miou"], abs=0.011)
+
+
+def test_predict_refuses_a_model_on_another_grid_naming_both_grids(sequence, trained, tmp_path, capsys):
+    data = read_checkpoint(trained / "model.ckpt")
+    data["model"]["grid"] = {"range_min": [-24.0, -32.0, -1.0], "range_max": [40.0, 32.0, 5.4], "voxel_size": [0.8] * 3}
+    shifted = save_checkpoint(tmp_path / "shifted.ckpt", data)  # the same shape 8 m further forward
+    out = tmp_path / "out"
+    assert main(["predict", "--model", str(shifted), "--data", str(sequence), "--out", str(out), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("occ predict: error: grid mismatch:")
+    assert f"the model {shifted} has grid 80x80x8 voxels of 0.8 m over x [-24, 40] y [-32, 32] z [-1, 5.4] m" in err
+    assert f"the data {sequence} has grid 80x80x8 voxels of 0.8 m over x [-32, 32] y [-32, 32] z [-1, 5.4] m" in err
+    assert not out.exists()  # refused before any frame
 
 
 def test_predict_refuses_a_checkpoint_that_does_not_fit_the_data(sequence, trained, tmp_path, capsys):
@@ -901,12 +990,30 @@ def test_the_shipped_checkpoint_finds_cars_by_text(sequence, tmp_path):
 def test_images_too_short_for_the_checkpoint_name_both_sizes(trained):
     """A camera whose image, scaled to the network width, is shorter than the network input: both sizes named."""
     from occ_ros.core.rig import CameraRig
-    from occ_ros.model.checkpoint import CheckpointError, check_data_matches
+    from occ_ros.inference.model_info import ModelInfoError
 
-    bundle = load_checkpoint(trained / "model.ckpt")
+    info = load_checkpoint(trained / "model.ckpt").model_info()  # what occ predict checks, whatever the backend
     K = np.array([[200.0, 0, 199.5], [0, 200.0, 49.5], [0, 0, 1]])
     wide = [Camera(f"CAM_{i}", f"cam_{i}", 400, 100, K, np.eye(4)) for i in range(6)]  # 400x100 -> 200x50
-    with pytest.raises(CheckpointError, match=r"400x100.*200x50.*200x112"):
-        check_data_matches(bundle, OCC3D, CameraRig(tuple(wide)))
+    with pytest.raises(ModelInfoError, match=r"400x100.*200x50.*200x112"):
+        info.check_data(OCC3D, CameraRig(tuple(wide)))
     fits = [Camera(f"CAM_{i}", f"cam_{i}", 800, 450, K, np.eye(4)) for i in range(6)]  # 800x450 -> 200x112.5
-    check_data_matches(bundle, OCC3D, CameraRig(tuple(fits)))
+    info.check_data(OCC3D, CameraRig(tuple(fits)))
+
+
+def test_backbone_weights_initialise_the_trunk_and_a_bad_file_is_named(sequence, tmp_path):
+    """``backbone_weights``: a ResNet state dict (here another backbone's) is the trunk before step 0."""
+    from occ_ros.model.network import OccupancyNetwork
+    from occ_training.trainer.loop import Trainer, TrainError
+
+    weights = tmp_path / "resnet.pth"
+    cfg = config(sequence, tmp_path / "run", f"backbone_weights={weights}")
+    torch.manual_seed(cfg.seed + 1)  # not the run's initial weights
+    source = OccupancyNetwork(cfg.model).backbone
+    torch.save(source.state_dict(), weights)
+    trainer = Trainer(cfg, progress=False)
+    own = trainer.model.backbone.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in source.state_dict().items())
+    missing = tmp_path / "absent.pth"
+    with pytest.raises(TrainError, match=rf"backbone_weights: .*{missing.name}.*no such file"):
+        Trainer(config(sequence, tmp_path / "run2", f"backbone_weights={missing}"), progress=False)

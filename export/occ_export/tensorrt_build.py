@@ -66,7 +66,7 @@ QDQ_HINT = (
     "quantize the ONNX explicitly with NVIDIA TensorRT Model Optimizer, which inserts the QuantizeLinear / "
     'DequantizeLinear nodes (`pip install "nvidia-modelopt[all]"`; `python -m modelopt.onnx.quantization '
     "--onnx_path=m.onnx --quantize_mode=int8 --calibration_data=calib.npz --output_path=m.int8.onnx`, with calib.npz "
-    "from occ_export.int8_calibration.write_calibration_npz)"
+    "from `occ export --onnx m.onnx --calib DATA --calib-npz calib.npz`)"
 )
 #: (major, minor) compute capabilities with FP16 / INT8 per TensorRT's hardware-precision support matrix:
 #: FP16 on 5.3 (Jetson Nano / TX1), 6.0 (P100), 6.2 (Jetson TX2) and 7.0+; INT8 on 6.1 (Pascal DP4A) and 7.0+.

@@ -12,7 +12,10 @@ import types
 import typing
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
+
+if TYPE_CHECKING:
+    from _typeshed import DataclassInstance
 
 T = TypeVar("T")
 
@@ -91,6 +94,51 @@ def from_mapping(cls: type[T], data: Mapping[str, Any] | None, where: str = "con
         return cls(**kwargs)
     except (TypeError, ValueError) as err:
         raise ConfigError(f"{where}: {err}") from None
+
+
+def literal_choices(hint: Any) -> tuple[Any, ...] | None:
+    """The allowed values of a ``Literal[...]`` type hint (``Literal[...] | None`` adds None); None for other hints."""
+    origin = typing.get_origin(hint)
+    if origin is typing.Literal:
+        return typing.get_args(hint)
+    if origin is typing.Union or origin is types.UnionType:
+        values: list[Any] = []
+        for arg in typing.get_args(hint):
+            part = (None,) if arg is type(None) else literal_choices(arg)
+            if part is None:
+                return None
+            values.extend(part)
+        return tuple(values)
+    return None
+
+
+#: Literal-typed fields per dataclass: (name, allowed values); filled on first use.
+_LITERAL_FIELDS: dict[type[DataclassInstance], tuple[tuple[str, tuple[Any, ...]], ...]] = {}
+
+
+def _literal_fields(cls: type[DataclassInstance]) -> tuple[tuple[str, tuple[Any, ...]], ...]:
+    found = _LITERAL_FIELDS.get(cls)
+    if found is None:
+        hints = typing.get_type_hints(cls)
+        pairs = ((f.name, literal_choices(hints.get(f.name))) for f in dataclasses.fields(cls))
+        found = _LITERAL_FIELDS[cls] = tuple((name, choices) for name, choices in pairs if choices is not None)
+    return found
+
+
+def check_choices(instance: DataclassInstance) -> None:
+    """Check every ``Literal``-typed field of a dataclass instance (call it from ``__post_init__``).
+
+    :func:`from_mapping` checks Literal fields when a config is loaded; this covers direct construction
+    (``RenderingConfig(depth_mode="median")``), so a config class needs no hand-written list of its words.
+
+    Raises:
+        ValueError: ``"<Class>: <field> must be one of [<words>], got <value>"``.
+    """
+    cls = type(instance)
+    for name, choices in _literal_fields(cls):
+        value = getattr(instance, name)
+        if value not in choices:
+            raise ValueError(f"{cls.__name__}: {name} must be one of {list(choices)}, got {value!r}")
 
 
 def load_yaml_mapping(path: str | Path, what: str = "config file") -> dict[str, Any]:

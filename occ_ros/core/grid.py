@@ -135,6 +135,21 @@ class GridSpec:
         except ValueError:
             return None
 
+    def describe(self) -> str:
+        """Shape, voxel size and bounds for messages, e.g. ``200x200x16 voxels of 0.4 m over x [-40, 40] y [-40, 40]
+        z [-1, 5.4] m`` (numbers as short as exact)."""
+        x, y, z = self.shape
+        size = (
+            f"{_num(self.voxel_size[0])} m"
+            if len(set(self.voxel_size)) == 1
+            else "x".join(_num(v) for v in self.voxel_size) + " m"
+        )
+        bounds = " ".join(
+            f"{axis} [{_num(lo)}, {_num(hi)}]"
+            for axis, lo, hi in zip("xyz", self.range_min, self.range_max, strict=True)
+        )
+        return f"{x}x{y}x{z} voxels of {size} over {bounds} m"
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "range_min": list(self.range_min),
@@ -153,6 +168,29 @@ class GridSpec:
         if "shape" in data and tuple(data["shape"]) != spec.shape:
             raise ValueError(f"grid spec shape {tuple(data['shape'])} disagrees with its range/voxel size {spec.shape}")
         return spec
+
+
+def _num(value: float) -> str:
+    """``value`` in the shortest of ``%g`` and ``repr`` that reads back exactly."""
+    short = f"{value:g}"
+    return short if float(short) == value else repr(value)
+
+
+def coarsening_factor(grid: GridSpec, target: GridSpec, what: str = "labels", target_what: str = "the target") -> int:
+    """How many voxels of ``target`` per axis make one of ``grid`` (1: the same grid), for putting labels of
+    ``grid`` on ``target`` with :func:`upsample_labels` (or ``target``'s labels on ``grid`` with :func:`pool_labels`).
+
+    Raises:
+        ValueError: naming both grids (shape, voxel size, bounds) when ``grid`` is neither ``target`` nor ``target``
+            coarsened by a whole factor (:meth:`GridSpec.coarsening_of`); ``what`` / ``target_what`` name their owners.
+    """
+    factor = grid.coarsening_of(target)
+    if factor is None:
+        raise ValueError(
+            f"grid mismatch: {what} has grid {grid.describe()}, but {target_what} has grid {target.describe()} "
+            f"(the first must equal the second or coarsen it by a whole factor)"
+        )
+    return factor
 
 
 def resample_labels(

@@ -194,10 +194,6 @@ class CameraRig:
     def names(self) -> list[str]:
         return [c.name for c in self.cameras]
 
-    def intrinsics(self) -> np.ndarray:
-        """(N, 3, 3) stacked K."""
-        return np.stack([c.K for c in self.cameras])
-
     def resized(self, width: int, height: int) -> CameraRig:
         return CameraRig(tuple(c.resized(width, height) for c in self.cameras))
 
@@ -222,11 +218,6 @@ class CameraRig:
         except OSError as err:
             raise ValueError(f"cannot read rig file {path}: {err.strerror}") from None
         return cls.from_dict(data, source=str(path))
-
-    def to_yaml(self, path: str | Path) -> None:
-        import yaml
-
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False, default_flow_style=None))
 
     @classmethod
     def from_nuscenes_calib(cls, path: str | Path, order: Sequence[str] | None = None) -> CameraRig:

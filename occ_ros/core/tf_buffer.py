@@ -244,46 +244,6 @@ class TransformBuffer:
             f"{up_source[-1]!r}, {target!r} has root {up_target[-1]!r}"
         )
 
-    def can_transform(self, target: str, source: str, stamp_ns: int | None = None) -> bool:
-        """True when ``lookup`` would succeed (any time when ``stamp_ns`` is None: connectivity only)."""
-        try:
-            if stamp_ns is None:
-                self.path(target, source)
-            else:
-                self.lookup(target, source, stamp_ns)
-        except TransformError:
-            return False
-        return True
-
-    def time_range(self, target: str, source: str) -> tuple[int, int] | None:
-        """[first, last] ns where ``lookup(target, source, t)`` succeeds without tolerance; None if all static.
-
-        Raises:
-            ExtrapolationError: the dynamic edges of the chain do not overlap in time.
-        """
-        up_source, up_target = self.path(target, source)
-        lo, hi = None, None
-        for chain in (up_source, up_target):
-            for child in chain[:-1]:
-                edge = self._edges[child]
-                edge.finalize()
-                if edge.static:
-                    continue
-                lo = edge.first_ns if lo is None else max(lo, edge.first_ns)
-                hi = edge.last_ns if hi is None else min(hi, edge.last_ns)
-        if lo is None or hi is None:
-            return None
-        if lo > hi:
-            raise ExtrapolationError(
-                f"lookup {target} <- {source}: the dynamic transforms of the chain never overlap in time",
-                target,
-                source,
-                lo,
-                lo,
-                hi,
-            )
-        return lo, hi
-
     def _edge_at(self, child: str, stamp_ns: int, target: str, source: str, tolerance_ns: int) -> np.ndarray:
         """``parent_from_child`` of one edge at ``stamp_ns`` (4x4)."""
         edge = self._edges[child]

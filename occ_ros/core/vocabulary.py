@@ -22,6 +22,9 @@ from typing import Any
 import numpy as np
 
 FREE_NAME = "free"
+#: Label value meaning "not evaluated / unknown" in label arrays (e.g. SemanticKITTI's invalid voxels); never a
+#: class (a vocabulary has at most 255 classes, 0..254).
+IGNORE_LABEL = 255
 
 
 @dataclass(frozen=True)
@@ -145,11 +148,6 @@ class Vocabulary:
         from .config import load_yaml_mapping
 
         return cls.from_dict(load_yaml_mapping(path, "vocabulary file"), source=str(path))
-
-    def to_yaml(self, path: str | Path) -> None:
-        import yaml
-
-        Path(path).write_text(yaml.safe_dump(self.to_dict(), sort_keys=False))
 
     @classmethod
     def occ3d(cls) -> Vocabulary:

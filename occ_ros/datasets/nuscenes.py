@@ -391,7 +391,9 @@ class NuScenesReader(DatasetReader):
                 f"although {self.gt_root} holds ground truth "
                 "(pass require_gt=False to allow gaps, gt_root=False to skip ground truth)"
             )
-        return load_labels(path, num_classes=len(self.vocabulary), shape=OCC3D_SHAPE, require_masks=True)
+        return load_labels(
+            path, num_classes=len(self.vocabulary), shape=OCC3D_SHAPE, require_masks=True, grid=self.grid
+        )
 
     def load(self, index: int, images: bool = True) -> Sample:
         """Sample ``index``; ``images=False`` skips decoding (the ground truth is still read)."""

@@ -14,7 +14,7 @@ camera topics, the sync tolerance and the tf frames. :class:`RosbagReader` then
 Images are loaded lazily: ``load(i, images=True)`` re-reads exactly the messages of sample ``i`` from
 the bag (a ``[log time, log time + 1 ns)`` range query per camera, which MCAP's chunk index and
 sqlite3's timestamp index answer without scanning the file) and decodes them with
-:func:`~occ_ros.io.rosbag.image_to_rgb`. Memory therefore stays O(number of messages) whatever the image
+:func:`~occ_ros.io.images.image_to_rgb`. Memory therefore stays O(number of messages) whatever the image
 size; the bag reader handle is opened on first use and kept (re-opened after a fork or unpickling).
 
 Synchronization policy (offline ``ApproximateTime``, documented in :class:`SyncReport`): every message
@@ -789,7 +789,8 @@ class RosbagReader(DatasetReader):
         return self._reader
 
     def _load_images(self, index: int, rig: CameraRig) -> dict[str, np.ndarray]:
-        from occ_ros.io.rosbag import image_to_rgb, typestore
+        from occ_ros.io.images import image_to_rgb
+        from occ_ros.io.rosbag import typestore
 
         store = typestore()
         bag = self._bag()

@@ -30,12 +30,19 @@ import struct
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import Camera, CameraRig, config_path, default_frame_id
+from occ_ros.core.semantickitti_labels import (
+    LEARNING_CLASS_NAMES,
+    NUM_LEARNING_CLASSES,
+    SemanticKittiConfig,
+    completion_lut,
+    load_semantickitti_config,
+    remap_completion,
+)
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, DatasetReader, LabelFileError, OccupancyLabels, Sample
 from occ_ros.io.atomic import atomic_write_bytes
@@ -50,15 +57,6 @@ PACKED_KINDS = ("bin", "invalid", "occluded", "camera_mask")
 VOXEL_KINDS = (*PACKED_KINDS, "label")
 #: Image file suffixes accepted in ``image_2`` (the official data is PNG; re-encoded copies are JPEG).
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
-#: Learning classes: 0 = empty (``free``) plus 19 semantic classes.
-NUM_LEARNING_CLASSES = 20
-#: Our names (snake_case, vocabulary order) of learning ids 1..19.
-LEARNING_CLASS_NAMES: tuple[str, ...] = (
-    "car", "bicycle", "motorcycle", "truck", "other_vehicle", "person", "bicyclist", "motorcyclist",
-    "road", "parking", "sidewalk", "other_ground", "building", "fence", "vegetation", "trunk",
-    "terrain", "pole", "traffic_sign",
-)  # fmt: skip
-DATASET_CONFIG = ("datasets", "semantic-kitti.yaml")
 VOCABULARY_CONFIG = ("vocabularies", "semantickitti.yaml")
 CAMERA_NAME = "CAM2"
 
@@ -136,106 +134,7 @@ def write_voxels(path: str | Path, array: np.ndarray, kind: str | None = None) -
 
 
 # ---------------------------------------------------------------------------------------------- label maps
-@dataclass(frozen=True)
-class SemanticKittiConfig:
-    """The official ``semantic-kitti.yaml`` (raw ids are ints; ``color_map`` is BGR)."""
-
-    labels: dict[int, str]
-    color_map_bgr: dict[int, tuple[int, int, int]]
-    learning_map: dict[int, int]
-    learning_map_inv: dict[int, int]
-    learning_ignore: dict[int, bool]
-    split: dict[str, list[int]]
-    source: str = "<dict>"
-
-    @classmethod
-    def from_dict(cls, data: Any, source: str = "<dict>") -> SemanticKittiConfig:
-        required = ("labels", "learning_map", "learning_map_inv", "learning_ignore", "split")
-        if not isinstance(data, Mapping):
-            raise ValueError(f"{source}: expected a mapping with keys {list(required)}")
-        missing = [k for k in required if k not in data]
-        if missing:
-            raise ValueError(f"{source}: missing {missing}")
-        try:
-            cfg = cls(
-                labels={int(k): str(v) for k, v in data["labels"].items()},
-                color_map_bgr={
-                    int(k): tuple(int(c) for c in v)  # type: ignore[misc]
-                    for k, v in (data.get("color_map") or {}).items()
-                },
-                learning_map={int(k): int(v) for k, v in data["learning_map"].items()},
-                learning_map_inv={int(k): int(v) for k, v in data["learning_map_inv"].items()},
-                learning_ignore={int(k): bool(v) for k, v in data["learning_ignore"].items()},
-                split={str(k): [int(s) for s in v] for k, v in data["split"].items()},
-                source=source,
-            )
-        except (AttributeError, TypeError, ValueError) as err:
-            raise ValueError(f"{source}: malformed SemanticKITTI config ({err})") from None
-        bad = {k: v for k, v in cfg.learning_map.items() if not 0 <= v < NUM_LEARNING_CLASSES or k < 0}
-        if bad:
-            raise ValueError(f"{source}: learning_map values must be in 0..{NUM_LEARNING_CLASSES - 1}: {bad}")
-        if sorted(cfg.learning_map_inv) != list(range(NUM_LEARNING_CLASSES)):
-            raise ValueError(f"{source}: learning_map_inv must cover learning ids 0..{NUM_LEARNING_CLASSES - 1}")
-        return cfg
-
-    def class_name(self, learning_id: int) -> str:
-        """Official (hyphenated) name of a learning id, e.g. 5 -> ``other-vehicle``."""
-        return self.labels[self.learning_map_inv[learning_id]]
-
-
-@functools.lru_cache(maxsize=8)
-def _load_config_cached(path: str) -> SemanticKittiConfig:
-    import yaml
-
-    try:
-        data = yaml.safe_load(Path(path).read_text())
-    except OSError as err:
-        raise ValueError(f"cannot read SemanticKITTI config {path}: {err.strerror}") from None
-    except yaml.YAMLError as err:
-        raise ValueError(f"SemanticKITTI config {path} is not valid YAML: {err}") from None
-    return SemanticKittiConfig.from_dict(data, source=path)
-
-
-def load_semantickitti_config(path: str | Path | SemanticKittiConfig | None = None) -> SemanticKittiConfig:
-    """The label maps from ``path`` (default: the shipped ``config/datasets/semantic-kitti.yaml``)."""
-    if isinstance(path, SemanticKittiConfig):
-        return path
-    path = config_path(*DATASET_CONFIG) if path is None else Path(path)
-    return _load_config_cached(str(Path(path).resolve()))
-
-
-def completion_lut(config: SemanticKittiConfig | str | Path | None = None) -> np.ndarray:
-    """The official completion remap table, raw id -> learning id (int16; -1 for unknown raw ids).
-
-    As semantic-kitti-api ``evaluate_completion.py``: ``lut[k] = learning_map[k]``, then learning
-    id 0 -> 255 (invalid), then ``lut[0] = 0`` (only raw 0 "empty" stays empty).
-    """
-    cfg = load_semantickitti_config(config)
-    lut = np.full(max(cfg.learning_map) + 1, -1, dtype=np.int16)
-    lut[list(cfg.learning_map)] = list(cfg.learning_map.values())
-    lut[lut == 0] = IGNORE_LABEL
-    lut[0] = 0
-    return lut
-
-
-def remap_completion(raw: np.ndarray, config: SemanticKittiConfig | str | Path | None = None) -> np.ndarray:
-    """Raw SemanticKITTI ids (any shape, integer) -> uint8 learning ids 0..19, 255 = ignore.
-
-    Raises:
-        ValueError: listing raw ids that the learning map does not know (never silently mapped).
-    """
-    raw = np.asarray(raw)
-    if raw.dtype.kind not in "iu":
-        raise ValueError(f"raw labels must be integers, got {raw.dtype}")
-    lut = completion_lut(config)
-    if raw.size == 0:
-        return np.zeros(raw.shape, dtype=np.uint8)
-    out = lut[np.clip(raw, 0, lut.size - 1)]
-    bad = (raw < 0) | (raw >= lut.size) | (out < 0)
-    if bad.any():
-        unknown = np.unique(raw[bad]).tolist()
-        raise ValueError(f"unknown SemanticKITTI raw label ids {unknown[:20]} (not in learning_map)")
-    return out.astype(np.uint8)
+# SemanticKittiConfig, load_semantickitti_config, completion_lut, remap_completion: occ_ros.core.semantickitti_labels
 
 
 _LEARNING_TO_VOCAB = np.full(256, -1, dtype=np.int16)
@@ -672,10 +571,6 @@ class SemanticKittiReader(DatasetReader):
     def __len__(self) -> int:
         return len(self._samples)
 
-    @property
-    def sequence_names(self) -> list[str]:
-        return [s.name for s in self._sequences]
-
     def load(self, index: int, images: bool = True) -> Sample:
         if not 0 <= index < len(self._samples):
             raise IndexError(f"{self.kind} reader: index {index} out of range 0..{len(self) - 1}")
@@ -721,7 +616,7 @@ class SemanticKittiReader(DatasetReader):
 
     def read_gt(self, label_path: str | Path) -> OccupancyLabels:
         """Ground truth of ``voxels/F.label`` (+ ``F.invalid`` and, when present, ``F.camera_mask`` beside it)
-        in vocabulary indices, (256, 256, 32) [x, y, z] in the Velodyne frame."""
+        in vocabulary indices, (256, 256, 32) [x, y, z] in the Velodyne frame, on :data:`SEMANTICKITTI_GRID`."""
         label_path = Path(label_path)
         raw = read_voxels(label_path, "label")
         invalid = read_voxels(label_path.with_suffix(".invalid"), "invalid")
@@ -734,7 +629,12 @@ class SemanticKittiReader(DatasetReader):
         camera_path = label_path.with_suffix(".camera_mask")
         if camera_path.is_file():
             mask_camera = (read_voxels(camera_path, "camera_mask") == 1) & (invalid == 0)
-        return OccupancyLabels(semantics=learning_to_vocab(learning), mask_camera=mask_camera, mask_lidar=invalid == 0)
+        return OccupancyLabels(
+            semantics=learning_to_vocab(learning),
+            mask_camera=mask_camera,
+            mask_lidar=invalid == 0,
+            grid=SEMANTICKITTI_GRID,
+        )
 
     def write_prediction(self, out: str | Path, sample: Sample, semantics: np.ndarray) -> Path:
         """The official SSC prediction of ``sample``: ``OUT/sequences/NN/predictions/F.label`` (raw uint16 ids)."""

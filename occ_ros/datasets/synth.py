@@ -6,7 +6,7 @@ Layout of a sequence directory DIR (docs/synthetic_world.md)::
     DIR/images/<scene>/<frame>/<CAM>.png           RGB, 8 bit
     DIR/depth/<scene>/<frame>/<CAM>.png            uint16, metres * 256 (0 = no surface), optical-axis depth
     DIR/semantics/<scene>/<frame>/<CAM>.png        uint8 label of the surface seen (255 = sky)
-    DIR/gts/<scene>/<frame>/labels.npz             Occ3D: semantics, mask_lidar, mask_camera, uint8 [x, y, z]
+    DIR/gts/<scene>/<frame>/labels.npz             Occ3D: semantics, mask_lidar, mask_camera, uint8 [x, y, z]; grid
     DIR/bag/                                       rosbag2 (MCAP): images, camera_info, /tf, /tf_static
 
 The format constants and depth encoding live here, in the runtime package, so that the writer
@@ -107,9 +107,7 @@ class SynthReader(DatasetReader):
                 imgs[cam.name] = np.ascontiguousarray(bgr[:, :, ::-1])
         gt = None
         if self.load_gt:
-            gt = load_labels(
-                self.gt_path(index), num_classes=len(self.vocabulary), shape=self.grid.shape, require_masks=True
-            )
+            gt = load_labels(self.gt_path(index), num_classes=len(self.vocabulary), require_masks=True, grid=self.grid)
         return Sample(
             dataset=self.kind,
             scene=self.scene,

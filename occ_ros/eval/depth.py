@@ -9,7 +9,8 @@ benchmarks clip it; say so where you compare against them).
 * delta_k = fraction of pixels with max(pred / gt, gt / pred) < 1.25^k, k = 1, 2, 3.
 
 Every pixel of every frame weighs the same (the metrics are accumulated as sums over pixels, not
-averaged per image), so :meth:`DepthMetric.merge` of two halves equals one pass over all frames.
+averaged per image: the sum-states of :class:`~occ_ros.eval.metric.Metric`), so :meth:`DepthMetric.merge` of
+two halves equals one pass over all frames (up to float summation order).
 With no evaluated pixel every score is NaN (``to_dict`` writes None), as an empty class is in
 :mod:`occ_ros.eval.occ3d`; nothing raises, so a frame without ground truth cannot stop an evaluation.
 """
@@ -22,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from occ_ros.core.rig import Camera
-from occ_ros.eval.occ3d import nan_to_none
+
+from .metric import Metric, nan_to_none
 
 DELTA_BASE = 1.25
 
@@ -63,28 +65,36 @@ class DepthResult:
         }
 
 
-class DepthMetric:
+class DepthMetric(Metric[DepthResult]):
     """Accumulates depth errors image by image.
+
+    States: ``pixels``, ``samples`` (int), ``abs_rel_sum``, ``sq_rel_sum``, ``sq_err_sum`` (float) and
+    ``delta_counts`` ((3,) int64, pixels below 1.25, 1.25^2, 1.25^3).
 
     Args:
         min_depth, max_depth: evaluate only pixels whose ground truth lies in ``[min_depth, max_depth]``
             metres (defaults: every positive depth).
     """
 
+    pixels: int
+    samples: int
+    abs_rel_sum: float
+    sq_rel_sum: float
+    sq_err_sum: float
+    delta_counts: np.ndarray
+
     def __init__(self, min_depth: float = 0.0, max_depth: float = math.inf) -> None:
         if not (min_depth >= 0 and max_depth > min_depth):
             raise ValueError(f"need 0 <= min_depth < max_depth, got min_depth={min_depth}, max_depth={max_depth}")
+        super().__init__()
         self.min_depth = float(min_depth)
         self.max_depth = float(max_depth)
-        self.reset()
-
-    def reset(self) -> None:
-        self.pixels = 0
-        self.samples = 0
-        self.abs_rel_sum = 0.0
-        self.sq_rel_sum = 0.0
-        self.sq_err_sum = 0.0
-        self.delta_counts = np.zeros(3, dtype=np.int64)
+        self.add_state("pixels", 0)
+        self.add_state("samples", 0)
+        self.add_state("abs_rel_sum", 0.0)
+        self.add_state("sq_rel_sum", 0.0)
+        self.add_state("sq_err_sum", 0.0)
+        self.add_state("delta_counts", np.zeros(3, dtype=np.int64))
 
     def update(self, pred: np.ndarray, gt: np.ndarray, mask: np.ndarray | None = None) -> None:
         """Add one image.
@@ -117,16 +127,9 @@ class DepthMetric:
         self.pixels += int(p.size)
         self.samples += 1
 
-    def merge(self, other: DepthMetric) -> None:
-        """Add the state of another metric with the same depth range (e.g. from a worker)."""
+    def _check_mergeable(self, other: DepthMetric) -> None:
         if (other.min_depth, other.max_depth) != (self.min_depth, self.max_depth):
             raise ValueError("can only merge depth metrics with the same min_depth / max_depth")
-        self.pixels += other.pixels
-        self.samples += other.samples
-        self.abs_rel_sum += other.abs_rel_sum
-        self.sq_rel_sum += other.sq_rel_sum
-        self.sq_err_sum += other.sq_err_sum
-        self.delta_counts += other.delta_counts
 
     def compute(self) -> DepthResult:
         """The metrics over every pixel accumulated so far (NaN scores when there is none)."""

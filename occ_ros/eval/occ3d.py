@@ -12,8 +12,9 @@ Computed exactly as the official Occ3D / CVPR 2023 occupancy challenge code (``M
 
 Geometric IoU treats every non-free class as "occupied": TP / (TP + FP + FN) over the same voxels.
 
-The metric follows torchmetrics' shape: :meth:`Occ3DMetric.update` per frame, :meth:`compute`
-at the end, :meth:`reset` to start over; :meth:`merge` adds another metric's state (workers).
+The metric is a :class:`~occ_ros.eval.metric.ConfusionMetric` (torchmetrics' shape): :meth:`Occ3DMetric.update`
+per frame, :meth:`compute` at the end, :meth:`reset` to start over; :meth:`merge` / ``state_dict`` combine
+workers or shards (states ``confusion`` and ``samples``).
 """
 
 from __future__ import annotations
@@ -26,27 +27,14 @@ import numpy as np
 
 from occ_ros.core.vocabulary import OCC3D, Vocabulary
 
+from .metric import ConfusionMetric, binary_confusion, confusion_matrix, iou_per_class, nan_to_none, nanmean, percent
+
 MASKS = ("camera", "lidar", "none")
-
-
-def confusion_matrix(gt: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(C, C) int64 counts of (gt row, pred column) pairs.
-
-    Args:
-        gt, pred: integer label arrays of the same shape, values in ``0..num_classes-1``.
-    """
-    g = np.asarray(gt).reshape(-1).astype(np.int64)
-    p = np.asarray(pred).reshape(-1).astype(np.int64)
-    return np.bincount(g * num_classes + p, minlength=num_classes * num_classes).reshape(num_classes, num_classes)
 
 
 def iou_from_confusion(conf: np.ndarray) -> np.ndarray:
     """Per-class IoU = diag / (row + col - diag); NaN where the class is in neither GT nor prediction."""
-    conf = np.asarray(conf, dtype=np.float64)
-    tp = np.diag(conf)
-    union = conf.sum(axis=1) + conf.sum(axis=0) - tp
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return tp / union
+    return iou_per_class(conf)
 
 
 @dataclass(frozen=True)
@@ -97,23 +85,8 @@ def _fmt(value: float) -> str:
     return "    n/a" if math.isnan(value) else f"{value:7.2f}"
 
 
-def nan_to_none(value: float) -> float | None:
-    """JSON-friendly score: NaN (undefined) becomes None."""
-    return None if math.isnan(value) else float(value)
-
-
-def nanmean(values: np.ndarray) -> float:
-    """Mean ignoring NaN; NaN (without a warning) when every value is NaN."""
-    return float(np.nanmean(values)) if np.any(~np.isnan(values)) else math.nan
-
-
-def percent(fraction: float) -> float:
-    """A score fraction as percent rounded to 2 decimals, as the official scripts print it (NaN stays NaN)."""
-    return math.nan if math.isnan(fraction) else float(np.round(fraction * 100, 2))
-
-
-class Occ3DMetric:
-    """Accumulates the global confusion matrix frame by frame.
+class Occ3DMetric(ConfusionMetric[Occ3DResult]):
+    """Accumulates the global confusion matrix (state ``confusion``, gt rows x pred columns) frame by frame.
 
     Args:
         vocabulary: label vocabulary (default Occ3D's 18 classes); its last class is free.
@@ -123,14 +96,9 @@ class Occ3DMetric:
     def __init__(self, vocabulary: Vocabulary = OCC3D, mask: str = "camera") -> None:
         if mask not in MASKS:
             raise ValueError(f"mask must be one of {', '.join(MASKS)}, got {mask!r}")
+        super().__init__(len(vocabulary))
         self.vocabulary = vocabulary
         self.mask = mask
-        self.num_classes = len(vocabulary)
-        self.reset()
-
-    def reset(self) -> None:
-        self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
-        self.samples = 0
 
     def update(
         self,
@@ -154,41 +122,30 @@ class Occ3DMetric:
         if pred.shape != gt.shape:
             raise ValueError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}")
         selected = {"camera": mask_camera, "lidar": mask_lidar, "none": None}[self.mask]
+        valid = None
         if self.mask != "none":
             if selected is None:
                 raise ValueError(f"mask={self.mask!r} needs mask_{self.mask} for every ground-truth frame")
             selected = np.asarray(selected)
             if selected.shape != gt.shape:
                 raise ValueError(f"mask_{self.mask} shape {selected.shape} differs from ground truth {gt.shape}")
-            sel = selected.astype(bool, copy=False)
-            gt, pred = gt[sel], pred[sel]
-        for name, arr in (("prediction", pred), ("ground truth", gt)):
-            if arr.size and (int(arr.max()) >= self.num_classes or int(arr.min()) < 0):
-                raise ValueError(
-                    f"{name} labels must lie in 0..{self.num_classes - 1}, got {int(arr.min())}..{int(arr.max())}"
-                )
-        self.confusion += confusion_matrix(gt, pred, self.num_classes)
+            valid = selected.astype(bool, copy=False)
+        self._accumulate(pred, gt, valid)
         self.samples += 1
 
-    def merge(self, other: Occ3DMetric) -> None:
-        """Add the state of another metric with the same vocabulary and mask (e.g. from a worker)."""
+    def _check_mergeable(self, other: Occ3DMetric) -> None:
         if other.num_classes != self.num_classes or other.mask != self.mask:
             raise ValueError("can only merge Occ3D metrics with the same vocabulary and mask")
-        self.confusion += other.confusion
-        self.samples += other.samples
 
     def compute(self) -> Occ3DResult:
         """mIoU, geometric IoU and per-class IoU of everything accumulated so far."""
-        iou = iou_from_confusion(self.confusion)
+        iou = self.iou_per_class()
         free = self.vocabulary.free_index
         semantic: Sequence[int] = [c for c in range(self.num_classes) if c != free]
         sem_iou = iou[list(semantic)]
         miou = percent(nanmean(sem_iou))
-        occ = np.ones(self.num_classes, dtype=bool)
-        occ[free] = False
-        tp = int(self.confusion[np.ix_(occ, occ)].sum())
-        fp = int(self.confusion[free, occ].sum())
-        fn = int(self.confusion[occ, free].sum())
+        geometry = binary_confusion(self.confusion, list(semantic))  # [free, occupied] x [free, occupied]
+        tp, fp, fn = int(geometry[1, 1]), int(geometry[0, 1]), int(geometry[1, 0])
         geo = float(np.round(100.0 * tp / (tp + fp + fn), 2)) if tp + fp + fn else math.nan
         names = self.vocabulary.names
         per_class = {names[c]: nan_to_none(percent(v)) for c, v in zip(semantic, sem_iou, strict=True)}
@@ -200,3 +157,15 @@ class Occ3DMetric:
             samples=self.samples,
             confusion=self.confusion.copy(),
         )
+
+
+__all__ = [
+    "MASKS",
+    "Occ3DMetric",
+    "Occ3DResult",
+    "confusion_matrix",
+    "iou_from_confusion",
+    "nan_to_none",
+    "nanmean",
+    "percent",
+]

@@ -15,7 +15,9 @@ through prediction and ground truth and scores what each ray hits first:
   Rays that hit nothing get the free label.
 * Only rays whose ground-truth ray hits something are scored. A ray is a true positive for
   class c at threshold t when both hit class c and ``|depth_pred - depth_gt| < t``.
-  IoU_c,t = TP / (GT_c + Pred_c - TP), accumulated over the whole evaluation set;
+  IoU_c,t = TP / (GT_c + Pred_c - TP), accumulated over the whole evaluation set: the metric keeps one
+  confusion matrix of the scored rays' classes (gt rows x pred columns, :mod:`occ_ros.eval.metric`; GT_c and
+  Pred_c are its row and column sums) and, per threshold, the depth-gated diagonal ``tp_count``;
   RayIoU@t = nanmean over the non-free classes; RayIoU = nanmean over classes and thresholds
   (1, 2 and 4 m).
 
@@ -34,7 +36,7 @@ from occ_ros.core.grid import GridSpec
 from occ_ros.core.raycast import first_hit
 from occ_ros.core.vocabulary import OCC3D, Vocabulary
 
-from .occ3d import nan_to_none, nanmean, percent
+from .metric import ConfusionMetric, iou_per_class, nan_to_none, nanmean, percent
 
 DEFAULT_THRESHOLDS = (1.0, 2.0, 4.0)
 #: nuScenes LIDAR_TOP position in the ego frame (metres); origin of the query rays when no
@@ -176,8 +178,11 @@ class RayIoUResult:
         return "\n".join(lines)
 
 
-class RayIoUMetric:
-    """Accumulates RayIoU counts frame by frame (update/compute/reset, like torchmetrics).
+class RayIoUMetric(ConfusionMetric[RayIoUResult]):
+    """Accumulates RayIoU counts frame by frame (update/compute/reset/merge, like torchmetrics).
+
+    States: ``confusion`` ((C, C) int64, gt rows x pred columns, over the scored rays), ``tp_count``
+    ((len(thresholds), C) int64, rays of the diagonal whose depth error is below each threshold), ``samples``.
 
     Args:
         grid: the label grid (ego frame).
@@ -186,6 +191,8 @@ class RayIoUMetric:
         directions: (N, 3) query directions; SparseOcc's 14,040 by default.
     """
 
+    tp_count: np.ndarray
+
     def __init__(
         self,
         grid: GridSpec,
@@ -193,19 +200,22 @@ class RayIoUMetric:
         thresholds: tuple[float, ...] = DEFAULT_THRESHOLDS,
         directions: np.ndarray | None = None,
     ) -> None:
+        super().__init__(len(vocabulary))
         self.grid = grid
         self.vocabulary = vocabulary
         self.thresholds = tuple(float(t) for t in thresholds)
         self.directions = lidar_ray_directions() if directions is None else np.asarray(directions, dtype=np.float64)
-        self.num_classes = len(vocabulary)
-        self.reset()
+        self.add_state("tp_count", np.zeros((len(self.thresholds), self.num_classes), dtype=np.int64))
 
-    def reset(self) -> None:
-        c = self.num_classes
-        self.gt_count = np.zeros(c, dtype=np.int64)
-        self.pred_count = np.zeros(c, dtype=np.int64)
-        self.tp_count = np.zeros((len(self.thresholds), c), dtype=np.int64)
-        self.samples = 0
+    @property
+    def gt_count(self) -> np.ndarray:
+        """(C,) int64 scored rays per ground-truth class (the confusion's row sums)."""
+        return self.confusion.sum(axis=1)
+
+    @property
+    def pred_count(self) -> np.ndarray:
+        """(C,) int64 scored rays per predicted class (the confusion's column sums)."""
+        return self.confusion.sum(axis=0)
 
     def update(self, pred: np.ndarray, gt: np.ndarray, origins: np.ndarray) -> None:
         """Add one frame: (X, Y, Z) prediction and ground truth, (T, 3) origins in its ego frame."""
@@ -218,32 +228,23 @@ class RayIoUMetric:
         pl, pd = cast_labels(self.grid, pred, origins, self.directions, free)
         valid = gl != free
         gl, gd, pl, pd = gl[valid], gd[valid], pl[valid], pd[valid]
-        c = self.num_classes
-        self.gt_count += np.bincount(gl, minlength=c)
-        self.pred_count += np.bincount(pl, minlength=c)
+        self._accumulate(pl, gl)
         same = gl == pl
         with np.errstate(invalid="ignore"):
             err = np.abs(pd - gd)
         for j, t in enumerate(self.thresholds):
-            self.tp_count[j] += np.bincount(gl[same & (err < t)], minlength=c)
+            self.tp_count[j] += np.bincount(gl[same & (err < t)], minlength=self.num_classes)
         self.samples += 1
 
-    def merge(self, other: RayIoUMetric) -> None:
-        """Add another metric's counts (same vocabulary and thresholds)."""
+    def _check_mergeable(self, other: RayIoUMetric) -> None:
         if other.thresholds != self.thresholds or other.num_classes != self.num_classes:
             raise ValueError("can only merge RayIoU metrics with the same thresholds and vocabulary")
-        self.gt_count += other.gt_count
-        self.pred_count += other.pred_count
-        self.tp_count += other.tp_count
-        self.samples += other.samples
 
     def iou(self) -> np.ndarray:
         """(len(thresholds), C-1) IoU fractions of the non-free classes (NaN where undefined)."""
         free = self.vocabulary.free_index
         keep = [c for c in range(self.num_classes) if c != free]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            iou = self.tp_count / (self.gt_count + self.pred_count - self.tp_count)
-        return iou[:, keep]
+        return iou_per_class(self.confusion, tp=self.tp_count)[:, keep]
 
     def compute(self) -> RayIoUResult:
         iou = self.iou()

@@ -6,25 +6,32 @@ writes ground truth as ``DIR/gts/<scene>/<frame>/labels.npz`` and predictors wri
 relative layout under their own root. A ground-truth file without a prediction, or the reverse,
 is an error that lists the offending paths: nothing is silently skipped.
 
+Grids: every file stores its grid (:mod:`occ_ros.io.labels`; official Occ3D files mean Occ3D's). A prediction is
+scored on its ground truth's grid: the same grid, or a whole-factor coarsening of it that is upsampled (a network on
+a coarser grid than its dataset); any other grid is an error naming both grids and both files.
+
 Loading is the slow part (zlib); files are read on a small thread pool (``np.load`` releases the
 GIL while inflating) while the main thread accumulates the metrics.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from occ_ros.core.grid import GridSpec
+from occ_ros.core.grid import GridSpec, coarsening_factor, upsample_labels
+from occ_ros.core.semantickitti_labels import SemanticKittiConfig
 from occ_ros.core.vocabulary import OCC3D, Vocabulary
-from occ_ros.datasets.sample import DatasetReader, LabelFileError, OccupancyLabels, load_labels
+from occ_ros.datasets.sample import SEMANTICS_KEY, DatasetReader, LabelFileError, OccupancyLabels, load_labels
+from occ_ros.datasets.semantickitti import read_voxels
 
 from .occ3d import Occ3DMetric, Occ3DResult
 from .rayiou import RayIoUMetric, RayIoUResult
+from .ssc import SSCMetric, SSCResult
 
 #: Show at most this many paths in a pairing error.
 _MAX_LISTED = 10
@@ -86,11 +93,40 @@ def pair_label_files(pred: str | Path, gt: str | Path) -> list[LabelPair]:
 def load_pair(
     pair: LabelPair, vocabulary: Vocabulary = OCC3D, require_masks: bool = True
 ) -> tuple[OccupancyLabels, OccupancyLabels]:
-    """Read and validate both files of a pair: (prediction, ground truth)."""
+    """Read and validate both files of a pair: (prediction, ground truth), the prediction on the ground truth's grid.
+
+    A prediction whose grid coarsens the ground truth's by a whole factor (a network on a coarser grid than its
+    dataset, e.g. models/kitti.ckpt's 0.4 m under SemanticKITTI's 0.2 m) is upsampled to it, as ``occ predict``
+    does for a dataset's official files. Files without a grid (written before label files stored theirs) must
+    have the ground truth's shape.
+
+    Raises:
+        LabelFileError: naming the file(s) at fault; for a grid mismatch, both files and both grids.
+    """
     n = len(vocabulary)
     gt = load_labels(pair.gt, num_classes=n, require_masks=require_masks)
-    pred = load_labels(pair.pred, num_classes=n, shape=gt.shape)
-    return pred, gt
+    pred = load_labels(pair.pred, num_classes=n)
+    return on_gt_grid(pred, gt, pair), gt
+
+
+def on_gt_grid(pred: OccupancyLabels, gt: OccupancyLabels, pair: LabelPair) -> OccupancyLabels:
+    """``pred`` on ``gt``'s grid: as it is, or upsampled when its grid coarsens the ground truth's.
+
+    Raises:
+        LabelFileError: naming both files and both grids when the prediction's grid is neither the ground truth's
+            nor a whole-factor coarsening of it; naming the prediction when the shapes differ and a grid is unknown.
+    """
+    if pred.grid is None or gt.grid is None:
+        if pred.shape != gt.shape:
+            raise LabelFileError(f"{pair.pred}: {SEMANTICS_KEY} has shape {pred.shape}, expected {gt.shape}")
+        return pred
+    try:
+        factor = coarsening_factor(pred.grid, gt.grid, f"the prediction {pair.pred}", f"the ground truth {pair.gt}")
+    except ValueError as err:
+        raise LabelFileError(str(err)) from None
+    if factor == 1:
+        return pred
+    return OccupancyLabels(upsample_labels(pred.semantics, factor), grid=gt.grid)
 
 
 def iter_pairs(
@@ -146,7 +182,10 @@ def evaluate(
         pred, gt: files or directories (see :func:`pair_label_files`).
         mask: ``camera``, ``lidar`` or ``none``.
         rayiou_origins: maps a pair's key to its (T, 3) query origins; enables RayIoU.
-        grid: the label grid (needed for RayIoU; default Occ3D's, or the demo grid for 80x80x8 labels).
+        grid: the dataset's label grid (for RayIoU): every ground-truth file that stores a grid must be on it.
+            Default: the ground truth's stored grid, else Occ3D's or the demo grid by shape.
+    Predictions are scored on the ground truth's grid (:func:`load_pair`: a prediction on a whole-factor coarsening
+    of it is upsampled; any other grid is an error naming both grids and both files).
     Raises:
         LabelFileError / FileNotFoundError / ValueError, naming the file at fault.
     """
@@ -155,6 +194,7 @@ def evaluate(
     pairs = pair_label_files(pred, gt)
     metric = Occ3DMetric(vocabulary, mask=mask)
     gt_shape: tuple[int, int, int] | None = None
+    gt_grid, grid_source = grid, "the dataset's grid"
     for pair, p, g in tqdm(
         iter_pairs(pairs, vocabulary, require_masks=mask != "none", workers=workers),
         total=len(pairs),
@@ -167,10 +207,17 @@ def evaluate(
         except ValueError as err:
             raise LabelFileError(f"{pair.pred} vs {pair.gt}: {err}") from None
         gt_shape = g.shape
+        if g.grid is not None and gt_grid is not None and g.grid != gt_grid and rayiou_origins is not None:
+            raise LabelFileError(
+                f"grid mismatch: the ground truth {pair.gt} has grid {g.grid.describe()}, but {grid_source} is "
+                f"{gt_grid.describe()}; RayIoU casts rays through one grid"
+            )
+        if gt_grid is None and g.grid is not None:
+            gt_grid, grid_source = g.grid, f"the grid of {pair.gt}"
     ray_result = None
     if rayiou_origins is not None and gt_shape is not None:
         origins = [rayiou_origins(pair.key) for pair in pairs]  # fails early, naming the frame
-        ray_metric = RayIoUMetric(grid or _grid_for(gt_shape), vocabulary)
+        ray_metric = RayIoUMetric(gt_grid or _grid_for(gt_shape), vocabulary)
         _rayiou_parallel(ray_metric, pairs, origins, workers, progress)
         ray_result = ray_metric.compute()
     return EvalReport(metric.compute(), ray_result)
@@ -269,3 +316,97 @@ def origins_from_dataset(dataset: str | Path | None, gt: str | Path) -> tuple[Or
             raise ValueError("--rayiou needs the ego poses of the sequence: pass --dataset DIR")
         dataset = candidate
     return origins_from_reader(open_dataset(dataset, load_gt=False))
+
+
+# ---------------------------------------------------------------------------------------------- SemanticKITTI
+def _label_stems(folder: Path) -> set[str]:
+    if not folder.is_dir():
+        return set()
+    return {p.stem for p in folder.iterdir() if p.suffix == ".label"}
+
+
+def _progress(items: list[tuple[Path, Path]], enabled: bool) -> Iterable[tuple[Path, Path]]:
+    if not enabled:
+        return items
+    try:
+        from tqdm import tqdm
+    except ImportError:  # pragma: no cover - tqdm is a dependency
+        return items
+    return tqdm(items, desc="SSC eval", unit="frame")
+
+
+def evaluate_semantickitti(
+    pred_root: str | Path,
+    gt_root: str | Path,
+    sequences: Sequence[int | str] | None = None,
+    progress: bool = True,
+    config: SemanticKittiConfig | str | Path | None = None,
+    mask: str = "lidar",
+) -> SSCResult:
+    """Official SSC evaluation over a folder of predictions.
+
+    Pairs every ``GT_ROOT/sequences/NN/voxels/F.label`` (with ``F.invalid`` beside it) with
+    ``PRED_ROOT/sequences/NN/predictions/F.label`` (raw uint16 ids, the official submission layout).
+
+    Args:
+        sequences: sequence numbers or names (default: every GT sequence with ``voxels/*.label``).
+        mask: ``lidar`` (official: every voxel not ``invalid``) or ``camera`` (also only voxels of
+            ``F.camera_mask``, the image_2 frustum).
+    Raises:
+        LabelFileError: listing missing prediction files or prediction files without ground truth,
+            or naming a file of the wrong size or with unknown label ids.
+    """
+    if mask not in ("lidar", "camera"):
+        raise ValueError(f"mask must be 'lidar' or 'camera', got {mask!r}")
+    pred_root, gt_root = Path(pred_root), Path(gt_root)
+    gt_seq_root = gt_root / "sequences"
+    if sequences is None:
+        if not gt_seq_root.is_dir():
+            raise LabelFileError(f"{gt_seq_root}: not found (expected GT_ROOT/sequences/NN/voxels/*.label)")
+        names = sorted(
+            p.name for p in gt_seq_root.iterdir() if p.is_dir() and p.name.isdigit() and _label_stems(p / "voxels")
+        )
+    else:
+        names = [f"{int(s):02d}" for s in sequences]
+    pairs: list[tuple[Path, Path]] = []
+    missing: list[str] = []
+    extra: list[str] = []
+    for name in names:
+        gt_dir = gt_seq_root / name / "voxels"
+        pred_dir = pred_root / "sequences" / name / "predictions"
+        gt_stems = _label_stems(gt_dir)
+        if not gt_stems:
+            raise LabelFileError(f"{gt_dir}: no ground-truth .label files for sequence {name}")
+        pred_stems = _label_stems(pred_dir)
+        missing.extend(str(pred_dir / f"{s}.label") for s in sorted(gt_stems - pred_stems))
+        extra.extend(str(pred_dir / f"{s}.label") for s in sorted(pred_stems - gt_stems))
+        pairs.extend((gt_dir / f"{s}.label", pred_dir / f"{s}.label") for s in sorted(gt_stems))
+    if not pairs:
+        raise LabelFileError(f"{gt_seq_root}: no sequences with voxels/*.label ground truth")
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing prediction file(s): " + ", ".join(missing[:10]))
+    if extra:
+        problems.append(f"{len(extra)} prediction file(s) without ground truth: " + ", ".join(extra[:10]))
+    if mask == "camera":
+        no_mask = [str(g.with_suffix(".camera_mask")) for g, _ in pairs if not g.with_suffix(".camera_mask").is_file()]
+        if no_mask:
+            problems.append(
+                f"{len(no_mask)} ground-truth frame(s) without a camera mask (build them with `occ gt --from-lidar`, "
+                "or evaluate with mask 'lidar'): " + ", ".join(no_mask[:10])
+            )
+    if problems:
+        raise LabelFileError("; ".join(problems) + (" ..." if len(missing) > 10 or len(extra) > 10 else ""))
+
+    metric = SSCMetric()
+    for gt_path, pred_path in _progress(pairs, progress):
+        gt_raw = read_voxels(gt_path, "label")
+        invalid = read_voxels(gt_path.with_suffix(".invalid"), "invalid")
+        if mask == "camera":
+            invalid = invalid | (read_voxels(gt_path.with_suffix(".camera_mask"), "camera_mask") == 0)
+        pred_raw = read_voxels(pred_path, "label")
+        try:
+            metric.update_raw(pred_raw, gt_raw, invalid, config=config)
+        except ValueError as err:
+            raise LabelFileError(f"{pred_path} (ground truth {gt_path}): {err}") from None
+    return metric.compute()

@@ -3,12 +3,13 @@
 Reproduces semantic-kitti-api ``evaluate_completion.py`` + ``auxiliary/np_ioueval.py``:
 
 * voxels are evaluated where ground truth != 255 and not ``invalid``;
-* a 20x20 confusion ``conf[pred, gt]`` over learning ids (0 = empty, 1..19 = classes) is summed
-  over all frames;
+* a 20x20 confusion matrix over learning ids (0 = empty, 1..19 = classes) is summed over all frames;
+  it is ``conf[gt, pred]`` (ground truth rows, prediction columns, as every metric of
+  :mod:`occ_ros.eval.metric`); the official code stores its transpose ``conf[pred, gt]``;
 * per-class IoU = tp / (tp + fp + fn + 1e-15) (a class absent from GT and prediction scores 0);
   mIoU = mean over classes 1..19;
-* precision = sum(conf[1:, 1:]) / (sum(conf[1:, :]) + eps),
-  recall = sum(conf[1:, 1:]) / (sum(conf[:, 1:]) + eps), eps = float32 eps;
+* with ``conf[gt, pred]``: precision = sum(conf[1:, 1:]) / (sum(conf[:, 1:]) + eps) (predicted occupied),
+  recall = sum(conf[1:, 1:]) / (sum(conf[1:, :]) + eps) (occupied in the ground truth), eps = float32 eps;
 * completion IoU = sum(conf[1:, 1:]) / (sum(conf) - conf[0, 0]).
 
 Beyond the official numbers: ``miou_present``, the mean over the classes that occur in the evaluated
@@ -16,28 +17,31 @@ ground truth (a few short sequences hold only some of the 19 classes, and the of
 absent class as 0), and an optional camera-frustum mask (``mask="camera"``: voxels outside
 ``F.camera_mask`` beside the ground truth, as ``occ gt --from-lidar`` writes it, are not evaluated).
 
-Labels here are *learning* ids (see :mod:`occ_ros.datasets.semantickitti`); convert vocabulary
-predictions with :func:`~occ_ros.datasets.semantickitti.vocab_to_learning` first.
+Labels here are *learning* ids (see :mod:`occ_ros.core.semantickitti_labels`); convert vocabulary
+predictions with :func:`~occ_ros.datasets.semantickitti.vocab_to_learning` first. The metric imports no
+dataset reader: the label maps live in :mod:`occ_ros.core.semantickitti_labels`, and the folder driver that
+reads voxel files is :func:`occ_ros.eval.runner.evaluate_semantickitti`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from occ_ros.datasets.sample import IGNORE_LABEL, LabelFileError
-from occ_ros.datasets.semantickitti import (
+from occ_ros.core.semantickitti_labels import (
     LEARNING_CLASS_NAMES,
     NUM_LEARNING_CLASSES,
     SemanticKittiConfig,
-    read_voxels,
     remap_completion,
 )
+from occ_ros.core.vocabulary import IGNORE_LABEL
+
+from .metric import ConfusionMetric, binary_confusion
 
 #: Epsilon of the official precision / recall.
 EPSILON = float(np.finfo(np.float32).eps)
@@ -56,7 +60,8 @@ class SSCResult:
         precision, recall: completion precision / recall.
         per_class: class name (``LEARNING_CLASS_NAMES``, learning ids 1..19 in order) -> IoU.
         samples: number of frames accumulated.
-        confusion: (20, 20) int64 ``conf[pred, gt]`` over learning ids.
+        confusion: (20, 20) int64 ``conf[gt, pred]`` over learning ids (ground-truth rows, prediction columns,
+            like every result of :mod:`occ_ros.eval.metric`; the official code prints its transpose).
     """
 
     iou_completion: float
@@ -94,24 +99,26 @@ def _integer_array(name: str, value: np.ndarray) -> np.ndarray:
     return arr
 
 
-class SSCMetric:
+class SSCMetric(ConfusionMetric[SSCResult]):
     """Accumulates the official SemanticKITTI SSC confusion matrix over frames.
 
     ``update`` takes learning ids (any equal shapes, e.g. (256, 256, 32) [x, y, z]);
-    ``compute`` returns an :class:`SSCResult`; ``reset`` clears everything.
+    ``compute`` returns an :class:`SSCResult`; ``reset`` clears everything; ``merge`` / ``state_dict``
+    combine workers or shards. States: ``confusion`` ((20, 20) int64, gt rows x pred columns), ``samples``.
+
+    Args:
+        class_names: names of learning ids 1..19 (default :data:`LEARNING_CLASS_NAMES`).
     """
 
     num_classes = NUM_LEARNING_CLASSES
 
     def __init__(self, class_names: Sequence[str] = LEARNING_CLASS_NAMES) -> None:
-        if len(class_names) != self.num_classes - 1:
-            raise ValueError(f"need {self.num_classes - 1} class names (learning ids 1..19), got {len(class_names)}")
+        if len(class_names) != NUM_LEARNING_CLASSES - 1:
+            raise ValueError(
+                f"need {NUM_LEARNING_CLASSES - 1} class names (learning ids 1..19), got {len(class_names)}"
+            )
+        super().__init__(NUM_LEARNING_CLASSES, ignore_index=IGNORE_LABEL)
         self.class_names = tuple(class_names)
-        self.reset()
-
-    def reset(self) -> None:
-        self.confusion = np.zeros((self.num_classes, self.num_classes), dtype=np.int64)
-        self.samples = 0
 
     def update(self, pred_learning: np.ndarray, gt_learning: np.ndarray, invalid: np.ndarray | None = None) -> None:
         """Add one frame.
@@ -143,11 +150,12 @@ class SSCMetric:
                 raise ValueError(
                     f"ground-truth values must be learning ids 0..{self.num_classes - 1} or 255, found {bad[:20]}"
                 )
-        p = pred[mask].astype(np.int64)
-        g = gt[mask].astype(np.int64)
-        counts = np.bincount(p * self.num_classes + g, minlength=self.num_classes**2)
-        self.confusion += counts.reshape(self.num_classes, self.num_classes)
+        self._accumulate(pred, gt, mask, check=False)
         self.samples += 1
+
+    def _check_mergeable(self, other: SSCMetric) -> None:
+        if other.class_names != self.class_names:
+            raise ValueError("can only merge SSC metrics with the same class names")
 
     def update_raw(
         self,
@@ -176,17 +184,18 @@ class SSCMetric:
 
     def compute(self) -> SSCResult:
         """Scores over everything accumulated since the last :meth:`reset`."""
-        conf = self.confusion.copy()
+        conf = self.confusion.copy()  # gt rows x pred columns
         tp = np.diag(conf).astype(np.float64)
-        fp = conf.sum(axis=1) - tp
-        fn = conf.sum(axis=0) - tp
+        fp = conf.sum(axis=0) - tp
+        fn = conf.sum(axis=1) - tp
         iou = tp / (tp + fp + fn + IOU_EPSILON)
-        occupied_tp = float(conf[1:, 1:].sum())
-        precision = occupied_tp / (float(conf[1:, :].sum()) + EPSILON)
-        recall = occupied_tp / (float(conf[:, 1:].sum()) + EPSILON)
+        occupied = binary_confusion(conf, list(range(1, self.num_classes)))  # [empty, occupied] squared
+        occupied_tp = float(occupied[1, 1])
+        precision = occupied_tp / (float(occupied[:, 1].sum()) + EPSILON)
+        recall = occupied_tp / (float(occupied[1, :].sum()) + EPSILON)
         union = float(conf.sum() - conf[0, 0])
         completion = occupied_tp / union if union > 0 else math.nan
-        present = conf.sum(axis=0)[1:] > 0
+        present = conf.sum(axis=1)[1:] > 0
         return SSCResult(
             iou_completion=completion,
             miou=float(iou[1:].mean()),
@@ -198,99 +207,6 @@ class SSCMetric:
             samples=self.samples,
             confusion=conf,
         )
-
-
-def _label_stems(folder: Path) -> set[str]:
-    if not folder.is_dir():
-        return set()
-    return {p.stem for p in folder.iterdir() if p.suffix == ".label"}
-
-
-def _progress(items: list[tuple[Path, Path]], enabled: bool) -> Iterable[tuple[Path, Path]]:
-    if not enabled:
-        return items
-    try:
-        from tqdm import tqdm
-    except ImportError:  # pragma: no cover - tqdm is a dependency
-        return items
-    return tqdm(items, desc="SSC eval", unit="frame")
-
-
-def evaluate_semantickitti(
-    pred_root: str | Path,
-    gt_root: str | Path,
-    sequences: Sequence[int | str] | None = None,
-    progress: bool = True,
-    config: SemanticKittiConfig | str | Path | None = None,
-    mask: str = "lidar",
-) -> SSCResult:
-    """Official SSC evaluation over a folder of predictions.
-
-    Pairs every ``GT_ROOT/sequences/NN/voxels/F.label`` (with ``F.invalid`` beside it) with
-    ``PRED_ROOT/sequences/NN/predictions/F.label`` (raw uint16 ids, the official submission layout).
-
-    Args:
-        sequences: sequence numbers or names (default: every GT sequence with ``voxels/*.label``).
-        mask: ``lidar`` (official: every voxel not ``invalid``) or ``camera`` (also only voxels of
-            ``F.camera_mask``, the image_2 frustum).
-    Raises:
-        LabelFileError: listing missing prediction files or prediction files without ground truth,
-            or naming a file of the wrong size or with unknown label ids.
-    """
-    if mask not in ("lidar", "camera"):
-        raise ValueError(f"mask must be 'lidar' or 'camera', got {mask!r}")
-    pred_root, gt_root = Path(pred_root), Path(gt_root)
-    gt_seq_root = gt_root / "sequences"
-    if sequences is None:
-        if not gt_seq_root.is_dir():
-            raise LabelFileError(f"{gt_seq_root}: not found (expected GT_ROOT/sequences/NN/voxels/*.label)")
-        names = sorted(
-            p.name for p in gt_seq_root.iterdir() if p.is_dir() and p.name.isdigit() and _label_stems(p / "voxels")
-        )
-    else:
-        names = [f"{int(s):02d}" for s in sequences]
-    pairs: list[tuple[Path, Path]] = []
-    missing: list[str] = []
-    extra: list[str] = []
-    for name in names:
-        gt_dir = gt_seq_root / name / "voxels"
-        pred_dir = pred_root / "sequences" / name / "predictions"
-        gt_stems = _label_stems(gt_dir)
-        if not gt_stems:
-            raise LabelFileError(f"{gt_dir}: no ground-truth .label files for sequence {name}")
-        pred_stems = _label_stems(pred_dir)
-        missing.extend(str(pred_dir / f"{s}.label") for s in sorted(gt_stems - pred_stems))
-        extra.extend(str(pred_dir / f"{s}.label") for s in sorted(pred_stems - gt_stems))
-        pairs.extend((gt_dir / f"{s}.label", pred_dir / f"{s}.label") for s in sorted(gt_stems))
-    if not pairs:
-        raise LabelFileError(f"{gt_seq_root}: no sequences with voxels/*.label ground truth")
-    problems = []
-    if missing:
-        problems.append(f"{len(missing)} missing prediction file(s): " + ", ".join(missing[:10]))
-    if extra:
-        problems.append(f"{len(extra)} prediction file(s) without ground truth: " + ", ".join(extra[:10]))
-    if mask == "camera":
-        no_mask = [str(g.with_suffix(".camera_mask")) for g, _ in pairs if not g.with_suffix(".camera_mask").is_file()]
-        if no_mask:
-            problems.append(
-                f"{len(no_mask)} ground-truth frame(s) without a camera mask (build them with `occ gt --from-lidar`, "
-                "or evaluate with mask 'lidar'): " + ", ".join(no_mask[:10])
-            )
-    if problems:
-        raise LabelFileError("; ".join(problems) + (" ..." if len(missing) > 10 or len(extra) > 10 else ""))
-
-    metric = SSCMetric()
-    for gt_path, pred_path in _progress(pairs, progress):
-        gt_raw = read_voxels(gt_path, "label")
-        invalid = read_voxels(gt_path.with_suffix(".invalid"), "invalid")
-        if mask == "camera":
-            invalid = invalid | (read_voxels(gt_path.with_suffix(".camera_mask"), "camera_mask") == 0)
-        pred_raw = read_voxels(pred_path, "label")
-        try:
-            metric.update_raw(pred_raw, gt_raw, invalid, config=config)
-        except ValueError as err:
-            raise LabelFileError(f"{pred_path} (ground truth {gt_path}): {err}") from None
-    return metric.compute()
 
 
 def format_table(result: SSCResult) -> str:
@@ -312,4 +228,4 @@ def format_table(result: SSCResult) -> str:
     return "\n".join(lines)
 
 
-__all__ = ["EPSILON", "SSCMetric", "SSCResult", "evaluate_semantickitti", "format_table"]
+__all__ = ["EPSILON", "SSCMetric", "SSCResult", "format_table"]

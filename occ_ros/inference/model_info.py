@@ -24,7 +24,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from occ_ros.core.grid import GridSpec
+from occ_ros.core.grid import GridSpec, coarsening_factor
 from occ_ros.core.preprocess import PreprocessConfig
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.vocabulary import Vocabulary
@@ -126,7 +126,14 @@ class ModelInfo:
         }
         return {name: shapes[name] for name in self.outputs}
 
-    def check_data(self, vocabulary: Vocabulary | None, rig: CameraRig | None = None, where: str = "model") -> None:
+    def check_data(
+        self,
+        vocabulary: Vocabulary | None,
+        rig: CameraRig | None = None,
+        where: str = "model",
+        grid: GridSpec | None = None,
+        data: str = "the data",
+    ) -> None:
         """Raise :class:`ModelInfoError` naming both sides when data and model disagree.
 
         Args:
@@ -136,7 +143,11 @@ class ModelInfo:
                 the model's preprocessing, must be at least the network height (a shorter one would be
                 zero-padded, which the network never saw).
             where: the model's name in messages (its file).
+            grid: the data's label grid (its ground truth's), or None = not checked (:meth:`check_grid`).
+            data: the data's name in messages (its folder).
         """
+        if grid is not None:
+            self.check_grid(grid, where, data)
         height, width = self.image_size
         if rig is not None:
             if len(rig) != self.num_cameras:
@@ -157,6 +168,22 @@ class ModelInfo:
                 f"{self.vocabulary.names}) differs from the data's {vocabulary.name!r} ({len(vocabulary)} classes: "
                 f"{vocabulary.names})"
             )
+
+    def check_grid(self, grid: GridSpec | None, where: str = "model", data: str = "the data") -> int:
+        """How many data voxels per axis make one model voxel: 1 when the model predicts on the data's grid, ``f`` when
+        its grid is the data's coarsened by ``f`` (its labels go onto the data's grid by
+        :func:`~occ_ros.core.grid.upsample_labels`); 1 for data without a grid (None).
+
+        Raises:
+            ModelInfoError: naming both grids (shape, voxel size, bounds), the model (``where``) and the data
+                (``data``), for any other grid.
+        """
+        if grid is None:
+            return 1
+        try:
+            return coarsening_factor(self.grid, grid, f"the model {where}", f"the data {data}")
+        except ValueError as err:
+            raise ModelInfoError(str(err)) from None
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:

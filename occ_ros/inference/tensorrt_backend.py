@@ -308,8 +308,6 @@ class TensorRTBackend(InferenceBackend):
         self._runtime: Any = None
         self._engine: Any = None
         self._context: Any = None
-        self._inputs: list[str] = []
-        self._outputs: list[str] = []
         self._device_ptrs: dict[str, int] = {}
         self._host: dict[str, np.ndarray] = {}
         super().__init__(path, info)
@@ -361,8 +359,6 @@ class TensorRTBackend(InferenceBackend):
             self._device_ptrs[name] = self._cuda.alloc(self._host[name].nbytes)
             if not self._context.set_tensor_address(name, self._device_ptrs[name]):
                 raise BackendError(f"{self.path}: TensorRT refused the device address of tensor {name!r}")
-        self._inputs = [n for n in names if is_input[n]]
-        self._outputs = [n for n in names if not is_input[n]]
 
     @property
     def provider(self) -> str:

@@ -1,11 +1,12 @@
 """``occupancy_node``: the rclpy driver of :class:`~occ_ros.session.OccupancySession` (topics, tf, diagnostics).
 
-This module is deliberately thin: it declares the parameters of :mod:`.params`, creates subscriptions,
+This module is deliberately thin: it declares the parameters of :mod:`.params` (their descriptors come from the
+table there: :func:`~occ_ros.node.params.descriptor`), creates subscriptions,
 publishers, the tf buffer and the diagnostic updater, and forwards every callback to the session, where all
 decisions live (tested without ROS, and run by ``occ replay`` too). See docs/node.md for topics, parameters, QoS
 and the threading model.
 
-Images are decoded by the pipeline's own decoder (:func:`occ_ros.io.rosbag.image_to_rgb`), not cv_bridge: one
+Images are decoded by the pipeline's own decoder (:func:`occ_ros.io.images.image_to_rgb`), not cv_bridge: one
 implementation for raw and compressed images in the node and in ``occ replay`` (so both give the same labels),
 which honours ``step`` padding and turns every bad image into a counted skip instead of a cv_bridge exception.
 
@@ -28,11 +29,16 @@ try:
     import std_msgs.msg
     import visualization_msgs.msg
     from diagnostic_updater import FunctionDiagnosticTask, Updater
-    from rcl_interfaces.msg import ParameterDescriptor
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
     from rclpy.callback_groups import MutuallyExclusiveCallbackGroup
     from rclpy.clock import Clock, ClockType
     from rclpy.duration import Duration
-    from rclpy.exceptions import NameValidationException, ParameterException
+    from rclpy.exceptions import (
+        InvalidParameterTypeException,
+        InvalidParameterValueException,
+        NameValidationException,
+        ParameterException,
+    )
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
     from rclpy.node import Node
     from rclpy.publisher import Publisher
@@ -66,7 +72,17 @@ from occ_ros.session import (
     forward_python_logging,
 )
 
-from .params import NODE_NAME, NodeParams, ParamError, ParamSpec, camera_name_problems, camera_specs, specs
+from .params import (
+    NODE_NAME,
+    Descriptor,
+    NodeParams,
+    ParamError,
+    ParamSpec,
+    camera_name_problems,
+    camera_specs,
+    descriptor,
+    specs,
+)
 from .runtime import log_to, open_model, subscribed_topics
 
 EXECUTOR_THREADS = 4
@@ -147,29 +163,39 @@ class OccupancyNode(Node):
         self._subscribe()
 
     def _read_parameters(self) -> NodeParams:
-        """Declare the fixed parameters, then the per-camera ones of ``cameras``; validate them all."""
+        """Declare the fixed parameters, then the per-camera ones of ``cameras``; validate them all.
+
+        Raises:
+            ParamError: every bad parameter: those rclpy rejects against their descriptors (type, range) and
+                those :func:`~occ_ros.node.params.from_ros_parameters` rejects.
+        """
+        rejected: list[str] = []
         for spec in specs():
-            self._declare(spec)
+            self._declare(spec, rejected)
         names = self.get_parameter("cameras").value
         problems = camera_name_problems(names)
         if problems:
-            raise ParamError(problems)
+            raise ParamError(rejected + problems)
         for name in names:
             for spec in camera_specs(name):
-                self._declare(spec)
+                self._declare(spec, rejected)
         values = {spec.name: self.get_parameter(spec.name).value for spec in specs(names)}
-        return NodeParams.from_ros_parameters(values)
+        try:
+            params = NodeParams.from_ros_parameters(values)
+        except ParamError as err:
+            raise ParamError(rejected + err.problems) from None
+        if rejected:
+            raise ParamError(rejected)
+        return params
 
-    def _declare(self, spec: ParamSpec) -> None:
-        # Doubles are dynamically typed so that `slop_s: 1` in YAML is accepted as 1.0; from_ros_parameters
-        # checks every type (and names the parameter) anyway. Parameters are read once: read-only.
-        descriptor = ParameterDescriptor(
-            description=spec.description,
-            additional_constraints=spec.expected(),
-            read_only=True,
-            dynamic_typing=spec.type_name == "double",
-        )
-        self.declare_parameter(spec.name, spec.default, descriptor)
+    def _declare(self, spec: ParamSpec, rejected: list[str]) -> None:
+        """Declare ``spec``; a value rclpy rejects (wrong type, out of range) is noted in ``rejected`` and the
+        parameter declared with its default, so that every bad parameter is reported at once."""
+        try:
+            self.declare_parameter(spec.name, spec.default, ros_descriptor(descriptor(spec)))
+        except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+            rejected.append(f"parameter {spec.name!r}: expected {spec.expected()} ({err})")
+            self.declare_parameter(spec.name, spec.default, ros_descriptor(descriptor(spec)), ignore_override=True)
 
     def _output_qos(self) -> QoSProfile:
         qos = self.params.qos
@@ -263,6 +289,23 @@ class OccupancyNode(Node):
             self.get_logger().warning("the inference worker was still busy after 5 s; leaving it to finish")
         self._unforward_logging()
         self.destroy_node()
+
+
+def ros_descriptor(d: Descriptor) -> ParameterDescriptor:
+    """The ``rcl_interfaces/ParameterDescriptor`` of a table row's declaration (:func:`.params.descriptor`)."""
+    floats, ints = d.floating_point_range, d.integer_range
+    return ParameterDescriptor(
+        name=d.name,
+        type=d.type,
+        description=d.description,
+        additional_constraints=d.additional_constraints,
+        read_only=d.read_only,
+        dynamic_typing=d.dynamic_typing,
+        floating_point_range=[FloatingPointRange(from_value=floats[0], to_value=floats[1], step=floats[2])]
+        if floats
+        else [],
+        integer_range=[IntegerRange(from_value=ints[0], to_value=ints[1], step=ints[2])] if ints else [],
+    )
 
 
 def main(args: list[str] | None = None) -> int:

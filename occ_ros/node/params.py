@@ -1,15 +1,23 @@
-"""Every parameter of ``occupancy_node``: names, defaults, descriptions, validation (ROS-free).
+"""Every parameter of ``occupancy_node`` in one table: names, types, defaults, ranges, choices, descriptions,
+validation (ROS-free).
 
-The node declares the parameters of :func:`declare_list` with rclpy, reads them back into a flat mapping
-(dotted name -> value) and turns that into a typed :class:`NodeParams` with :func:`from_ros_parameters`. Tests
-and tools load ``config/occupancy.param.yaml`` the same way with :func:`load_param_file`. Nothing here imports
-rclpy, so every check is tested without ROS.
+:data:`PARAMS` (the fixed parameters) and :data:`CAMERA_PARAMS` (three per camera) are the single source. From them
+come the rclpy declarations (:func:`descriptor`, declared by :mod:`.occupancy_node`), the validation of
+:func:`from_ros_parameters`, the defaults of the typed dataclasses (:class:`NodeParams` and its parts), and, by
+``scripts/gen_params.py`` (:mod:`.param_docs`), ``config/occupancy.param.yaml``,
+``schema/occupancy_node.schema.json`` and the parameter table of docs/node.md. Adding a parameter is one entry in
+the table, a field in its dataclass, and a rerun of that script. Nothing here imports rclpy.
+
+The node declares :func:`specs` with rclpy, reads them back into a flat mapping (dotted name -> value) and turns
+that into a typed :class:`NodeParams` with :func:`from_ros_parameters`; ``occ replay --params`` loads a parameter
+file the same way (:func:`load_param_file`).
 
 Parameters come in two sets:
 
 * the fixed ones (:data:`PARAMS`), e.g. ``model``, ``sync.slop_s``, ``outputs.markers_rate_hz``;
-* three per camera, ``camera.<NAME>.image_topic`` / ``info_topic`` / ``frame_id``, declared once ``cameras`` is
-  known (:func:`camera_specs`); their defaults derive from the name (``/<name lower>/image_raw``, ...).
+* three per camera, ``camera.<NAME>.image_topic`` / ``info_topic`` / ``frame_id`` (:data:`CAMERA_PARAMS`, templates
+  in ``<NAME>``), declared once ``cameras`` is known (:func:`camera_specs`); their defaults derive from the name
+  (``/<name lower>/image_raw``, ...).
 
 Numbers and lists have no "unset" in ROS 2 parameters, so "off" is spelled as a value: ``min_confidence: 0.0``,
 ``model: ""`` (the shipped demo checkpoint), ``frame_id: ""`` (the image header's / ``base_frame``).
@@ -21,27 +29,44 @@ import math
 import os
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar, Protocol, TypeVar
 
 from occ_ros.core.config import flatten_keys
 from occ_ros.core.rig import NUSCENES_CAMERAS
 from occ_ros.session.config import NODE_NAME, CameraInput, SessionConfig
 
-__all__ = ["NODE_NAME", "NodeParams", "ParamError", "ParamSpec", "load_param_file", "parse_remaps"]
+__all__ = [
+    "CAMERA_PARAMS",
+    "NODE_NAME",
+    "PARAMS",
+    "Descriptor",
+    "NodeParams",
+    "ParamError",
+    "ParamSpec",
+    "Pattern",
+    "descriptor",
+    "from_ros_parameters",
+    "load_param_file",
+    "parse_remaps",
+    "specs",
+]
 BACKEND_CHOICES = ("auto", "onnxruntime", "tensorrt", "torch")
 PRECISION_CHOICES = ("", "fp32", "fp16", "int8")
 RELIABILITY_CHOICES = ("reliable", "best_effort")
 DURABILITY_CHOICES = ("volatile", "transient_local")
-CAMERA_KEYS = ("image_topic", "info_topic", "frame_id")
 COMPRESSED_SUFFIX = "/compressed"
+CAMERA_TOKEN = "<NAME>"
+"""Stands for the camera's name in :data:`CAMERA_PARAMS` (names, descriptions)."""
+CAMERA_LOWER_TOKEN = "<name lower>"
+"""Stands for the camera's name in lower case in :data:`CAMERA_PARAMS` (defaults)."""
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 ParamValue = bool | int | float | str | list[str]
 
-_TOPIC_RE = re.compile(r"^~?/?[A-Za-z_{][A-Za-z0-9_{}]*(/[A-Za-z_{][A-Za-z0-9_{}]*)*$")
-_FRAME_RE = re.compile(r"^[A-Za-z0-9_/.\-]+$")
-_CAMERA_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
+# rcl_interfaces/msg/ParameterType
+PARAMETER_TYPES = {"bool": 1, "int": 2, "double": 3, "string": 4, "string[]": 9}
 
 
 class ParamError(ValueError):
@@ -57,17 +82,52 @@ class ParamError(ValueError):
 
 
 @dataclass(frozen=True)
-class ParamSpec:
-    """One declared parameter.
+class Pattern:
+    """A string format: a regular expression (anchored, in the subset JSON schema and Python share) and what it means.
 
     Attributes:
-        name: dotted ROS parameter name (``sync.slop_s``).
+        regex: ``^...$``; the whole value must match (a string parameter; each item of a list).
+        expected: what a matching value is, for error messages and docs (``cpu, cuda or cuda:N``).
+    """
+
+    regex: str
+    expected: str
+
+    def matches(self, value: str) -> bool:
+        return re.fullmatch(self.regex, value) is not None
+
+
+DEVICE = Pattern(r"^(cpu|cuda(:[0-9]+)?)$", "cpu, cuda or cuda:N")
+_FRAME = r"[A-Za-z0-9_.\-][A-Za-z0-9_/.\-]*"
+FRAME = Pattern(f"^{_FRAME}$", "a tf frame id (no spaces, no leading '/')")
+FRAME_OR_EMPTY = Pattern(f"^({_FRAME})?$", "a tf frame id (no spaces, no leading '/') or ''")
+TOPIC = Pattern(
+    r"^~?/?[A-Za-z_{][A-Za-z0-9_{}]*(/[A-Za-z_{][A-Za-z0-9_{}]*)*$",
+    "a ROS topic name (letters, digits, '_', '/'-separated tokens not starting with a digit, no trailing '/')",
+)
+CAMERA_NAME = Pattern(
+    r"^[A-Za-z][A-Za-z0-9_]*$",
+    "a name that starts with a letter and holds only letters, digits and '_' (it becomes part of the parameter "
+    "names camera.<NAME>.*)",
+)
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One parameter: one row of the table.
+
+    Attributes:
+        name: dotted ROS parameter name (``sync.slop_s``; ``camera.<NAME>.frame_id`` in :data:`CAMERA_PARAMS`).
         default: default value; its type is the parameter's type (rclpy types parameters statically by it).
-        description: one line for ``ros2 param describe`` and docs/node.md.
+        description: one line for ``ros2 param describe``, the param file's comments, the schema and docs/node.md.
         choices: the allowed strings (empty: any).
         minimum: smallest allowed number (inclusive unless ``exclusive``).
         maximum: largest allowed number (inclusive).
         exclusive: ``minimum`` itself is not allowed.
+        pattern: the format of a string (of each item of a string list).
+        min_items: a list holds at least this many items.
+        unique_items: a list holds no item twice.
+        read_only: declared read-only (the node reads its parameters once, at start-up).
     """
 
     name: str
@@ -77,6 +137,10 @@ class ParamSpec:
     minimum: float | None = None
     maximum: float | None = None
     exclusive: bool = False
+    pattern: Pattern | None = None
+    min_items: int = 0
+    unique_items: bool = False
+    read_only: bool = True
 
     @property
     def type_name(self) -> str:
@@ -91,26 +155,43 @@ class ParamSpec:
             return "string"
         return "string[]"
 
-    def expected(self) -> str:
-        """What a valid value looks like, for error messages."""
-        text = {"double": "a number", "int": "an integer", "bool": "true or false"}.get(self.type_name, "")
-        if self.type_name == "string":
-            text = f"one of {list(self.choices)}" if self.choices else "a string"
-        elif self.type_name == "string[]":
-            text = "a list of strings"
-        bounds = []
+    def bounds(self) -> str:
+        """The range as text (``> 0``, ``>= 0 and <= 1``; "" = unbounded)."""
+        parts = []
         if self.minimum is not None:
-            bounds.append(f"{'>' if self.exclusive else '>='} {self.minimum:g}")
+            parts.append(f"{'>' if self.exclusive else '>='} {self.minimum:g}")
         if self.maximum is not None:
-            bounds.append(f"<= {self.maximum:g}")
-        return text + (" " + " and ".join(bounds) if bounds else "")
+            parts.append(f"<= {self.maximum:g}")
+        return " and ".join(parts)
+
+    def expected(self) -> str:
+        """What a valid value looks like, for error messages and ``additional_constraints``."""
+        kind = self.type_name
+        text = {"double": "a number", "int": "an integer", "bool": "true or false"}.get(kind, "")
+        if kind == "string":
+            text = "a string"
+            if self.choices:
+                text = f"one of {list(self.choices)}"
+            elif self.pattern:
+                text = self.pattern.expected
+        elif kind == "string[]":
+            text = "a list of strings"
+            if self.min_items:
+                text += f" (at least {self.min_items})"
+            if self.unique_items:
+                text += ", each once"
+            if self.pattern:
+                text += f", each {self.pattern.expected}"
+        bounds = self.bounds()
+        return text + (" " + bounds if bounds else "")
 
     def check(self, value: Any) -> ParamValue:
-        """``value`` converted to this parameter's type (an int is a valid double).
+        """``value`` converted to this parameter's type (an int is a valid double), checked against the table.
 
         Raises:
-            ValueError: a wrong type, a string outside ``choices`` or a number outside the bounds (the message
-                names the parameter, what was expected and what was given).
+            ValueError: a wrong type, a string outside ``choices`` or not matching ``pattern``, a number outside the
+                bounds, a list too short, with a repeat or a bad item (the message names the parameter, what was
+                expected and what was given).
         """
         kind = self.type_name
         ok = True
@@ -124,9 +205,13 @@ class ParamSpec:
             converted = float(value) if ok else value
         elif kind == "string":
             ok = isinstance(value, str) and (not self.choices or value in self.choices)
+            ok = ok and (self.pattern is None or self.pattern.matches(value))
         else:
             ok = isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)
             converted = list(value) if ok else value
+            ok = ok and len(converted) >= self.min_items
+            ok = ok and (not self.unique_items or len(set(converted)) == len(converted))
+            ok = ok and (self.pattern is None or all(self.pattern.matches(v) for v in converted))
         if ok and kind in ("int", "double"):
             if self.minimum is not None:
                 ok = converted > self.minimum if self.exclusive else converted >= self.minimum
@@ -142,54 +227,72 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "model",
         "",
-        "model file: .onnx (onnxruntime), .engine/.plan (tensorrt) or .ckpt (torch); '' = the shipped demo "
-        "checkpoint (share/occ_ros/models/demo.ckpt); ~ and $VARS are expanded",
+        'model file: `.onnx` (onnxruntime), `.engine`/`.plan` (tensorrt) or `.ckpt` (torch); `""` = the shipped '
+        "demo checkpoint (`share/occ_ros/models/demo.ckpt`, torch backend); `~` and `$VARS` are expanded",
     ),
-    ParamSpec("backend", "auto", "inference backend; auto picks it from the model's suffix", BACKEND_CHOICES),
-    ParamSpec("device", "cpu", "cpu or cuda[:N] (tensorrt always runs on a GPU)"),
+    ParamSpec("backend", "auto", "inference backend; `auto` picks it from the model file's suffix", BACKEND_CHOICES),
+    ParamSpec("device", "cpu", "`cpu` or `cuda[:N]` (tensorrt always runs on a GPU)", pattern=DEVICE),
     ParamSpec(
         "precision",
         "",
-        "'' = the model's own; torch: fp16 runs the network in half precision (CUDA); onnxruntime and tensorrt "
-        "run the precision the file was exported / built with, a different value only warns",
+        '`""` = the model\'s own; torch: `fp16` runs the network in half precision (CUDA); onnxruntime and tensorrt '
+        "run the precision the file was exported / built with, a different value only warns; `int8`: engines only",
         PRECISION_CHOICES,
     ),
     ParamSpec("threads", 0, "onnxruntime CPU threads (0 = its default)", minimum=0),
     ParamSpec("warmup", True, "run the model a few times before subscribing"),
-    ParamSpec("fallback_model", "", "model to load when `model` cannot be loaded ('' = none: the node exits)"),
-    ParamSpec("fallback_backend", "onnxruntime", "backend of fallback_model", BACKEND_CHOICES),
-    ParamSpec("fallback_device", "cpu", "device of fallback_model"),
+    ParamSpec(
+        "fallback_model",
+        "",
+        'model to load when `model` cannot be loaded, e.g. the `.onnx` next to the `.engine` (`""` = none: the node '
+        "exits)",
+    ),
+    ParamSpec("fallback_backend", "onnxruntime", "backend of `fallback_model`", BACKEND_CHOICES),
+    ParamSpec("fallback_device", "cpu", "device of `fallback_model`", pattern=DEVICE),
     # --- cameras
     ParamSpec(
         "cameras",
         list(NUSCENES_CAMERAS),
-        "camera names in the model's input order; each has camera.<NAME>.image_topic / info_topic / frame_id",
+        "camera names in the model's input order; each has `camera.<NAME>.image_topic` / `info_topic` / `frame_id`",
+        pattern=CAMERA_NAME,
+        min_items=1,
+        unique_items=True,
     ),
-    ParamSpec("compressed", False, "subscribe to sensor_msgs/CompressedImage on <image_topic>/compressed"),
+    ParamSpec("compressed", False, "subscribe to `sensor_msgs/CompressedImage` on `<image_topic>/compressed` instead"),
     ParamSpec(
         "sync.slop_s",
         0.05,
-        "ApproximateTimeSynchronizer slop: a frame's stamps must spread less than this, s",
+        "ApproximateTimeSynchronizer slop: a frame's image stamps must spread less than this, s",
         minimum=0.0,
         exclusive=True,
     ),
-    ParamSpec("sync.queue_size", 10, "ApproximateTimeSynchronizer queue size per camera", minimum=1),
+    ParamSpec("sync.queue_size", 10, "ApproximateTimeSynchronizer queue size per input topic", minimum=1),
     # --- frames
-    ParamSpec("base_frame", "base_link", "the grid's ego frame: extrinsics are looked up as base_frame <- camera"),
-    ParamSpec("frame_id", "", "header.frame_id of the outputs ('' = base_frame)"),
-    ParamSpec("tf_timeout_s", 0.05, "how long one frame may wait for its camera transforms, s", minimum=0.0),
+    ParamSpec(
+        "base_frame",
+        "base_link",
+        "the grid's ego frame: extrinsics are looked up as `base_frame <- camera optical frame` at each image's stamp",
+        pattern=FRAME,
+    ),
+    ParamSpec("frame_id", "", '`header.frame_id` of the outputs (`""` = `base_frame`)', pattern=FRAME_OR_EMPTY),
+    ParamSpec(
+        "tf_timeout_s", 0.05, "the longest one frame waits for all of its camera transforms together, s", minimum=0.0
+    ),
     ParamSpec(
         "input_timeout_s",
         2.0,
-        "an input topic with no message for this long (wall clock) is reported silent: warning + diagnostics, s",
+        "an input topic with no message for this long (wall clock, so also when `/clock` stops) is named in a "
+        "throttled warning and in `/diagnostics`, s",
         minimum=0.0,
         exclusive=True,
     ),
     # --- outputs
-    ParamSpec("outputs.cloud", True, "publish ~/voxels (sensor_msgs/PointCloud2)"),
-    ParamSpec("outputs.markers", True, "publish ~/markers (visualization_msgs/MarkerArray) while subscribed"),
-    ParamSpec("outputs.grid", True, "publish ~/grid (std_msgs/UInt8MultiArray) and ~/grid_description"),
-    ParamSpec("outputs.markers_rate_hz", 2.0, "max rate of ~/markers (0 = every frame)", minimum=0.0),
+    ParamSpec("outputs.cloud", True, "publish `~/voxels` (`sensor_msgs/PointCloud2`)"),
+    ParamSpec("outputs.markers", True, "publish `~/markers` (`visualization_msgs/MarkerArray`), only while subscribed"),
+    ParamSpec(
+        "outputs.grid", True, "publish `~/grid` (`std_msgs/UInt8MultiArray`) and `~/grid_description` (latched JSON)"
+    ),
+    ParamSpec("outputs.markers_rate_hz", 2.0, "maximum rate of `~/markers`, Hz (0 = every frame)", minimum=0.0),
     ParamSpec("outputs.max_marker_voxels", 50000, "cap on the cubes in one MarkerArray", minimum=1),
     ParamSpec(
         "outputs.min_confidence",
@@ -198,62 +301,147 @@ PARAMS: tuple[ParamSpec, ...] = (
         minimum=0.0,
         maximum=1.0,
     ),
-    # --- output QoS
-    ParamSpec("qos.reliability", "reliable", "reliability of ~/voxels, ~/markers, ~/grid", RELIABILITY_CHOICES),
-    ParamSpec("qos.durability", "volatile", "durability of ~/voxels, ~/markers, ~/grid", DURABILITY_CHOICES),
-    ParamSpec("qos.depth", 1, "history depth (keep last) of ~/voxels, ~/markers, ~/grid", minimum=1),
+    # --- output QoS (inputs always use the sensor-data profile)
+    ParamSpec("qos.reliability", "reliable", "reliability of `~/voxels`, `~/markers`, `~/grid`", RELIABILITY_CHOICES),
+    ParamSpec("qos.durability", "volatile", "durability of `~/voxels`, `~/markers`, `~/grid`", DURABILITY_CHOICES),
+    ParamSpec("qos.depth", 1, "history depth (keep last) of `~/voxels`, `~/markers`, `~/grid`", minimum=1),
 )
 """The fixed parameters, in declaration order."""
 
-_SPECS = {spec.name: spec for spec in PARAMS}
+CAMERA_PARAMS: tuple[ParamSpec, ...] = (
+    ParamSpec(
+        "camera.<NAME>.image_topic",
+        "/<name lower>/image_raw",
+        "`sensor_msgs/Image` topic of camera `<NAME>` (with `compressed: true`, `<image_topic>/compressed` is "
+        "subscribed)",
+        pattern=TOPIC,
+    ),
+    ParamSpec(
+        "camera.<NAME>.info_topic",
+        "/<name lower>/camera_info",
+        "`sensor_msgs/CameraInfo` topic of camera `<NAME>`",
+        pattern=TOPIC,
+    ),
+    ParamSpec(
+        "camera.<NAME>.frame_id",
+        "",
+        'optical frame of camera `<NAME>` for the tf lookup (`""` = the image\'s `header.frame_id`)',
+        pattern=FRAME_OR_EMPTY,
+    ),
+)
+"""The parameters of each camera in ``cameras``, as templates: ``<NAME>`` is the camera's name, ``<name lower>`` the
+same in lower case (:func:`camera_specs` fills them in)."""
+
+CAMERA_KEYS = tuple(spec.name.rsplit(".", 1)[1] for spec in CAMERA_PARAMS)
+_TABLE = {spec.name: spec for spec in (*PARAMS, *CAMERA_PARAMS)}
+_PARAM = "param"  # dataclass field metadata: the table row a field is read from
+
+_T = TypeVar("_T", bool, int, float, str)
 
 
-def default_image_topic(camera: str) -> str:
-    """``/<name lower>/image_raw`` (``CAM_FRONT`` -> ``/cam_front/image_raw``), as ``occ synth`` bags have it."""
-    return f"/{camera.lower()}/image_raw"
+def table_default(name: str, kind: type[_T]) -> _T:
+    """The table's default of parameter ``name`` (a :data:`PARAMS` or :data:`CAMERA_PARAMS` name), of type ``kind``.
+
+    Raises:
+        TypeError: the table's default is of another type (a dataclass field that does not match its row).
+    """
+    default = _TABLE[name].default
+    if type(default) is not kind:
+        raise TypeError(f"parameter {name!r}: the table's default {default!r} is not a {kind.__name__}")
+    return default
 
 
-def default_info_topic(camera: str) -> str:
-    """``/<name lower>/camera_info``."""
-    return f"/{camera.lower()}/camera_info"
+def _param(name: str, kind: type[_T]) -> _T:
+    """A dataclass field read from table row ``name``, defaulting to the table's default."""
+    return field(default=table_default(name, kind), metadata={_PARAM: name})
+
+
+def _with_camera(text: str, camera: str) -> str:
+    return text.replace(CAMERA_TOKEN, camera).replace(CAMERA_LOWER_TOKEN, camera.lower())
 
 
 def camera_specs(camera: str) -> tuple[ParamSpec, ...]:
-    """The per-camera parameters ``camera.<NAME>.image_topic`` / ``info_topic`` / ``frame_id``."""
-    prefix = f"camera.{camera}."
-    return (
-        ParamSpec(
-            prefix + "image_topic",
-            default_image_topic(camera),
-            f"{camera}: sensor_msgs/Image topic (with compressed: true, <image_topic>/compressed is subscribed)",
-        ),
-        ParamSpec(prefix + "info_topic", default_info_topic(camera), f"{camera}: sensor_msgs/CameraInfo topic"),
-        ParamSpec(
-            prefix + "frame_id",
-            "",
-            f"{camera}: optical frame for the tf lookup ('' = the image's header.frame_id)",
-        ),
+    """The per-camera parameters ``camera.<camera>.image_topic`` / ``info_topic`` / ``frame_id``; defaults
+    ``/<camera lower>/image_raw``, ``/<camera lower>/camera_info``, ``""``."""
+    return tuple(
+        replace(
+            spec,
+            name=_with_camera(spec.name, camera),
+            default=_with_camera(spec.default, camera) if isinstance(spec.default, str) else spec.default,
+            description=_with_camera(spec.description, camera),
+        )
+        for spec in CAMERA_PARAMS
     )
 
 
 def specs(cameras: Iterable[str] = ()) -> tuple[ParamSpec, ...]:
-    """The fixed parameters, then the per-camera ones of ``cameras``."""
+    """The fixed parameters, then the per-camera ones of ``cameras``: what the node declares, in order."""
     out = list(PARAMS)
     for camera in cameras:
         out.extend(camera_specs(camera))
     return tuple(out)
 
 
-def declare_list(cameras: Iterable[str] | None = None) -> list[tuple[str, ParamValue, str]]:
-    """``(name, default, description)`` of every parameter to declare with rclpy.
+# ---------------------------------------------------------------------- rclpy declarations (ROS-free)
+@dataclass(frozen=True)
+class Descriptor:
+    """What the node declares for one parameter: its default and the fields of ``rcl_interfaces/ParameterDescriptor``.
 
-    Args:
-        cameras: declare the per-camera parameters of these cameras too (None: the fixed ones only; the node
-            declares those first, reads ``cameras`` and then declares the cameras' own).
+    Attributes:
+        name: the parameter name.
+        type: ``rcl_interfaces/ParameterType`` (1 bool, 2 integer, 3 double, 4 string, 9 string array).
+        default: the declared default.
+        description: :attr:`ParamSpec.description`.
+        additional_constraints: what a valid value is (:meth:`ParamSpec.expected`: choices, format, bounds).
+        read_only: the node reads its parameters once.
+        dynamic_typing: doubles only, so that ``slop_s: 1`` in YAML (an integer) is accepted as 1.0;
+            :func:`from_ros_parameters` checks every type anyway.
+        floating_point_range: ``(from_value, to_value, step)`` of a bounded double (ROS ranges are inclusive; an
+            exclusive minimum is enforced by :func:`from_ros_parameters`; an open end is +-inf; step 0 = any).
+        integer_range: the same for a bounded integer (an open end is the int64 limit).
+        choices: the allowed strings (empty: any); ROS has no field for them: they are in ``additional_constraints``.
     """
-    return [(s.name, s.default, s.description) for s in specs(cameras or ())]
+
+    name: str
+    type: int
+    default: ParamValue
+    description: str
+    additional_constraints: str
+    read_only: bool
+    dynamic_typing: bool
+    floating_point_range: tuple[float, float, float] | None = None
+    integer_range: tuple[int, int, int] | None = None
+    choices: tuple[str, ...] = ()
 
 
+def descriptor(spec: ParamSpec) -> Descriptor:
+    """The declaration of ``spec`` (the node turns it into an rclpy ``ParameterDescriptor``)."""
+    kind = spec.type_name
+    bounded = spec.minimum is not None or spec.maximum is not None
+    float_range = int_range = None
+    if bounded and kind == "double":
+        low = -math.inf if spec.minimum is None else float(spec.minimum)
+        high = math.inf if spec.maximum is None else float(spec.maximum)
+        float_range = (low, high, 0.0)
+    elif bounded and kind == "int":
+        low_i = INT64_MIN if spec.minimum is None else math.floor(spec.minimum) + (1 if spec.exclusive else 0)
+        high_i = INT64_MAX if spec.maximum is None else math.floor(spec.maximum)
+        int_range = (low_i, high_i, 0)
+    return Descriptor(
+        name=spec.name,
+        type=PARAMETER_TYPES[kind],
+        default=spec.default,
+        description=spec.description,
+        additional_constraints=spec.expected(),
+        read_only=spec.read_only,
+        dynamic_typing=kind == "double",
+        floating_point_range=float_range,
+        integer_range=int_range,
+        choices=spec.choices,
+    )
+
+
+# ---------------------------------------------------------------------- the typed parameters
 @dataclass(frozen=True)
 class CameraParams:
     """Topics and frame of one camera.
@@ -266,9 +454,9 @@ class CameraParams:
     """
 
     name: str
-    image_topic: str
-    info_topic: str
-    frame_id: str = ""
+    image_topic: str = field(metadata={_PARAM: "camera.<NAME>.image_topic"})
+    info_topic: str = field(metadata={_PARAM: "camera.<NAME>.info_topic"})
+    frame_id: str = _param("camera.<NAME>.frame_id", str)
 
     def subscribed_topic(self, compressed: bool) -> str:
         """The topic the node subscribes to for images (image_transport's compressed naming)."""
@@ -279,23 +467,23 @@ class CameraParams:
 class ModelParams:
     """Which model to load, how, and what to load instead when it cannot be."""
 
-    model: str = ""
-    backend: str = "auto"
-    device: str = "cpu"
-    precision: str = ""
-    threads: int = 0
-    warmup: bool = True
-    fallback_model: str = ""
-    fallback_backend: str = "onnxruntime"
-    fallback_device: str = "cpu"
+    model: str = _param("model", str)
+    backend: str = _param("backend", str)
+    device: str = _param("device", str)
+    precision: str = _param("precision", str)
+    threads: int = _param("threads", int)
+    warmup: bool = _param("warmup", bool)
+    fallback_model: str = _param("fallback_model", str)
+    fallback_backend: str = _param("fallback_backend", str)
+    fallback_device: str = _param("fallback_device", str)
 
 
 @dataclass(frozen=True)
 class SyncParams:
     """ApproximateTimeSynchronizer settings."""
 
-    slop_s: float = 0.05
-    queue_size: int = 10
+    slop_s: float = _param("sync.slop_s", float)
+    queue_size: int = _param("sync.queue_size", int)
 
 
 @dataclass(frozen=True)
@@ -307,12 +495,12 @@ class OutputParams:
         markers_period_s: 1 / markers_rate_hz (0 = every frame).
     """
 
-    cloud: bool = True
-    markers: bool = True
-    grid: bool = True
-    markers_rate_hz: float = 2.0
-    max_marker_voxels: int = 50000
-    min_confidence: float | None = None
+    cloud: bool = _param("outputs.cloud", bool)
+    markers: bool = _param("outputs.markers", bool)
+    grid: bool = _param("outputs.grid", bool)
+    markers_rate_hz: float = _param("outputs.markers_rate_hz", float)
+    max_marker_voxels: int = _param("outputs.max_marker_voxels", int)
+    min_confidence: float | None = table_default("outputs.min_confidence", float) or None
 
     @property
     def markers_period_s(self) -> float:
@@ -323,9 +511,9 @@ class OutputParams:
 class QosParams:
     """QoS of the streamed outputs (``~/grid_description`` is always reliable + transient-local, depth 1)."""
 
-    reliability: str = "reliable"
-    durability: str = "volatile"
-    depth: int = 1
+    reliability: str = _param("qos.reliability", str)
+    durability: str = _param("qos.durability", str)
+    depth: int = _param("qos.depth", int)
 
     @property
     def reliability_policy(self) -> str:
@@ -348,7 +536,7 @@ class NodeParams:
         compressed: subscribe to CompressedImage topics.
         sync: synchronizer settings.
         base_frame: the grid's frame; extrinsics are ``base_frame <- camera optical frame``.
-        frame_id: ``header.frame_id`` of the outputs (defaults to ``base_frame``).
+        frame_id: ``header.frame_id`` of the outputs (``frame_id: ""`` in the parameters = ``base_frame``).
         tf_timeout_s: how long one frame waits for its transforms in total.
         input_timeout_s: silence after which an input topic is reported.
         outputs: output toggles and rates.
@@ -357,12 +545,12 @@ class NodeParams:
 
     model: ModelParams
     cameras: tuple[CameraParams, ...]
-    compressed: bool = False
+    compressed: bool = _param("compressed", bool)
     sync: SyncParams = SyncParams()
-    base_frame: str = "base_link"
-    frame_id: str = "base_link"
-    tf_timeout_s: float = 0.05
-    input_timeout_s: float = 2.0
+    base_frame: str = _param("base_frame", str)
+    frame_id: str = table_default("frame_id", str) or table_default("base_frame", str)
+    tf_timeout_s: float = _param("tf_timeout_s", float)
+    input_timeout_s: float = _param("input_timeout_s", float)
     outputs: OutputParams = OutputParams()
     qos: QosParams = QosParams()
 
@@ -394,76 +582,51 @@ class NodeParams:
         """See :func:`from_ros_parameters`."""
         return from_ros_parameters(values, strict=strict, source=source)
 
-    def as_ros_parameters(self) -> dict[str, ParamValue]:
-        """The flat ``name -> value`` mapping that :func:`from_ros_parameters` reads back into these params."""
-        m, s, o, q = self.model, self.sync, self.outputs, self.qos
-        out: dict[str, ParamValue] = {
-            "model": m.model,
-            "backend": m.backend,
-            "device": m.device,
-            "precision": m.precision,
-            "threads": m.threads,
-            "warmup": m.warmup,
-            "fallback_model": m.fallback_model,
-            "fallback_backend": m.fallback_backend,
-            "fallback_device": m.fallback_device,
-            "cameras": list(self.camera_names),
-            "compressed": self.compressed,
-            "sync.slop_s": s.slop_s,
-            "sync.queue_size": s.queue_size,
-            "base_frame": self.base_frame,
-            "frame_id": "" if self.frame_id == self.base_frame else self.frame_id,
-            "tf_timeout_s": self.tf_timeout_s,
-            "input_timeout_s": self.input_timeout_s,
-            "outputs.cloud": o.cloud,
-            "outputs.markers": o.markers,
-            "outputs.grid": o.grid,
-            "outputs.markers_rate_hz": o.markers_rate_hz,
-            "outputs.max_marker_voxels": o.max_marker_voxels,
-            "outputs.min_confidence": 0.0 if o.min_confidence is None else o.min_confidence,
-            "qos.reliability": q.reliability,
-            "qos.durability": q.durability,
-            "qos.depth": q.depth,
-        }
-        for cam in self.cameras:
-            out[f"camera.{cam.name}.image_topic"] = cam.image_topic
-            out[f"camera.{cam.name}.info_topic"] = cam.info_topic
-            out[f"camera.{cam.name}.frame_id"] = cam.frame_id
-        return out
+
+class _Dataclass(Protocol):
+    __dataclass_fields__: ClassVar[dict[str, Any]]
 
 
+_D = TypeVar("_D", bound=_Dataclass)
+
+
+def _build(cls: type[_D], checked: Mapping[str, Any], camera: str = "", **given: Any) -> _D:
+    """``cls`` from the checked values of the table rows its fields name (``camera`` fills in ``<NAME>``)."""
+    values = {f.name: checked[_with_camera(f.metadata[_PARAM], camera)] for f in fields(cls) if _PARAM in f.metadata}
+    return cls(**{**values, **given})
+
+
+# ---------------------------------------------------------------------- validation
 def camera_name_problems(names: Any) -> list[str]:
-    """Why ``names`` is not a usable ``cameras`` parameter (empty list: it is)."""
+    """Why ``names`` is not a usable ``cameras`` parameter (empty list: it is), one problem per bad name.
+
+    The same rules as the table's ``cameras`` row (:meth:`ParamSpec.check`: items, pattern, uniqueness), with
+    messages that name each bad camera; the node checks them before declaring the per-camera parameters.
+    """
+    spec = _TABLE["cameras"]
     if not isinstance(names, (list, tuple)) or not all(isinstance(n, str) for n in names):
         return [f"parameter 'cameras': expected a list of camera names, got {names!r}"]
     problems = []
-    if not names:
-        problems.append("parameter 'cameras': expected at least one camera name, got []")
+    if len(names) < spec.min_items:
+        problems.append(f"parameter 'cameras': expected at least one camera name, got {list(names)!r}")
     for name in names:
-        if not _CAMERA_RE.match(name):
+        if spec.pattern and not spec.pattern.matches(name):
             problems.append(
                 f"parameter 'cameras': camera name {name!r} must start with a letter and hold only letters, digits "
                 "and '_' (it becomes part of the parameter names camera.<NAME>.*)"
             )
     duplicates = sorted({n for n in names if list(names).count(n) > 1})
-    if duplicates:
+    if spec.unique_items and duplicates:
         problems.append(f"parameter 'cameras': camera names must be unique, {duplicates} repeat")
     return problems
-
-
-def _topic_problem(name: str, topic: str) -> str | None:
-    if not _TOPIC_RE.match(topic):
-        return (
-            f"parameter {name!r}: expected a ROS topic name (letters, digits, '_', '/'-separated tokens not "
-            f"starting with a digit, no trailing '/'), got {topic!r}"
-        )
-    return None
 
 
 def from_ros_parameters(values: Mapping[str, Any], strict: bool = False, source: str = "") -> NodeParams:
     """Validated :class:`NodeParams` from a flat ``dotted name -> value`` mapping.
 
-    Parameters missing from ``values`` take their defaults (per-camera ones derive from the camera name).
+    Parameters missing from ``values`` take their defaults (per-camera ones derive from the camera name). Types,
+    ranges, choices and formats are checked against the table (:meth:`ParamSpec.check`); what the table cannot say
+    is checked here: unknown names (``strict``) and ``precision: int8`` with ``backend: torch``.
 
     Args:
         values: e.g. ``{p.name: p.value for p in node.get_parameters(names)}`` or a flattened param file.
@@ -474,9 +637,9 @@ def from_ros_parameters(values: Mapping[str, Any], strict: bool = False, source:
         ParamError: every bad parameter, each named with what was expected.
     """
     problems: list[str] = []
-    names_value = values.get("cameras", _SPECS["cameras"].default)
+    names_value = values.get("cameras", _TABLE["cameras"].default)
     name_problems = camera_name_problems(names_value)
-    problems.extend(name_problems)
+    problems.extend(name_problems)  # instead of the cameras row's own check: one message per bad name
     cameras = [] if name_problems else list(names_value)
     all_specs = specs(cameras)
     checked: dict[str, Any] = {}
@@ -495,64 +658,21 @@ def from_ros_parameters(values: Mapping[str, Any], strict: bool = False, source:
             if name.startswith("camera.") and name.split(".")[1] not in cameras:
                 hint = f" (camera {name.split('.')[1]!r} is not in 'cameras' {cameras})"
             problems.append(f"unknown parameter {name!r}{hint}")
-    for spec in all_specs:
-        value = checked[spec.name]
-        if spec.name.endswith(("image_topic", "info_topic")):
-            problem = _topic_problem(spec.name, value)
-            if problem:
-                problems.append(problem)
-        elif spec.name in ("base_frame",) or (spec.name.endswith("frame_id") and value):
-            if not _FRAME_RE.match(value) or value.startswith("/"):
-                problems.append(
-                    f"parameter {spec.name!r}: expected a tf frame id (no spaces, no leading '/'), got {value!r}"
-                )
-    for key in ("device", "fallback_device"):
-        device = checked[key]
-        if not re.match(r"^(cpu|cuda(:\d+)?)$", device):
-            problems.append(f"parameter {key!r}: expected cpu, cuda or cuda:N, got {device!r}")
     if checked["precision"] == "int8" and checked["backend"] == "torch":
         problems.append("parameter 'precision': int8 is a TensorRT engine's precision; torch runs fp32 or fp16")
     if problems:
         raise ParamError(problems, source)
 
-    camera_params = tuple(
-        CameraParams(
-            name,
-            checked[f"camera.{name}.image_topic"],
-            checked[f"camera.{name}.info_topic"],
-            checked[f"camera.{name}.frame_id"],
-        )
-        for name in cameras
-    )
     min_conf = checked["outputs.min_confidence"]
-    return NodeParams(
-        model=ModelParams(
-            model=checked["model"],
-            backend=checked["backend"],
-            device=checked["device"],
-            precision=checked["precision"],
-            threads=checked["threads"],
-            warmup=checked["warmup"],
-            fallback_model=checked["fallback_model"],
-            fallback_backend=checked["fallback_backend"],
-            fallback_device=checked["fallback_device"],
-        ),
-        cameras=camera_params,
-        compressed=checked["compressed"],
-        sync=SyncParams(checked["sync.slop_s"], checked["sync.queue_size"]),
-        base_frame=checked["base_frame"],
+    return _build(
+        NodeParams,
+        checked,
+        model=_build(ModelParams, checked),
+        cameras=tuple(_build(CameraParams, checked, camera=name, name=name) for name in cameras),
+        sync=_build(SyncParams, checked),
         frame_id=checked["frame_id"] or checked["base_frame"],
-        tf_timeout_s=checked["tf_timeout_s"],
-        input_timeout_s=checked["input_timeout_s"],
-        outputs=OutputParams(
-            cloud=checked["outputs.cloud"],
-            markers=checked["outputs.markers"],
-            grid=checked["outputs.grid"],
-            markers_rate_hz=checked["outputs.markers_rate_hz"],
-            max_marker_voxels=checked["outputs.max_marker_voxels"],
-            min_confidence=min_conf if min_conf > 0 else None,
-        ),
-        qos=QosParams(checked["qos.reliability"], checked["qos.durability"], checked["qos.depth"]),
+        outputs=_build(OutputParams, checked, min_confidence=min_conf if min_conf > 0 else None),
+        qos=_build(QosParams, checked),
     )
 
 
@@ -599,8 +719,14 @@ def load_param_file(path: str | Path, node_name: str = NODE_NAME, namespace: str
     ``use_sim_time`` (rclpy's own) and ``diagnostic_updater.*`` (diagnostic_updater's) are accepted and ignored.
     """
     values = param_file_values(path, node_name, namespace)
-    ours = {k: v for k, v in values.items() if k != "use_sim_time" and not k.startswith("diagnostic_updater.")}
+    ours = {k: v for k, v in values.items() if not is_library_parameter(k)}
     return from_ros_parameters(ours, strict=True, source=str(path))
+
+
+def is_library_parameter(name: str) -> bool:
+    """A parameter the libraries declare on the node, not the table: ``use_sim_time`` (rclpy),
+    ``diagnostic_updater.*`` (diagnostic_updater)."""
+    return name == "use_sim_time" or name.startswith("diagnostic_updater.")
 
 
 def resolve_model_path(model: str) -> Path:

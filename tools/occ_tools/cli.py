@@ -11,7 +11,6 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-EXIT_USAGE = 2
 EXIT_FAILURE = 1
 BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch")
 """= occ_ros.inference.backend.BACKEND_NAMES (kept here so `occ --help` imports nothing)."""
@@ -89,7 +88,8 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         description="Occ3D-nuScenes metric exactly as the official code computes it: one global confusion "
         "matrix over all samples inside the chosen visibility mask; per-class IoU (NaN when a class is in "
         "neither GT nor prediction), mIoU over the non-free classes, and geometric IoU. --pred and --gt are "
-        "labels.npz files or directories matched by relative path. Optional RayIoU (SparseOcc) needs the "
+        "labels.npz files or directories matched by relative path; a prediction must be on its ground truth's grid "
+        "(or a whole-factor coarsening of it, upsampled). Optional RayIoU (SparseOcc) needs the "
         "ego poses of the sequence (--dataset). --benchmark semantickitti runs the SemanticKITTI SSC metric "
         "on the official voxel files instead.",
     )
@@ -129,7 +129,8 @@ def _run_eval(args: argparse.Namespace) -> int:
 
     try:
         if args.benchmark == "semantickitti":
-            from occ_ros.eval.ssc import evaluate_semantickitti, format_table
+            from occ_ros.eval.runner import evaluate_semantickitti
+            from occ_ros.eval.ssc import format_table
 
             if args.mask == "none":
                 raise CliError("--benchmark semantickitti evaluates inside a mask: lidar (official) or camera")
@@ -391,7 +392,8 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "predict",
         help="predict Occ3D-format semantic occupancy for every frame of a dataset",
         description="Run a trained model (PyTorch checkpoint, ONNX file or TensorRT engine) over any dataset "
-        "`occ inspect` opens and write OUT/<scene>/<frame>/labels.npz (semantics, uint8 [x, y, z]) for `occ eval`.",
+        "`occ inspect` opens and write OUT/<scene>/<frame>/labels.npz (semantics, uint8 [x, y, z], and the model's "
+        "grid) for `occ eval`. The model's grid must be the dataset's or a whole-factor coarsening of it.",
     )
     _add_model_and_data(p, "model file: .ckpt (PyTorch), .onnx (ONNX Runtime) or .engine (TensorRT)")
     p.add_argument("--out", type=Path, required=True, help="output folder")
@@ -499,6 +501,20 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         help="step 2: a cached engine whose key differs is rebuilt (default) or refused",
     )
     p.add_argument("--trtexec-only", action="store_true", help="step 2: print the trtexec command, build nothing")
+    p.add_argument(
+        "--trtexec-built",
+        nargs=2,
+        metavar=("TRT_VERSION", "SM"),
+        help="step 2: ENGINE was built on the target by the --trtexec-only command: write its sidecar (model info "
+        "from the ONNX; cache key from the target's TensorRT version and compute capability, e.g. 10.3.0 8.7)",
+    )
+    p.add_argument("--gpu-name", default="", help="step 2, with --trtexec-built: the target GPU's name (sidecar)")
+    p.add_argument(
+        "--calib-npz",
+        type=Path,
+        help="with --onnx and --calib: write the calibration frames as the .npz NVIDIA TensorRT Model Optimizer "
+        "takes (--calibration_data) to quantize the ONNX for TensorRT 11 INT8, and build nothing",
+    )
     p.set_defaults(func=_run_export)
 
 
@@ -507,9 +523,32 @@ def _run_export(args: argparse.Namespace) -> int:
         if args.out is None:
             raise CliError("--checkpoint needs --out model.onnx")
         return _export_onnx(args)
+    if args.onnx is not None and args.calib_npz is not None:
+        return _export_calibration_npz(args)
     if args.onnx is not None and args.engine is not None:
         return _export_engine(args)
-    raise CliError("give --checkpoint C --out model.onnx, or --onnx model.onnx --engine model.engine")
+    raise CliError(
+        "give --checkpoint C --out model.onnx, --onnx model.onnx --engine model.engine, "
+        "or --onnx model.onnx --calib DATA --calib-npz calib.npz"
+    )
+
+
+def _export_calibration_npz(args: argparse.Namespace) -> int:
+    from occ_export.int8_calibration import CalibrationError, calibration_feeds, write_calibration_npz
+    from occ_export.tensorrt_build import BuildError, onnx_summary
+
+    if args.calib is None:
+        raise CliError("--calib-npz needs --calib DATA (a dataset folder or bag)")
+    try:
+        info = onnx_summary(args.onnx).model_info
+        if info is None:
+            raise CliError(f"{args.onnx}: no occ_ros metadata (export it with `occ export --checkpoint`)")
+        feeds = calibration_feeds(args.calib, info, args.calib_frames, args.kind, args.dataset_config)
+        path = write_calibration_npz(feeds, args.calib_npz)
+    except (BuildError, CalibrationError, OSError, ValueError) as err:
+        raise CliError(str(err)) from None
+    print(f"calibration data: {path} (for Model Optimizer's --calibration_data)")
+    return 0
 
 
 def _export_onnx(args: argparse.Namespace) -> int:
@@ -542,7 +581,13 @@ def _export_onnx(args: argparse.Namespace) -> int:
 
 
 def _export_engine(args: argparse.Namespace) -> int:
-    from occ_export.tensorrt_build import BuildError, BuildSettings, build_engine, trtexec_for
+    from occ_export.tensorrt_build import (
+        BuildError,
+        BuildSettings,
+        build_engine,
+        trtexec_for,
+        write_sidecar_for_engine,
+    )
     from occ_ros.inference.backend import BackendError
 
     settings = BuildSettings(
@@ -559,6 +604,12 @@ def _export_engine(args: argparse.Namespace) -> int:
         if args.trtexec_only:
             print("equivalent trtexec command (build on the target: Jetson engines must be built on the Jetson):")
             print("  " + trtexec_for(args.onnx, args.engine, settings))
+            print("then write its sidecar: occ export --onnx ... --engine ... --trtexec-built TRT_VERSION SM")
+            return 0
+        if args.trtexec_built:
+            trt_version, sm = args.trtexec_built
+            sidecar = write_sidecar_for_engine(args.onnx, args.engine, settings, trt_version, sm, args.gpu_name)
+            print(f"sidecar: {sidecar} (TensorRT {trt_version}, compute capability {sm})")
             return 0
         result = build_engine(args.onnx, args.engine, settings)
     except (BuildError, BackendError, OSError, ValueError) as err:

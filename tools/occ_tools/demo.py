@@ -123,7 +123,7 @@ def neighbour_frame_baseline(data: Path, out: Path) -> Path:
     """
     from occ_ros.core.grid import resample_labels
     from occ_ros.datasets.synth import SynthReader
-    from occ_ros.io.atomic import atomic_savez_compressed
+    from occ_ros.io.labels import LABELS_FILE, OccupancyLabels, save_labels
 
     reader = SynthReader(data)
     samples = [reader.load(i, images=False) for i in range(len(reader))]
@@ -133,7 +133,7 @@ def neighbour_frame_baseline(data: Path, out: Path) -> Path:
         assert s.gt is not None and src.gt is not None
         src_from_dst = np.linalg.inv(src.world_from_ego) @ s.world_from_ego
         pred = resample_labels(src.gt.semantics, reader.grid, src_from_dst, fill=free)
-        atomic_savez_compressed(out / s.scene / s.frame / "labels.npz", semantics=pred)
+        save_labels(out / s.scene / s.frame / LABELS_FILE, OccupancyLabels(pred, grid=reader.grid))
     return out
 
 

@@ -148,8 +148,8 @@ def kitti_pictures(
     for index in range(len(reader)):
         sample = reader.load(index)
         (cam,) = sample.rig
-        with np.load(labels_root / sample.key / LABELS_FILE) as npz:
-            scale, shift = float(npz[SCALE_KEY][0]), float(npz[SHIFT_KEY][0])
+        fitted = load_labels(labels_root / sample.key / LABELS_FILE).extra
+        scale, shift = float(fitted[SCALE_KEY][0]), float(fitted[SHIFT_KEY][0])
         calibration = {"scale": scale, "shift": shift}
         depth = depth_teacher.estimate(sample)[cam.name].to_metric(scale, shift, max_depth=80.0)
         truth = lidar_depth_image(read_scan(kitti / "sequences" / sequence / "velodyne" / f"{sample.frame}.bin"), cam)

@@ -1,8 +1,9 @@
 """``occ predict`` and ``occ query``: a trained model over any dataset reader.
 
-``occ predict`` writes Occ3D-format ``OUT/<scene>/<frame>/labels.npz`` (``semantics``, uint8 ``[x, y, z]``) that
-``occ eval`` scores. ``occ query`` scores every predicted-occupied voxel against a text prompt through the
-CLIP-feature head (LangOcc) and writes the matching voxels and a picture.
+``occ predict`` writes Occ3D-format ``OUT/<scene>/<frame>/labels.npz`` (``semantics``, uint8 ``[x, y, z]``, on the
+model's grid, which the file stores: :mod:`occ_ros.io.labels`) that ``occ eval`` scores. ``occ query`` scores every
+predicted-occupied voxel against a text prompt through the CLIP-feature head (LangOcc) and writes the matching voxels
+and a picture.
 
 Models: a PyTorch checkpoint (``.ckpt``), an exported ONNX file (``.onnx``, ONNX Runtime) or a TensorRT engine
 (``.engine``), all behind :class:`~occ_ros.inference.backend.InferenceBackend`. Every backend is fed by the one
@@ -25,7 +26,7 @@ import torch.nn.functional as F
 from occ_ros.core.grid import GridSpec, upsample_labels
 from occ_ros.core.preprocess import NetworkInput, preprocess
 from occ_ros.datasets import open_dataset
-from occ_ros.datasets.sample import LABELS_FILE, DatasetReader, Sample
+from occ_ros.datasets.sample import LABELS_FILE, DatasetReader, OccupancyLabels, Sample, save_labels
 from occ_ros.inference.backend import BackendError, InferenceBackend, backend_for, open_backend
 from occ_ros.inference.model_info import ModelInfo
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
@@ -53,7 +54,8 @@ def open_model_and_data(
         sequences: only these sequences of a SemanticKITTI root.
     Raises:
         BackendError: the model cannot be loaded, or lacks a requested output.
-        ModelInfoError: naming both sides when the data's vocabulary, camera count or image size do not fit.
+        ModelInfoError: naming both sides when the data's vocabulary, camera count or image size do not fit, or when
+            the model's grid is neither the data's grid nor a whole-factor coarsening of it (naming both grids).
     """
     options: dict[str, Any] = {}
     if features and backend_for(model, backend) == "torch":
@@ -67,7 +69,7 @@ def open_model_and_data(
         reader_options["sequences"] = sequences
     reader = open_dataset(data, kind, load_gt=load_gt, **reader_options)
     first = reader.load(0, images=False)
-    loaded.info.check_data(first.vocabulary, first.rig, str(model))
+    loaded.info.check_data(first.vocabulary, first.rig, str(model), grid=first.grid, data=str(data))
     return loaded, reader
 
 
@@ -112,12 +114,13 @@ def run_predict(
 
     Raises:
         BackendError: the model file is missing / corrupt or cannot be loaded by the backend.
-        ModelInfoError: its vocabulary, camera count or image size do not match the data (naming both).
+        ModelInfoError: its vocabulary, camera count, image size or grid do not match the data (naming both).
     """
     predictor, reader = open_model_and_data(
         model, data, kind, dataset_config, device, False, backend, sequences=sequences
     )
     out = Path(out)
+    grid = predictor.info.grid
     start = time.perf_counter()
     indices = list(_frames(reader, limit))
     bar = None
@@ -129,7 +132,7 @@ def run_predict(
         sample = reader.load(i)
         result = predictor(prepare(predictor, sample))
         reader.write_prediction(out, sample, on_dataset_grid(result["labels"], predictor.info.grid, sample.grid))
-        atomic_savez_compressed(out / sample.scene / sample.frame / LABELS_FILE, semantics=result["labels"])
+        save_labels(out / sample.scene / sample.frame / LABELS_FILE, OccupancyLabels(result["labels"], grid=grid))
         if on_frame is not None:
             on_frame(sample, result)
         if bar is not None:

@@ -61,19 +61,23 @@ Run ``python -m occ_training.labels.depth_calibration`` for the measurement quot
 from __future__ import annotations
 
 import math
+import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from occ_ros.core.config import check_choices
 from occ_ros.core.rig import Camera, CameraRig
 from occ_ros.core.transforms import invert_transform
 from occ_training.photometric import SSIM_C1, SSIM_C2, grid_from_homogeneous, photometric_error, warp_coefficients
 from occ_training.teachers.base import DepthMap
 
-CALIBRATION_MODES: tuple[str, ...] = ("frame", "sequence")
+CalibrationMode = Literal["frame", "sequence"]
+CALIBRATION_MODES: tuple[CalibrationMode, ...] = typing.get_args(CalibrationMode)
 
 #: Rec. 601 luma weights (``grayscale=True``).
 LUMA = torch.tensor([0.299, 0.587, 0.114])
@@ -116,7 +120,7 @@ class CalibrationConfig:
         seed: seeds the tiny noise that breaks ties between reprojection and identity errors.
     """
 
-    mode: str = "frame"
+    mode: CalibrationMode = "frame"
     neighbours: tuple[int, ...] = (-2, -1, 1, 2)
     max_width: int = 320
     search_width: int = 200
@@ -145,8 +149,7 @@ class CalibrationConfig:
         def fail(msg: str) -> None:
             raise ValueError(f"CalibrationConfig: {msg}")
 
-        if self.mode not in CALIBRATION_MODES:
-            fail(f"mode must be one of {CALIBRATION_MODES}, got {self.mode!r}")
+        check_choices(self)
         try:
             neighbours = tuple(int(o) for o in self.neighbours)
         except (TypeError, ValueError):

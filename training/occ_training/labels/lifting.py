@@ -138,17 +138,6 @@ class LiftedFrame:
         """(N,) bool: the points at their pixel's estimated depth."""
         return np.ones(len(self), dtype=bool) if self.primary is None else self.primary
 
-    def select(self, keep: np.ndarray) -> LiftedFrame:
-        return LiftedFrame(
-            self.points[keep],
-            self.labels[keep],
-            self.weights[keep],
-            self.cameras[keep],
-            self.pixels[keep],
-            self.world_from_ego,
-            None if self.primary is None else self.primary[keep],
-        )
-
 
 def backproject(depth: np.ndarray, camera: Camera, mask: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Pixels with depth -> ego-frame points.

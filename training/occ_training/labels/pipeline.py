@@ -2,9 +2,9 @@
 
 :func:`run_labels` walks any :class:`~occ_ros.datasets.sample.DatasetReader` (synthetic world,
 nuScenes, SemanticKITTI, rosbag2) scene by scene and writes ``OUT/<scene>/<frame>/labels.npz``
-(Occ3D: ``semantics`` + ``mask_camera``), the same relative layout as a dataset's ``gts/``, so
-``occ eval --pred OUT --gt DIR/gts`` scores it and any Occ3D training code reads it. Datasets with an
-official prediction format also get that (:meth:`DatasetReader.write_prediction`; SemanticKITTI:
+(Occ3D: ``semantics`` + ``mask_camera``, and the dataset's ``grid``), the same relative layout as a
+dataset's ``gts/``, so ``occ eval --pred OUT --gt DIR/gts`` scores it and any Occ3D training code reads
+it. Datasets with an official prediction format also get that (:meth:`DatasetReader.write_prediction`; SemanticKITTI:
 ``OUT/sequences/NN/predictions/F.label``, scored by ``occ eval --benchmark semantickitti --pred OUT``).
 
 It is resumable and crash-safe: every label file is written atomically, finished frames are
@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 import numpy as np
 
-from occ_ros.core.config import ConfigError, from_mapping, load_yaml_mapping
+from occ_ros.core.config import ConfigError, check_choices, from_mapping, load_yaml_mapping
 from occ_ros.core.transforms import is_rigid
 from occ_ros.core.vocabulary import Vocabulary
-from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, Sample
-from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
+from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, OccupancyLabels, Sample, save_labels
+from occ_ros.io.atomic import atomic_write_text
 from occ_training.labels.depth_calibration import (
     CalibrationConfig,
     CalibrationFrame,
@@ -69,8 +69,7 @@ class LabelConfig:
     calibrator: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def __post_init__(self) -> None:
-        if self.calibration not in ("frame", "sequence", "none"):
-            raise ValueError(f"LabelConfig.calibration must be frame, sequence or none, got {self.calibration!r}")
+        check_choices(self)
         if self.calibration != "none" and self.calibrator.mode != self.calibration:
             object.__setattr__(self, "calibrator", replace(self.calibrator, mode=self.calibration))
 
@@ -466,11 +465,10 @@ def _label_scene(
         # The dataset's official prediction format first (SemanticKITTI: sequences/NN/predictions/F.label),
         # then labels.npz, whose presence marks the frame done.
         reader.write_prediction(out, key, labels.semantics)
-        atomic_savez_compressed(
+        save_labels(
             label_path(out, key),
-            semantics=labels.semantics,
-            mask_camera=np.asarray(labels.mask_camera, dtype=np.uint8),
-            **calibration_arrays(key.rig.names, fitted),
+            OccupancyLabels(labels.semantics, mask_camera=labels.mask_camera, grid=key.grid),
+            calibration_arrays(key.rig.names, fitted),
         )
         if fitted is not None:
             summary.calibration.setdefault(key.scene, {})[key.frame] = dict(fitted)

@@ -24,8 +24,14 @@ from typing import ClassVar, Literal
 import torch
 import torch.nn.functional as F
 
+from occ_ros.core.config import check_choices
 from occ_ros.datasets.sample import IGNORE_LABEL
 from occ_training.photometric import photometric_error, warp_grid
+
+DepthLossKind = Literal["l1", "silog"]
+SemanticKind = Literal["probs", "logits"]
+AffinityKind = Literal["l1", "mse"]
+ClassWeighting = Literal["none", "enet"]
 
 
 def _masked_mean(values: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -182,7 +188,7 @@ def lift_depth_loss(logits: torch.Tensor, depth: torch.Tensor, stride: int, dept
         scalar loss (a graph-connected 0 when no cell has a target).
     """
     bins = logits.shape[1]
-    target = cell_depth_targets(depth.detach(), stride, tuple(logits.shape[-2:]))
+    target = cell_depth_targets(depth.detach(), stride, (int(logits.shape[-2]), int(logits.shape[-1])))
     valid = target > 0
     if not bool(valid.any()):
         return logits.sum() * 0.0
@@ -195,7 +201,7 @@ def depth_loss(
     rendered: torch.Tensor,
     target: torch.Tensor,
     valid: torch.Tensor | None = None,
-    kind: Literal["l1", "silog"] = "l1",
+    kind: DepthLossKind = "l1",
     silog_lambda: float = 0.85,
     min_depth: float = 1e-3,
 ) -> torch.Tensor:
@@ -225,7 +231,7 @@ def semantic_loss(
     rendered: torch.Tensor,
     labels: torch.Tensor,
     confidence: torch.Tensor | None = None,
-    kind: Literal["probs", "logits"] = "probs",
+    kind: SemanticKind = "probs",
     eps: float = 1e-6,
 ) -> torch.Tensor:
     """Rendered semantics against the 2D teacher's hard labels.
@@ -452,7 +458,7 @@ def segment_affinity_loss(
     student: torch.Tensor,
     teacher: torch.Tensor,
     segments: torch.Tensor,
-    kind: Literal["l1", "mse"] = "l1",
+    kind: AffinityKind = "l1",
     max_rays_per_segment: int = 256,
     eps: float = 1e-8,
 ) -> torch.Tensor:
@@ -544,9 +550,9 @@ class RenderingLossConfig:
 
     voxel_ce: float = 1.0
     voxel_lovasz: float = 1.0
-    class_weighting: str = "enet"
+    class_weighting: ClassWeighting = "enet"
     depth: float = 0.0
-    depth_kind: str = "l1"
+    depth_kind: DepthLossKind = "l1"
     silog_lambda: float = 0.85
     lift_depth: float = 0.0
     semantic: float = 0.0
@@ -559,7 +565,7 @@ class RenderingLossConfig:
     ray_kl: float = 0.0
     kl_min_mass: float = 1e-4
     affinity: float = 0.0
-    affinity_kind: str = "l1"
+    affinity_kind: AffinityKind = "l1"
     affinity_max_rays: int = 256
 
     #: names of the weighted terms, as accepted by :meth:`total`
@@ -580,14 +586,7 @@ class RenderingLossConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"RenderingLossConfig: weight {name} must be finite and >= 0, got {value}")
-        choices = {
-            "class_weighting": ("none", "enet"),
-            "depth_kind": ("l1", "silog"),
-            "affinity_kind": ("l1", "mse"),
-        }
-        for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
-                raise ValueError(f"RenderingLossConfig: {name} must be one of {allowed}, got {getattr(self, name)!r}")
+        check_choices(self)
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ValueError(f"RenderingLossConfig: ssim_weight must lie in [0, 1], got {self.ssim_weight}")
         if not 0.0 <= self.silog_lambda <= 1.0:

@@ -8,6 +8,10 @@ For a ray with samples ``i = 0..S-1`` (density ``sigma_i`` per metre over a bin 
 
 ``sum_i w_i = 1 - T_S <= 1`` is the accumulation (opacity) of the ray; the remainder ``T_S`` is the probability
 that the ray leaves the grid unstopped. Shapes: (B, R, S) per sample, (B, R) per ray.
+
+:class:`VolumeRenderer` is the render step of a field read at ray samples: it forms the weights once and returns
+every per-ray quantity the losses use as one :class:`RenderOutputs` (nerfstudio's ``get_outputs``); the loss
+functions (:mod:`occ_training.rendering.losses`) only consume such outputs and never render.
 """
 
 from __future__ import annotations
@@ -18,6 +22,8 @@ from typing import Literal
 import torch
 import torch.nn.functional as F
 
+from occ_ros.core.config import check_choices
+from occ_training.rendering.fields import FieldOutputs, Interpolation
 from occ_training.rendering.rays import RaySamples
 
 DepthMode = Literal["far", "expected", "normalized"]
@@ -44,25 +50,18 @@ class RenderingConfig:
     samples_per_ray: int = 96
     stratified: bool = True
     near: float = 0.0
-    interpolation: str = "trilinear"
-    depth_mode: str = "far"
-    semantic_mode: str = "probs"
+    interpolation: Interpolation = "trilinear"
+    depth_mode: DepthMode = "far"
+    semantic_mode: SemanticMode = "probs"
 
     def __post_init__(self) -> None:
+        check_choices(self)
         if int(self.rays_per_camera) < 1 or int(self.samples_per_ray) < 1:
             raise ValueError("RenderingConfig: rays_per_camera and samples_per_ray must be >= 1")
         if not 0.0 <= self.labelled_fraction <= 1.0:
             raise ValueError(f"RenderingConfig: labelled_fraction must lie in [0, 1], got {self.labelled_fraction}")
         if self.near < 0:
             raise ValueError(f"RenderingConfig: near must be >= 0, got {self.near}")
-        if self.interpolation not in ("trilinear", "nearest"):
-            raise ValueError(f"RenderingConfig: interpolation must be trilinear or nearest, got {self.interpolation!r}")
-        if self.depth_mode not in ("far", "expected", "normalized"):
-            raise ValueError(
-                f"RenderingConfig: depth_mode must be far, expected or normalized, got {self.depth_mode!r}"
-            )
-        if self.semantic_mode not in ("probs", "logits"):
-            raise ValueError(f"RenderingConfig: semantic_mode must be probs or logits, got {self.semantic_mode!r}")
 
 
 def weights_from_density(density: torch.Tensor, deltas: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -92,8 +91,8 @@ def render_depth(
     ``d_ray * z_per_unit``. What happens to the ray's remaining mass ``1 - sum_i w_i`` depends on ``mode``:
 
     * ``far`` (default): it terminates at the ray's exit of the grid box ``t_far`` (an empty ray renders the box
-      boundary, the farthest depth the grid can explain; compare with targets clipped to the box, see
-      :func:`clip_depth_to_box`);
+      boundary, the farthest depth the grid can explain; compare with targets clipped to the box,
+      ``torch.minimum(target, RenderOutputs.exit_depth)``);
     * ``expected``: it contributes 0 (plain NeRF expected depth; a transparent ray renders 0, so depth supervision
       also pulls opacity up);
     * ``normalized``: the weights are renormalised, ``sum w t / sum w`` (nerfstudio's ``expected`` depth; 0 for an
@@ -116,15 +115,6 @@ def render_depth(
     elif mode != "expected":
         raise ValueError(f"render_depth: unknown mode {mode!r}")
     return distance * z_per_unit, accumulation
-
-
-def clip_depth_to_box(target: torch.Tensor, samples: RaySamples, z_per_unit: torch.Tensor) -> torch.Tensor:
-    """(B, R) optical-axis target depths clipped to the rays' exit of the grid box (``t_far * z_per_unit``).
-
-    A surface beyond the grid is seen by a ray that crosses the whole grid empty; with ``depth_mode="far"`` such a
-    ray renders exactly the exit depth, so the clipped target is the right one.
-    """
-    return torch.minimum(target, samples.t_far * z_per_unit)
 
 
 def render_semantics(
@@ -171,3 +161,71 @@ def render_features(weights: torch.Tensor, features: torch.Tensor, eps: float = 
         (B, R, D) unit-norm features (compared by cosine with CLIP-aligned teacher features, LangOcc).
     """
     return F.normalize((weights[..., None] * features).sum(dim=-2), dim=-1, eps=eps)
+
+
+# ---------------------------------------------------------------------------------------- the render step
+@dataclass
+class RenderOutputs:
+    """One render of a field along a bundle of rays: what the loss terms consume (nerfstudio's ``get_outputs``).
+
+    Shapes: ``B`` batch, ``R`` rays, ``S`` samples per ray, ``K = C - 1`` non-free classes, ``D`` feature channels.
+
+    Attributes:
+        weights: (B, R, S) ray-termination weights ``w_i`` (:func:`weights_from_density`); 0 on rays that miss the box.
+        depth: (B, R) rendered optical-axis depth, metres (:func:`render_depth` in the renderer's mode).
+        accumulation: (B, R) ``sum_i w_i`` in [0, 1].
+        hit: (B, R) bool, the ray crosses the grid box (:attr:`RaySamples.hit`).
+        exit_depth: (B, R) optical-axis depth of the ray's exit from the box, ``t_far * z_per_unit`` (0 for a ray
+            that misses it); depth targets are clipped with ``torch.minimum(target, exit_depth)``.
+        semantics: (B, R, K) rendered class probabilities or logits (:func:`render_semantics`), or None when the
+            field was read without semantics.
+        features: (B, R, D) rendered unit-norm features (:func:`render_features`), or None.
+    """
+
+    weights: torch.Tensor
+    depth: torch.Tensor
+    accumulation: torch.Tensor
+    hit: torch.Tensor
+    exit_depth: torch.Tensor
+    semantics: torch.Tensor | None = None
+    features: torch.Tensor | None = None
+
+
+class VolumeRenderer:
+    """Composites field values at ray samples into :class:`RenderOutputs` (no parameters).
+
+    Args:
+        depth_mode: see :func:`render_depth`.
+        semantic_mode: see :func:`render_semantics`.
+        free_index: index of ``free`` among the C classes of the semantics.
+    """
+
+    def __init__(self, depth_mode: DepthMode = "far", semantic_mode: SemanticMode = "probs", free_index: int = -1):
+        self.depth_mode: DepthMode = depth_mode
+        self.semantic_mode: SemanticMode = semantic_mode
+        self.free_index = free_index
+
+    def __call__(self, fields: FieldOutputs, samples: RaySamples, z_per_unit: torch.Tensor) -> RenderOutputs:
+        """Render the field values read at ``samples``.
+
+        Args:
+            fields: (B, R, S) density, optional (B, R, S, C) semantics and (B, R, S, D) features
+                (:class:`~occ_training.rendering.fields.VoxelField` at ``samples``).
+            samples: the rays' samples (``t``, ``deltas``, ``t_far``, ``hit``).
+            z_per_unit: (B, R) optical z of the rays' unit directions (:attr:`RayBundle.z_per_unit`).
+        Returns:
+            :class:`RenderOutputs`; ``semantics`` / ``features`` only when ``fields`` has them.
+        """
+        weights, _ = weights_from_density(fields.density, samples.deltas)
+        depth, accumulation = render_depth(weights, samples, z_per_unit, self.depth_mode)
+        return RenderOutputs(
+            weights=weights,
+            depth=depth,
+            accumulation=accumulation,
+            hit=samples.hit,
+            exit_depth=samples.t_far * z_per_unit,
+            semantics=None
+            if fields.semantics is None
+            else render_semantics(weights, fields.semantics, self.semantic_mode, self.free_index),
+            features=None if fields.features is None else render_features(weights, fields.features),
+        )

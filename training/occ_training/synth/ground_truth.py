@@ -21,6 +21,7 @@ from occ_ros.core.grid import GridSpec
 from occ_ros.core.raycast import carve, visibility_mask
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.transforms import invert_transform, transform_points
+from occ_ros.io.labels import OccupancyLabels
 from occ_training.synth.render import FrozenScene
 from occ_training.synth.world import World
 
@@ -97,8 +98,9 @@ class FrameGroundTruth:
     mask_lidar: np.ndarray
     mask_camera: np.ndarray
 
-    def arrays(self) -> dict[str, np.ndarray]:
-        return {"semantics": self.semantics, "mask_lidar": self.mask_lidar, "mask_camera": self.mask_camera}
+    def labels(self, grid: GridSpec) -> OccupancyLabels:
+        """The ground truth as label-file contents on ``grid`` (the grid the frame was built on)."""
+        return OccupancyLabels(self.semantics, mask_camera=self.mask_camera, mask_lidar=self.mask_lidar, grid=grid)
 
 
 def surface_spacing(grid: GridSpec) -> float:

@@ -6,7 +6,7 @@ Output layout (DIR is written under a temporary name and renamed when complete):
     DIR/images/<scene>/<frame>/<CAM>.png           RGB, 8 bit
     DIR/depth/<scene>/<frame>/<CAM>.png            uint16, metres * 256 (0 = no surface), optical-axis depth
     DIR/semantics/<scene>/<frame>/<CAM>.png        uint8 Occ3D label of the surface seen (255 = sky)
-    DIR/gts/<scene>/<frame>/labels.npz             Occ3D: semantics, mask_lidar, mask_camera, uint8 [x, y, z]
+    DIR/gts/<scene>/<frame>/labels.npz             Occ3D: semantics, mask_lidar, mask_camera, uint8 [x, y, z]; grid
     DIR/bag/                                       rosbag2 (MCAP): images, camera_info, /tf, /tf_static
 """
 
@@ -25,7 +25,8 @@ from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.vocabulary import OCC3D
 from occ_ros.datasets.synth import BASE_FRAME, DEPTH_SCALE, FORMAT, FORMAT_VERSION, ODOM_FRAME, encode_depth
-from occ_ros.io.atomic import atomic_directory, atomic_savez_compressed, atomic_write_text
+from occ_ros.io.atomic import atomic_directory, atomic_write_text
+from occ_ros.io.labels import LABELS_FILE, save_labels
 from occ_training.synth.ground_truth import LIDAR_EGO_POSITION, frame_ground_truth
 from occ_training.synth.render import CameraImage, freeze, render_camera
 from occ_training.synth.world import FRAME_RATE_HZ, World, urban_world
@@ -134,7 +135,7 @@ def generate(
                 frozen = freeze(world, t)
                 views: list[CameraImage] = [render_camera(frozen, cam, world_from_ego) for cam in rig]
                 gt = frame_ground_truth(world, frozen, t, grid, rig, vocab.free_index)
-                atomic_savez_compressed(tmp / "gts" / scene / name / "labels.npz", **gt.arrays())
+                save_labels(tmp / "gts" / scene / name / LABELS_FILE, gt.labels(grid))
                 gt_classes.update(int(c) for c in np.unique(gt.semantics) if c != vocab.free_index)
                 bag.write(
                     "/tf",

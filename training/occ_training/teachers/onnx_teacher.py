@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar, get_args
 
 import numpy as np
 
@@ -78,7 +78,14 @@ MODELS_ENV = "OCC_ROS_TEACHER_MODELS"
 
 _ORT_TYPES = {"float32": "tensor(float)", "float16": "tensor(float16)", "uint8": "tensor(uint8)"}
 _NUMPY_TYPES = {"float32": np.float32, "float16": np.float16, "uint8": np.uint8}
-_GRAPH_OPTIMIZATION = {
+Layout = Literal["NCHW", "NHWC"]
+Channels = Literal["RGB", "BGR"]
+Resize = Literal["stretch", "letterbox"]
+Scores = Literal["logits", "probabilities"]
+GraphOptimization = Literal["all", "extended", "basic", "disabled"]
+_Word = TypeVar("_Word", bound=str)
+
+_GRAPH_OPTIMIZATION: dict[GraphOptimization, str] = {
     "all": "ORT_ENABLE_ALL",
     "extended": "ORT_ENABLE_EXTENDED",
     "basic": "ORT_ENABLE_BASIC",
@@ -96,7 +103,9 @@ def card_dir() -> Path:
 
 def shared_models_dir() -> Path:
     """``<repo>/../shared/models``: the models folder next to the source tree holding this module."""
-    return Path(__file__).resolve().parents[2].parent / "shared" / "models"
+    from occ_ros.core.resources import shared_dir
+
+    return shared_dir() / "models"
 
 
 def find_card(card: str | Path) -> Path:
@@ -177,7 +186,8 @@ def _triple(value: Any, what: str, where: str, default: float) -> tuple[float, f
     return (a, b, c)
 
 
-def _choice(value: Any, choices: Sequence[str], what: str, where: str, default: str) -> str:
+def _choice(value: Any, choices: Sequence[_Word], what: str, where: str, default: _Word) -> _Word:
+    """``value`` as one of ``choices`` (case-insensitive; None: ``default``); pass a Literal's ``get_args``."""
     if value is None:
         return default
     text = str(value)
@@ -213,13 +223,13 @@ class InputSpec:
 
     name: str | None = None
     size: tuple[int, int] | None = None
-    layout: Literal["NCHW", "NHWC"] = "NCHW"
-    channels: Literal["RGB", "BGR"] = "RGB"
+    layout: Layout = "NCHW"
+    channels: Channels = "RGB"
     dtype: str | None = None
     scale: float = 1.0
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    resize: Literal["stretch", "letterbox"] = "stretch"
+    resize: Resize = "stretch"
     pad_value: tuple[float, float, float] = (0.0, 0.0, 0.0)
     antialias: bool = False
 
@@ -247,13 +257,13 @@ class InputSpec:
         return cls(
             name=None if name is None else str(name),
             size=size,
-            layout=_choice(data.get("layout"), ("NCHW", "NHWC"), "layout", where, "NCHW"),  # type: ignore[arg-type]
-            channels=_choice(data.get("channels"), ("RGB", "BGR"), "channels", where, "RGB"),  # type: ignore[arg-type]
+            layout=_choice(data.get("layout"), get_args(Layout), "layout", where, "NCHW"),
+            channels=_choice(data.get("channels"), get_args(Channels), "channels", where, "RGB"),
             dtype=None if dtype is None else str(dtype),
             scale=_number(data.get("scale", 1.0), "scale", where),
             mean=_triple(data.get("mean"), "mean", where, 0.0),
             std=std,
-            resize=_choice(data.get("resize"), ("stretch", "letterbox"), "resize", where, "stretch"),  # type: ignore[arg-type]
+            resize=_choice(data.get("resize"), get_args(Resize), "resize", where, "stretch"),
             pad_value=_triple(data.get("pad_value"), "pad_value", where, 0.0),
             antialias=bool(data.get("antialias", False)),
         )
@@ -272,8 +282,8 @@ class SegmentationOutput:
     """
 
     output: str | int | None
-    layout: Literal["NCHW", "NHWC"]
-    scores: Literal["logits", "probabilities"]
+    layout: Layout
+    scores: Scores
     classes: tuple[str, ...]
     mappings: dict[str, dict[str, str | None]] = field(default_factory=dict)
 
@@ -304,8 +314,8 @@ class SegmentationOutput:
             mappings[str(vocab)] = {str(k): (None if v is None else str(v)) for k, v in table.items()}
         return cls(
             output=_output_ref(data.get("output"), where),
-            layout=_choice(data.get("layout"), ("NCHW", "NHWC"), "layout", where, "NCHW"),  # type: ignore[arg-type]
-            scores=_choice(data.get("scores"), ("logits", "probabilities"), "scores", where, "logits"),  # type: ignore[arg-type]
+            layout=_choice(data.get("layout"), get_args(Layout), "layout", where, "NCHW"),
+            scores=_choice(data.get("scores"), get_args(Scores), "scores", where, "logits"),
             classes=names,
             mappings=mappings,
         )
@@ -358,7 +368,7 @@ class DepthOutput:
     """
 
     output: str | int | None
-    layout: Literal["NCHW", "NHWC"]
+    layout: Layout
     kind: str
     scale: float = 1.0
     canonical_focal: float | None = None
@@ -379,7 +389,7 @@ class DepthOutput:
             raise TeacherError(f"{where}: scale and canonical_focal must be > 0")
         return cls(
             output=_output_ref(data.get("output"), where),
-            layout=_choice(data.get("layout"), ("NCHW", "NHWC"), "layout", where, "NCHW"),  # type: ignore[arg-type]
+            layout=_choice(data.get("layout"), get_args(Layout), "layout", where, "NCHW"),
             kind=str(kind),
             scale=scale,
             canonical_focal=focal_value,
@@ -467,7 +477,7 @@ class ModelCard:
     depth: DepthOutput | None = None
     description: str = ""
     produce: str = ""
-    graph_optimization: str = "all"
+    graph_optimization: GraphOptimization = "all"
     build: BuildRecipe | None = None
 
     @property
@@ -566,7 +576,7 @@ def load_card(card: str | Path) -> ModelCard:
         description=str(data.get("description") or ""),
         produce=str(data.get("produce") or ""),
         graph_optimization=_choice(
-            data.get("graph_optimization"), tuple(_GRAPH_OPTIMIZATION), "graph_optimization", where, "all"
+            data.get("graph_optimization"), get_args(GraphOptimization), "graph_optimization", where, "all"
         ),
         build=BuildRecipe.parse(data["build"], where) if data.get("build") is not None else None,
     )

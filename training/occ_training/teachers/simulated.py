@@ -45,6 +45,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from occ_ros.core.config import check_choices
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, Sample
 from occ_ros.datasets.synth import SynthReader
@@ -127,8 +128,7 @@ class SimDepthConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.kind not in ("metric", "relative"):
-            raise ValueError(f"SimDepthConfig.kind must be 'metric' or 'relative', got {self.kind!r}")
+        check_choices(self)
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"SimDepthConfig.scale_range must be 0 < lo <= hi, got {self.scale_range}")
@@ -142,8 +142,6 @@ class SimDepthConfig:
                 raise ValueError(f"SimDepthConfig.{name} must be >= 0, got {getattr(self, name)}")
         if self.max_depth <= 0:
             raise ValueError(f"SimDepthConfig.max_depth must be > 0, got {self.max_depth}")
-        if self.affine_per not in ("frame", "sequence"):
-            raise ValueError(f"SimDepthConfig.affine_per must be 'frame' or 'sequence', got {self.affine_per!r}")
 
 
 # ---------------------------------------------------------------------------------------- helpers

@@ -169,6 +169,8 @@ class TrainConfig:
         amp: mixed precision on CUDA: ``auto`` (bf16 when supported, else fp16 with loss scaling), ``bf16``,
             ``fp16`` or ``off``; always off on CPU.
         threads: torch CPU threads per process (0 = torch's default).
+        backbone_weights: a local ResNet state dict (torchvision's ImageNet ``resnet18`` / ``resnet34`` file, or
+            another backbone's) loaded into the image backbone before the first step (docs/model.md); None: random.
         log_every, val_every, ckpt_every: steps between log lines, validations and checkpoints (0 = never; the
             last step always checkpoints).
     """
@@ -191,6 +193,7 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
     threads: int = 0
+    backbone_weights: str | None = None
     log_every: int = 10
     val_every: int = 0
     ckpt_every: int = 100
@@ -240,11 +243,6 @@ class TrainConfig:
         return PreprocessConfig(
             self.model.image_height, self.model.image_width, self.image.crop, self.image.mean, self.image.std
         )
-
-    @property
-    def uses_rendering(self) -> bool:
-        """Whether any term renders rays."""
-        return any(self.loss.enabled(t) for t in ("depth", "semantic", "photometric", "clip", "ray_kl", "affinity"))
 
     @property
     def uses_distillation(self) -> bool:

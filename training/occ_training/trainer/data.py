@@ -349,12 +349,13 @@ class FrameDataset(Dataset):
         factor = self.pool[ref.reader]
         if self.needs.labels:
             path = self.label_files[i]
-            shape = sample.grid.shape if sample.grid is not None else self.config.model.grid_spec.shape
-            labels = load_labels(path, num_classes=len(self.vocabulary), shape=shape)
+            if sample.grid is not None:
+                labels = load_labels(path, num_classes=len(self.vocabulary), grid=sample.grid)
+            else:
+                labels = load_labels(path, num_classes=len(self.vocabulary), shape=self.config.model.grid_spec.shape)
             item["labels"], item["label_mask"] = self._pooled(labels.semantics, self._label_mask(labels), factor)
-            with np.load(path) as npz:
-                if SCALE_KEY in npz.files:
-                    calibration = (npz[SCALE_KEY], npz[SHIFT_KEY])
+            if SCALE_KEY in labels.extra:
+                calibration = (labels.extra[SCALE_KEY], labels.extra[SHIFT_KEY])
         if self.needs.gt:
             if sample.gt is None:
                 raise DataError(f"{self.roots[ref.reader]}: frame {sample.key} has no ground truth for validation")

@@ -34,6 +34,7 @@ from occ_ros.core.config import ConfigError, flatten_keys
 from occ_ros.eval.occ3d import Occ3DMetric, Occ3DResult
 from occ_ros.inference.model_info import config_hash
 from occ_ros.io.atomic import atomic_write_text
+from occ_ros.model.backbone import PretrainedError
 from occ_ros.model.checkpoint import CheckpointError, checkpoint_dict, load_checkpoint, read_checkpoint, save_checkpoint
 from occ_ros.model.network import OccupancyNetwork, predict_labels
 from occ_training.rendering.losses import class_weights_from_frequencies
@@ -123,7 +124,13 @@ class Trainer:
         self._check_run_folder()
 
         torch.manual_seed(config.seed)  # the same initial weights in every process
-        self.model = OccupancyNetwork(config.model).to(self.ctx.device)
+        self.model = OccupancyNetwork(config.model)
+        if config.backbone_weights and not resume:  # a resumed run reads every weight from its checkpoint
+            try:
+                self.model.backbone.load_pretrained(config.backbone_weights)
+            except PretrainedError as err:
+                raise TrainError(f"backbone_weights: {err}") from None
+        self.model = self.model.to(self.ctx.device)
         self.net: nn.Module = self.model
         if self.ctx.distributed:
             self.net = convert_sync_batchnorm(self.model, self.ctx.device)

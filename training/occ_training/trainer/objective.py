@@ -9,6 +9,11 @@ Terms (weights in :class:`~occ_training.rendering.losses.RenderingLossConfig`, 0
 * ``clip`` (LangOcc): rendered features against the teacher's CLIP features (cosine);
 * ``ray_kl``, ``affinity`` (RadOcc): the same rays rendered through a teacher's volumes.
 
+Each frame goes through two steps, split the way nerfstudio splits ``get_outputs`` from ``get_loss_dict``:
+:meth:`Objective.render` samples rays and renders them once (:class:`FrameRender`: typed
+:class:`~occ_training.rendering.renderer.RenderOutputs` per ray set), then :meth:`Objective.loss_dict` turns those
+outputs and the batch's targets into named, unweighted loss terms without rendering anything.
+
 Every term is computed per frame and averaged over the frames of the batch, so a batch split over processes
 (DDP averages gradients) gives the same gradient as the whole batch in one process. Randomness (pixels, sample
 jitter) comes from per-frame generators that the caller seeds from the frame's position in the data stream.
@@ -35,16 +40,13 @@ from occ_training.rendering.losses import (
     semantic_loss,
     voxel_loss,
 )
-from occ_training.rendering.rays import RayBundle, UniformSampler, camera_rays, image_pixels, sample_pixels
-from occ_training.rendering.renderer import (
-    clip_depth_to_box,
-    render_depth,
-    render_features,
-    render_semantics,
-    weights_from_density,
-)
+from occ_training.rendering.rays import UniformSampler, camera_rays, image_pixels, sample_pixels
+from occ_training.rendering.renderer import RenderOutputs, VolumeRenderer
 
 from .config import TrainConfig
+
+#: The terms that render rays through random pixels (:attr:`FrameRender.rays`).
+RAY_TERMS = ("depth", "semantic", "clip", "ray_kl", "affinity")
 
 
 @dataclass
@@ -90,6 +92,33 @@ def _at_pixels(maps: torch.Tensor, pixels: torch.Tensor) -> torch.Tensor:
     return maps[cams, v, u].reshape(1, -1)
 
 
+@dataclass
+class FrameRender:
+    """The render step of one frame: everything the ray-based loss terms read (:meth:`Objective.render`).
+
+    ``N`` cameras, ``P = rendering.rays_per_camera`` random pixels per camera, ``R = N * P`` rays (camera-major:
+    ray ``n * P + p`` is pixel ``p`` of camera ``n``), ``(h, w)`` the photometric depth image per camera.
+
+    Attributes:
+        pixels: (1, N, P, 2) network-image pixels (u, v) of the random rays, or None when no ray term is on.
+        rays: the student's render at those rays: weights (1, R, S), depth / accumulation / hit / exit_depth
+            (1, R), semantics (1, R, K) when ``semantic`` or ``affinity`` is on, features (1, R, D) when ``clip``
+            is on; None when no ray term is on.
+        teacher: the distillation teacher's volumes rendered at the same samples (no gradient): weights, depth and,
+            for ``affinity``, semantics; None without ``ray_kl`` / ``affinity``.
+        image: the student's depth image for ``photometric``: rays through every ``photometric.stride``-th pixel
+            of every camera, R' = N * h * w (row-major per camera), no semantics / features; None when the term is
+            off or the frame has no source frame.
+        image_size: (h, w) of that depth image.
+    """
+
+    pixels: torch.Tensor | None = None
+    rays: RenderOutputs | None = None
+    teacher: RenderOutputs | None = None
+    image: RenderOutputs | None = None
+    image_size: tuple[int, int] = (0, 0)
+
+
 class Objective:
     """Computes the enabled loss terms of a batch (see the module docstring).
 
@@ -110,7 +139,8 @@ class Objective:
         grid = config.model.grid_spec
         r = config.rendering
         self.sampler = UniformSampler(grid, r.samples_per_ray, r.stratified, r.near)
-        self.field = VoxelField(grid, r.interpolation)  # type: ignore[arg-type]
+        self.field = VoxelField(grid, r.interpolation)
+        self.renderer = VolumeRenderer(r.depth_mode, r.semantic_mode, free_index)
         self.mean = torch.tensor(config.image.mean).reshape(1, 3, 1, 1)
         self.std = torch.tensor(config.image.std).reshape(1, 3, 1, 1)
 
@@ -121,27 +151,110 @@ class Objective:
         generators: list[FrameGenerators],
         teacher: Mapping[str, torch.Tensor] | None = None,
     ) -> tuple[torch.Tensor, dict[str, float]]:
-        """Mean over the batch's frames of the weighted term sum; also the mean unweighted term values."""
+        """Mean over the batch's frames of the weighted term sum; also the mean unweighted term values.
+
+        Args:
+            outputs: the network's volumes, ``density`` (B, 1, X, Y, Z), ``semantics`` (B, C, X, Y, Z), optional
+                ``features`` (B, D, X, Y, Z) and ``depth_logits`` (B, N, bins, h, w).
+            batch: the collated targets (:class:`~occ_training.trainer.data.FrameDataset` items).
+            generators: one per frame.
+            teacher: the distillation teacher's volumes (``density``, ``semantics``), with ``ray_kl`` / ``affinity``.
+        """
         totals = []
         logs: dict[str, float] = {}
         batch_size = int(batch["images"].shape[0])
         for b in range(batch_size):
-            terms = self.frame_terms(outputs, batch, b, generators[b], teacher)
+            rendered = self.render(outputs, batch, b, generators[b], teacher)
+            terms = self.loss_dict(outputs, batch, b, rendered)
             total, frame_logs = self.loss.total(terms)
             totals.append(total)
             for name, value in frame_logs.items():
                 logs[name] = logs.get(name, 0.0) + value / batch_size
         return torch.stack(totals).mean(), logs
 
-    # ------------------------------------------------------------------ one frame
-    def frame_terms(
+    # ------------------------------------------------------------------ render step
+    def render(
         self,
         outputs: Mapping[str, torch.Tensor],
         batch: Mapping[str, torch.Tensor],
         b: int,
         gen: FrameGenerators,
-        teacher: Mapping[str, torch.Tensor] | None,
+        teacher: Mapping[str, torch.Tensor] | None = None,
+    ) -> FrameRender:
+        """Sample and render every ray frame ``b``'s loss terms need, once (see :class:`FrameRender`).
+
+        Random numbers are drawn in a fixed order: the ray pixels (``gen.pixels``), then the jitter of the random
+        rays, then the jitter of the photometric image rays (``gen.jitter``).
+        """
+        loss = self.loss
+        one = slice(b, b + 1)
+        frame = FrameRender()
+        if any(loss.enabled(t) for t in RAY_TERMS):
+            pixels = self._ray_pixels(batch, b, gen)
+            rays = camera_rays(batch["K"][one], batch["cam_from_ego"][one], pixels)
+            samples = self.sampler(rays, training=True, generator=gen.jitter)
+            need_sem = loss.enabled("semantic") or loss.enabled("affinity")
+            fields = self.field(
+                samples,
+                outputs["density"][one].float(),
+                outputs["semantics"][one].float() if need_sem else None,
+                outputs["features"][one].float() if loss.enabled("clip") else None,
+            )
+            frame.pixels = pixels
+            frame.rays = self.renderer(fields, samples, rays.z_per_unit)
+            if self.config.uses_distillation:
+                assert teacher is not None, "distillation needs the teacher's volumes"
+                with torch.no_grad():
+                    teacher_fields = self.field(
+                        samples,
+                        teacher["density"][one].float(),
+                        teacher["semantics"][one].float() if loss.enabled("affinity") else None,
+                    )
+                    frame.teacher = self.renderer(teacher_fields, samples, rays.z_per_unit)
+        if loss.enabled("photometric") and bool(batch["src_valid"][b].any()):
+            stride = self.config.photometric.stride
+            num_cams, _, height, width = batch["images"][b].shape
+            grid_pixels = image_pixels(height, width, stride, device=batch["images"].device)  # (h * w, 2)
+            pixels = grid_pixels[None, None].expand(1, num_cams, -1, 2)
+            rays = camera_rays(batch["K"][one], batch["cam_from_ego"][one], pixels)
+            samples = self.sampler(rays, training=True, generator=gen.jitter)
+            frame.image = self.renderer(self.field(samples, outputs["density"][one].float()), samples, rays.z_per_unit)
+            frame.image_size = (-(-height // stride), -(-width // stride))
+        return frame
+
+    def _ray_pixels(self, batch: Mapping[str, torch.Tensor], b: int, gen: FrameGenerators) -> torch.Tensor:
+        """(1, N, P, 2) random pixels of frame ``b``, a ``labelled_fraction`` of them where a 2D target exists."""
+        cfg = self.config.rendering
+        one = slice(b, b + 1)
+        _, num_cams, _, height, width = batch["images"].shape
+        labelled = None
+        if "depth" in batch:
+            labelled = batch["depth"][one] > 0
+        if "sem_labels" in batch:
+            sem = batch["sem_labels"][one] != IGNORE_LABEL
+            labelled = sem if labelled is None else labelled | sem
+        return sample_pixels(
+            1,
+            num_cams,
+            height,
+            width,
+            cfg.rays_per_camera,
+            gen.pixels,
+            labelled,
+            cfg.labelled_fraction,
+            batch["images"].device,
+        )
+
+    # ------------------------------------------------------------------ loss terms
+    def loss_dict(
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        batch: Mapping[str, torch.Tensor],
+        b: int,
+        rendered: FrameRender,
     ) -> dict[str, torch.Tensor]:
+        """Named, unweighted loss terms of frame ``b``: the network's volumes and the frame's render step against the
+        batch's targets. Renders nothing (rays come from :meth:`render`)."""
         loss = self.loss
         one = slice(b, b + 1)
         terms: dict[str, torch.Tensor] = {}
@@ -157,139 +270,70 @@ class Objective:
             terms["lift_depth"] = lift_depth_loss(
                 outputs["depth_logits"][b].float(), batch["depth"][b], model.output_stride, model.depth_range
             )
-        ray_terms = ("depth", "semantic", "clip", "ray_kl", "affinity")
-        if any(loss.enabled(t) for t in ray_terms):
-            terms.update(self._ray_terms(outputs, batch, b, gen, teacher))
+        if rendered.rays is not None:
+            terms.update(self._ray_losses(batch, b, rendered))
         if loss.enabled("photometric"):
-            terms["photometric"] = self._photometric(outputs, batch, b, gen)
+            terms["photometric"] = self._photometric_loss(outputs, batch, b, rendered)
         return terms
 
-    def _ray_terms(
-        self,
-        outputs: Mapping[str, torch.Tensor],
-        batch: Mapping[str, torch.Tensor],
-        b: int,
-        gen: FrameGenerators,
-        teacher: Mapping[str, torch.Tensor] | None,
-    ) -> dict[str, torch.Tensor]:
+    def _ray_losses(self, batch: Mapping[str, torch.Tensor], b: int, rendered: FrameRender) -> dict[str, torch.Tensor]:
         loss, cfg = self.loss, self.config.rendering
-        one = slice(b, b + 1)
-        images = batch["images"]
-        _, num_cams, _, height, width = images.shape
-        device = images.device
-        labelled = None
-        if "depth" in batch:
-            labelled = batch["depth"][one] > 0
-        if "sem_labels" in batch:
-            sem = batch["sem_labels"][one] != IGNORE_LABEL
-            labelled = sem if labelled is None else labelled | sem
-        pixels = sample_pixels(
-            1, num_cams, height, width, cfg.rays_per_camera, gen.pixels, labelled, cfg.labelled_fraction, device
-        )
-        rays = camera_rays(batch["K"][one], batch["cam_from_ego"][one], pixels)
-        samples = self.sampler(rays, training=True, generator=gen.jitter)
-        need_sem = loss.enabled("semantic") or loss.enabled("affinity")
-        fields = self.field(
-            samples,
-            outputs["density"][one].float(),
-            outputs["semantics"][one].float() if need_sem else None,
-            outputs["features"][one].float() if loss.enabled("clip") else None,
-        )
-        weights, _ = weights_from_density(fields.density, samples.deltas)
+        ray, pixels = rendered.rays, rendered.pixels
+        assert ray is not None and pixels is not None
         terms: dict[str, torch.Tensor] = {}
         if loss.enabled("depth"):
-            rendered, _ = render_depth(weights, samples, rays.z_per_unit, cfg.depth_mode)  # type: ignore[arg-type]
             target = _at_pixels(batch["depth"][b], pixels)
-            valid = (target > 0) & samples.hit
-            if cfg.depth_mode == "far":
-                target = clip_depth_to_box(target, samples, rays.z_per_unit)
-            terms["depth"] = depth_loss(
-                rendered,
-                target,
-                valid,
-                loss.depth_kind,
-                loss.silog_lambda,  # type: ignore[arg-type]
-            )
-        student_sem = None
-        if need_sem:
-            assert fields.semantics is not None
-            student_sem = render_semantics(weights, fields.semantics, cfg.semantic_mode)  # type: ignore[arg-type]
+            valid = (target > 0) & ray.hit
+            if cfg.depth_mode == "far":  # an empty ray renders the box exit: compare with targets clipped to it
+                target = torch.minimum(target, ray.exit_depth)
+            terms["depth"] = depth_loss(ray.depth, target, valid, loss.depth_kind, loss.silog_lambda)
         if loss.enabled("semantic"):
-            assert student_sem is not None
+            assert ray.semantics is not None
             target = _at_pixels(batch["sem_labels"][b], pixels)
-            target = torch.where(samples.hit, target, IGNORE_LABEL)
+            target = torch.where(ray.hit, target, IGNORE_LABEL)
             conf = _at_pixels(batch["sem_conf"][b], pixels)
-            terms["semantic"] = semantic_loss(student_sem, target, conf, cfg.semantic_mode)  # type: ignore[arg-type]
+            terms["semantic"] = semantic_loss(ray.semantics, target, conf, cfg.semantic_mode)
         if loss.enabled("clip"):
-            assert fields.features is not None
-            rendered = render_features(weights, fields.features)
-            target = sample_feature_map(batch["features"][one], pixels, (height, width)).flatten(1, 2)
-            terms["clip"] = clip_distillation_loss(rendered, target, samples.hit)
+            assert ray.features is not None
+            height, width = batch["images"].shape[-2:]
+            target = sample_feature_map(batch["features"][b : b + 1], pixels, (height, width)).flatten(1, 2)
+            terms["clip"] = clip_distillation_loss(ray.features, target, ray.hit)
         if self.config.uses_distillation:
-            assert teacher is not None, "distillation needs the teacher's volumes"
-            terms.update(self._distill(teacher, b, samples, weights, student_sem, batch, pixels))
+            terms.update(self._distillation_losses(batch, b, rendered))
         return terms
 
-    def _distill(
-        self,
-        teacher: Mapping[str, torch.Tensor],
-        b: int,
-        samples: object,
-        weights: torch.Tensor,
-        student_sem: torch.Tensor | None,
-        batch: Mapping[str, torch.Tensor],
-        pixels: torch.Tensor,
+    def _distillation_losses(
+        self, batch: Mapping[str, torch.Tensor], b: int, rendered: FrameRender
     ) -> dict[str, torch.Tensor]:
-        loss, cfg = self.loss, self.config.rendering
-        one = slice(b, b + 1)
-        with torch.no_grad():
-            fields = self.field(
-                samples,  # type: ignore[arg-type]
-                teacher["density"][one].float(),
-                teacher["semantics"][one].float() if loss.enabled("affinity") else None,
-            )
-            teacher_weights, _ = weights_from_density(fields.density, samples.deltas)  # type: ignore[attr-defined]
+        loss = self.loss
+        ray, teacher, pixels = rendered.rays, rendered.teacher, rendered.pixels
+        assert ray is not None and pixels is not None
+        assert teacher is not None, "distillation needs the teacher's render"
         terms: dict[str, torch.Tensor] = {}
         if loss.enabled("ray_kl"):
-            terms["ray_kl"] = ray_termination_kl(weights, teacher_weights, samples.hit, loss.kl_min_mass)  # type: ignore[attr-defined]
+            terms["ray_kl"] = ray_termination_kl(ray.weights, teacher.weights, ray.hit, loss.kl_min_mass)
         if loss.enabled("affinity"):
-            assert student_sem is not None and fields.semantics is not None
-            teacher_sem = render_semantics(teacher_weights, fields.semantics, cfg.semantic_mode)  # type: ignore[arg-type]
+            assert ray.semantics is not None and teacher.semantics is not None
             segments = _at_pixels(batch["segments"][b].long(), pixels)
             # segment ids are per camera: make them unique over the rig
             cams = torch.arange(pixels.shape[1], device=segments.device).repeat_interleave(pixels.shape[2])
             span = int(batch["segments"][b].max()) + 1
             segments = torch.where(segments >= 0, segments + cams[None] * span, -1)
             terms["affinity"] = segment_affinity_loss(
-                student_sem,
-                teacher_sem,
-                segments,
-                loss.affinity_kind,
-                loss.affinity_max_rays,  # type: ignore[arg-type]
+                ray.semantics, teacher.semantics, segments, loss.affinity_kind, loss.affinity_max_rays
             )
         return terms
 
-    def _photometric(
-        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor], b: int, gen: FrameGenerators
+    def _photometric_loss(
+        self, outputs: Mapping[str, torch.Tensor], batch: Mapping[str, torch.Tensor], b: int, rendered: FrameRender
     ) -> torch.Tensor:
-        valid_src = batch["src_valid"][b]
-        density = outputs["density"]
-        if not bool(valid_src.any()):
-            return density.sum() * 0.0
+        if rendered.image is None:  # no source frame: a graph-connected 0
+            return outputs["density"].sum() * 0.0
         loss, stride = self.loss, self.config.photometric.stride
-        one = slice(b, b + 1)
+        valid_src = batch["src_valid"][b]
         images = batch["images"][b]  # (N, 3, H, W) normalised
-        num_cams, _, height, width = images.shape
-        device = images.device
-        grid_pixels = image_pixels(height, width, stride, device=device)  # (P, 2)
-        rows, cols = -(-height // stride), -(-width // stride)
-        pixels = grid_pixels[None, None].expand(1, num_cams, -1, 2)
-        rays: RayBundle = camera_rays(batch["K"][one], batch["cam_from_ego"][one], pixels)
-        samples = self.sampler(rays, training=True, generator=gen.jitter)
-        fields = self.field(samples, density[one].float())
-        weights, _ = weights_from_density(fields.density, samples.deltas)
-        depth, _ = render_depth(weights, samples, rays.z_per_unit, self.config.rendering.depth_mode)  # type: ignore[arg-type]
-        depth = depth.reshape(num_cams, rows, cols)
+        num_cams = images.shape[0]
+        depth = rendered.image.depth.reshape(num_cams, *rendered.image_size)
         rgb = images * self.std.to(images) + self.mean.to(images)
         target = rgb[..., ::stride, ::stride]
         keep = valid_src.nonzero()[:, 0]
