@@ -1,7 +1,7 @@
 """:class:`SessionConfig`: what an occupancy session needs to know, as a plain dataclass (ROS-free).
 
 The node builds it from its parameters (:meth:`occ_ros.node.params.NodeParams.session_config`), ``occ replay``
-from the same parameters or from a bag config (:func:`occ_ros.replay.session_config_for_bag`). Nothing here
+from the same parameters or from a bag config (``ReplaySetup.from_bag_config`` in :mod:`occ_ros.replay`). Nothing here
 knows where the messages come from.
 """
 
