@@ -558,6 +558,10 @@ def bad_frames(core: OccupancySession, tf: TfTable) -> dict[SkipReason, int]:
     nan_info = camera_info_msg(CAMERAS["CAM_FRONT"], T0)
     nan_info.k[0] = float("nan")
     feed(core, T0 + 50, CAM_FRONT_info=nan_info)
+    foo_info = camera_info_msg(CAMERAS["CAM_BACK"], T0)
+    foo_info.distortion_model = "foo"  # a lens model the preprocessing cannot undo: refused, not pinhole
+    foo_info.d = np.array([-0.35, 0.12, 0.0, 0.0, 0.0])
+    feed(core, T0 + 55, CAM_BACK_info=foo_info)
     broken = images(T0 + 60)[0]
     broken.header = None  # a message that is not an Image at all
     feed(core, T0 + 60, CAM_FRONT=broken)
@@ -569,6 +573,7 @@ def bad_frames(core: OccupancySession, tf: TfTable) -> dict[SkipReason, int]:
         SkipReason.IMAGE_SIZE: 1,
         SkipReason.NO_TF: 1,
         SkipReason.BAD_CALIBRATION: 1,
+        SkipReason.UNSUPPORTED_DISTORTION: 1,
         SkipReason.CORRUPT_IMAGE: 1,
     }
 
@@ -581,13 +586,15 @@ def test_every_bad_frame_is_warned_counted_and_skipped_and_the_node_goes_on() ->
     for reason, count in expected.items():
         assert snap.skipped[reason.value] == count, reason
     assert snap.processed == len(sink.msgs["cloud"]) == 2
-    assert snap.received == 10
+    assert snap.received == 11
     warned = "\n".join(text for level, text in log if level == "warn")
     for reason in expected:
         assert f"skipped ({reason.value})" in warned
     assert "cam_back_optical_frame" in warned and "'yuv422'" in warned
+    assert "camera 'CAM_BACK': unsupported distortion_model 'foo'" in warned
     values = dict(core.diagnostics().values)
     assert values["skipped no_tf"] == "1" and values["frames processed"] == "2"
+    assert values["skipped unsupported_distortion"] == "1"
 
 
 def test_warnings_are_throttled_per_reason() -> None:

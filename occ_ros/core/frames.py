@@ -22,7 +22,8 @@ class SkipReason(str, Enum):
     IMAGE_SIZE = "image_size"  # image size differs from its CameraInfo or does not fit the model input
     NO_CAMERA_INFO = "no_camera_info"  # no CameraInfo received for a camera yet
     NO_TF = "no_tf"  # the camera's extrinsics could not be looked up
-    BAD_CALIBRATION = "bad_calibration"  # NaN / degenerate intrinsics or a non-rigid extrinsic
+    BAD_CALIBRATION = "bad_calibration"  # NaN / degenerate intrinsics or distortion, a non-rigid extrinsic
+    UNSUPPORTED_DISTORTION = "unsupported_distortion"  # a CameraInfo distortion_model preprocessing cannot undo
     STAMP_ORDER = "stamp_order"  # a stamp not newer than the last processed one (out of order or duplicate)
     CORRUPT_RECORD = "corrupt_record"  # a bag record that does not deserialize (replay)
     BACKEND = "backend"  # the inference backend failed on this frame

@@ -4,6 +4,10 @@ Training, export, the ROS node and rosbag replay all call :func:`preprocess`, so
 the same pixels and the same camera model everywhere (train/deploy skew is the classic bug of this
 field). It is numpy + OpenCV only, so the runtime needs no torch.
 
+Lens distortion: an image of a camera with distortion (:attr:`~.rig.Camera.is_distorted`) is first undistorted
+to the pinhole image of the camera's own ``K`` (:mod:`.undistort`, maps cached per calibration); everything below
+is pinhole geometry.
+
 Geometry (BEVDet-style "resize then crop"): each image is scaled by ``s = width / W_src`` to
 ``W_src * s`` x ``round(H_src * s)``, then ``crop_top`` rows are cut from the top and the image is
 cut (or zero-padded at the bottom) to ``height`` rows. The default crops all excess rows from the
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .rig import CameraRig
+from .undistort import undistort
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -133,7 +138,8 @@ def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: Preproc
 
     Args:
         images: camera name -> (H_src, W_src, 3) uint8 RGB, sized as the rig says.
-        rig: the cameras; their order is the network's camera order.
+        rig: the cameras; their order is the network's camera order. Images of cameras with lens distortion are
+            undistorted to their ``K`` first.
         config: network input size and normalisation.
     Raises:
         ValueError: naming the camera, for a missing image or one whose size differs from the rig's.
@@ -152,6 +158,7 @@ def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: Preproc
                 f"preprocess: camera {cam.name!r} image is {image.dtype} {image.shape}, "
                 f"expected uint8 ({cam.height}, {cam.width}, 3) as its calibration says"
             )
+        image = undistort(image, cam)  # the image itself unless the camera has distortion
         scale, crop_top = config.scale_and_crop(cam.width, cam.height)
         scaled_h = int(round(cam.height * scale))
         rows = resize(image, config.width, scaled_h)[crop_top : crop_top + config.height]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +24,56 @@ def default_frame_id(name: str) -> str:
     return f"{name.lower()}_optical_frame"
 
 
+#: ``CameraInfo.distortion_model`` values meaning "no distortion" (the image is already pinhole).
+PINHOLE_MODELS = ("", "none")
+#: Distortion models the preprocessing undistorts (ROS ``sensor_msgs/distortion_models``), and how many
+#: coefficients ``D`` each takes: plumb_bob and rational_polynomial are OpenCV's ``k1 k2 p1 p2 [k3 [k4 k5 k6
+#: [s1 s2 s3 s4 [tx ty]]]]`` (ROS sends 5 and 8), equidistant is OpenCV's fisheye ``k1 k2 k3 k4``.
+DISTORTION_MODELS: dict[str, tuple[int, ...]] = {
+    "plumb_bob": (4, 5, 8, 12, 14),
+    "rational_polynomial": (4, 5, 8, 12, 14),
+    "equidistant": (4,),
+}
+
+
+class UnsupportedDistortion(ValueError):
+    """A camera whose ``distortion_model`` is neither pinhole nor one of :data:`DISTORTION_MODELS`."""
+
+
+def _check_distortion(model: str, D: np.ndarray, where: str) -> tuple[str, np.ndarray]:
+    """(model, D) validated; the model lower-cased, ``none`` spelled ``""``; D (n,) float64."""
+    model = str(model).strip().lower()
+    if model == "none":
+        model = ""
+    D = np.array(D, dtype=np.float64).reshape(-1)
+    if not np.all(np.isfinite(D)):
+        raise ValueError(f"{where}: distortion coefficients D must be finite, got {D.tolist()}")
+    if model == "":
+        if np.any(D != 0):  # coefficients of an unnamed model: there is no telling how to undo them
+            raise UnsupportedDistortion(
+                f"{where}: non-zero distortion coefficients D = {D.tolist()} without a distortion_model"
+            )
+        return model, np.zeros(0)
+    if model not in DISTORTION_MODELS:
+        known = ", ".join(repr(m) for m in (*DISTORTION_MODELS, *PINHOLE_MODELS))
+        raise UnsupportedDistortion(f"{where}: unsupported distortion_model {model!r} (supported: {known})")
+    counts = DISTORTION_MODELS[model]
+    if len(D) == 0:  # a model without coefficients: nothing to undo
+        D = np.zeros(counts[0])
+    if len(D) not in counts:
+        takes = " or ".join(map(str, counts))
+        raise ValueError(f"{where}: distortion_model {model!r} takes {takes} coefficients, D = {D.tolist()}")
+    return model, D
+
+
 @dataclass(frozen=True, eq=False)
 class Camera:
-    """A pinhole camera mounted on the ego vehicle.
+    """A camera mounted on the ego vehicle: pinhole intrinsics ``K``, optionally with lens distortion.
+
+    The geometry (:meth:`project`, :meth:`pixel_rays`, the network's intrinsics) is always the pinhole model ``K``:
+    that of the *undistorted* image. A camera with distortion (``distortion_model`` and non-zero ``D``, as in ROS
+    ``CameraInfo``) delivers distorted images; :func:`occ_ros.core.preprocess.preprocess` undistorts them to ``K``
+    (:mod:`occ_ros.core.undistort`) before anything else, so every stage sees a pinhole image.
 
     Attributes:
         name: camera name, e.g. ``CAM_FRONT``; topics are ``/<name lower-case>/...``.
@@ -34,6 +81,10 @@ class Camera:
         width, height: image size in pixels.
         K: (3, 3) intrinsics.
         cam_from_ego: (4, 4) transform from ego (base_link) to the optical frame.
+        distortion_model: ``""`` (default, also ``"none"``): no distortion; else one of :data:`DISTORTION_MODELS`
+            (``plumb_bob``, ``rational_polynomial``, ``equidistant``). Any other name raises
+            :class:`UnsupportedDistortion`.
+        D: (n,) distortion coefficients in ROS / OpenCV order (empty for no distortion).
     """
 
     name: str
@@ -42,11 +93,14 @@ class Camera:
     height: int
     K: np.ndarray
     cam_from_ego: np.ndarray
+    distortion_model: str = ""
+    D: np.ndarray = field(default_factory=lambda: np.zeros(0))
 
     def __post_init__(self) -> None:
         K = np.array(self.K, dtype=np.float64)
         T = np.array(self.cam_from_ego, dtype=np.float64)
         where = f"camera {self.name!r}"
+        model, D = _check_distortion(self.distortion_model, self.D, where)
         if int(self.width) <= 0 or int(self.height) <= 0:
             raise ValueError(f"{where}: image size must be positive, got {self.width}x{self.height}")
         if K.shape != (3, 3) or not np.all(np.isfinite(K)):
@@ -57,8 +111,11 @@ class Camera:
             raise ValueError(f"{where}: cam_from_ego is not a rigid 4x4 transform: {T.tolist()}")
         K.flags.writeable = False
         T.flags.writeable = False
+        D.flags.writeable = False
         object.__setattr__(self, "K", K)
         object.__setattr__(self, "cam_from_ego", T)
+        object.__setattr__(self, "distortion_model", model)
+        object.__setattr__(self, "D", D)
         object.__setattr__(self, "width", int(self.width))
         object.__setattr__(self, "height", int(self.height))
 
@@ -70,9 +127,16 @@ class Camera:
             == (other.name, other.frame_id, other.width, other.height)
             and np.array_equal(self.K, other.K)
             and np.array_equal(self.cam_from_ego, other.cam_from_ego)
+            and self.distortion_model == other.distortion_model
+            and np.array_equal(self.D, other.D)
         )
 
     __hash__ = None  # type: ignore[assignment]
+
+    @property
+    def is_distorted(self) -> bool:
+        """Whether images need undistorting: a distortion model with a non-zero coefficient."""
+        return self.distortion_model != "" and bool(np.any(self.D != 0))
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -120,7 +184,10 @@ class Camera:
         return dirs, dirs[..., 2]
 
     def resized(self, width: int, height: int) -> Camera:
-        """The same camera with its image resampled to ``width`` x ``height`` (intrinsics scaled)."""
+        """The same camera with its image resampled to ``width`` x ``height`` (intrinsics scaled).
+
+        The distortion coefficients act on normalised coordinates, so they stay as they are.
+        """
         sx, sy = width / self.width, height / self.height
         K = self.K.copy()
         K[0, :] *= sx
@@ -128,7 +195,7 @@ class Camera:
         # Pixel centres sit at integers: scaling about the image corner shifts them by half a pixel.
         K[0, 2] = (self.K[0, 2] + 0.5) * sx - 0.5
         K[1, 2] = (self.K[1, 2] + 0.5) * sy - 0.5
-        return Camera(self.name, self.frame_id, width, height, K, self.cam_from_ego)
+        return Camera(self.name, self.frame_id, width, height, K, self.cam_from_ego, self.distortion_model, self.D)
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -139,10 +206,14 @@ class Camera:
             "height": self.height,
             "K": self.K.tolist(),
             "cam_from_ego": self.cam_from_ego.tolist(),
+            "distortion_model": self.distortion_model,
+            "D": self.D.tolist(),
         }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Camera:
+        """A camera from :meth:`to_dict` output; ``distortion_model`` / ``D`` are optional (absent: no distortion,
+        as in rigs and checkpoints written before they existed)."""
         required = {"name", "width", "height", "K", "cam_from_ego"}
         missing = required - set(data)
         if missing:
@@ -156,7 +227,11 @@ class Camera:
                 height=int(data["height"]),
                 K=np.asarray(data["K"], dtype=np.float64),
                 cam_from_ego=np.asarray(data["cam_from_ego"], dtype=np.float64),
+                distortion_model=str(data.get("distortion_model") or ""),
+                D=np.asarray(data.get("D") or [], dtype=np.float64),
             )
+        except UnsupportedDistortion as err:
+            raise UnsupportedDistortion(f"{source}: {err}") from None
         except (TypeError, ValueError) as err:
             raise ValueError(f"{source}: {err}") from None
 
@@ -265,13 +340,19 @@ class CameraRig:
         Args:
             names: camera names, in rig order.
             camera_infos: CameraInfo messages (rclpy or rosbags; fields ``k``, ``width``, ``height``,
-                ``header.frame_id``).
+                ``header.frame_id``, and ``distortion_model`` / ``d`` where present: absent means no distortion).
+                ``k`` is the camera's intrinsics (the rig's ``K``, also of the undistorted image); ``r`` and ``p``
+                (stereo rectification) are not used: the tf optical frame is the unrectified camera's.
+        Raises:
+            UnsupportedDistortion: a ``distortion_model`` the preprocessing cannot undo.
+            ValueError: other invalid calibration (NaN, degenerate, wrong coefficient count, non-rigid pose).
             ego_from_optical: per camera, the 4x4 pose of ``header.frame_id`` in base_link
                 (tf2 ``lookup_transform(base_link, frame_id)`` as a matrix).
         """
         cameras = []
         for name, info, ego_from_cam in zip(names, camera_infos, ego_from_optical, strict=False):
             K = np.asarray(info.k, dtype=np.float64).reshape(3, 3)
+            d = getattr(info, "d", None)
             if not np.all(np.isfinite(ego_from_cam)) or not is_rigid(ego_from_cam):
                 raise ValueError(f"camera {name!r}: transform base_link <- {info.header.frame_id} is not rigid")
             cameras.append(
@@ -282,6 +363,8 @@ class CameraRig:
                     height=int(info.height),
                     K=K,
                     cam_from_ego=invert_transform(np.asarray(ego_from_cam, dtype=np.float64)),
+                    distortion_model=str(getattr(info, "distortion_model", "") or ""),
+                    D=np.asarray([] if d is None else d, dtype=np.float64),
                 )
             )
         return cls(tuple(cameras))

@@ -748,7 +748,14 @@ class RosbagReader(DatasetReader):
             info = info_index.messages[_nearest(info_index.stamps, int(img.stamps[k]))]
             frame = self._camera_frame(name, img.frame_ids[k])
             infos.append(
-                SimpleNamespace(k=info.k, width=info.width, height=info.height, header=SimpleNamespace(frame_id=frame))
+                SimpleNamespace(
+                    k=info.k,
+                    d=info.d,
+                    distortion_model=info.distortion_model,
+                    width=info.width,
+                    height=info.height,
+                    header=SimpleNamespace(frame_id=frame),
+                )
             )
         try:
             return CameraRig.from_camera_infos(cfg.names, infos, list(self._ego_from_optical[index]))

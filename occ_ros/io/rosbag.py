@@ -196,9 +196,10 @@ def compressed_image_from_bytes(
 
 # ---------------------------------------------------------------------- camera info
 def camera_info_msg(camera: Camera, stamp_ns: int) -> CameraInfo:
-    """sensor_msgs/CameraInfo of an undistorted pinhole camera (``header.frame_id`` = its optical frame).
+    """sensor_msgs/CameraInfo of a camera (``header.frame_id`` = its optical frame).
 
-    d = 5 zeros (plumb_bob), k = K row-major, r = I, p = [K | 0] (3x4 row-major), no binning / ROI.
+    distortion_model / d = the camera's (a camera without distortion: plumb_bob, 5 zeros), k = K row-major, r = I,
+    p = [K | 0] (3x4 row-major: :mod:`occ_ros.core.undistort` rectifies to K), no binning / ROI.
     """
     K = np.asarray(camera.K, dtype=np.float64)
     P = np.zeros((3, 4), dtype=np.float64)
@@ -207,8 +208,8 @@ def camera_info_msg(camera: Camera, stamp_ns: int) -> CameraInfo:
         header=_header(stamp_ns, camera.frame_id),
         height=int(camera.height),
         width=int(camera.width),
-        distortion_model="plumb_bob",
-        d=np.zeros(5, dtype=np.float64),
+        distortion_model=camera.distortion_model or "plumb_bob",
+        d=np.array(camera.D, dtype=np.float64) if camera.distortion_model else np.zeros(5, dtype=np.float64),
         k=K.reshape(-1).copy(),
         r=np.eye(3, dtype=np.float64).reshape(-1),
         p=P.reshape(-1),

@@ -2,8 +2,8 @@
 
 The node and replay receive CameraInfo with every image and extrinsics from tf at every stamp, but both almost
 never change. :class:`RigCache` keys the validated :class:`~occ_ros.core.rig.CameraRig` on the exact calibration
-values (intrinsics, image size, optical frame, extrinsic bytes), so the rig is rebuilt (and checked again) only
-when the calibration really changes (``rebuilds`` counts how often).
+values (intrinsics, distortion model and coefficients, image size, optical frame, extrinsic bytes), so the rig is
+rebuilt (and checked again) only when the calibration really changes (``rebuilds`` counts how often).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from occ_ros.core.frames import CameraMessage, FrameSkipped, SkipReason
-from occ_ros.core.rig import CameraRig
+from occ_ros.core.rig import CameraRig, UnsupportedDistortion
 
 
 def _calibration_key(cameras: Sequence[CameraMessage]) -> bytes:
@@ -27,6 +27,9 @@ def _calibration_key(cameras: Sequence[CameraMessage]) -> bytes:
         digest.update(str(info.header.frame_id).encode())
         digest.update(np.asarray([int(info.width), int(info.height)], dtype=np.int64).tobytes())
         digest.update(np.asarray(info.k, dtype=np.float64).tobytes())
+        digest.update(str(getattr(info, "distortion_model", "") or "").encode() + b"\0")
+        d = getattr(info, "d", None)
+        digest.update(np.asarray([] if d is None else d, dtype=np.float64).tobytes())
         digest.update(np.asarray(cam.base_from_optical, dtype=np.float64).tobytes())
     return digest.digest()
 
@@ -48,7 +51,9 @@ class RigCache:
 
         Raises:
             FrameSkipped: ``NO_CAMERA_INFO`` (a camera has no CameraInfo yet), ``NO_TF`` (its extrinsic lookup
-                failed), ``BAD_CALIBRATION`` (NaN / degenerate intrinsics, a non-rigid or NaN extrinsic).
+                failed), ``UNSUPPORTED_DISTORTION`` (a ``distortion_model`` the preprocessing cannot undo, or
+                coefficients without a model), ``BAD_CALIBRATION`` (NaN / degenerate intrinsics, NaN distortion or a
+                coefficient count the model does not take, a non-rigid or NaN extrinsic).
         """
         for cam in cameras:
             if cam.info is None:
@@ -65,6 +70,8 @@ class RigCache:
         poses = [np.asarray(c.base_from_optical, dtype=np.float64) for c in cameras]
         try:
             rig = CameraRig.from_camera_infos([c.name for c in cameras], [c.info for c in cameras], poses)
+        except UnsupportedDistortion as err:
+            raise FrameSkipped(SkipReason.UNSUPPORTED_DISTORTION, str(err)) from None
         except ValueError as err:
             raise FrameSkipped(SkipReason.BAD_CALIBRATION, str(err)) from None
         self._key, self._rig = key, rig
