@@ -24,6 +24,7 @@ from occ_ros.core.tf_buffer import (
     slerp,
 )
 from occ_ros.core.transforms import invert_transform, make_transform, yaw_transform
+from occ_ros.core.undistort import undistort
 from occ_ros.core.vocabulary import OCC3D
 from occ_ros.datasets.rosbag_reader import (
     BagConfig,
@@ -199,6 +200,7 @@ def _write_bag(
     tf_span: tuple[int, int] | None = None,
     via_mid: bool = False,
     skip_topics: tuple[str, ...] = (),
+    distortion: dict[str, tuple[str, np.ndarray]] | None = None,
 ) -> dict:
     """3 cameras of raw 8x6 images, camera_info per image, /tf odom <- base_link, /tf_static base <- optical.
 
@@ -207,6 +209,9 @@ def _write_bag(
     offsets_ms = offsets_ms or {}
     missing = missing or {}
     cams = [_camera(i) for i in range(3)]
+    for name, (model, D) in (distortion or {}).items():
+        c = cams[CAMS.index(name)]
+        cams[CAMS.index(name)] = Camera(c.name, c.frame_id, c.width, c.height, c.K, c.cam_from_ego, model, D)
     out: list[tuple[int, str, object]] = []
     images: dict[tuple[str, int], np.ndarray] = {}
     for f in range(frames):
@@ -253,6 +258,22 @@ def _config(slop_s: float = 0.05, **extra: object) -> BagConfig:
     }
     data.update(extra)
     return BagConfig.from_dict(data, source="test.yaml")
+
+
+def test_camera_info_distortion_reaches_the_rig(tmp_path: Path) -> None:
+    D = np.array([-0.35, 0.12, 0.001, -0.001, -0.02])
+    written = _write_bag(tmp_path / "bag", distortion={"CAM_B": ("plumb_bob", D)})
+    sample = RosbagReader(tmp_path / "bag", _config()).load(0)
+    assert sample.rig["CAM_B"].distortion_model == "plumb_bob" and sample.rig["CAM_B"].is_distorted
+    np.testing.assert_array_equal(sample.rig["CAM_B"].D, D)
+    _assert_rig_close(sample.rig, written["rig"])
+    assert not sample.rig["CAM_A"].is_distorted  # plumb_bob with zero D: nothing to undo
+    # for the teachers: images undistorted to K, the rig without distortion; undistorted cameras untouched
+    flat = sample.undistorted()
+    assert not flat.rig.is_distorted and flat.rig["CAM_B"].D.size == 0
+    np.testing.assert_array_equal(flat.rig["CAM_B"].K, sample.rig["CAM_B"].K)
+    assert flat.images["CAM_A"] is sample.images["CAM_A"]
+    np.testing.assert_array_equal(flat.images["CAM_B"], undistort(sample.images["CAM_B"], sample.rig["CAM_B"]))
 
 
 @pytest.mark.parametrize("storage", ["mcap", "sqlite3"])

@@ -28,6 +28,7 @@ from occ_ros.core.preprocess import PreprocessConfig
 from occ_ros.core.rig import NUSCENES_CAMERAS, Camera
 from occ_ros.core.tf_buffer import matrix_from_transform as transform_matrix
 from occ_ros.core.transforms import invert_transform
+from occ_ros.core.undistort import MAPS
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.inference.backend import BackendError, InferenceBackend, InferenceTiming
 from occ_ros.inference.model_info import ModelInfo
@@ -539,6 +540,18 @@ def test_min_confidence_filters_when_asked() -> None:
     core, sink, _ = started_core(**{"outputs.min_confidence": 0.95})
     feed(core, T0)
     assert sink.msgs["cloud"][0].width == 0
+
+
+def test_a_camera_with_lens_distortion_is_undistorted_not_skipped() -> None:
+    core, sink, log = started_core()
+    built = MAPS.builds
+    for stamp in (T0, T0 + 100):
+        distorted = camera_info_msg(CAMERAS["CAM_FRONT"], stamp)
+        distorted.d = np.array([-0.351, 0.12, 0.001, -0.001, -0.02])  # plumb_bob: a real wide-angle lens
+        feed(core, stamp, CAM_FRONT_info=distorted)
+    assert len(sink.msgs["cloud"]) == 2 and core.stats.snapshot().skipped_total == 0
+    assert MAPS.builds == built + 1  # undistorted, with the map built once for the calibration
+    assert not [entry for entry in log if entry[0] != "info"]
 
 
 def bad_frames(core: OccupancySession, tf: TfTable) -> dict[SkipReason, int]:

@@ -199,6 +199,13 @@ def test_every_kind_of_bad_frame_is_warned_counted_and_skipped_and_the_pipeline_
     nan_info = SimpleNamespace(
         **{**{k: getattr(front.info, k) for k in ("header", "width", "height")}, "k": np.full(9, np.nan)}
     )
+    foo_info = SimpleNamespace(
+        **{
+            **{k: getattr(front.info, k) for k in ("header", "width", "height", "k")},
+            "distortion_model": "foo",  # a lens model nobody can undo: refused, never read as pinhole
+            "d": np.array([-0.35, 0.12, 0.0, 0.0, 0.0]),
+        }
+    )
     sheared = front.base_from_optical.copy()
     sheared[0, 1] += 0.5
     cases = {
@@ -209,6 +216,7 @@ def test_every_kind_of_bad_frame_is_warned_counted_and_skipped_and_the_pipeline_
         SkipReason.NO_CAMERA_INFO: {"CAM_FRONT": {"info": None}},
         SkipReason.NO_TF: {"CAM_FRONT": {"base_from_optical": None, "tf_error": "base_link -> cam_front: no path"}},
         SkipReason.BAD_CALIBRATION: {"CAM_FRONT": {"info": nan_info}},
+        SkipReason.UNSUPPORTED_DISTORTION: {"CAM_FRONT": {"info": foo_info}},
     }
     caplog.set_level(logging.WARNING)
     for reason, change in cases.items():

@@ -183,6 +183,12 @@ class Camera:
         dirs /= np.linalg.norm(dirs, axis=-1, keepdims=True)
         return dirs, dirs[..., 2]
 
+    def undistorted(self) -> Camera:
+        """The camera of this camera's undistorted images (:mod:`occ_ros.core.undistort`): same ``K``, no distortion."""
+        if not self.distortion_model:
+            return self
+        return Camera(self.name, self.frame_id, self.width, self.height, self.K, self.cam_from_ego)
+
     def resized(self, width: int, height: int) -> Camera:
         """The same camera with its image resampled to ``width`` x ``height`` (intrinsics scaled).
 
@@ -268,6 +274,15 @@ class CameraRig:
     @property
     def names(self) -> list[str]:
         return [c.name for c in self.cameras]
+
+    @property
+    def is_distorted(self) -> bool:
+        """Whether any camera's images need undistorting."""
+        return any(c.is_distorted for c in self.cameras)
+
+    def undistorted(self) -> CameraRig:
+        """The rig of the undistorted images (every camera's :meth:`Camera.undistorted`)."""
+        return CameraRig(tuple(c.undistorted() for c in self.cameras))
 
     def resized(self, width: int, height: int) -> CameraRig:
         return CameraRig(tuple(c.resized(width, height) for c in self.cameras))

@@ -15,13 +15,14 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import CameraRig
+from occ_ros.core.undistort import undistort
 from occ_ros.core.vocabulary import IGNORE_LABEL, Vocabulary
 from occ_ros.io.labels import (
     LABELS_FILE,
@@ -87,6 +88,18 @@ class Sample:
     def key(self) -> str:
         """``<scene>/<frame>``: the relative directory of this frame's label files."""
         return f"{self.scene}/{self.frame}"
+
+    def undistorted(self) -> Sample:
+        """This sample with every image undistorted to its camera's ``K`` and a rig without distortion (itself when
+        no camera has distortion).
+
+        :func:`~occ_ros.core.preprocess.preprocess` undistorts on its own; this is for code that reads the raw
+        images with the rig's pinhole geometry (teachers, depth, projections).
+        """
+        if not any(c.distortion_model for c in self.rig):
+            return self
+        images = {name: undistort(image, self.rig[name]) for name, image in self.images.items()}
+        return replace(self, rig=self.rig.undistorted(), images=images)
 
 
 class DatasetReader(ABC):

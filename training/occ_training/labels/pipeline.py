@@ -420,7 +420,8 @@ def _label_scene(
 
     def teach(p: int) -> _FrameTeaching:
         if p not in taught:
-            taught[p] = labeller.teach(reader.load(indices[p], images=True))
+            # teachers' depth and semantics are lifted with the rig's pinhole K: undistorted pixels
+            taught[p] = labeller.teach(reader.load(indices[p], images=True).undistorted())
         return taught[p]
 
     def calibration_frame(p: int) -> CalibrationFrame:
