@@ -58,6 +58,7 @@ _.state_names  # Metric base (occ_ros/eval/metric.py): declared states, as torch
 _.gt_count  # RayIoUMetric: row / column sums of its confusion state
 _.pred_count
 _.rebuilds  # RigCache: how often the calibration changed (checked by the replay test)
+_.builds  # UndistortCache: maps built, once per calibration (checked by tests/test_undistort.py, test_node.py)
 _.emitted  # ApproximateTimeSync / LatestFrameWorker introspection: the concurrency tests wait on and read these
 _.queued
 _.accept
