@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from occ_ros.core.frames import SkipReason
-from occ_ros.core.preprocess import PreprocessConfig, preprocess
+from occ_ros.core.preprocess import PreprocessConfig, adjust_intrinsics, preprocess
 from occ_ros.core.rig import Camera, CameraRig, UnsupportedDistortion
 from occ_ros.core.undistort import MAPS, UndistortCache
 from occ_ros.io import rosbag as rio
@@ -100,28 +100,34 @@ def _corners(image: np.ndarray) -> np.ndarray:
     return corners
 
 
+@pytest.mark.parametrize("scale", [1.0, 0.5])
 @pytest.mark.parametrize(("model", "D"), [("plumb_bob", PLUMB_BOB), ("equidistant", EQUIDISTANT)])
-def test_preprocess_undoes_a_known_distortion(model, D):
+def test_preprocess_undoes_a_known_distortion(model, D, scale):
     pinhole, truth = _checkerboard()
     raw = _distort(pinhole, model, D)
     cam = _camera(model, D)
-    # the network input at full size: undistorted, then normalised; back to uint8 RGB
-    config = PreprocessConfig(height=H, width=W)
+    # the network input (full size, or half: then undistorted at the network's scale), back to uint8 RGB
+    w, h = int(W * scale), int(H * scale)
+    config = PreprocessConfig(height=h, width=w)
     net = preprocess({cam.name: raw}, CameraRig((cam,)), config)
     rgb = (net.images[0].transpose(1, 2, 0) * np.array(config.std) + np.array(config.mean)) * 255.0
     undistorted = np.clip(np.round(rgb), 0, 255).astype(np.uint8)
-    np.testing.assert_allclose(net.K[0], K, atol=1e-6)  # the network sees the rig's K: pinhole geometry
+    np.testing.assert_allclose(net.K[0], adjust_intrinsics(K, scale, 0), atol=1e-4)  # pinhole: the rig's K, scaled
+    truth = (truth + 0.5) * scale - 0.5  # pixel centres at integers
+    reference = cv2.resize(pinhole, (w, h), interpolation=cv2.INTER_AREA)
 
-    np.testing.assert_allclose(_corners(pinhole), truth, atol=0.1)  # the detector is accurate here
+    np.testing.assert_allclose(_corners(reference), truth, atol=0.1)  # the detector is accurate here
     err = np.linalg.norm(_corners(undistorted) - truth, axis=1)
-    assert err.max() < 1.0, err.max()
+    assert err.max() < 1.0 * scale, err.max()  # within a source pixel
     # without undistortion (the old behaviour) the corners are many pixels off
-    assert np.linalg.norm(_corners(raw) - truth, axis=1).max() > 5.0
+    plain = cv2.resize(raw, (w, h), interpolation=cv2.INTER_AREA)
+    assert np.linalg.norm(_corners(plain) - truth, axis=1).max() > 5.0 * scale
     # and the pictures agree away from the square edges (where resampling twice blurs)
-    edges = cv2.dilate(cv2.Canny(pinhole[..., 0], 50, 150), np.ones((5, 5), np.uint8)) > 0
+    edges = cv2.dilate(cv2.Canny(reference[..., 0], 50, 150), np.ones((5, 5), np.uint8)) > 0
     valid = ~edges
-    valid[:40], valid[-40:], valid[:, :40], valid[:, -40:] = False, False, False, False
-    diff = np.abs(undistorted.astype(int) - pinhole.astype(int))[valid]
+    m = int(40 * scale)
+    valid[:m], valid[-m:], valid[:, :m], valid[:, -m:] = False, False, False, False
+    diff = np.abs(undistorted.astype(int) - reference.astype(int))[valid]
     assert np.mean(diff) < 2.0 and np.percentile(diff, 99) <= 10
 
 

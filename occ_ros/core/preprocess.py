@@ -4,9 +4,9 @@ Training, export, the ROS node and rosbag replay all call :func:`preprocess`, so
 the same pixels and the same camera model everywhere (train/deploy skew is the classic bug of this
 field). It is numpy + OpenCV only, so the runtime needs no torch.
 
-Lens distortion: an image of a camera with distortion (:attr:`~.rig.Camera.is_distorted`) is first undistorted
-to the pinhole image of the camera's own ``K`` (:mod:`.undistort`, maps cached per calibration); everything below
-is pinhole geometry.
+Lens distortion: the image of a camera with distortion (:attr:`~.rig.Camera.is_distorted`) is undistorted to the
+pinhole image of the camera's own ``K`` (:mod:`.undistort`, maps cached per calibration), at the network's scale
+(scaled first, then remapped straight to the scaled ``K`` below); the geometry below is pinhole throughout.
 
 Geometry (BEVDet-style "resize then crop"): each image is scaled by ``s = width / W_src`` to
 ``W_src * s`` x ``round(H_src * s)``, then ``crop_top`` rows are cut from the top and the image is
@@ -139,7 +139,7 @@ def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: Preproc
     Args:
         images: camera name -> (H_src, W_src, 3) uint8 RGB, sized as the rig says.
         rig: the cameras; their order is the network's camera order. Images of cameras with lens distortion are
-            undistorted to their ``K`` first.
+            undistorted to their ``K`` (the returned intrinsics are pinhole).
         config: network input size and normalisation.
     Raises:
         ValueError: naming the camera, for a missing image or one whose size differs from the rig's.
@@ -158,10 +158,12 @@ def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: Preproc
                 f"preprocess: camera {cam.name!r} image is {image.dtype} {image.shape}, "
                 f"expected uint8 ({cam.height}, {cam.width}, 3) as its calibration says"
             )
-        image = undistort(image, cam)  # the image itself unless the camera has distortion
         scale, crop_top = config.scale_and_crop(cam.width, cam.height)
         scaled_h = int(round(cam.height * scale))
-        rows = resize(image, config.width, scaled_h)[crop_top : crop_top + config.height]
+        scaled = resize(image, config.width, scaled_h)
+        if cam.is_distorted:  # the scaled image is one of the same lens: undistort it to the network's pinhole K
+            scaled = undistort(scaled, cam.resized(config.width, scaled_h), adjust_intrinsics(cam.K, scale, 0))
+        rows = scaled[crop_top : crop_top + config.height]
         for c in range(3):  # (rgb / 255 - mean) / std in float32, in place per channel: no full-size temporaries
             plane = out_images[i, c, : rows.shape[0]]
             np.divide(rows[:, :, c], np.float32(255.0), out=plane, dtype=np.float32)

@@ -358,11 +358,11 @@ class CameraRig:
                 ``header.frame_id``, and ``distortion_model`` / ``d`` where present: absent means no distortion).
                 ``k`` is the camera's intrinsics (the rig's ``K``, also of the undistorted image); ``r`` and ``p``
                 (stereo rectification) are not used: the tf optical frame is the unrectified camera's.
-        Raises:
-            UnsupportedDistortion: a ``distortion_model`` the preprocessing cannot undo.
-            ValueError: other invalid calibration (NaN, degenerate, wrong coefficient count, non-rigid pose).
             ego_from_optical: per camera, the 4x4 pose of ``header.frame_id`` in base_link
                 (tf2 ``lookup_transform(base_link, frame_id)`` as a matrix).
+        Raises:
+            UnsupportedDistortion: a ``distortion_model`` the preprocessing cannot undo (or ``d`` without one).
+            ValueError: other invalid calibration (NaN, degenerate, wrong coefficient count, non-rigid pose).
         """
         cameras = []
         for name, info, ego_from_cam in zip(names, camera_infos, ego_from_optical, strict=False):
