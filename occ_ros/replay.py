@@ -21,6 +21,9 @@ on the vehicle (counted as ``superseded``). At the end of the bag the pending fr
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -34,7 +37,7 @@ from occ_ros.core.grid import GridSpec, coarsening_factor, upsample_labels
 from occ_ros.core.tf_buffer import TransformBuffer, add_tf_message
 from occ_ros.datasets.rosbag_reader import BagConfig
 from occ_ros.inference.backend import InferenceBackend, open_backend
-from occ_ros.io.atomic import atomic_write_text
+from occ_ros.io.atomic import atomic_write_text, check_writable_dir
 from occ_ros.io.labels import LABELS_FILE, OccupancyLabels, save_labels
 from occ_ros.io.rosbag import BagWriter, ns_from_stamp, typestore
 from occ_ros.node.params import NodeParams, ParamError, from_ros_parameters, load_param_file
@@ -264,9 +267,15 @@ def replay(
             (``min_confidence`` overrides the params' too).
         predictions: also write Occ3D ``<dir>/<stamp>/labels.npz`` per processed frame (for ``occ eval``), on the
             model's grid (stored in the file).
+
+    The output bag (and ``predictions``) are written under a temporary name beside ``out`` and moved into place
+    only when the replay succeeds: a replay that fails or is interrupted leaves no partial output.
+
     Raises:
-        ReplayError: a missing / unreadable bag, a bad config, a model that cannot load, an existing output, or a
-            ``gt`` dataset whose grid is neither the model's nor finer by a whole factor (naming both grids).
+        ReplayError: a missing / unreadable bag, a bag without one of the input topics (named, before any message
+            is read), a replay in which no frame could be synchronized, a bad config, a model that cannot load, an
+            existing output, or a ``gt`` dataset whose grid is neither the model's nor finer by a whole factor
+            (naming both grids).
     """
     from rosbags.highlevel import AnyReader
 
@@ -281,26 +290,105 @@ def replay(
     setup = _setup(config, params, loaded.info.cameras, min_confidence, marker_rate_hz, max_marker_voxels)
     cfg = setup.session
     stats = PipelineStats()
+    store = typestore()
+    try:
+        reader = AnyReader([bag], default_typestore=store)
+        reader.open()
+    except Exception as err:  # rosbags raises several types for unreadable bags
+        raise ReplayError(f"{bag}: cannot open the bag: {err}") from None
+    try:
+        # from the bag's metadata, before any message is read: a camera topic the bag lacks means no frame at all
+        _check_topics(bag, {c.topic: c.msgtype for c in reader.connections}, cfg.input_topics())
+        name = str(getattr(loaded, "path", model))
+        accuracy = None
+        if gt is not None:
+            slop_ns = slop_ns_from_seconds(setup.slop_s)
+            accuracy = _Accuracy(gt, loaded.info.vocabulary, slop_ns, loaded.info.grid, name)
+        summary = ReplaySummary(str(bag), name, loaded.name, loaded.provider, rate, str(out))
+        # everything is written under a temporary name beside `out` and moved into place only on success
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=check_writable_dir(out)))
+        try:
+            staged = stage / "predictions" if predictions is not None else None
+            _run(reader, stage / "bag", staged, summary, stats, setup, loaded, accuracy, store, progress)
+            if summary.synchronized == 0:
+                raise ReplayError(_nothing_synchronized(summary, setup.slop_s))
+            os.replace(stage / "bag", out)
+            if staged is not None and predictions is not None:
+                _move_into(staged, Path(predictions))
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    finally:
+        reader.close()
+    if accuracy is not None:
+        summary.accuracy = accuracy.result()
+    return summary
+
+
+def _check_topics(bag: Path, topics: dict[str, str], inputs: list[str]) -> None:
+    """Every input topic is in the bag, or a :class:`ReplayError` naming the missing ones and listing the bag's."""
+    missing = [topic for topic in inputs if topic not in topics]
+    if not missing:
+        return
+    listing = "\n".join(f"  {topic}  [{msgtype}]" for topic, msgtype in sorted(topics.items()))
+    raise ReplayError(
+        f"{bag} has no topic {', '.join(missing)}: no frame can be synchronized without every camera's image and "
+        f"CameraInfo. Name the bag's topics with --config (the `occ inspect` bag YAML) or --params. The bag's "
+        f"topics:\n{listing}"
+    )
+
+
+def _nothing_synchronized(summary: ReplaySummary, slop_s: float) -> str:
+    counts = ", ".join(f"{topic} {n}" for topic, n in summary.inputs.items())
+    problems = "".join(f"; {p}" for p in summary.problems)
+    return (
+        f"{summary.bag}: no frame could be synchronized from {summary.messages} messages (messages per input: "
+        f"{counts}){problems}; the images and CameraInfo of one frame must have stamps within sync.slop_s "
+        f"{slop_s:g} s of each other"
+    )
+
+
+def _move_into(staged: Path, final: Path) -> None:
+    """Move the staged prediction folders (``<stamp>/labels.npz``) into ``final``, replacing a frame's old one."""
+    if not staged.exists():
+        return
+    if not final.exists():
+        check_writable_dir(final)
+        os.replace(staged, final)
+        return
+    for frame in sorted(staged.iterdir()):
+        target = final / frame.name
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(frame, target)
+
+
+def _run(
+    reader: Any,
+    out: Path,
+    predictions: Path | None,
+    summary: ReplaySummary,
+    stats: PipelineStats,
+    setup: ReplaySetup,
+    loaded: InferenceBackend,
+    accuracy: _Accuracy | None,
+    store: Any,
+    progress: bool,
+) -> None:
+    """Read the open bag through a session into the new bag ``out`` (and ``predictions``); fills in ``summary``."""
+    cfg, rate, grid = setup.session, summary.rate, loaded.info.grid
     # Images and CameraInfo of every camera are synchronized together (2N inputs), as image_transport's
     # CameraSubscriber pairs them and as the node's ApproximateTimeSynchronizer does.
     inputs = cfg.input_topics()
     watched = set(inputs)
     sync = ApproximateTimeSync(inputs, slop_ns_from_seconds(setup.slop_s), setup.queue_size)
     tf = TransformBuffer(tolerance_ns=setup.tf_tolerance_ns)
-    grid = loaded.info.grid
-    accuracy = None
-    if gt is not None:
-        slop_ns = slop_ns_from_seconds(setup.slop_s)
-        accuracy = _Accuracy(gt, loaded.info.vocabulary, slop_ns, grid, str(getattr(loaded, "path", model)))
-    summary = ReplaySummary(str(bag), str(getattr(loaded, "path", model)), loaded.name, loaded.provider, rate, str(out))
-    store = typestore()
 
     def on_result(result: FrameResult) -> None:
         summary.frame_timings.append((result.stamp_ns, {k: 1000.0 * v for k, v in result.timings.items()}))
         if accuracy is not None:
             accuracy.update(result.stamp_ns, result.labels)
         if predictions is not None:
-            path = Path(predictions) / f"{result.stamp_ns}" / LABELS_FILE
+            path = predictions / f"{result.stamp_ns}" / LABELS_FILE
             save_labels(path, OccupancyLabels(result.labels, grid=grid))
 
     def lookup(target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
@@ -312,11 +400,6 @@ def replay(
 
         bar = tqdm(desc="replay", unit="frame")
     start = time.perf_counter()
-    try:
-        reader = AnyReader([bag], default_typestore=store)
-        reader.open()
-    except Exception as err:  # rosbags raises several types for unreadable bags
-        raise ReplayError(f"{bag}: cannot open the bag: {err}") from None
     with BagWriter(out) as writer:
         sink = _McapSink(writer, OUTPUT_TOPICS)
         sink.now_ns = int(getattr(reader, "start_time", 0) or 0)
@@ -370,7 +453,6 @@ def replay(
                     bar.update(1)
         finally:
             session.stop(timeout=None, drain=True)  # the end of the bag: the newest frame is processed, not lost
-            reader.close()
             if bar is not None:
                 bar.close()
     summary.wall_seconds = time.perf_counter() - start
@@ -381,9 +463,6 @@ def replay(
     summary.sync_evicted = dict(sync.evicted)
     summary.inputs = {state.topic: state.count for state in session.inputs.states()}
     summary.problems += [f"input {topic}: no message in the bag" for topic, n in summary.inputs.items() if n == 0]
-    if accuracy is not None:
-        summary.accuracy = accuracy.result()
-    return summary
 
 
 def _add_transforms(buffer: TransformBuffer, msg: Any, static: bool, stats: PipelineStats) -> None:
