@@ -168,6 +168,14 @@ def test_occ_eval_rayiou_on_a_synthetic_sequence(sequence: Path, tmp_path: Path)
     assert main(["eval", "--pred", str(pred), "--gt", str(pred), "--rayiou", "--quiet"]) == 1
 
 
+def test_a_folder_of_unknown_kind_names_the_kind_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"occ inspect: error: {tmp_path}: cannot tell the dataset kind (expected meta.json")
+    assert err.rstrip().endswith("name the kind with --kind (synth, nuscenes, semantickitti or rosbag)")
+    assert "pass kind" not in err
+
+
 def test_occ_inspect_synth_and_bag(sequence: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from occ_ros.core.rig import config_path
 
@@ -178,7 +186,12 @@ def test_occ_inspect_synth_and_bag(sequence: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "rosbag dataset" in out and "3 samples from 3 CAM_FRONT messages" in out
     assert main(["inspect", str(sequence / "bag")]) == 1
-    assert "needs config=" in capsys.readouterr().err
+    err = capsys.readouterr().err  # names the flag, not the Python argument
+    assert "camera/topic YAML: pass --dataset-config YAML (a template: config/datasets/rosbag_example.yaml)" in err
+    assert "config=" not in err
+    synth_bag = str(config_path("datasets", "synth_bag.yaml"))
+    assert main(["inspect", str(sequence / "bag"), "--dataset-config", synth_bag]) == 0  # the other commands' flag
+    assert "rosbag dataset" in capsys.readouterr().out
     wrong = config_path("datasets", "rosbag_example.yaml")
     assert main(["inspect", str(sequence / "bag"), "--config", str(wrong)]) == 1
     err = capsys.readouterr().err

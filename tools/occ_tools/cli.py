@@ -183,7 +183,9 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--kind", default="auto", choices=("auto", "synth", "nuscenes", "semantickitti", "rosbag"), help="reader"
     )
-    p.add_argument("--config", type=Path, help="camera/topic YAML of a rosbag2 bag")
+    p.add_argument(
+        "--dataset-config", "--config", dest="config", type=Path, help="camera/topic YAML of a rosbag2 bag"
+    )
     p.add_argument("--version", help="nuScenes version (default: the only v1.0-* folder)")
     p.set_defaults(func=_run_inspect)
 
