@@ -38,7 +38,7 @@ from occ_ros.core.tf_buffer import TransformBuffer, add_tf_message
 from occ_ros.datasets.rosbag_reader import BagConfig
 from occ_ros.inference.backend import InferenceBackend, open_backend
 from occ_ros.io.atomic import atomic_write_text, check_writable_dir
-from occ_ros.io.labels import LABELS_FILE, OccupancyLabels, save_labels
+from occ_ros.io.labels import LABELS_FILE, LabelFileError, OccupancyLabels, load_labels, save_labels
 from occ_ros.io.rosbag import BagWriter, ns_from_stamp, typestore
 from occ_ros.node.params import NodeParams, ParamError, from_ros_parameters, load_param_file
 from occ_ros.pipeline.messages import rosbags_message_types
@@ -132,10 +132,14 @@ class ReplaySummary:
 
 
 class _Accuracy:
-    """Occ3D mIoU / IoU of the replayed frames against a ground-truth dataset, matched by stamp.
+    """Occ3D mIoU / IoU of the replayed frames against ground truth, matched by stamp.
 
-    The model's labels are scored on the dataset's grid: the same grid, or upsampled from a whole-factor coarsening
-    of it; any other grid is a :class:`ReplayError` naming both grids, raised here, before the bag is read.
+    The ground truth (``--gt``) is a dataset folder with ground truth (any reader, e.g. the ``occ synth`` folder the
+    bag was recorded from), a dataset's ``gts/`` folder (its reader gives the stamps), or a folder of
+    ``<stamp_ns>/labels.npz`` files (what ``occ replay --predictions`` writes; the folder names are the stamps).
+
+    The model's labels are scored on the ground truth's grid: the same grid, or upsampled from a whole-factor
+    coarsening of it; any other grid is a :class:`ReplayError` naming both grids, raised here, before the bag is read.
     """
 
     def __init__(
@@ -143,19 +147,36 @@ class _Accuracy:
     ) -> None:
         from occ_ros.datasets import open_dataset
         from occ_ros.eval.occ3d import Occ3DMetric
+        from occ_ros.eval.runner import is_dataset_folder
 
-        # stamps from a reader without ground truth; a frame's ground truth is read only when a replayed frame
-        # matches it (a long dataset's label volumes are never all in memory)
-        stamps = open_dataset(gt_dir, load_gt=False)
-        self.stamps = np.asarray([stamps.load(i, images=False).stamp_ns for i in range(len(stamps))], dtype=np.int64)
-        data_grid = stamps.load(0, images=False).grid if len(stamps) else None
+        gt_dir = Path(gt_dir)
+        if gt_dir.name == "gts" and is_dataset_folder(gt_dir.parent):
+            gt_dir = gt_dir.parent  # a dataset's own label folder: its reader knows each frame's stamp
+        self.reader = None
+        self.files: list[Path] = []
+        if gt_dir.is_dir() and not is_dataset_folder(gt_dir) and any(gt_dir.rglob(LABELS_FILE)):
+            stamped = _stamped_label_files(gt_dir)
+            self.stamps = np.asarray([stamp for stamp, _ in stamped], dtype=np.int64)
+            self.files = [path for _, path in stamped]
+            try:  # checked here, before the bag is read: scoring runs on the session's thread, which goes on
+                data_grid = load_labels(self.files[0], require_masks=True).grid
+            except LabelFileError as err:
+                raise ReplayError(str(err)) from None
+        else:
+            # stamps from a reader without ground truth; a frame's ground truth is read only when a replayed frame
+            # matches it (a long dataset's label volumes are never all in memory)
+            stamps = open_dataset(gt_dir, load_gt=False)
+            self.stamps = np.asarray(
+                [stamps.load(i, images=False).stamp_ns for i in range(len(stamps))], dtype=np.int64
+            )
+            data_grid = stamps.load(0, images=False).grid if len(stamps) else None
+            self.reader = open_dataset(gt_dir, load_gt=True)
         self.factor = 1
         if grid is not None and data_grid is not None:
             try:
                 self.factor = coarsening_factor(grid, data_grid, f"the model {model}", f"the ground truth {gt_dir}")
             except ValueError as err:
                 raise ReplayError(str(err)) from None
-        self.reader = open_dataset(gt_dir, load_gt=True)
         self.slop_ns = slop_ns
         self.metric = Occ3DMetric(vocabulary, mask="camera")
         self.matched = 0
@@ -164,7 +185,7 @@ class _Accuracy:
     def update(self, stamp_ns: int, labels: np.ndarray) -> None:
         d = np.abs(self.stamps - stamp_ns)
         i = int(np.argmin(d)) if len(d) else -1
-        gt = self.reader.load(i, images=False).gt if i >= 0 and d[i] <= self.slop_ns else None
+        gt = self._ground_truth(i) if i >= 0 and d[i] <= self.slop_ns else None
         if gt is None:
             self.unmatched += 1
             return
@@ -173,9 +194,33 @@ class _Accuracy:
         self.metric.update(labels, gt.semantics, mask_camera=gt.mask_camera)
         self.matched += 1
 
+    def _ground_truth(self, i: int) -> OccupancyLabels | None:
+        if self.reader is not None:
+            return self.reader.load(i, images=False).gt
+        return load_labels(self.files[i], require_masks=True)
+
     def result(self) -> dict[str, Any]:
         r = self.metric.compute()
         return {"frames": self.matched, "unmatched": self.unmatched, "miou": r.miou, "iou": r.iou, "mask": "camera"}
+
+
+def _stamped_label_files(folder: Path) -> list[tuple[int, Path]]:
+    """``(stamp_ns, file)`` of every ``<stamp_ns>/labels.npz`` under ``folder``, in stamp order.
+
+    Raises:
+        ReplayError: a label file whose folder is not named by a stamp (names both accepted layouts).
+    """
+    stamped = []
+    for path in sorted(folder.rglob(LABELS_FILE)):
+        try:
+            stamped.append((int(path.parent.name), path))
+        except ValueError:
+            raise ReplayError(
+                f"{path}: a folder of label files is matched to the replayed frames by stamp, so each must be "
+                f"<stamp_ns>/{LABELS_FILE} (as `occ replay --predictions` writes); for a dataset's ground truth pass "
+                "the dataset folder (or its gts/ folder)"
+            ) from None
+    return sorted(stamped)
 
 
 class _McapSink:
@@ -309,10 +354,12 @@ def replay(
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=check_writable_dir(out)))
         try:
             staged = stage / "predictions" if predictions is not None else None
-            _run(reader, stage / "bag", staged, summary, stats, setup, loaded, accuracy, store, progress)
+            (stage / "bag").mkdir()
+            staged_bag = stage / "bag" / out.name  # rosbag2 names its files after the bag's folder
+            _run(reader, staged_bag, staged, summary, stats, setup, loaded, accuracy, store, progress)
             if summary.synchronized == 0:
                 raise ReplayError(_nothing_synchronized(summary, setup.slop_s))
-            os.replace(stage / "bag", out)
+            os.replace(staged_bag, out)
             if staged is not None and predictions is not None:
                 _move_into(staged, Path(predictions))
         finally:

@@ -19,6 +19,7 @@ from occ_ros.core.transforms import make_transform, yaw_transform
 from occ_ros.datasets import LabelFileError, OccupancyLabels, load_labels, open_dataset
 from occ_ros.datasets.sample import save_labels
 from occ_ros.datasets.synth import SynthReader
+from occ_ros.eval.runner import evaluate
 from occ_ros.io.rosbag import image_to_rgb, matrix_from_transform, ns_from_stamp, read_messages
 from occ_tools.cli import main
 from occ_training.synth.sequence import generate
@@ -166,6 +167,23 @@ def test_occ_eval_rayiou_on_a_synthetic_sequence(sequence: Path, tmp_path: Path)
     doc = json.loads(out.read_text())
     assert code == 0 and 0 < doc["miou"] < 100 and 0 < doc["rayiou"]["rayiou"] < 100
     assert main(["eval", "--pred", str(pred), "--gt", str(pred), "--rayiou", "--quiet"]) == 1
+
+
+def test_occ_eval_gt_takes_a_dataset_folder_or_its_label_folder(sequence: Path, tmp_path: Path) -> None:
+    """`occ eval --gt` takes the label folder (DIR/gts) or, as `occ replay --gt` does, the dataset folder DIR; RayIoU
+    then finds its ego poses in --gt itself."""
+    docs = []
+    for gt in (sequence / "gts", sequence):
+        out = tmp_path / f"{gt.name}.json"
+        args = ["eval", "--pred", str(sequence / "gts"), "--gt", str(gt), "--rayiou", "--json", str(out), "--quiet"]
+        assert main(args) == 0
+        docs.append(json.loads(out.read_text()))
+    assert docs[0] == docs[1] and docs[1]["miou"] == 100.0 and docs[1]["rayiou"]["samples"] == 3
+    bare = tmp_path / "bare"  # a dataset folder without ground truth
+    bare.mkdir()
+    shutil.copy(sequence / "meta.json", bare / "meta.json")
+    with pytest.raises(LabelFileError, match=f"{bare} is a dataset folder without ground truth: no gts/ folder"):
+        evaluate(sequence / "gts", bare)
 
 
 def test_a_folder_of_unknown_kind_names_the_kind_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
-from test_node import CAMERAS, CAMS, T0, FakeBackend, images, infos
+from test_node import CAMERAS, CAMS, GRID, OCCUPIED, T0, VOCAB, FakeBackend, images, infos
 
 from occ_ros.core.transforms import invert_transform
+from occ_ros.io.labels import LABELS_FILE, OccupancyLabels, load_labels, save_labels
 from occ_ros.io.rosbag import BagWriter, read_messages, tf_message, transform_stamped
 from occ_ros.replay import ReplayError, replay
 from occ_tools.cli import main
@@ -112,3 +114,40 @@ def test_a_failing_replay_leaves_no_partial_output(
     with pytest.raises(type(error)):
         replay(bag, FakeBackend(), tmp_path / "out", predictions=tmp_path / "pred", progress=False)
     assert leftovers(tmp_path) == []
+
+
+def stamped_ground_truth(folder: Path, classes: list[tuple[int, int, int, int]] = OCCUPIED) -> Path:
+    """``<stamp_ns>/labels.npz`` per frame of :func:`write_bag`: the fake model's voxels (``classes``), every voxel
+    observed."""
+    for n in range(FRAMES):
+        semantics = np.full(GRID.shape, VOCAB.free_index, np.uint8)
+        for i, j, k, c in classes:
+            semantics[i, j, k] = c
+        seen = np.ones(GRID.shape, bool)
+        save_labels(folder / str(T0 + n * PERIOD_NS) / LABELS_FILE, OccupancyLabels(semantics, seen, seen, GRID))
+    return folder
+
+
+def test_replay_scores_against_a_folder_of_stamped_label_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`occ replay --gt` takes a folder of <stamp_ns>/labels.npz files (what `--predictions` writes) as well as a
+    dataset folder."""
+    import occ_ros.replay
+
+    monkeypatch.setattr(occ_ros.replay, "open_backend", lambda *args, **kwargs: FakeBackend())
+    bag = write_bag(tmp_path / "bag")
+    gt = stamped_ground_truth(tmp_path / "gt")
+    args = ["replay", "--bag", str(bag), "--model", "fake.onnx", "--out", str(tmp_path / "out"), "--quiet"]
+    assert main([*args, "--gt", str(gt), "--predictions", str(tmp_path / "pred")]) == 0
+    assert "accuracy: mIoU 100.00  IoU 100.00 over 3 frames (camera mask)" in capsys.readouterr().out
+    # what --predictions wrote is itself such a folder (without masks it is no ground truth: the error names it)
+    again = ["replay", "--bag", str(bag), "--model", "fake.onnx", "--out", str(tmp_path / "out2"), "--quiet"]
+    assert main([*again, "--gt", str(tmp_path / "pred")]) == 1
+    assert "mask_camera" in capsys.readouterr().err
+    unnamed = tmp_path / "unnamed"
+    save_labels(unnamed / "frame_a" / LABELS_FILE, load_labels(next(gt.rglob(LABELS_FILE))))
+    assert main([*again, "--gt", str(unnamed)]) == 1
+    err = capsys.readouterr().err
+    assert f"frame_a/{LABELS_FILE}: a folder of label files is matched to the replayed frames by stamp" in err
+    assert not (tmp_path / "out2").exists()
