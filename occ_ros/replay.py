@@ -21,6 +21,9 @@ on the vehicle (counted as ``superseded``). At the end of the bag the pending fr
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field, replace
@@ -34,8 +37,8 @@ from occ_ros.core.grid import GridSpec, coarsening_factor, upsample_labels
 from occ_ros.core.tf_buffer import TransformBuffer, add_tf_message
 from occ_ros.datasets.rosbag_reader import BagConfig
 from occ_ros.inference.backend import InferenceBackend, open_backend
-from occ_ros.io.atomic import atomic_write_text
-from occ_ros.io.labels import LABELS_FILE, OccupancyLabels, save_labels
+from occ_ros.io.atomic import atomic_write_text, check_writable_dir
+from occ_ros.io.labels import LABELS_FILE, LabelFileError, OccupancyLabels, load_labels, save_labels
 from occ_ros.io.rosbag import BagWriter, ns_from_stamp, typestore
 from occ_ros.node.params import NodeParams, ParamError, from_ros_parameters, load_param_file
 from occ_ros.pipeline.messages import rosbags_message_types
@@ -129,10 +132,14 @@ class ReplaySummary:
 
 
 class _Accuracy:
-    """Occ3D mIoU / IoU of the replayed frames against a ground-truth dataset, matched by stamp.
+    """Occ3D mIoU / IoU of the replayed frames against ground truth, matched by stamp.
 
-    The model's labels are scored on the dataset's grid: the same grid, or upsampled from a whole-factor coarsening
-    of it; any other grid is a :class:`ReplayError` naming both grids, raised here, before the bag is read.
+    The ground truth (``--gt``) is a dataset folder with ground truth (any reader, e.g. the ``occ synth`` folder the
+    bag was recorded from), a dataset's ``gts/`` folder (its reader gives the stamps), or a folder of
+    ``<stamp_ns>/labels.npz`` files (what ``occ replay --predictions`` writes; the folder names are the stamps).
+
+    The model's labels are scored on the ground truth's grid: the same grid, or upsampled from a whole-factor
+    coarsening of it; any other grid is a :class:`ReplayError` naming both grids, raised here, before the bag is read.
     """
 
     def __init__(
@@ -140,19 +147,36 @@ class _Accuracy:
     ) -> None:
         from occ_ros.datasets import open_dataset
         from occ_ros.eval.occ3d import Occ3DMetric
+        from occ_ros.eval.runner import is_dataset_folder
 
-        # stamps from a reader without ground truth; a frame's ground truth is read only when a replayed frame
-        # matches it (a long dataset's label volumes are never all in memory)
-        stamps = open_dataset(gt_dir, load_gt=False)
-        self.stamps = np.asarray([stamps.load(i, images=False).stamp_ns for i in range(len(stamps))], dtype=np.int64)
-        data_grid = stamps.load(0, images=False).grid if len(stamps) else None
+        gt_dir = Path(gt_dir)
+        if gt_dir.name == "gts" and is_dataset_folder(gt_dir.parent):
+            gt_dir = gt_dir.parent  # a dataset's own label folder: its reader knows each frame's stamp
+        self.reader = None
+        self.files: list[Path] = []
+        if gt_dir.is_dir() and not is_dataset_folder(gt_dir) and any(gt_dir.rglob(LABELS_FILE)):
+            stamped = _stamped_label_files(gt_dir)
+            self.stamps = np.asarray([stamp for stamp, _ in stamped], dtype=np.int64)
+            self.files = [path for _, path in stamped]
+            try:  # checked here, before the bag is read: scoring runs on the session's thread, which goes on
+                data_grid = load_labels(self.files[0], require_masks=True).grid
+            except LabelFileError as err:
+                raise ReplayError(str(err)) from None
+        else:
+            # stamps from a reader without ground truth; a frame's ground truth is read only when a replayed frame
+            # matches it (a long dataset's label volumes are never all in memory)
+            stamps = open_dataset(gt_dir, load_gt=False)
+            self.stamps = np.asarray(
+                [stamps.load(i, images=False).stamp_ns for i in range(len(stamps))], dtype=np.int64
+            )
+            data_grid = stamps.load(0, images=False).grid if len(stamps) else None
+            self.reader = open_dataset(gt_dir, load_gt=True)
         self.factor = 1
         if grid is not None and data_grid is not None:
             try:
                 self.factor = coarsening_factor(grid, data_grid, f"the model {model}", f"the ground truth {gt_dir}")
             except ValueError as err:
                 raise ReplayError(str(err)) from None
-        self.reader = open_dataset(gt_dir, load_gt=True)
         self.slop_ns = slop_ns
         self.metric = Occ3DMetric(vocabulary, mask="camera")
         self.matched = 0
@@ -161,7 +185,7 @@ class _Accuracy:
     def update(self, stamp_ns: int, labels: np.ndarray) -> None:
         d = np.abs(self.stamps - stamp_ns)
         i = int(np.argmin(d)) if len(d) else -1
-        gt = self.reader.load(i, images=False).gt if i >= 0 and d[i] <= self.slop_ns else None
+        gt = self._ground_truth(i) if i >= 0 and d[i] <= self.slop_ns else None
         if gt is None:
             self.unmatched += 1
             return
@@ -170,9 +194,33 @@ class _Accuracy:
         self.metric.update(labels, gt.semantics, mask_camera=gt.mask_camera)
         self.matched += 1
 
+    def _ground_truth(self, i: int) -> OccupancyLabels | None:
+        if self.reader is not None:
+            return self.reader.load(i, images=False).gt
+        return load_labels(self.files[i], require_masks=True)
+
     def result(self) -> dict[str, Any]:
         r = self.metric.compute()
         return {"frames": self.matched, "unmatched": self.unmatched, "miou": r.miou, "iou": r.iou, "mask": "camera"}
+
+
+def _stamped_label_files(folder: Path) -> list[tuple[int, Path]]:
+    """``(stamp_ns, file)`` of every ``<stamp_ns>/labels.npz`` under ``folder``, in stamp order.
+
+    Raises:
+        ReplayError: a label file whose folder is not named by a stamp (names both accepted layouts).
+    """
+    stamped = []
+    for path in sorted(folder.rglob(LABELS_FILE)):
+        try:
+            stamped.append((int(path.parent.name), path))
+        except ValueError:
+            raise ReplayError(
+                f"{path}: a folder of label files is matched to the replayed frames by stamp, so each must be "
+                f"<stamp_ns>/{LABELS_FILE} (as `occ replay --predictions` writes); for a dataset's ground truth pass "
+                "the dataset folder (or its gts/ folder)"
+            ) from None
+    return sorted(stamped)
 
 
 class _McapSink:
@@ -264,9 +312,15 @@ def replay(
             (``min_confidence`` overrides the params' too).
         predictions: also write Occ3D ``<dir>/<stamp>/labels.npz`` per processed frame (for ``occ eval``), on the
             model's grid (stored in the file).
+
+    The output bag (and ``predictions``) are written under a temporary name beside ``out`` and moved into place
+    only when the replay succeeds: a replay that fails or is interrupted leaves no partial output.
+
     Raises:
-        ReplayError: a missing / unreadable bag, a bad config, a model that cannot load, an existing output, or a
-            ``gt`` dataset whose grid is neither the model's nor finer by a whole factor (naming both grids).
+        ReplayError: a missing / unreadable bag, a bag without one of the input topics (named, before any message
+            is read), a replay in which no frame could be synchronized, a bad config, a model that cannot load, an
+            existing output, or a ``gt`` dataset whose grid is neither the model's nor finer by a whole factor
+            (naming both grids).
     """
     from rosbags.highlevel import AnyReader
 
@@ -281,26 +335,107 @@ def replay(
     setup = _setup(config, params, loaded.info.cameras, min_confidence, marker_rate_hz, max_marker_voxels)
     cfg = setup.session
     stats = PipelineStats()
+    store = typestore()
+    try:
+        reader = AnyReader([bag], default_typestore=store)
+        reader.open()
+    except Exception as err:  # rosbags raises several types for unreadable bags
+        raise ReplayError(f"{bag}: cannot open the bag: {err}") from None
+    try:
+        # from the bag's metadata, before any message is read: a camera topic the bag lacks means no frame at all
+        _check_topics(bag, {c.topic: c.msgtype for c in reader.connections}, cfg.input_topics())
+        name = str(getattr(loaded, "path", model))
+        accuracy = None
+        if gt is not None:
+            slop_ns = slop_ns_from_seconds(setup.slop_s)
+            accuracy = _Accuracy(gt, loaded.info.vocabulary, slop_ns, loaded.info.grid, name)
+        summary = ReplaySummary(str(bag), name, loaded.name, loaded.provider, rate, str(out))
+        # everything is written under a temporary name beside `out` and moved into place only on success
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=check_writable_dir(out)))
+        try:
+            staged = stage / "predictions" if predictions is not None else None
+            (stage / "bag").mkdir()
+            staged_bag = stage / "bag" / out.name  # rosbag2 names its files after the bag's folder
+            _run(reader, staged_bag, staged, summary, stats, setup, loaded, accuracy, store, progress)
+            if summary.synchronized == 0:
+                raise ReplayError(_nothing_synchronized(summary, setup.slop_s))
+            os.replace(staged_bag, out)
+            if staged is not None and predictions is not None:
+                _move_into(staged, Path(predictions))
+        finally:
+            shutil.rmtree(stage, ignore_errors=True)
+    finally:
+        reader.close()
+    if accuracy is not None:
+        summary.accuracy = accuracy.result()
+    return summary
+
+
+def _check_topics(bag: Path, topics: dict[str, str], inputs: list[str]) -> None:
+    """Every input topic is in the bag, or a :class:`ReplayError` naming the missing ones and listing the bag's."""
+    missing = [topic for topic in inputs if topic not in topics]
+    if not missing:
+        return
+    listing = "\n".join(f"  {topic}  [{msgtype}]" for topic, msgtype in sorted(topics.items()))
+    raise ReplayError(
+        f"{bag} has no topic {', '.join(missing)}: no frame can be synchronized without every camera's image and "
+        f"CameraInfo. Name the bag's topics with --config (the `occ inspect` bag YAML) or --params. The bag's "
+        f"topics:\n{listing}"
+    )
+
+
+def _nothing_synchronized(summary: ReplaySummary, slop_s: float) -> str:
+    counts = ", ".join(f"{topic} {n}" for topic, n in summary.inputs.items())
+    problems = "".join(f"; {p}" for p in summary.problems)
+    return (
+        f"{summary.bag}: no frame could be synchronized from {summary.messages} messages (messages per input: "
+        f"{counts}){problems}; the images and CameraInfo of one frame must have stamps within sync.slop_s "
+        f"{slop_s:g} s of each other"
+    )
+
+
+def _move_into(staged: Path, final: Path) -> None:
+    """Move the staged prediction folders (``<stamp>/labels.npz``) into ``final``, replacing a frame's old one."""
+    if not staged.exists():
+        return
+    if not final.exists():
+        check_writable_dir(final)
+        os.replace(staged, final)
+        return
+    for frame in sorted(staged.iterdir()):
+        target = final / frame.name
+        if target.exists():
+            shutil.rmtree(target)
+        os.replace(frame, target)
+
+
+def _run(
+    reader: Any,
+    out: Path,
+    predictions: Path | None,
+    summary: ReplaySummary,
+    stats: PipelineStats,
+    setup: ReplaySetup,
+    loaded: InferenceBackend,
+    accuracy: _Accuracy | None,
+    store: Any,
+    progress: bool,
+) -> None:
+    """Read the open bag through a session into the new bag ``out`` (and ``predictions``); fills in ``summary``."""
+    cfg, rate, grid = setup.session, summary.rate, loaded.info.grid
     # Images and CameraInfo of every camera are synchronized together (2N inputs), as image_transport's
     # CameraSubscriber pairs them and as the node's ApproximateTimeSynchronizer does.
     inputs = cfg.input_topics()
     watched = set(inputs)
     sync = ApproximateTimeSync(inputs, slop_ns_from_seconds(setup.slop_s), setup.queue_size)
     tf = TransformBuffer(tolerance_ns=setup.tf_tolerance_ns)
-    grid = loaded.info.grid
-    accuracy = None
-    if gt is not None:
-        slop_ns = slop_ns_from_seconds(setup.slop_s)
-        accuracy = _Accuracy(gt, loaded.info.vocabulary, slop_ns, grid, str(getattr(loaded, "path", model)))
-    summary = ReplaySummary(str(bag), str(getattr(loaded, "path", model)), loaded.name, loaded.provider, rate, str(out))
-    store = typestore()
 
     def on_result(result: FrameResult) -> None:
         summary.frame_timings.append((result.stamp_ns, {k: 1000.0 * v for k, v in result.timings.items()}))
         if accuracy is not None:
             accuracy.update(result.stamp_ns, result.labels)
         if predictions is not None:
-            path = Path(predictions) / f"{result.stamp_ns}" / LABELS_FILE
+            path = predictions / f"{result.stamp_ns}" / LABELS_FILE
             save_labels(path, OccupancyLabels(result.labels, grid=grid))
 
     def lookup(target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
@@ -312,11 +447,6 @@ def replay(
 
         bar = tqdm(desc="replay", unit="frame")
     start = time.perf_counter()
-    try:
-        reader = AnyReader([bag], default_typestore=store)
-        reader.open()
-    except Exception as err:  # rosbags raises several types for unreadable bags
-        raise ReplayError(f"{bag}: cannot open the bag: {err}") from None
     with BagWriter(out) as writer:
         sink = _McapSink(writer, OUTPUT_TOPICS)
         sink.now_ns = int(getattr(reader, "start_time", 0) or 0)
@@ -370,7 +500,6 @@ def replay(
                     bar.update(1)
         finally:
             session.stop(timeout=None, drain=True)  # the end of the bag: the newest frame is processed, not lost
-            reader.close()
             if bar is not None:
                 bar.close()
     summary.wall_seconds = time.perf_counter() - start
@@ -381,9 +510,6 @@ def replay(
     summary.sync_evicted = dict(sync.evicted)
     summary.inputs = {state.topic: state.count for state in session.inputs.states()}
     summary.problems += [f"input {topic}: no message in the bag" for topic, n in summary.inputs.items() if n == 0]
-    if accuracy is not None:
-        summary.accuracy = accuracy.result()
-    return summary
 
 
 def _add_transforms(buffer: TransformBuffer, msg: Any, static: bool, stats: PipelineStats) -> None:

@@ -19,6 +19,7 @@ from occ_ros.core.transforms import make_transform, yaw_transform
 from occ_ros.datasets import LabelFileError, OccupancyLabels, load_labels, open_dataset
 from occ_ros.datasets.sample import save_labels
 from occ_ros.datasets.synth import SynthReader
+from occ_ros.eval.runner import evaluate
 from occ_ros.io.rosbag import image_to_rgb, matrix_from_transform, ns_from_stamp, read_messages
 from occ_tools.cli import main
 from occ_training.synth.sequence import generate
@@ -168,6 +169,31 @@ def test_occ_eval_rayiou_on_a_synthetic_sequence(sequence: Path, tmp_path: Path)
     assert main(["eval", "--pred", str(pred), "--gt", str(pred), "--rayiou", "--quiet"]) == 1
 
 
+def test_occ_eval_gt_takes_a_dataset_folder_or_its_label_folder(sequence: Path, tmp_path: Path) -> None:
+    """`occ eval --gt` takes the label folder (DIR/gts) or, as `occ replay --gt` does, the dataset folder DIR; RayIoU
+    then finds its ego poses in --gt itself."""
+    docs = []
+    for gt in (sequence / "gts", sequence):
+        out = tmp_path / f"{gt.name}.json"
+        args = ["eval", "--pred", str(sequence / "gts"), "--gt", str(gt), "--rayiou", "--json", str(out), "--quiet"]
+        assert main(args) == 0
+        docs.append(json.loads(out.read_text()))
+    assert docs[0] == docs[1] and docs[1]["miou"] == 100.0 and docs[1]["rayiou"]["samples"] == 3
+    bare = tmp_path / "bare"  # a dataset folder without ground truth
+    bare.mkdir()
+    shutil.copy(sequence / "meta.json", bare / "meta.json")
+    with pytest.raises(LabelFileError, match=f"{bare} is a dataset folder without ground truth: no gts/ folder"):
+        evaluate(sequence / "gts", bare)
+
+
+def test_a_folder_of_unknown_kind_names_the_kind_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["inspect", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"occ inspect: error: {tmp_path}: cannot tell the dataset kind (expected meta.json")
+    assert err.rstrip().endswith("name the kind with --kind (synth, nuscenes, semantickitti or rosbag)")
+    assert "pass kind" not in err
+
+
 def test_occ_inspect_synth_and_bag(sequence: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from occ_ros.core.rig import config_path
 
@@ -178,7 +204,12 @@ def test_occ_inspect_synth_and_bag(sequence: Path, capsys: pytest.CaptureFixture
     out = capsys.readouterr().out
     assert "rosbag dataset" in out and "3 samples from 3 CAM_FRONT messages" in out
     assert main(["inspect", str(sequence / "bag")]) == 1
-    assert "needs config=" in capsys.readouterr().err
+    err = capsys.readouterr().err  # names the flag, not the Python argument
+    assert "camera/topic YAML: pass --dataset-config YAML (a template: config/datasets/rosbag_example.yaml)" in err
+    assert "config=" not in err
+    synth_bag = str(config_path("datasets", "synth_bag.yaml"))
+    assert main(["inspect", str(sequence / "bag"), "--dataset-config", synth_bag]) == 0  # the other commands' flag
+    assert "rosbag dataset" in capsys.readouterr().out
     wrong = config_path("datasets", "rosbag_example.yaml")
     assert main(["inspect", str(sequence / "bag"), "--config", str(wrong)]) == 1
     err = capsys.readouterr().err

@@ -661,6 +661,67 @@ def test_an_unexpected_error_is_logged_and_the_worker_goes_on() -> None:
     assert any(level == "error" and "publisher gone" in text for level, text in log)
 
 
+class FailingBackend(FakeBackend):
+    """A backend whose runtime raises (as onnxruntime or CUDA do, not a BackendError) while ``failing`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failing = False
+
+    def _run(self, feeds: Mapping[str, np.ndarray]) -> tuple[dict[str, np.ndarray], InferenceTiming]:
+        if self.failing:
+            raise RuntimeError("CUDA error: an illegal memory access was encountered")
+        return super()._run(feeds)
+
+
+def test_a_failing_backend_is_a_counted_skip_warned_then_an_error_and_the_node_goes_on() -> None:
+    """The backend raising mid-run: each frame is a `backend` skip, logged (throttled); /diagnostics goes WARN at the
+    first failure, ERROR after `diagnostics.backend_error_after` in a row, and back once frames are processed."""
+    clock = Clock()
+    backend = FailingBackend()
+    core, sink, log = started_core(
+        backend=backend, clock=clock, input_timeout_s=100.0, **{"diagnostics.backend_error_after": 3}
+    )
+    feed(core, T0)
+    assert core.diagnostics().level == 0
+    backend.failing = True
+    feed(core, T0 + 1)
+    report = core.diagnostics()
+    assert report.level == 1
+    assert report.message == (
+        "the inference backend failed on the last 1 frame(s): onnxruntime RuntimeError: CUDA error: an illegal memory "
+        "access was encountered"
+    )
+    feed(core, T0 + 2)
+    assert core.diagnostics().level == 1
+    feed(core, T0 + 3)
+    report = core.diagnostics()
+    assert report.level == 2
+    assert report.message.startswith("the inference backend failed on the last 3 frames (ERROR from 3 in a row): ")
+    assert dict(report.values)["skipped backend"] == "3"
+    assert dict(report.values)["backend failures in a row"] == "3"
+    snap = core.stats.snapshot()
+    assert snap.skipped["backend"] == 3 and snap.processed == 1
+    assert core.worker.failed == 0  # a counted skip, not an unexpected error
+    errors = [text for level, text in log if level == "error"]
+    assert len(errors) == 1  # throttled per reason
+    assert errors[0] == (
+        f"frame {T0 + 1} ns skipped (backend): onnxruntime RuntimeError: CUDA error: an illegal memory access was "
+        "encountered"
+    )
+    backend.failing = False
+    feed(core, T0 + 4)  # the next good frame resets the count: no longer an error
+    report = core.diagnostics()
+    assert report.level == 1 and report.message.startswith("3 frame(s) skipped in the last 5 s, last: backend: ")
+    assert dict(report.values)["backend failures in a row"] == "0"
+    clock.now += 5.1  # the skips leave the warn_period_s window
+    feed(core, T0 + 5)
+    report = core.diagnostics()
+    assert report.level == 0 and report.message.startswith("3 frames processed")
+    assert len(sink.msgs["cloud"]) == 3
+    assert P.from_ros_parameters({}).session_config().backend_error_after == 5  # the default
+
+
 def test_diagnostics_report() -> None:
     core, _, _ = make_core()
     report = core.diagnostics()

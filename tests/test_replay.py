@@ -312,6 +312,13 @@ def test_replay_scores_a_finer_ground_truth_grid_through_upsampled_labels(sequen
     assert summary.accuracy["miou"] == pytest.approx(before["miou"]) and summary.accuracy["iou"] == before["iou"]
 
 
+def test_replay_gt_takes_the_dataset_folder_or_its_label_folder(sequence, onnx_model, replayed, tmp_path):
+    """--gt DIR (the fixture `replayed`) and --gt DIR/gts (the label folder `occ eval --gt` takes) score the same."""
+    summary = replay(sequence / "bag", onnx_model, tmp_path / "out", gt=sequence / "gts", progress=False)
+    before = json.loads((replayed / "metrics.json").read_text())["accuracy"]
+    assert summary.accuracy == before and before["frames"] == 3
+
+
 def _corrupt_one_image_record(bag: Path) -> None:
     """Truncate the CDR payload of the last CAM_BACK image record (sqlite3 storage: one row per message)."""
     import sqlite3

@@ -36,7 +36,7 @@ def open_dataset(path: str | Path, kind: str = "auto", load_gt: bool = True, **o
         else:
             raise ValueError(
                 f"{root}: cannot tell the dataset kind (expected meta.json, v1.0-*/, sequences/ or a rosbag2 "
-                "metadata.yaml); pass kind explicitly"
+                "metadata.yaml); name the kind with --kind (synth, nuscenes, semantickitti or rosbag)"
             )
     if kind == "synth":
         from .synth import SynthReader
@@ -48,7 +48,10 @@ def open_dataset(path: str | Path, kind: str = "auto", load_gt: bool = True, **o
         if "version" not in options:
             versions = sorted(p.name for p in root.glob("v1.0-*") if p.is_dir())
             if len(versions) != 1:
-                raise ValueError(f"{root}: found nuScenes versions {versions}; pass version=")
+                raise ValueError(
+                    f"{root}: found nuScenes versions {versions}; choose one with --version (occ inspect) or keep "
+                    "one v1.0-* folder"
+                )
             options["version"] = versions[0]
         if not load_gt:
             options.setdefault("gt_root", False)
@@ -61,6 +64,9 @@ def open_dataset(path: str | Path, kind: str = "auto", load_gt: bool = True, **o
         from .rosbag_reader import RosbagReader
 
         if "config" not in options:
-            raise ValueError(f"{root}: a rosbag2 dataset needs config= (the camera/topic YAML)")
+            raise ValueError(
+                f"{root}: a rosbag2 bag is read as a dataset with its camera/topic YAML: pass --dataset-config YAML "
+                "(a template: config/datasets/rosbag_example.yaml)"
+            )
         return RosbagReader(root, options.pop("config"), **options)  # type: ignore[arg-type]
     raise ValueError(f"unknown dataset kind {kind!r}; expected auto, synth, nuscenes, semantickitti or rosbag")

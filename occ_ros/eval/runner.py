@@ -1,5 +1,9 @@
 """Evaluate prediction files against ground-truth files (what ``occ eval`` runs).
 
+Ground truth (``gt``, ``occ eval --gt``, as ``occ replay --gt``): a ``labels.npz`` file, a folder of them, or a
+dataset folder whose reader provides ground truth (an ``occ synth`` folder or a nuScenes root with Occ3D labels):
+its ``gts/`` folder (:func:`ground_truth_labels`).
+
 Pairing: ``pred`` and ``gt`` are each a ``.npz`` file or a directory. Directories are searched
 recursively for ``*.npz`` and matched by each file's path relative to its root; ``occ synth``
 writes ground truth as ``DIR/gts/<scene>/<frame>/labels.npz`` and predictors write the same
@@ -61,6 +65,30 @@ def _listing(keys: list[str], root: Path) -> str:
     shown = "\n  ".join(str(root / k) for k in keys[:_MAX_LISTED])
     more = f"\n  ... and {len(keys) - _MAX_LISTED} more" if len(keys) > _MAX_LISTED else ""
     return f"\n  {shown}{more}"
+
+
+def is_dataset_folder(path: str | Path) -> bool:
+    """An ``occ synth`` folder (``meta.json``) or a nuScenes root (``v1.0-*/``): the datasets whose Occ3D ground truth
+    is a ``gts/<scene>/<frame>/labels.npz`` folder."""
+    path = Path(path)
+    return path.is_dir() and ((path / "meta.json").is_file() or any(p.is_dir() for p in path.glob("v1.0-*")))
+
+
+def ground_truth_labels(gt: str | Path) -> Path:
+    """The ground-truth label file or folder ``gt`` stands for: itself, or a dataset folder's ``gts/``.
+
+    Raises:
+        LabelFileError: a dataset folder without a ``gts/`` folder.
+    """
+    gt = Path(gt)
+    if not is_dataset_folder(gt):
+        return gt
+    labels = gt / "gts"
+    if not labels.is_dir():
+        raise LabelFileError(
+            f"{gt} is a dataset folder without ground truth: no gts/ folder of <scene>/<frame>/labels.npz files"
+        )
+    return labels
 
 
 def pair_label_files(pred: str | Path, gt: str | Path) -> list[LabelPair]:
@@ -179,7 +207,8 @@ def evaluate(
     """Occ3D mIoU/IoU (and RayIoU when ``rayiou_origins`` is given) of every matched file pair.
 
     Args:
-        pred, gt: files or directories (see :func:`pair_label_files`).
+        pred, gt: files or directories (see :func:`pair_label_files`); ``gt`` may be a dataset folder
+            (:func:`ground_truth_labels`).
         mask: ``camera``, ``lidar`` or ``none``.
         rayiou_origins: maps a pair's key to its (T, 3) query origins; enables RayIoU.
         grid: the dataset's label grid (for RayIoU): every ground-truth file that stores a grid must be on it.
@@ -191,7 +220,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    pairs = pair_label_files(pred, gt)
+    pairs = pair_label_files(pred, ground_truth_labels(gt))
     metric = Occ3DMetric(vocabulary, mask=mask)
     gt_shape: tuple[int, int, int] | None = None
     gt_grid, grid_source = grid, "the dataset's grid"
@@ -306,12 +335,13 @@ def origins_from_reader(reader: DatasetReader, max_origins: int = 8) -> tuple[Or
 
 
 def origins_from_dataset(dataset: str | Path | None, gt: str | Path) -> tuple[OriginsLookup, GridSpec]:
-    """RayIoU origins from a dataset directory (default: the ``occ synth`` directory holding ``gt``)."""
+    """RayIoU origins from a dataset directory (default: ``gt`` itself when it is an ``occ synth`` directory, else
+    the ``occ synth`` directory holding it)."""
     from occ_ros.datasets import open_dataset
 
     if dataset is None:
         gt = Path(gt)
-        candidate = gt.parent if gt.is_dir() else None
+        candidate = (gt if is_dataset_folder(gt) else gt.parent) if gt.is_dir() else None
         if candidate is None or not (candidate / "meta.json").exists():
             raise ValueError("--rayiou needs the ego poses of the sequence: pass --dataset DIR")
         dataset = candidate

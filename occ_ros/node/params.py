@@ -305,6 +305,14 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("qos.reliability", "reliable", "reliability of `~/voxels`, `~/markers`, `~/grid`", RELIABILITY_CHOICES),
     ParamSpec("qos.durability", "volatile", "durability of `~/voxels`, `~/markers`, `~/grid`", DURABILITY_CHOICES),
     ParamSpec("qos.depth", 1, "history depth (keep last) of `~/voxels`, `~/markers`, `~/grid`", minimum=1),
+    # --- diagnostics
+    ParamSpec(
+        "diagnostics.backend_error_after",
+        5,
+        "`/diagnostics` goes to ERROR when the inference backend failed on this many frames in a row (WARN from the "
+        "first failure; the next processed frame resets the count)",
+        minimum=1,
+    ),
 )
 """The fixed parameters, in declaration order."""
 
@@ -527,6 +535,13 @@ class QosParams:
 
 
 @dataclass(frozen=True)
+class DiagnosticsParams:
+    """How ``/diagnostics`` rates the node."""
+
+    backend_error_after: int = _param("diagnostics.backend_error_after", int)
+
+
+@dataclass(frozen=True)
 class NodeParams:
     """Every setting of ``occupancy_node``, validated.
 
@@ -541,6 +556,7 @@ class NodeParams:
         input_timeout_s: silence after which an input topic is reported.
         outputs: output toggles and rates.
         qos: QoS of the streamed outputs.
+        diagnostics: diagnostic thresholds.
     """
 
     model: ModelParams
@@ -553,6 +569,7 @@ class NodeParams:
     input_timeout_s: float = _param("input_timeout_s", float)
     outputs: OutputParams = OutputParams()
     qos: QosParams = QosParams()
+    diagnostics: DiagnosticsParams = DiagnosticsParams()
 
     @property
     def camera_names(self) -> tuple[str, ...]:
@@ -575,6 +592,7 @@ class NodeParams:
             max_marker_voxels=o.max_marker_voxels,
             min_confidence=o.min_confidence,
             input_timeout_s=self.input_timeout_s,
+            backend_error_after=self.diagnostics.backend_error_after,
         )
 
     @classmethod
@@ -673,6 +691,7 @@ def from_ros_parameters(values: Mapping[str, Any], strict: bool = False, source:
         frame_id=checked["frame_id"] or checked["base_frame"],
         outputs=_build(OutputParams, checked, min_confidence=min_conf if min_conf > 0 else None),
         qos=_build(QosParams, checked),
+        diagnostics=_build(DiagnosticsParams, checked),
     )
 
 

@@ -2,7 +2,9 @@
 
 :meth:`OccupancyPipeline.process` times every stage into :class:`~.stats.PipelineStats` and turns every problem
 with the input into :class:`~.frames.FrameSkipped` (a reason from :class:`~.frames.SkipReason` and a detail naming
-the camera or field), so callers warn, count and go on; nothing about a bad frame can stop the pipeline.
+the camera or field), so callers warn, count and go on; nothing about a bad frame can stop the pipeline. A backend
+that raises while running a frame (any :class:`Exception`: an onnxruntime, CUDA or TensorRT error, or outputs
+without ``labels`` / ``confidence``) skips that frame as ``backend``.
 
 Stages (``timings`` keys, seconds): ``decode`` (messages -> RGB), ``calibration`` (rig from CameraInfo + tf, cached),
 ``preprocess`` (the one :func:`~occ_ros.core.preprocess.preprocess`, the model's own settings), ``inference`` (the
@@ -154,11 +156,13 @@ class OccupancyPipeline:
         t3 = time.perf_counter()
         try:
             outputs = self.backend(net)
+            labels = outputs["labels"]
+            confidence = outputs["confidence"]
         except BackendError as err:
             raise FrameSkipped(SkipReason.BACKEND, str(err)) from None
+        except Exception as err:  # the runtime's own errors (onnxruntime, CUDA, TensorRT): this frame only
+            raise FrameSkipped(SkipReason.BACKEND, f"{self.backend.name} {type(err).__name__}: {err}") from None
         t4 = time.perf_counter()
-        labels = outputs["labels"]
-        confidence = outputs["confidence"]
         cloud = occupied_voxels(labels, confidence, self.info.grid, self.info.vocabulary, self.config.min_confidence)
         t5 = time.perf_counter()
         timings = {

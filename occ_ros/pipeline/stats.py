@@ -20,6 +20,9 @@ consumed, so several readers see the same level):
   ``warn_on_superseded``; they also do not overwrite ``last_problem``.
 * OK (0) otherwise.
 
+:meth:`PipelineStats.backend_failures` counts the frames the backend failed on since the last processed frame (the
+session raises the level on it: WARN at the first, ERROR after ``diagnostics.backend_error_after`` in a row).
+
 "Input" is any of :meth:`~PipelineStats.record_received`, :meth:`~PipelineStats.record_processed`,
 :meth:`~PipelineStats.record_skip` / :meth:`~PipelineStats.record_drop`.
 
@@ -161,6 +164,8 @@ class PipelineStats:
         self._first_input: float | None = None
         self._last_input: float | None = None
         self._last_processed: float | None = None
+        self._backend_failures = 0  # consecutive: reset by the next processed frame
+        self._last_backend_error = ""
 
     @property
     def window(self) -> int:
@@ -198,6 +203,7 @@ class PipelineStats:
         with self._lock:
             self._processed += 1
             self._last_processed = now
+            self._backend_failures = 0
             self._input_locked(now)
             if math.isfinite(total_seconds):
                 self._total.append(float(total_seconds))
@@ -209,6 +215,9 @@ class PipelineStats:
         with self._lock:
             self._skipped[reason.value] += 1
             self._input_locked(now)
+            if reason is SkipReason.BACKEND:
+                self._backend_failures += 1
+                self._last_backend_error = detail
             if self._is_problem(reason):
                 self._last_problem = (reason.value, detail)
                 self._problem_times.append(now)
@@ -226,6 +235,11 @@ class PipelineStats:
         return reason is not SkipReason.SUPERSEDED or self._warn_on_superseded
 
     # ------------------------------------------------------------------ reading
+    def backend_failures(self) -> tuple[int, str]:
+        """``(count, detail)``: frames the backend failed on since the last processed frame, and the latest error."""
+        with self._lock:
+            return self._backend_failures, self._last_backend_error
+
     def snapshot(self) -> StatsSnapshot:
         """A consistent copy of all counters, with latency summaries over the windows."""
         with self._lock:
@@ -245,6 +259,7 @@ class PipelineStats:
             ("frames received", str(snap.received)),
             ("frames processed", str(snap.processed)),
             ("frames skipped", str(snap.skipped_total)),
+            ("backend failures in a row", str(self.backend_failures()[0])),
         ]
         values += [(f"skipped {reason}", str(count)) for reason, count in snap.skipped.items()]
         problem = "none" if snap.last_problem is None else f"{snap.last_problem[0]}: {snap.last_problem[1]}"

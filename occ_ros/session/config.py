@@ -62,6 +62,8 @@ class SessionConfig:
         min_confidence: publish only voxels at least this confident (None = every non-free voxel).
         input_timeout_s: an input topic with no message for this long (wall clock) is reported silent.
         warn_period_s: at most one warning per reason per this many seconds.
+        backend_error_after: the diagnostics go to ERROR when the backend failed on this many frames in a row
+            (WARN from the first failure; a processed frame resets the count).
     """
 
     cameras: tuple[CameraInput, ...]
@@ -76,6 +78,7 @@ class SessionConfig:
     min_confidence: float | None = None
     input_timeout_s: float = 2.0
     warn_period_s: float = 5.0
+    backend_error_after: int = 5
 
     def __post_init__(self) -> None:
         cameras = tuple(self.cameras)
@@ -90,6 +93,8 @@ class SessionConfig:
             value = getattr(self, name)
             if not math.isfinite(value) or value < 0:
                 raise ValueError(f"SessionConfig.{name}: expected a finite number >= 0, got {value!r}")
+        if self.backend_error_after < 1:
+            raise ValueError(f"SessionConfig.backend_error_after: expected >= 1, got {self.backend_error_after}")
         if self.max_marker_voxels < 1:
             raise ValueError(f"SessionConfig.max_marker_voxels: expected >= 1, got {self.max_marker_voxels}")
 

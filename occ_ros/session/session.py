@@ -48,7 +48,7 @@ from occ_ros.pipeline.messages import (
 )
 from occ_ros.pipeline.outputs import RateLimiter, class_cubes, grid_description
 from occ_ros.pipeline.pipeline import FrameResult, OccupancyPipeline, PipelineConfig
-from occ_ros.pipeline.stats import DIAG_OK, DIAG_WARN, PipelineStats
+from occ_ros.pipeline.stats import DIAG_ERROR, DIAG_OK, DIAG_WARN, PipelineStats
 from occ_ros.pipeline.sync import StampGuard
 from occ_ros.pipeline.worker import LatestFrameWorker
 
@@ -408,7 +408,12 @@ class OccupancySession:
             return
         where = f"frame {stamp} ns" if stamp is not None else "frame"
         more = f" ({suppressed} more {skip.reason.value} skips since the last report)" if suppressed else ""
-        self.log("warn", f"{where} skipped ({skip.reason.value}): {skip.detail}{more}")
+        level = "warn"
+        if skip.reason is SkipReason.BACKEND:  # not the input's fault: the model failed to run
+            level = "error"
+            failures, _ = self.stats.backend_failures()
+            more += f" ({failures} frame(s) in a row)" if failures > 1 else ""
+        self.log(level, f"{where} skipped ({skip.reason.value}): {skip.detail}{more}")
 
     # ------------------------------------------------------------------ diagnostics
     def check_inputs(self) -> list[str]:
@@ -452,7 +457,21 @@ class OccupancySession:
             level, message = DIAG_WARN, f"silent input(s): {', '.join(silent)}"
         if self.loaded.fallback and level == DIAG_OK:
             level, message = DIAG_WARN, f"running the fallback model {backend.path}; {message}"
+        level, message = self._backend_level(level, message)
         return DiagnosticReport(level, message, values)
+
+    def _backend_level(self, level: int, message: str) -> tuple[int, str]:
+        """WARN from the first frame the backend failed on, ERROR from ``backend_error_after`` in a row (the
+        parameter ``diagnostics.backend_error_after``); a processed frame resets the count."""
+        failures, error = self.stats.backend_failures()
+        after = self.config.backend_error_after
+        if failures >= after:
+            return DIAG_ERROR, (
+                f"the inference backend failed on the last {failures} frames (ERROR from {after} in a row): {error}"
+            )
+        if failures and level <= DIAG_WARN:
+            return DIAG_WARN, f"the inference backend failed on the last {failures} frame(s): {error}"
+        return level, message
 
 
 def _silence_warning(silent: list[InputState], watched: int) -> str:

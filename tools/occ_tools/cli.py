@@ -94,7 +94,13 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "on the official voxel files instead.",
     )
     p.add_argument("--pred", type=Path, required=True, help="prediction labels.npz or directory")
-    p.add_argument("--gt", type=Path, required=True, help="ground-truth labels.npz or directory (e.g. DIR/gts)")
+    p.add_argument(
+        "--gt",
+        type=Path,
+        required=True,
+        help="ground truth: a labels.npz, a folder of them (e.g. DIR/gts), or a dataset folder with ground truth (an "
+        "`occ synth` folder or a nuScenes root: its gts/)",
+    )
     p.add_argument(
         "--mask",
         choices=("camera", "lidar", "none"),
@@ -108,7 +114,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         "--dataset",
         type=Path,
         help="dataset the GT belongs to, for RayIoU ego poses: an `occ synth` directory or a nuScenes root "
-        "(default: the parent of --gt when it is an `occ synth` directory)",
+        "(default: --gt when it is an `occ synth` directory, or the one holding it)",
     )
     p.add_argument(
         "--benchmark",
@@ -183,7 +189,7 @@ def _add_inspect(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--kind", default="auto", choices=("auto", "synth", "nuscenes", "semantickitti", "rosbag"), help="reader"
     )
-    p.add_argument("--config", type=Path, help="camera/topic YAML of a rosbag2 bag")
+    p.add_argument("--dataset-config", "--config", dest="config", type=Path, help="camera/topic YAML of a rosbag2 bag")
     p.add_argument("--version", help="nuScenes version (default: the only v1.0-* folder)")
     p.set_defaults(func=_run_inspect)
 
@@ -689,7 +695,12 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
         help="the node's parameter file (what `ros2 launch occ_ros occupancy.launch.py config:=...` takes): replay "
         "exactly the node's session (topics, frames, outputs, sync); default: the node's defaults",
     )
-    p.add_argument("--gt", type=Path, help="dataset with ground truth, matched by stamp (e.g. the synthetic folder)")
+    p.add_argument(
+        "--gt",
+        type=Path,
+        help="ground truth matched to the replayed frames by stamp: a dataset folder with ground truth (e.g. the "
+        "`occ synth` folder the bag was recorded from), its gts/ folder, or a folder of <stamp_ns>/labels.npz files",
+    )
     p.add_argument("--json", type=Path, help="write the metrics as JSON")
     p.add_argument("--rate", default="max", choices=("max", "realtime"), help="max: every frame (default)")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKEND_CHOICES), help="default: by file suffix")
