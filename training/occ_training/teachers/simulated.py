@@ -45,7 +45,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from occ_ros.core.config import check_choices
+from occ_ros.core.config import check_fields
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, Sample
 from occ_ros.datasets.synth import SynthReader
@@ -128,7 +128,7 @@ class SimDepthConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"SimDepthConfig.scale_range must be 0 < lo <= hi, got {self.scale_range}")
