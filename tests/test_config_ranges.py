@@ -120,6 +120,10 @@ def test_rendering_and_label_configs_have_ranges(tmp_path: Path) -> None:
     labels.write_text("calibrator:\n  refine_lr: 0\n")
     with pytest.raises(ConfigError, match=r"calibrator\.refine_lr must be in \(0, inf\), got 0"):
         load_label_settings(labels)
+    labels.write_text("sim:\n  depth:\n    noise: -1\n")
+    with pytest.raises(ConfigError) as info:
+        load_label_settings(labels)
+    assert str(info.value) == f"{labels}: sim.depth.noise must be >= 0, got -1"
 
 
 def test_resume_with_nothing_to_resume_is_refused(tmp_path: Path, capsys) -> None:
