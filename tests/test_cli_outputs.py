@@ -152,3 +152,9 @@ def test_a_full_disk_names_the_destination(tmp_path: Path, monkeypatch: pytest.M
         atomic_write_text(path, "{}")
     assert info.value.errno == errno.ENOSPC and str(path) in str(info.value) and "No space left" in str(info.value)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_an_unscorable_semantickitti_run_says_why() -> None:
+    with pytest.raises(cli.CliError, match=r"no voxel was scorable: every ground-truth voxel of the 2 frames"):
+        cli._check_scorable(np.zeros((20, 20), np.int64), 2, "the valid (not F.invalid) voxels")
+    cli._check_scorable(np.eye(20, dtype=np.int64), 2, "the valid (not F.invalid) voxels")

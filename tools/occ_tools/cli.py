@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from occ_ros.eval.occ3d import Occ3DResult
+    import numpy as np
 
 EXIT_FAILURE = 1
 BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch")
@@ -171,6 +171,8 @@ def _run_eval(args: argparse.Namespace) -> int:
                 args.pred, args.gt, sequences=args.sequences, progress=not args.quiet, mask=args.mask or "lidar"
             )
             print(format_table(result))
+            kitti_mask = "the camera frustum" if args.mask == "camera" else "the valid (not F.invalid) voxels"
+            _check_scorable(result.confusion, result.samples, kitti_mask)
             doc = result.to_dict()
         else:
             from occ_ros.core.vocabulary import Vocabulary
@@ -190,7 +192,8 @@ def _run_eval(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
             )
             print(report.occ3d.format_table())
-            _check_scorable(report.occ3d)
+            mask = args.mask or "camera"
+            _check_scorable(report.occ3d.confusion, report.occ3d.samples, "none" if mask == "none" else f"mask_{mask}")
             if report.rayiou is not None:
                 print()
                 print(report.rayiou.format_table())
@@ -203,17 +206,21 @@ def _run_eval(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_scorable(result: Occ3DResult) -> None:
-    """An evaluation that scored no voxel is an error with its reason, not a table of n/a."""
-    if int(result.confusion.sum()) > 0:
+def _check_scorable(confusion: np.ndarray, samples: int, mask: str) -> None:
+    """An evaluation that scored no voxel is an error with its reason, not a table of n/a.
+
+    Args:
+        confusion: the run's summed confusion matrix; mask: how the message names the mask that excluded the voxels.
+    """
+    if int(confusion.sum()) > 0:
         return
-    frames = f"{result.samples} frame{'s' if result.samples != 1 else ''}"
-    if result.mask == "none":
+    frames = f"{samples} frame{'s' if samples != 1 else ''}"
+    if mask == "none":
         raise CliError(f"no voxel was scorable: the ground truth of the {frames} has no voxels")
     raise CliError(
-        f"no voxel was scorable: every ground-truth voxel of the {frames} is outside mask_{result.mask} (the "
-        f"masks are all zero), so mIoU and IoU are undefined; check how the ground truth's mask_{result.mask} "
-        "was made, or score without a mask (--mask none)"
+        f"no voxel was scorable: every ground-truth voxel of the {frames} is outside {mask} (the masks are all "
+        "zero), so mIoU and IoU are undefined; check how the ground truth's masks were made"
+        + (", or score without a mask (--mask none)" if mask.startswith("mask_") else "")
     )
 
 
