@@ -158,3 +158,26 @@ def test_an_unscorable_semantickitti_run_says_why() -> None:
     with pytest.raises(cli.CliError, match=r"no voxel was scorable: every ground-truth voxel of the 2 frames"):
         cli._check_scorable(np.zeros((20, 20), np.int64), 2, "the valid (not F.invalid) voxels")
     cli._check_scorable(np.eye(20, dtype=np.int64), 2, "the valid (not F.invalid) voxels")
+
+
+def test_a_run_killed_between_its_renames_gets_the_previous_output_back(tmp_path: Path) -> None:
+    final = tmp_path / "synth"
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    trash = tmp_path / f".synth.old-{atomic._host()}~{dead.pid}~x"  # its owner is gone
+    (trash / "synth").mkdir(parents=True)
+    (trash / "synth" / "meta.json").write_text("previous")
+    assert remove_stale_partials(final) == [trash]
+    assert (final / "meta.json").read_text() == "previous" and not trash.exists()
+
+
+def test_a_failed_final_rename_names_the_destination(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def full(src: object, dst: object) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    with pytest.raises(OSError, match=r"No space left on device: '.*synth'"):
+        with atomic_directory(tmp_path / "synth") as tmp:
+            (tmp / "x").write_text("")
+            monkeypatch.setattr(atomic.os, "replace", full)
+    monkeypatch.undo()
+    assert list(tmp_path.iterdir()) == []

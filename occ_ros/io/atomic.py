@@ -157,6 +157,8 @@ def remove_stale_partials(final: PathLike) -> list[Path]:
     """Remove the leftovers of killed :func:`atomic_directory` runs for ``final``: its ``.partial-`` and
     ``.old-`` siblings whose creating process (host and PID are in the name) no longer runs on this host, or, for
     names without them, that are older than :data:`STALE_PARTIAL_SECONDS`. A live run's folder is never touched.
+    A run killed between moving the old output aside and moving the new one in left the old one in its ``.old-``
+    folder: it is put back at ``final`` first.
 
     Returns:
         the removed folders.
@@ -170,6 +172,9 @@ def remove_stale_partials(final: PathLike) -> list[Path]:
         prefix = f".{final.name}.{kind}-"
         for leftover in sorted(parent.glob(f"{prefix}*")):
             if leftover.is_dir() and not leftover.is_symlink() and _is_stale(leftover, leftover.name[len(prefix) :]):
+                previous = leftover / final.name
+                if kind == "old" and previous.exists() and not final.exists():
+                    os.replace(previous, final)  # killed between its two renames: the previous output comes back
                 shutil.rmtree(leftover, ignore_errors=True)
                 removed.append(leftover)
     return removed
@@ -191,13 +196,16 @@ def atomic_directory(final: PathLike, overwrite: bool = False) -> Iterator[Path]
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-{_owner_tag()}", dir=parent))
     try:
         yield tmp
-        if final.exists():
-            trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-{_owner_tag()}", dir=parent))
-            os.replace(final, trash / final.name)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
+        try:
+            if final.exists():
+                trash = Path(tempfile.mkdtemp(prefix=f".{final.name}.old-{_owner_tag()}", dir=parent))
+                os.replace(final, trash / final.name)
+                os.replace(tmp, final)
+                shutil.rmtree(trash, ignore_errors=True)
+            else:
+                os.replace(tmp, final)
+        except OSError as err:
+            raise naming(err, final) from err
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
