@@ -336,7 +336,7 @@ def test_a_bad_word_names_the_field_and_the_choices(cls, name, words):
     with pytest.raises(ConfigError) as info:
         from_mapping(cls, {name: "median"}, where="train.yaml: section")
     assert f"train.yaml: section.{name}" in str(info.value) and str(words) in str(info.value)
-    # built directly: the config's own check (occ_ros.core.config.check_choices)
+    # built directly: the config's own check (occ_ros.core.config.check_fields)
     with pytest.raises(ValueError, match=re.escape(f"{cls.__name__}: {name} must be one of {words}, got 'median'")):
         cls(**{name: "median"})
     for word in words:

@@ -21,12 +21,13 @@ import dataclasses
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Annotated, Any, cast
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from occ_ros.core.config import Range, check_fields
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.rig import surround_rig
 
@@ -71,29 +72,30 @@ class ModelConfig:
             ``GridSpec.to_dict()`` mapping; always a :class:`GridSpec` after construction.
     """
 
-    image_height: int = 112
-    image_width: int = 200
-    num_cameras: int = 6
+    image_height: Annotated[int, Range(ge=32)] = 112
+    image_width: Annotated[int, Range(ge=32)] = 200
+    num_cameras: Annotated[int, Range(ge=1)] = 6
     backbone_depth: int = 18
-    backbone_channels: int = 16
-    feature_channels: int = 32
+    backbone_channels: Annotated[int, Range(ge=1)] = 16
+    feature_channels: Annotated[int, Range(ge=1)] = 32
     output_stride: int = 16
-    z_samples: int = 4
-    bev_channels: int = 32
+    z_samples: Annotated[int, Range(ge=1)] = 4
+    bev_channels: Annotated[int, Range(ge=1)] = 32
     neck: str = "bev"
-    bev_blocks: int = 1
-    bev_stages: int = 3
-    conv3d_channels: int = 8
-    conv3d_layers: int = 2
-    depth_bins: int = 0
-    depth_max: float = 0.0
-    num_classes: int = 18
-    clip_dim: int = 0
-    min_depth: float = 0.1
+    bev_blocks: Annotated[int, Range(ge=1)] = 1
+    bev_stages: Annotated[int, Range(ge=1)] = 3
+    conv3d_channels: Annotated[int, Range(ge=1)] = 8
+    conv3d_layers: Annotated[int, Range(ge=0)] = 2
+    depth_bins: Annotated[int, Range(ge=0)] = 0
+    depth_max: Annotated[float, Range(ge=0)] = 0.0
+    num_classes: Annotated[int, Range(ge=2, le=255)] = 18
+    clip_dim: Annotated[int, Range(ge=0)] = 0
+    min_depth: Annotated[float, Range(gt=0)] = 0.1
     grid: GridSpec | dict[str, Any] | str = field(default="demo")
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grid", _resolve_grid(self.grid))
+        check_fields(self)
         if self.image_height < 32 or self.image_width < 32:
             name = "image_height" if self.image_height < 32 else "image_width"
             raise ValueError(f"ModelConfig.{name} must be >= 32 pixels, got {getattr(self, name)}")

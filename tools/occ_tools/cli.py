@@ -10,6 +10,10 @@ import argparse
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
 
 EXIT_FAILURE = 1
 BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch")
@@ -30,6 +34,35 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _output(p: argparse.ArgumentParser, flag: str, kind: str = "file", **kwargs: object) -> None:
+    """Add an output-path argument: :func:`main` checks every one of them (:func:`check_outputs`) before the
+    command runs, so a path under a file or in a read-only place fails at once, not after the work.
+
+    Args:
+        kind: ``file`` or ``dir`` (what the command writes at the path).
+    """
+    action = p.add_argument(flag, type=Path, **kwargs)  # type: ignore[arg-type]
+    p.set_defaults(_outputs=(*(p.get_default("_outputs") or ()), (flag, action.dest, kind)))
+
+
+def check_output(path: Path, what: str, kind: str = "file") -> None:
+    """:func:`occ_ros.io.atomic.check_writable` as a :class:`CliError` naming ``what`` and the path."""
+    from occ_ros.io.atomic import check_writable
+
+    try:
+        check_writable(path, what, kind)
+    except OSError as err:
+        raise CliError(f"cannot write the output {err}") from None
+
+
+def check_outputs(args: argparse.Namespace) -> None:
+    """Check every output path the command was given (the arguments :func:`_output` declared)."""
+    for flag, dest, kind in getattr(args, "_outputs", ()):
+        value = getattr(args, dest, None)
+        if value is not None:
+            check_output(value, flag, kind)
+
+
 # ---------------------------------------------------------------------------- occ synth
 def _add_synth(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -40,7 +73,7 @@ def _add_synth(sub: argparse._SubParsersAction) -> None:
         "recording with images, camera_info, /tf and /tf_static. Output is deterministic per seed and "
         "written atomically.",
     )
-    p.add_argument("--out", type=Path, required=True, help="output directory (must not exist unless --force)")
+    _output(p, "--out", kind="dir", required=True, help="output directory (must not exist unless --force)")
     p.add_argument("--frames", type=_positive_int, default=20, help="number of frames at 12 Hz (default 20)")
     p.add_argument("--seed", type=int, default=0, help="scene seed (default 0)")
     p.add_argument(
@@ -107,7 +140,7 @@ def _add_eval(sub: argparse._SubParsersAction) -> None:
         help="visibility mask: occ3d default camera; semantickitti default lidar (official: every voxel not "
         "invalid), camera = also only the image_2 frustum (F.camera_mask of `occ gt --from-lidar`)",
     )
-    p.add_argument("--json", type=Path, help="write the metrics as JSON to this file")
+    _output(p, "--json", help="write the metrics as JSON to this file")
     p.add_argument("--vocabulary", default="occ3d", help="vocabulary name or YAML path (default occ3d)")
     p.add_argument("--rayiou", action="store_true", help="also compute RayIoU at 1, 2 and 4 m")
     p.add_argument(
@@ -144,6 +177,8 @@ def _run_eval(args: argparse.Namespace) -> int:
                 args.pred, args.gt, sequences=args.sequences, progress=not args.quiet, mask=args.mask or "lidar"
             )
             print(format_table(result))
+            kitti_mask = "the camera frustum" if args.mask == "camera" else "the valid (not F.invalid) voxels"
+            _check_scorable(result.confusion, result.samples, kitti_mask)
             doc = result.to_dict()
         else:
             from occ_ros.core.vocabulary import Vocabulary
@@ -163,6 +198,8 @@ def _run_eval(args: argparse.Namespace) -> int:
                 progress=not args.quiet,
             )
             print(report.occ3d.format_table())
+            mask = args.mask or "camera"
+            _check_scorable(report.occ3d.confusion, report.occ3d.samples, "none" if mask == "none" else f"mask_{mask}")
             if report.rayiou is not None:
                 print()
                 print(report.rayiou.format_table())
@@ -173,6 +210,24 @@ def _run_eval(args: argparse.Namespace) -> int:
         atomic_write_text(args.json, json.dumps(doc, indent=2) + "\n")
         print(f"wrote {args.json}")
     return 0
+
+
+def _check_scorable(confusion: np.ndarray, samples: int, mask: str) -> None:
+    """An evaluation that scored no voxel is an error with its reason, not a table of n/a.
+
+    Args:
+        confusion: the run's summed confusion matrix; mask: how the message names the mask that excluded the voxels.
+    """
+    if int(confusion.sum()) > 0:
+        return
+    frames = f"{samples} frame{'s' if samples != 1 else ''}"
+    if mask == "none":
+        raise CliError(f"no voxel was scorable: the ground truth of the {frames} has no voxels")
+    raise CliError(
+        f"no voxel was scorable: every ground-truth voxel of the {frames} is outside {mask} (the masks are all "
+        "zero), so mIoU and IoU are undefined; check how the ground truth's masks were made"
+        + (", or score without a mask (--mask none)" if mask.startswith("mask_") else "")
+    )
 
 
 # ---------------------------------------------------------------------------- occ inspect
@@ -252,7 +307,7 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
         "Under torchrun every rank labels its own scenes. See docs/pseudo_labels.md.",
     )
     p.add_argument("--data", type=Path, required=True, help="dataset folder or rosbag2 bag (any `occ inspect` input)")
-    p.add_argument("--out", type=Path, required=True, help="output folder (same layout as DIR/gts/)")
+    _output(p, "--out", kind="dir", required=True, help="output folder (same layout as DIR/gts/)")
     p.add_argument(
         "--teacher",
         choices=("sim", "hf", "onnx"),
@@ -363,6 +418,7 @@ def _run_train(args: argparse.Namespace) -> int:
 
     try:
         config = load_train_config(args.config, args.overrides)
+        check_output(Path(config.out), "out (the run folder)", "dir")
         result = train(config, resume=args.resume, progress=not args.quiet)
     except (ConfigError, DataError, CheckpointError, TrainError, OSError) as err:
         raise CliError(str(err)) from None
@@ -402,7 +458,7 @@ def _add_predict(sub: argparse._SubParsersAction) -> None:
         "grid) for `occ eval`. The model's grid must be the dataset's or a whole-factor coarsening of it.",
     )
     _add_model_and_data(p, "model file: .ckpt (PyTorch), .onnx (ONNX Runtime) or .engine (TensorRT)")
-    p.add_argument("--out", type=Path, required=True, help="output folder")
+    _output(p, "--out", kind="dir", required=True, help="output folder")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_predict)
 
@@ -440,7 +496,7 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
     )
     _add_model_and_data(p, "checkpoint with a CLIP head (model.clip_dim > 0), or an ONNX / engine exported with it")
     p.add_argument("--text", required=True, help='the query, e.g. "traffic cone"')
-    p.add_argument("--out", type=Path, default=Path("out/query"), help="output folder (default out/query)")
+    _output(p, "--out", kind="dir", default=Path("out/query"), help="output folder (default out/query)")
     p.add_argument("--frame", type=int, help="frame index of the picture (default: the middle one)")
     p.set_defaults(func=_run_query)
 
@@ -483,7 +539,7 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "sidecar JSON and a cache key; prints the equivalent trtexec command.",
     )
     p.add_argument("--checkpoint", type=Path, help="step 1: the PyTorch checkpoint (.ckpt)")
-    p.add_argument("--out", type=Path, help="step 1: the ONNX file to write")
+    _output(p, "--out", help="step 1: the ONNX file to write")
     p.add_argument("--half", action="store_true", help="step 1: an FP16 ONNX (TensorRT 11 strongly typed builds)")
     p.add_argument("--logits", action="store_true", help="step 1: also output the semantic logits")
     p.add_argument("--features", action="store_true", help="step 1: also output the CLIP-head features")
@@ -494,12 +550,12 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--kind", default="auto", choices=kinds, help="dataset kind of --data / --calib")
     p.add_argument("--dataset-config", type=Path, help="camera/topic YAML of a rosbag2 bag (--data / --calib)")
     p.add_argument("--onnx", type=Path, help="step 2: the exported ONNX file")
-    p.add_argument("--engine", type=Path, help="step 2: the TensorRT engine to build")
+    _output(p, "--engine", help="step 2: the TensorRT engine to build")
     p.add_argument("--precision", default="fp16", choices=("fp32", "fp16", "int8"), help="step 2 (default fp16)")
     p.add_argument("--calib", type=Path, help="step 2: INT8 calibration frames (dataset folder or bag)")
     p.add_argument("--calib-frames", type=_positive_int, default=64, help="step 2: calibration frames (default 64)")
     p.add_argument("--workspace", type=_positive_int, default=2048, help="step 2: builder workspace MiB")
-    p.add_argument("--timing-cache", type=Path, help="step 2: timing cache file (default ENGINE.timing.cache)")
+    _output(p, "--timing-cache", help="step 2: timing cache file (default ENGINE.timing.cache)")
     p.add_argument(
         "--on-mismatch",
         default="rebuild",
@@ -515,9 +571,9 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
         "from the ONNX; cache key from the target's TensorRT version and compute capability, e.g. 10.3.0 8.7)",
     )
     p.add_argument("--gpu-name", default="", help="step 2, with --trtexec-built: the target GPU's name (sidecar)")
-    p.add_argument(
+    _output(
+        p,
         "--calib-npz",
-        type=Path,
         help="with --onnx and --calib: write the calibration frames as the .npz NVIDIA TensorRT Model Optimizer "
         "takes (--calibration_data) to quantize the ONNX for TensorRT 11 INT8, and build nothing",
     )
@@ -646,7 +702,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--cuda-graph", action="store_true", help="torch: replay a captured CUDA graph")
     p.add_argument("--iterations", type=_positive_int, default=50, help="timed runs (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
-    p.add_argument("--json", type=Path, help="also write the result as JSON")
+    _output(p, "--json", help="also write the result as JSON")
     p.set_defaults(func=_run_bench)
 
 
@@ -687,7 +743,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--bag", type=Path, required=True, help="input rosbag2 folder (MCAP or sqlite3)")
     p.add_argument("--model", type=Path, required=True, help=".ckpt, .onnx or .engine")
-    p.add_argument("--out", type=Path, required=True, help="output bag folder (MCAP; must not exist)")
+    _output(p, "--out", kind="dir", required=True, help="output bag folder (MCAP; must not exist)")
     p.add_argument("--config", type=Path, help="the bag's camera topics and frames (the `occ inspect` bag YAML)")
     p.add_argument(
         "--params",
@@ -701,14 +757,14 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
         help="ground truth matched to the replayed frames by stamp: a dataset folder with ground truth (e.g. the "
         "`occ synth` folder the bag was recorded from), its gts/ folder, or a folder of <stamp_ns>/labels.npz files",
     )
-    p.add_argument("--json", type=Path, help="write the metrics as JSON")
+    _output(p, "--json", help="write the metrics as JSON")
     p.add_argument("--rate", default="max", choices=("max", "realtime"), help="max: every frame (default)")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKEND_CHOICES), help="default: by file suffix")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     p.add_argument("--min-confidence", type=float, help="publish only voxels at least this confident (default: all)")
-    p.add_argument("--predictions", type=Path, help="also write Occ3D labels.npz per frame into this folder")
-    p.add_argument("--timings", type=Path, help="write every frame's stage latencies as CSV")
-    p.add_argument("--latency-plot", type=Path, help="write a PNG of the per-frame stage latencies")
+    _output(p, "--predictions", kind="dir", help="also write Occ3D labels.npz per frame into this folder")
+    _output(p, "--timings", help="write every frame's stage latencies as CSV")
+    _output(p, "--latency-plot", help="write a PNG of the per-frame stage latencies")
     p.add_argument(
         "--budget-ms", type=float, help="draw this per-frame budget on the latency plot (e.g. 100 for 10 Hz cameras)"
     )
@@ -766,7 +822,7 @@ def _run_replay(args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------------------- occ demo
 def _add_demo(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("demo", help="run the main job end to end on the built-in synthetic world")
-    p.add_argument("--out", type=Path, default=Path("out/demo"), help="output directory (default out/demo)")
+    _output(p, "--out", kind="dir", default=Path("out/demo"), help="output directory (default out/demo)")
     p.add_argument("--frames", type=_positive_int, default=12, help="frames in the synthetic sequence (default 12)")
     p.add_argument("--seed", type=int, default=3, help="scene seed (default 3)")
     p.add_argument(
@@ -818,7 +874,7 @@ def _add_gt(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--from-lidar", action="store_true", help="build from labelled LiDAR (the only source so far)")
     p.add_argument("--data", type=Path, required=True, help="SemanticKITTI root (sequences/NN/velodyne, labels, ...)")
-    p.add_argument("--out", type=Path, required=True, help="output root (OUT/sequences/NN/voxels/)")
+    _output(p, "--out", kind="dir", required=True, help="output root (OUT/sequences/NN/voxels/)")
     p.add_argument("--sequences", nargs="*", help="sequences to build (default: all)")
     p.add_argument("--frames", nargs="*", type=int, help="frame numbers to build (default: all)")
     p.add_argument("--window", type=int, help="accumulate scans within +-N frames (default: the whole sequence)")
@@ -895,6 +951,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        check_outputs(args)
         return int(args.func(args))
     except CliError as err:
         print(f"occ {args.command}: error: {err}", file=sys.stderr)

@@ -64,13 +64,13 @@ import math
 import typing
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-from occ_ros.core.config import check_choices
+from occ_ros.core.config import Range, check_fields
 from occ_ros.core.rig import Camera, CameraRig
 from occ_ros.core.transforms import invert_transform
 from occ_training.photometric import SSIM_C1, SSIM_C2, grid_from_homogeneous, photometric_error, warp_coefficients
@@ -122,34 +122,34 @@ class CalibrationConfig:
 
     mode: CalibrationMode = "frame"
     neighbours: tuple[int, ...] = (-2, -1, 1, 2)
-    max_width: int = 320
-    search_width: int = 200
-    ssim_weight: float = 0.85
-    trim_quantile: float = 0.8
+    max_width: Annotated[int, Range(ge=8)] = 320
+    search_width: Annotated[int, Range(ge=8)] = 200
+    ssim_weight: Annotated[float, Range(ge=0, le=1)] = 0.85
+    trim_quantile: Annotated[float, Range(gt=0, le=1)] = 0.8
     automask: bool = True
     cross_camera: bool = False
-    anchor_percentiles: tuple[float, float] = (5.0, 95.0)
+    anchor_percentiles: Annotated[tuple[float, float], Range(ge=0, le=100)] = (5.0, 95.0)
     grayscale: bool = True
-    search_planes: int = 32
-    search_steps: int = 16
-    search_stride: int = 2
-    refine_rounds: int = 2
-    refine_planes: int = 9
-    refine_radius: float = 0.3
-    refine_iters: int = 40
-    refine_lr: float = 0.02
-    min_depth: float = 0.5
-    max_depth: float = 80.0
-    min_pixels: int = 100
-    max_batch_pixels: int = 2_000_000
-    sequence_targets: int = 8
-    seed: int = 0
+    search_planes: Annotated[int, Range(ge=2)] = 32
+    search_steps: Annotated[int, Range(ge=2)] = 16
+    search_stride: Annotated[int, Range(ge=1)] = 2
+    refine_rounds: Annotated[int, Range(ge=0)] = 2
+    refine_planes: Annotated[int, Range(ge=2)] = 9
+    refine_radius: Annotated[float, Range(gt=0, lt=float("inf"))] = 0.3
+    refine_iters: Annotated[int, Range(ge=0)] = 40
+    refine_lr: Annotated[float, Range(gt=0, lt=float("inf"))] = 0.02
+    min_depth: Annotated[float, Range(gt=0)] = 0.5
+    max_depth: Annotated[float, Range(gt=0, lt=float("inf"))] = 80.0
+    min_pixels: Annotated[int, Range(ge=1)] = 100
+    max_batch_pixels: Annotated[int, Range(ge=1)] = 2_000_000
+    sequence_targets: Annotated[int, Range(ge=1)] = 8
+    seed: Annotated[int, Range(ge=0)] = 0
 
     def __post_init__(self) -> None:
         def fail(msg: str) -> None:
             raise ValueError(f"CalibrationConfig: {msg}")
 
-        check_choices(self)
+        check_fields(self)
         try:
             neighbours = tuple(int(o) for o in self.neighbours)
         except (TypeError, ValueError):

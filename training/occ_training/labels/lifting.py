@@ -32,9 +32,11 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Annotated
 
 import numpy as np
 
+from occ_ros.core.config import Range, check_fields
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.raycast import carve_counts, visibility_mask
 from occ_ros.core.rig import Camera, CameraRig
@@ -47,25 +49,26 @@ from occ_ros.datasets.sample import IGNORE_LABEL, OccupancyLabels
 class LiftingConfig:
     """How labelled pixels become voxel labels (see the module docstring)."""
 
-    window: int = 4
-    dynamic_window: int = 0
-    min_confidence: float = 0.5
-    min_depth: float = 0.5
-    max_depth: float = 60.0
-    pixel_stride: int = 1
-    ray_stride: int = 2
-    distance_decay: float = 30.0
-    min_weight: float = 0.1
-    free_ratio: float = 20.0
-    min_support: int = 4
-    carve_margin: float = 1.0
-    carve_margin_relative: float = 0.05
-    depth_spread: tuple[float, ...] = ()
-    consistency_tolerance: float = 0.0
-    consistency_views: int = 2
+    window: Annotated[int, Range(ge=0)] = 4
+    dynamic_window: Annotated[int, Range(ge=0)] = 0
+    min_confidence: Annotated[float, Range(ge=0, le=1)] = 0.5
+    min_depth: Annotated[float, Range(ge=0)] = 0.5
+    max_depth: Annotated[float, Range(gt=0)] = 60.0
+    pixel_stride: Annotated[int, Range(ge=1)] = 1
+    ray_stride: Annotated[int, Range(ge=1)] = 2
+    distance_decay: Annotated[float, Range(gt=0)] = 30.0
+    min_weight: Annotated[float, Range(gt=0)] = 0.1
+    free_ratio: Annotated[float, Range(gt=0)] = 20.0
+    min_support: Annotated[int, Range(ge=0)] = 4
+    carve_margin: Annotated[float, Range(ge=0)] = 1.0
+    carve_margin_relative: Annotated[float, Range(ge=0, lt=1)] = 0.05
+    depth_spread: Annotated[tuple[float, ...], Range(gt=-1, lt=1)] = ()
+    consistency_tolerance: Annotated[float, Range(ge=0, lt=1)] = 0.0
+    consistency_views: Annotated[int, Range(ge=1)] = 2
     consistency_neighbours: tuple[int, ...] = (-2, -1, 1, 2)
 
     def __post_init__(self) -> None:
+        check_fields(self)
         spread = tuple(float(o) for o in self.depth_spread)
         if any(not -1.0 < o < 1.0 or o == 0.0 for o in spread) or len(set(spread)) != len(spread):
             raise ValueError(

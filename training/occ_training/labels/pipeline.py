@@ -27,7 +27,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from occ_ros.core.config import ConfigError, check_choices, from_mapping, load_yaml_mapping
+from occ_ros.core.config import ConfigError, check_fields, from_mapping, load_yaml_mapping, told_from_file
 from occ_ros.core.transforms import is_rigid
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, OccupancyLabels, Sample, save_labels
@@ -69,7 +69,7 @@ class LabelConfig:
     calibrator: CalibrationConfig = field(default_factory=CalibrationConfig)
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         if self.calibration != "none" and self.calibrator.mode != self.calibration:
             object.__setattr__(self, "calibrator", replace(self.calibrator, mode=self.calibration))
 
@@ -93,12 +93,21 @@ def load_label_settings(path: str | Path | None) -> tuple[LabelConfig, SimTeache
     unknown = sorted(set(data) - {"lifting", "calibration", "calibrator", "sim"})
     if unknown:
         raise ConfigError(f"{path}: unknown sections {unknown}; expected lifting, calibration, calibrator, sim")
-    label = from_mapping(
-        LabelConfig,
-        {key: data[key] for key in ("lifting", "calibration", "calibrator") if key in data},
-        where=str(path),
-    )
-    return label, from_mapping(SimTeacherConfig, data.get("sim"), where=f"{path}: sim")
+    try:
+        label = from_mapping(
+            LabelConfig,
+            {key: data[key] for key in ("lifting", "calibration", "calibrator") if key in data},
+            where=str(path),
+        )
+    except ConfigError as err:  # "labels.yaml: lifting.window must be >= 0, got -1", YAML words as written
+        raise told_from_file(err, path) from None
+    try:
+        sim = from_mapping(SimTeacherConfig, data.get("sim"), where=f"{path}: sim")
+    except ConfigError as err:
+        if err.key is not None:
+            err = ConfigError(str(err), f"sim.{err.key}", err.problem, err.value)
+        raise told_from_file(err, path) from None
+    return label, sim
 
 
 def calibration_pixels(labels: np.ndarray, vocabulary: Vocabulary) -> np.ndarray:

@@ -19,12 +19,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import ClassVar, Literal
+from typing import Annotated, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 
-from occ_ros.core.config import check_choices
+from occ_ros.core.config import Range, check_fields
 from occ_ros.datasets.sample import IGNORE_LABEL
 from occ_training.photometric import photometric_error, warp_grid
 
@@ -548,25 +548,25 @@ class RenderingLossConfig:
             ``mse``; affinity_max_rays: rays per segment at most.
     """
 
-    voxel_ce: float = 1.0
-    voxel_lovasz: float = 1.0
+    voxel_ce: Annotated[float, Range(ge=0, lt=float("inf"))] = 1.0
+    voxel_lovasz: Annotated[float, Range(ge=0, lt=float("inf"))] = 1.0
     class_weighting: ClassWeighting = "enet"
-    depth: float = 0.0
+    depth: Annotated[float, Range(ge=0, lt=float("inf"))] = 0.0
     depth_kind: DepthLossKind = "l1"
-    silog_lambda: float = 0.85
-    lift_depth: float = 0.0
-    semantic: float = 0.0
-    semantic_min_confidence: float = 0.0
-    photometric: float = 0.0
-    ssim_weight: float = 0.85
+    silog_lambda: Annotated[float, Range(ge=0, le=1)] = 0.85
+    lift_depth: Annotated[float, Range(ge=0, lt=float("inf"))] = 0.0
+    semantic: Annotated[float, Range(ge=0, lt=float("inf"))] = 0.0
+    semantic_min_confidence: Annotated[float, Range(ge=0, le=1)] = 0.0
+    photometric: Annotated[float, Range(ge=0, lt=float("inf"))] = 0.0
+    ssim_weight: Annotated[float, Range(ge=0, le=1)] = 0.85
     automask: bool = True
-    photometric_min_depth: float = 0.1
-    clip: float = 0.0
-    ray_kl: float = 0.0
-    kl_min_mass: float = 1e-4
-    affinity: float = 0.0
+    photometric_min_depth: Annotated[float, Range(gt=0)] = 0.1
+    clip: Annotated[float, Range(ge=0, lt=float("inf"))] = 0.0
+    ray_kl: Annotated[float, Range(ge=0, lt=float("inf"))] = 0.0
+    kl_min_mass: Annotated[float, Range(ge=0)] = 1e-4
+    affinity: Annotated[float, Range(ge=0, lt=float("inf"))] = 0.0
     affinity_kind: AffinityKind = "l1"
-    affinity_max_rays: int = 256
+    affinity_max_rays: Annotated[int, Range(ge=2)] = 256
 
     #: names of the weighted terms, as accepted by :meth:`total`
     TERMS: ClassVar[tuple[str, ...]] = (
@@ -586,7 +586,7 @@ class RenderingLossConfig:
             value = getattr(self, name)
             if not (math.isfinite(value) and value >= 0):
                 raise ValueError(f"RenderingLossConfig: weight {name} must be finite and >= 0, got {value}")
-        check_choices(self)
+        check_fields(self)
         if not 0.0 <= self.ssim_weight <= 1.0:
             raise ValueError(f"RenderingLossConfig: ssim_weight must lie in [0, 1], got {self.ssim_weight}")
         if not 0.0 <= self.silog_lambda <= 1.0:

@@ -17,12 +17,12 @@ functions (:mod:`occ_training.rendering.losses`) only consume such outputs and n
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 import torch
 import torch.nn.functional as F
 
-from occ_ros.core.config import check_choices
+from occ_ros.core.config import Range, check_fields
 from occ_training.rendering.fields import FieldOutputs, Interpolation
 from occ_training.rendering.rays import RaySamples
 
@@ -45,17 +45,17 @@ class RenderingConfig:
         semantic_mode: see :func:`render_semantics`.
     """
 
-    rays_per_camera: int = 1024
-    labelled_fraction: float = 0.5
-    samples_per_ray: int = 96
+    rays_per_camera: Annotated[int, Range(ge=1)] = 1024
+    labelled_fraction: Annotated[float, Range(ge=0, le=1)] = 0.5
+    samples_per_ray: Annotated[int, Range(ge=1)] = 96
     stratified: bool = True
-    near: float = 0.0
+    near: Annotated[float, Range(ge=0)] = 0.0
     interpolation: Interpolation = "trilinear"
     depth_mode: DepthMode = "far"
     semantic_mode: SemanticMode = "probs"
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         if int(self.rays_per_camera) < 1 or int(self.samples_per_ray) < 1:
             raise ValueError("RenderingConfig: rays_per_camera and samples_per_ray must be >= 1")
         if not 0.0 <= self.labelled_fraction <= 1.0:

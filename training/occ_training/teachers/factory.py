@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
-from occ_ros.core.config import check_choices
+from occ_ros.core.config import check_fields
 from occ_ros.core.vocabulary import Vocabulary
 
 from .base import DepthTeacher, FeatureTeacher, SegmentationTeacher, TeacherError
@@ -50,7 +50,7 @@ class TeacherSpec:
     sim: SimTeacherConfig = field(default_factory=SimTeacherConfig)
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
 
     def describe(self) -> dict[str, Any]:
         """What the label manifest records: noise settings (``sim``), model folders (``hf``) or cards (``onnx``)."""

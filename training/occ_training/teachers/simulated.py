@@ -40,12 +40,12 @@ import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import cv2
 import numpy as np
 
-from occ_ros.core.config import check_choices
+from occ_ros.core.config import Range, check_fields
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, Sample
 from occ_ros.datasets.synth import SynthReader
@@ -84,18 +84,19 @@ _TEACHER_STREAM = {"segmentation": 1, "depth": 2, "features": 3}
 class SimSegmentationConfig:
     """Noise of the simulated segmentation teacher (sizes are fractions of the image width)."""
 
-    boundary_jitter: float = 0.006
-    jitter_length: float = 0.04
+    boundary_jitter: Annotated[float, Range(ge=0)] = 0.006
+    jitter_length: Annotated[float, Range(ge=0)] = 0.04
     confusions: tuple[tuple[str, str, float], ...] = DEFAULT_CONFUSIONS
-    small_area: float = 4e-4
-    miss_probability: float = 0.5
-    confidence: float = 0.9
-    boundary_confidence: float = 0.6
-    confused_confidence: float = 0.6
-    boundary_width: float = 0.01
-    seed: int = 0
+    small_area: Annotated[float, Range(ge=0)] = 4e-4
+    miss_probability: Annotated[float, Range(ge=0, le=1)] = 0.5
+    confidence: Annotated[float, Range(ge=0, le=1)] = 0.9
+    boundary_confidence: Annotated[float, Range(ge=0, le=1)] = 0.6
+    confused_confidence: Annotated[float, Range(ge=0, le=1)] = 0.6
+    boundary_width: Annotated[float, Range(ge=0)] = 0.01
+    seed: Annotated[int, Range(ge=0)] = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         for name in ("boundary_jitter", "jitter_length", "small_area", "boundary_width"):
             if getattr(self, name) < 0:
                 raise ValueError(f"SimSegmentationConfig.{name} must be >= 0, got {getattr(self, name)}")
@@ -119,16 +120,16 @@ class SimDepthConfig:
     kind: Literal["metric", "relative"] = "relative"
     scale_range: tuple[float, float] = (0.2, 5.0)
     shift_range: tuple[float, float] = (-0.005, 0.05)
-    scale_error: float = 0.02
-    noise: float = 0.03
-    noise_length: float = 0.05
-    edge_blur: float = 0.004
-    max_depth: float = 80.0
+    scale_error: Annotated[float, Range(ge=0)] = 0.02
+    noise: Annotated[float, Range(ge=0)] = 0.03
+    noise_length: Annotated[float, Range(ge=0)] = 0.05
+    edge_blur: Annotated[float, Range(ge=0)] = 0.004
+    max_depth: Annotated[float, Range(gt=0)] = 80.0
     affine_per: Literal["frame", "sequence"] = "frame"
-    seed: int = 0
+    seed: Annotated[int, Range(ge=0)] = 0
 
     def __post_init__(self) -> None:
-        check_choices(self)
+        check_fields(self)
         lo, hi = self.scale_range
         if not 0 < lo <= hi:
             raise ValueError(f"SimDepthConfig.scale_range must be 0 < lo <= hi, got {self.scale_range}")
@@ -369,13 +370,14 @@ class SimFeatureConfig:
         seed: seeds the class directions and all noise.
     """
 
-    dim: int = 64
-    patch: int = 64
-    prompt_noise: float = 0.3
-    feature_noise: float = 0.5
-    seed: int = 0
+    dim: Annotated[int, Range(ge=2)] = 64
+    patch: Annotated[int, Range(ge=1)] = 64
+    prompt_noise: Annotated[float, Range(ge=0)] = 0.3
+    feature_noise: Annotated[float, Range(ge=0)] = 0.5
+    seed: Annotated[int, Range(ge=0)] = 0
 
     def __post_init__(self) -> None:
+        check_fields(self)
         if self.dim < 2 or self.patch < 1:
             raise ValueError(f"SimFeatureConfig needs dim >= 2 and patch >= 1, got {self.dim}, {self.patch}")
         if self.prompt_noise < 0 or self.feature_noise < 0:

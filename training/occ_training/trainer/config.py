@@ -16,9 +16,16 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from occ_ros.core.config import ConfigError, from_mapping, load_yaml_mapping
+from occ_ros.core.config import (
+    ConfigError,
+    Range,
+    check_fields,
+    from_mapping,
+    load_yaml_mapping,
+    told_from_file,
+)
 from occ_ros.core.preprocess import IMAGENET_MEAN, IMAGENET_STD, PreprocessConfig
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.model.network import ModelConfig
@@ -36,9 +43,12 @@ class ImageConfig:
         mean, std: per-channel RGB normalisation.
     """
 
-    crop: float = 1.0
+    crop: Annotated[float, Range(ge=0, le=1)] = 1.0
     mean: tuple[float, float, float] = IMAGENET_MEAN
-    std: tuple[float, float, float] = IMAGENET_STD
+    std: Annotated[tuple[float, float, float], Range(gt=0)] = IMAGENET_STD
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -79,9 +89,12 @@ class DataConfig:
     train_sequences: tuple[str, ...] = ()
     val_sequences: tuple[str, ...] = ()
     val_target: Literal["gt", "labels"] = "gt"
-    val_frames: int = 0
+    val_frames: Annotated[int, Range(ge=0)] = 0
     cache: bool = True
     mirror: bool = False
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -95,7 +108,10 @@ class PhotometricConfig:
     """
 
     neighbours: tuple[int, ...] = (-1, 1)
-    stride: int = 8
+    stride: Annotated[int, Range(ge=1)] = 8
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -113,8 +129,11 @@ class DistillConfig:
 
     teacher: Literal["labels", "checkpoint"] = "labels"
     checkpoint: str | None = None
-    label_density: float = 20.0
-    unknown_density: float = 0.0
+    label_density: Annotated[float, Range(ge=0)] = 20.0
+    unknown_density: Annotated[float, Range(ge=0)] = 0.0
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -125,13 +144,16 @@ class OptimConfig:
         grad_clip: clip the global gradient norm to this (0 = no clipping).
     """
 
-    lr: float = 2e-3
-    weight_decay: float = 1e-2
-    betas: tuple[float, float] = (0.9, 0.999)
-    warmup_steps: int = 50
+    lr: Annotated[float, Range(gt=0)] = 2e-3
+    weight_decay: Annotated[float, Range(ge=0)] = 1e-2
+    betas: Annotated[tuple[float, float], Range(ge=0, lt=1)] = (0.9, 0.999)
+    warmup_steps: Annotated[int, Range(ge=0)] = 50
     schedule: Literal["cosine", "constant"] = "cosine"
-    min_lr_ratio: float = 0.05
-    grad_clip: float = 5.0
+    min_lr_ratio: Annotated[float, Range(ge=0, le=1)] = 0.05
+    grad_clip: Annotated[float, Range(ge=0)] = 5.0
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -147,10 +169,11 @@ class DecisionConfig:
     """
 
     logit_adjustment: Literal["none", "val"] = "none"
-    taus: tuple[float, ...] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
+    taus: Annotated[tuple[float, ...], Range(ge=0)] = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
     def __post_init__(self) -> None:
-        if not self.taus or any(not (float(t) >= 0.0) for t in self.taus):
+        check_fields(self)
+        if not self.taus:
             raise ValueError(f"decision.taus must be a non-empty list of values >= 0, got {list(self.taus)}")
 
 
@@ -176,7 +199,7 @@ class TrainConfig:
     """
 
     out: str = "runs/demo"
-    seed: int = 0
+    seed: Annotated[int, Range(ge=0)] = 0
     vocabulary: str = "occ3d"
     model: ModelConfig = field(default_factory=ModelConfig)
     image: ImageConfig = field(default_factory=ImageConfig)
@@ -187,24 +210,19 @@ class TrainConfig:
     distill: DistillConfig = field(default_factory=DistillConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
     decision: DecisionConfig = field(default_factory=DecisionConfig)
-    steps: int = 1000
-    batch_size: int = 1
-    grad_accum: int = 1
+    steps: Annotated[int, Range(ge=1)] = 1000
+    batch_size: Annotated[int, Range(ge=1)] = 1
+    grad_accum: Annotated[int, Range(ge=1)] = 1
     device: Literal["auto", "cpu", "cuda"] = "auto"
     amp: Literal["auto", "bf16", "fp16", "off"] = "auto"
-    threads: int = 0
+    threads: Annotated[int, Range(ge=0)] = 0
     backbone_weights: str | None = None
-    log_every: int = 10
-    val_every: int = 0
-    ckpt_every: int = 100
+    log_every: Annotated[int, Range(ge=0)] = 10
+    val_every: Annotated[int, Range(ge=0)] = 0
+    ckpt_every: Annotated[int, Range(ge=0)] = 100
 
     def __post_init__(self) -> None:
-        for name in ("steps", "batch_size", "grad_accum"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name} must be >= 1, got {getattr(self, name)}")
-        for name in ("log_every", "val_every", "ckpt_every", "threads"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+        check_fields(self)
         if self.data.mirror:
             grid = self.model.grid_spec
             if abs(grid.range_min[1] + grid.range_max[1]) > 1e-6:
@@ -221,8 +239,6 @@ class TrainConfig:
                     "decision.logit_adjustment is 'val' but there are no class weights to adjust for "
                     "(needs loss.class_weighting: enet and loss.voxel_ce > 0)"
                 )
-        if self.photometric.stride < 1:
-            raise ValueError(f"photometric.stride must be >= 1, got {self.photometric.stride}")
         if (self.loss.enabled("ray_kl") or self.loss.enabled("affinity")) and self.distill.teacher == "checkpoint":
             if not self.distill.checkpoint:
                 raise ValueError("distill.teacher is 'checkpoint' but distill.checkpoint is not set")
@@ -325,8 +341,26 @@ def load_train_config(path: str | Path, overrides: Sequence[str] = ()) -> TrainC
     """Read a training config YAML, apply command-line overrides, validate everything.
 
     Raises:
-        ConfigError: naming the file and the key, for unknown keys, wrong types and invalid values.
+        ConfigError: naming the file and the key, for unknown keys, wrong types and values out of range; a bad
+            value an override gave is blamed on the override (``override optim.lr=-1: optim.lr must be > 0``).
     """
     data = load_yaml_mapping(path, "training config")
-    data = apply_overrides(data, overrides)
-    return config_from_mapping(data, where=str(path))
+    merged = apply_overrides(data, overrides)
+    try:
+        return config_from_mapping(merged, where=str(path))
+    except ConfigError as err:
+        raise _blame(err, path, overrides) from None
+
+
+def _blame(err: ConfigError, path: str | Path, overrides: Sequence[str]) -> ConfigError:
+    """Tell a bad value where it came from: the last command-line override that set it
+    (``override optim.lr=-1: optim.lr must be > 0, got -1``), else the file (:func:`told_from_file`)."""
+    if err.key is None:
+        return err
+    for item in reversed(overrides):
+        key, _, text = item.partition("=")
+        key = key.strip()
+        if err.key == key or err.key.startswith(key + "."):
+            shown = repr(text.strip()) if err.key == key and isinstance(err.value, bool) else None
+            return err.told(f"override {item}: ", shown)
+    return told_from_file(err, path)

@@ -114,6 +114,11 @@ class Trainer:
         self.resume = resume
         self.progress = progress
         self.out = Path(config.out)
+        if resume and not (self.out / "last.ckpt").is_file():
+            raise TrainError(
+                f"--resume: {self.out} holds no checkpoint to resume (no last.ckpt); run without --resume to "
+                "start a new run there, or set out=... to the folder of the run to continue"
+            )
         self.ctx: DistributedContext = init_distributed(config.device)
         if config.threads:
             torch.set_num_threads(config.threads)
@@ -150,7 +155,7 @@ class Trainer:
         self.class_weights: torch.Tensor | None = None
         self.decision: dict[str, Any] | None = None  # the logit adjustment's choice, once made
         self.step = 0
-        if resume and (self.out / "last.ckpt").exists():
+        if resume:
             self._load_state(self.out / "last.ckpt")
         elif config.loss.class_weighting == "enet" and config.loss.enabled("voxel_ce"):
             counts = torch.from_numpy(self.dataset.label_class_counts())
@@ -176,6 +181,8 @@ class Trainer:
         saved = self.out / "config.yaml"
         if not saved.exists():
             return
+        if not self.resume and not any((self.out / name).exists() for name in ("last.ckpt", "model.ckpt")):
+            return  # a run stopped before its first checkpoint: nothing to resume, nothing to lose
         if not self.resume:
             raise TrainError(
                 f"{self.out} already holds a run ({saved}); pass --resume to continue it or set out=... to start anew"
