@@ -318,10 +318,11 @@ def _corrupt_one_image_record(bag: Path) -> None:
 def test_realtime_replay_drops_what_a_slow_backend_cannot_take_and_processes_the_last_frame(
     sequence, tmp_path, monkeypatch
 ):
-    """--rate realtime: frames arrive with the recording's 12 Hz timing through the latest-frame worker. The
-    backend's first frame is held until every frame of the bag has been handed over (an Event, not a sleep, so
-    the outcome does not depend on the machine's speed): the frames that arrive meanwhile replace each other
-    (``superseded``, not queued), and the newest one, pending when the bag ends, is processed, not lost."""
+    """--rate realtime: frames arrive with the recording's 12 Hz timing through the latest-frame worker. Time is an
+    input: the replay is paced by a fake clock (its sleeps advance it at once), and the backend's first frame is held
+    until every frame of the bag has been handed over (an Event, not a sleep), so nothing here depends on the
+    machine's speed: the frames that arrive meanwhile replace each other (``superseded``, not queued), and the newest
+    one, pending when the bag ends, is processed, not lost."""
     import threading
 
     from occ_ros.replay import replay
@@ -352,7 +353,16 @@ def test_realtime_replay_drops_what_a_slow_backend_cannot_take_and_processes_the
     backend._run = held  # type: ignore[method-assign]
     longer = generate(tmp_path / "seq", frames=frames, seed=4, progress=False)
     stamps = sorted(SynthReader(longer, load_gt=False).load(i, images=False).stamp_ns for i in range(frames))
-    summary = replay(longer / "bag", backend, tmp_path / "out", rate="realtime", progress=False)
+    fake = {"now": 100.0, "slept": []}
+
+    def sleep(seconds: float) -> None:
+        fake["slept"].append(seconds)
+        fake["now"] += seconds
+
+    clock = (lambda: fake["now"], sleep)
+    summary = replay(longer / "bag", backend, tmp_path / "out", rate="realtime", progress=False, clock=clock)
+    # paced at the recording's timing: the replay clock slept exactly the bag's span, never the wall clock
+    assert sum(fake["slept"]) == pytest.approx((stamps[-1] - stamps[0]) / 1e9, abs=1e-6)  # 7 frames at 12 Hz
     assert summary.synchronized == frames
     assert summary.processed + summary.skipped["superseded"] == frames
     # one frame was held, the newest was pending at the end; every frame in between was replaced while waiting
