@@ -22,12 +22,11 @@ from occ_ros.datasets.synth import SynthReader
 from occ_ros.eval.runner import evaluate
 from occ_ros.io.rosbag import image_to_rgb, matrix_from_transform, ns_from_stamp, read_messages
 from occ_tools.cli import main
-from occ_training.synth.sequence import generate
 
 
 @pytest.fixture(scope="module")
-def sequence(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return generate(tmp_path_factory.mktemp("synth") / "seq", frames=3, seed=3, preset="demo", progress=False)
+def sequence(synth_world: Path) -> Path:
+    return synth_world  # 3 frames, seed 3, demo preset (tests/conftest.py)
 
 
 def test_synth_reader_matches_the_bag_and_the_files(sequence: Path) -> None:

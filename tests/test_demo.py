@@ -22,11 +22,13 @@ def _picture(path: str, min_width: int = 300) -> tuple[int, int]:
 
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory) -> tuple[Path, dict]:
+    """``occ demo`` on 3 frames: every stage end to end (minutes; the tests using it are marked ``slow``)."""
     out = tmp_path_factory.mktemp("demo") / "demo"
     summary = run_demo(out, frames=3, seed=3)
     return out, summary
 
 
+@pytest.mark.slow
 def test_the_metrics_file_is_the_summary_and_every_stage_wrote_its_outputs(demo) -> None:
     out, summary = demo
     metrics = json.loads((out / "metrics.json").read_text())
@@ -44,6 +46,7 @@ def test_the_metrics_file_is_the_summary_and_every_stage_wrote_its_outputs(demo)
     assert set(metrics["seconds"]) >= {"synth", "labels", "predict", "export", "replay", "eval", "pictures", "total"}
 
 
+@pytest.mark.slow
 def test_evaluation_scores_baseline_pseudo_labels_and_network_against_the_ground_truth(demo) -> None:
     out, _ = demo
     evaluation = json.loads((out / "metrics.json").read_text())["evaluation"]
@@ -58,6 +61,7 @@ def test_evaluation_scores_baseline_pseudo_labels_and_network_against_the_ground
         assert 0 < row["rayiou"] < 100
 
 
+@pytest.mark.slow
 def test_export_and_replay_reproduce_the_checkpoint_through_onnx_runtime_and_the_node_pipeline(demo) -> None:
     out, _ = demo
     metrics = json.loads((out / "metrics.json").read_text())
@@ -75,6 +79,7 @@ def test_export_and_replay_reproduce_the_checkpoint_through_onnx_runtime_and_the
     assert replayed["total_p50_ms"] >= replayed["inference_p50_ms"] > 0
 
 
+@pytest.mark.slow
 def test_every_picture_is_a_real_image(demo) -> None:
     _, summary = demo
     pictures = summary["pictures"]
@@ -85,6 +90,7 @@ def test_every_picture_is_a_real_image(demo) -> None:
     assert _picture(pictures["overlay"]) == (3 * 3 * 200, 2 * 3 * 112)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_FIXTURES, reason="../shared/fixtures/nuscenes_sample not present")
 def test_the_real_keyframe_runs_through_the_pipeline_at_full_size(demo) -> None:
     out, summary = demo
@@ -100,12 +106,14 @@ def test_the_real_keyframe_runs_through_the_pipeline_at_full_size(demo) -> None:
     _picture(real["pictures"]["voxels_3d"])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(HAS_FIXTURES, reason="the fixtures are present: the real-data stage runs")
 def test_without_fixtures_the_real_data_stage_says_it_was_skipped(demo) -> None:
     _, summary = demo
     assert str(DEFAULT_FIXTURES) in summary["real_data"]["skipped"]
 
 
+@pytest.mark.slow
 def test_the_train_path_makes_its_data_trains_and_resumes(tmp_path: Path, monkeypatch) -> None:
     """``occ demo --train``'s training step on a tiny recipe: sequences made where missing, a checkpoint that loads,
     and a rerun that resumes the finished run instead of refusing the existing folder."""
@@ -136,6 +144,7 @@ def test_overrides_without_train_are_refused(capsys) -> None:
 HAS_KITTI = (DEFAULT_FIXTURES / "kitti_mini" / "sequences").is_dir()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not HAS_KITTI, reason="../shared/fixtures/kitti_mini not present")
 def test_the_kitti_stage_labels_scores_and_draws_a_real_sequence(demo) -> None:
     out, summary = demo
@@ -155,6 +164,7 @@ def test_the_kitti_stage_labels_scores_and_draws_a_real_sequence(demo) -> None:
         _picture(summary["pictures"][name])
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(HAS_KITTI, reason="the KITTI fixture is present: the KITTI stage runs")
 def test_without_kitti_the_stage_says_it_was_skipped(demo) -> None:
     _, summary = demo

@@ -35,7 +35,7 @@ from occ_training.teachers.base import DepthMap
 
 # the simulated relative depth model: r = A / d + B, i.e. truth scale = 1 / A, shift = -B / A
 A, B, NOISE = 3.7, 0.2, 0.03
-FRAMES = 5
+FRAMES = 3  # the smallest sequence with a middle frame (neighbours on both sides)
 DYNAMIC = np.nonzero(OCC3D.dynamic_mask())[0]
 
 

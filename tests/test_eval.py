@@ -478,6 +478,83 @@ def test_rayiou_hand_computed_wall_offsets() -> None:
     assert r.per_class["a"] == [0.0, 0.0, 0.0] and r.per_class["b"] == [0.0, 0.0, 0.0]
 
 
+def _official_dvr_cast(
+    grid: GridSpec, labels: np.ndarray, origin: np.ndarray, dirs: np.ndarray, free: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Independent re-implementation of SparseOcc's ``lib/dvr`` ``render_forward`` for RayIoU (isotropic voxels).
+
+    The start voxel is ``int((origin - range_min) / voxel)``; step +1 where the direction component is >= 0;
+    ties go to z over y over x (the kernel's ``<`` comparisons); the first occupied voxel of the path is the
+    hit and its depth is the distance at which the ray leaves it. Returns labels and depths (metres).
+    """
+    size = grid.voxel_size[0]
+    o = (np.asarray(origin, dtype=np.float64) - np.asarray(grid.range_min)) / size
+    out_label = np.full(len(dirs), free, dtype=np.int64)
+    out_depth = np.full(len(dirs), np.inf)
+    for r, d in enumerate(dirs):
+        v = [int(o[i]) for i in range(3)]
+        step = [1 if d[i] >= 0 else -1 for i in range(3)]
+        t_max = [((v[i] + (step[i] > 0)) - o[i]) / d[i] if d[i] != 0 else math.inf for i in range(3)]
+        t_delta = [step[i] / d[i] if d[i] != 0 else math.inf for i in range(3)]
+        while all(0 <= v[i] < grid.shape[i] for i in range(3)):
+            if t_max[0] < t_max[1]:
+                a = 0 if t_max[0] < t_max[2] else 2
+            else:
+                a = 1 if t_max[1] < t_max[2] else 2
+            if labels[v[0], v[1], v[2]] != free:
+                out_label[r], out_depth[r] = labels[v[0], v[1], v[2]], t_max[a] * size
+                break
+            v[a] += step[a]
+            t_max[a] += t_delta[a]
+    return out_label, out_depth
+
+
+def test_rayiou_origin_on_a_face_of_its_own_occupied_voxel_matches_the_official_kernel() -> None:
+    """The LiDAR sits exactly on the x face of an occupied voxel (issue 21 §3).
+
+    SparseOcc uses the LiDAR position unchanged for the frame's own origin and starts every ray in
+    floor(origin / voxel): every ground-truth ray hits that voxel (rays pointing to -x leave it at 0 m).
+    A round trip through inv(P) @ P used to put the origin just below the face, and rays pointing to -x
+    used to start in the lower neighbour, so they flew on to the wall behind.
+    """
+    grid = GridSpec((-10, -10, -1), (10, 10, 3), (0.5, 0.5, 0.5))
+    vocab = tiny_vocab()
+    lidar = (1.0, 0.25, 1.25)  # x on the face between voxels 21 and 22 (exactly: (1 + 10) / 0.5 = 22)
+    yaw = 0.5
+    pose = np.eye(4)
+    pose[:2, :2] = [[math.cos(yaw), -math.sin(yaw)], [math.sin(yaw), math.cos(yaw)]]
+    pose[:3, 3] = (702.1, -53.9, 0.1)
+    poses = np.stack([pose, pose])
+    poses[0, :3, 3] -= (3.0, 0.0, 0.0)
+    # the round trip is not exact for this pose: it lands on the other side of the face
+    round_trip = np.einsum("ij,tjk,k->ti", np.linalg.inv(pose), poses, np.append(lidar, 1.0))
+    assert round_trip[1, 0] < 1.0
+    origins = rayiou_origins(poses, 1, lidar, grid)
+    assert origins[-1].tolist() == list(lidar)  # the frame's own origin, exactly as given
+    origins = origins[-1:]
+
+    gt = np.full(grid.shape, 3, np.uint8)
+    gt[2, :, :] = 0  # class a wall far behind (-x)
+    gt[22, 20, 4] = 1  # the LiDAR's own voxel, class b
+    pred = gt.copy()
+    pred[22, 20, 4] = 3  # the prediction misses it: rays to -x hit the wall instead
+    dirs = lidar_ray_directions()[::7]
+    for labels in (gt, pred):
+        label, depth = cast_labels(grid, labels, origins, dirs, free_index=3)
+        ref_label, ref_depth = _official_dvr_cast(grid, labels, origins[0], dirs, free=3)
+        np.testing.assert_array_equal(label, ref_label)
+        np.testing.assert_allclose(depth, ref_depth, rtol=0, atol=1e-9)
+    label, depth = cast_labels(grid, gt, origins, dirs, free_index=3)
+    assert (label == 1).all()  # every ground-truth ray hits the LiDAR's voxel...
+    assert (depth[dirs[:, 0] < 0] == 0).all()  # ...and those pointing to -x leave it at once
+    m = RayIoUMetric(grid, vocab, directions=dirs)
+    m.update(pred, gt, origins)
+    # official: every scored ray is class b in GT; the prediction has no b, so every class IoU is 0
+    r = m.compute()
+    assert r.per_class["b"] == [0.0, 0.0, 0.0] and r.per_class["a"] == [0.0, 0.0, 0.0]
+    assert r.rayiou == 0.0
+
+
 @needs_occ3d
 def test_cast_labels_agree_with_fine_stepping_on_real_labels() -> None:
     """Independent check: march each ray in 1 mm steps and look the voxel up (real Occ3D file)."""

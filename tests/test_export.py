@@ -19,7 +19,6 @@ from occ_ros.inference.backend import BackendError, open_backend
 from occ_ros.inference.model_info import METADATA_KEY, ModelInfo
 from occ_ros.model.checkpoint import load_checkpoint
 from occ_tools.cli import main
-from occ_training.synth.sequence import generate
 
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
@@ -30,9 +29,9 @@ RIG = ["CAM_FRONT", "CAM_FRONT_RIGHT", "CAM_FRONT_LEFT", "CAM_BACK", "CAM_BACK_L
 
 
 @pytest.fixture(scope="module")
-def sequence(tmp_path_factory) -> Path:
-    """3 synthetic frames of a seed the demo model never saw (images and ground truth; no labels needed)."""
-    return generate(tmp_path_factory.mktemp("export") / "seq", frames=3, seed=77, progress=False)
+def sequence(synth_world: Path) -> Path:
+    """3 synthetic frames of a seed the demo model never saw (seed 3, tests/conftest.py; no labels needed)."""
+    return synth_world
 
 
 @pytest.fixture(scope="module")

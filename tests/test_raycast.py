@@ -207,6 +207,12 @@ def test_origin_on_face_and_inside_occupied():
     dist, vox, hit = first_hit(SMALL, o, -d, occ)
     assert hit[0] and dist[0] == 0.0 and vox[0].tolist() == [1, 0, 0]
     assert voxel_list(visibility_mask(SMALL, o, -d, occ)) == [(1, 0, 0)]
+    # floor_start (SparseOcc's DVR kernel, RayIoU): heading -x it starts in floor(1.0) = voxel 1 and hits it.
+    dist, vox, hit = first_hit(SMALL, o, d, occ, floor_start=True)
+    assert hit[0] and dist[0] == 0.0 and vox[0].tolist() == [1, 0, 0]
+    # ...and with voxel 1 free it goes on into voxel 0 (entered at 0 m).
+    dist, vox, hit = first_hit(SMALL, o, d, mask_of(SMALL, [(0, 0, 0)]), floor_start=True)
+    assert hit[0] and dist[0] == 0.0 and vox[0].tolist() == [0, 0, 0]
 
 
 def test_zero_direction_components_raise_no_warnings():

@@ -21,7 +21,6 @@ from occ_ros.io.rosbag import BagWriter, camera_info_msg, image_msg, tf_message,
 from occ_ros.pipeline.pipeline import OccupancyPipeline
 from occ_ros.replay import ReplayError, replay
 from occ_tools.cli import main
-from occ_training.synth.sequence import generate
 
 pytest.importorskip("onnxruntime")
 mcap_reader = pytest.importorskip("mcap.reader")
@@ -31,9 +30,9 @@ CKPT = models_dir() / "demo.ckpt"
 
 
 @pytest.fixture(scope="module")
-def sequence(tmp_path_factory) -> Path:
-    """3 synthetic frames with their rosbag2 recording (raw rgb8 images, camera_info, tf)."""
-    return generate(tmp_path_factory.mktemp("replay") / "seq", frames=3, seed=21, progress=False)
+def sequence(synth_world: Path) -> Path:
+    """3 synthetic frames with their rosbag2 recording (raw rgb8 images, camera_info, tf): tests/conftest.py's."""
+    return synth_world
 
 
 @pytest.fixture(scope="module")
@@ -331,19 +330,20 @@ def _corrupt_one_image_record(bag: Path) -> None:
 
 
 def test_realtime_replay_drops_what_a_slow_backend_cannot_take_and_processes_the_last_frame(
-    sequence, tmp_path, monkeypatch
+    sequence, onnx_model, tmp_path, monkeypatch
 ):
-    """--rate realtime: frames arrive with the recording's 12 Hz timing through the latest-frame worker. The
-    backend's first frame is held until every frame of the bag has been handed over (an Event, not a sleep, so
-    the outcome does not depend on the machine's speed): the frames that arrive meanwhile replace each other
-    (``superseded``, not queued), and the newest one, pending when the bag ends, is processed, not lost."""
+    """--rate realtime: frames arrive with the recording's 12 Hz timing through the latest-frame worker. Time is an
+    input: the replay is paced by a fake clock (its sleeps advance it at once), and the backend's first frame is held
+    until every frame of the bag has been handed over (an Event, not a sleep), so nothing here depends on the
+    machine's speed: the frames that arrive meanwhile replace each other (``superseded``, not queued), and the newest
+    one, pending when the bag ends, is processed, not lost."""
     import threading
 
     from occ_ros.replay import replay
     from occ_ros.session import OccupancySession
 
-    frames = 8
-    backend = open_backend(CKPT, warmup=False)
+    frames = 3  # the shared world: the held frame, one that arrives meanwhile and is replaced, the last one
+    backend = open_backend(onnx_model, warmup=False)
     run = backend._run
     handed_over = {"n": 0}
     all_in = threading.Event()
@@ -365,9 +365,17 @@ def test_realtime_replay_drops_what_a_slow_backend_cannot_take_and_processes_the
 
     monkeypatch.setattr(OccupancySession, "on_synchronized", counting)
     backend._run = held  # type: ignore[method-assign]
-    longer = generate(tmp_path / "seq", frames=frames, seed=4, progress=False)
-    stamps = sorted(SynthReader(longer, load_gt=False).load(i, images=False).stamp_ns for i in range(frames))
-    summary = replay(longer / "bag", backend, tmp_path / "out", rate="realtime", progress=False)
+    stamps = sorted(SynthReader(sequence, load_gt=False).load(i, images=False).stamp_ns for i in range(frames))
+    fake = {"now": 100.0, "slept": []}
+
+    def sleep(seconds: float) -> None:
+        fake["slept"].append(seconds)
+        fake["now"] += seconds
+
+    clock = (lambda: fake["now"], sleep)
+    summary = replay(sequence / "bag", backend, tmp_path / "out", rate="realtime", progress=False, clock=clock)
+    # paced at the recording's timing: the replay clock slept exactly the bag's span, never the wall clock
+    assert sum(fake["slept"]) == pytest.approx((stamps[-1] - stamps[0]) / 1e9, abs=1e-6)  # 2 frame periods at 12 Hz
     assert summary.synchronized == frames
     assert summary.processed + summary.skipped["superseded"] == frames
     # one frame was held, the newest was pending at the end; every frame in between was replaced while waiting

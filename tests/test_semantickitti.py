@@ -16,6 +16,7 @@ import pytest
 from occ_ros.datasets.sample import IGNORE_LABEL, LabelFileError
 from occ_ros.datasets.semantickitti import (
     LEARNING_CLASS_NAMES,
+    OFFICIAL_CLASS_NAMES,
     SEMANTICKITTI_GRID,
     VOXEL_SHAPE,
     SemanticKittiReader,
@@ -410,6 +411,11 @@ def test_ssc_hand_computed() -> None:
     assert r.confusion[1, 2] == 1 and r.confusion.sum() == 5  # gt 1 predicted as 2 (gt rows x pred columns)
     d = r.to_dict()
     assert d["miou"] == 4.39 and d["per_class"]["car"] == 33.33 and d["iou_completion"] == 75.0
+    # the official class keys (evaluate_completion.py: labels[learning_map_inv[i]]), not our snake_case
+    cfg = load_semantickitti_config()
+    assert list(d["per_class"]) == [cfg.class_name(i) for i in range(1, 20)] == list(OFFICIAL_CLASS_NAMES)
+    assert "other-ground" in d["per_class"] and "traffic-sign" in d["per_class"]
+    assert "other_ground" not in d["per_class"]
     table = format_table(r)
     assert "car" in table and "33.33" in table and "75.00" in table
 
@@ -422,7 +428,7 @@ def test_ssc_ignore_and_invalid_masking() -> None:
     metric.update(pred, gt, invalid)
     r = metric.compute()
     assert r.per_class["car"] == pytest.approx(1 / 3) and r.per_class["motorcycle"] == 0.0
-    assert r.per_class["other_vehicle"] == 0.0 and r.per_class["truck"] == 0.0
+    assert r.per_class["other-vehicle"] == 0.0 and r.per_class["truck"] == 0.0
     assert r.iou_completion == pytest.approx(3 / 4) and r.confusion.sum() == 5
     metric.reset()
     assert metric.compute().samples == 0 and metric.confusion.sum() == 0

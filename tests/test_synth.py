@@ -27,9 +27,8 @@ FREE = OCC3D.free_index
 
 
 @pytest.fixture(scope="module")
-def sequence(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synth") / "seq"
-    return generate(out, frames=3, seed=3, preset="demo", progress=False)
+def sequence(synth_world: Path) -> Path:
+    return synth_world  # 3 frames, seed 3, demo preset (tests/conftest.py)
 
 
 def _backprojection_agreement(

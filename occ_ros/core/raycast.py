@@ -26,7 +26,9 @@ Conventions (shared by all entry points):
 * Voxels are half-open boxes ``[lo, hi)`` per axis, as in :meth:`GridSpec.points_to_indices`,
   *except* that the first voxel of a ray is the one the ray actually moves into: an origin lying
   exactly on a voxel face with a negative direction component along that axis starts in the lower
-  neighbour (no zero-length visit of the voxel behind it).
+  neighbour (no zero-length visit of the voxel behind it). :func:`first_hit` with ``floor_start=True``
+  instead starts an inside origin in ``floor(origin)`` (voxel units), as SparseOcc's DVR kernel and
+  therefore RayIoU do: that voxel is visited with zero length and can be the hit.
 * Grazing ties: when the ray crosses two or three voxel faces at the same ``t`` (it passes exactly
   through a voxel edge or corner), the axes are stepped one at a time in the order x, then y, then
   z, all with the same ``t_enter``. The traversal is therefore always 6-connected and includes the
@@ -166,6 +168,7 @@ def _march(
     occupied_flat: np.ndarray | None = None,
     end_flat: np.ndarray | None = None,
     chunk: int | None = None,
+    floor_start: bool = False,
 ) -> Iterator[_Step]:
     """The one DDA traversal core: yield every (ray, voxel) visit, step by step.
 
@@ -183,6 +186,9 @@ def _march(
         occupied_flat: optional (X*Y*Z,) bool flat occupancy; rays stop after an occupied voxel.
         end_flat: optional (N,) int64 flat index of each ray's end voxel (-1: none).
         chunk: rays per chunk (default: the module's ``DEFAULT_CHUNK`` at call time).
+        floor_start: a ray whose origin lies inside the grid starts in the voxel ``floor(origin)``
+            (voxel units), whatever its direction, as SparseOcc's DVR kernel does; by default an
+            origin on a face with a negative direction component starts in the lower neighbour.
     Yields:
         :class:`_Step` records. Arrays are fresh for each step, but must be consumed before the
         generator is advanced again (they are not guaranteed to stay untouched).
@@ -226,7 +232,10 @@ def _march(
         np.clip(p, 0, shape, out=p)  # (rounding only; keeps absurdly far origins from overflowing the cast)
         fl = np.floor(p)
         idx = fl.astype(np.int64)
-        idx -= ((p == fl) & (v < 0)).astype(np.int64)
+        directed = (p == fl) & (v < 0)
+        if floor_start:
+            directed &= entered[:, None]  # inside origins keep floor(origin); t_max is then 0 on that axis
+        idx -= directed.astype(np.int64)
         rows = np.flatnonzero(entered)
         ea = entry_axis[rows]
         idx[rows, ea] = np.where(v[rows, ea] > 0, 0, shape[ea] - 1)
@@ -329,6 +338,7 @@ def first_hit(
     directions: ArrayLike,
     occupied: np.ndarray,
     max_range: RangeLike = None,
+    floor_start: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The first occupied voxel along each ray.
 
@@ -338,6 +348,9 @@ def first_hit(
         directions: (N, 3) ray directions, grid frame; need not be unit.
         occupied: (X, Y, Z) bool occupancy.
         max_range: None, a scalar or an (N,) array; voxels entered at ``>= max_range`` are not hit.
+        floor_start: start rays whose origin lies inside the grid in the voxel ``floor(origin)`` even
+            when the origin lies on a face and the ray points away from it (SparseOcc's DVR kernel,
+            RayIoU); by default such a ray starts in the neighbour it moves into.
     Returns:
         distance: (N,) float64 metres along the normalised direction from the origin to the point
             where the ray enters the first occupied voxel (0 if the origin is inside it; the grid
@@ -351,7 +364,7 @@ def first_hit(
     n = o.shape[0]
     distance = np.full(n, np.inf)
     flat_hit = np.full(n, -1, dtype=np.int64)
-    for st in _march(grid, o, unit, _as_limit(max_range, n), occupied_flat=occ):
+    for st in _march(grid, o, unit, _as_limit(max_range, n), occupied_flat=occ, floor_start=floor_start):
         assert st.hit is not None
         h = np.flatnonzero(st.hit)
         if h.size:

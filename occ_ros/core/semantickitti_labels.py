@@ -30,6 +30,10 @@ LEARNING_CLASS_NAMES: tuple[str, ...] = (
     "road", "parking", "sidewalk", "other_ground", "building", "fence", "vegetation", "trunk",
     "terrain", "pole", "traffic_sign",
 )  # fmt: skip
+#: The official names of learning ids 1..19 (``labels[learning_map_inv[i]]`` of ``semantic-kitti.yaml``, hyphenated):
+#: the class keys of semantic-kitti-api ``evaluate_completion.py`` (its ``scores.txt`` has ``iou_<name>``) and so of
+#: the SSC metric's results and JSON. :data:`LEARNING_CLASS_NAMES` stays the vocabulary's snake_case spelling.
+OFFICIAL_CLASS_NAMES: tuple[str, ...] = tuple(name.replace("_", "-") for name in LEARNING_CLASS_NAMES)
 DATASET_CONFIG = ("datasets", "semantic-kitti.yaml")
 
 
@@ -139,6 +143,7 @@ __all__ = [
     "DATASET_CONFIG",
     "LEARNING_CLASS_NAMES",
     "NUM_LEARNING_CLASSES",
+    "OFFICIAL_CLASS_NAMES",
     "SemanticKittiConfig",
     "completion_lut",
     "load_semantickitti_config",

@@ -38,6 +38,7 @@ from occ_ros.core.rig import Camera, CameraRig, config_path, default_frame_id
 from occ_ros.core.semantickitti_labels import (
     LEARNING_CLASS_NAMES,
     NUM_LEARNING_CLASSES,
+    OFFICIAL_CLASS_NAMES,
     SemanticKittiConfig,
     completion_lut,
     load_semantickitti_config,
@@ -661,6 +662,7 @@ __all__ = [
     "LEARNING_CLASS_NAMES",
     "NUM_LEARNING_CLASSES",
     "NUM_VOXELS",
+    "OFFICIAL_CLASS_NAMES",
     "SEMANTICKITTI_GRID",
     "VOXEL_KINDS",
     "VOXEL_SHAPE",

@@ -8,10 +8,13 @@ through prediction and ground truth and scores what each ray hits first:
   times the pitch angles ``-(pi/2 - atan(k))`` for k = 1..10, continued with the last step
   up to 0.21 rad (nuScenes' LiDAR field of view): 39 x 360 = 14,040 directions.
 * Origins: the LiDAR positions of the frames of the same sequence, expressed in the current
-  ego frame, kept when inside the grid's x/y range less a 1 m margin (39 m for Occ3D), at most
-  8 of them picked evenly (:func:`rayiou_origins`, as SparseOcc's ``EgoPoseDataset``).
-* Each ray stops at the first non-free voxel; its depth is the distance at which it *leaves*
-  that voxel (as SparseOcc's DVR kernel reports it) and its class is that voxel's label.
+  ego frame (the frame's own origin is the LiDAR position exactly as given), kept when inside
+  the grid's x/y range less a 1 m margin (39 m for Occ3D), at most 8 of them
+  picked evenly (:func:`rayiou_origins`, as SparseOcc's ``EgoPoseDataset``).
+* Each ray starts in the voxel ``floor(origin)`` (voxel units, as SparseOcc's DVR kernel, even for an
+  origin on a face that the ray points away from) and stops at the first non-free voxel; its depth is the
+  distance at which it *leaves* that voxel (as the DVR kernel reports it: 0 when it leaves the origin's
+  own occupied voxel through the face the origin lies on) and its class is that voxel's label.
   Rays that hit nothing get the free label.
 * Only rays whose ground-truth ray hits something are scored. A ray is a true positive for
   class c at threshold t when both hit class c and ``|depth_pred - depth_gt| < t``.
@@ -87,6 +90,9 @@ def rayiou_origins(
     lidar = np.append(np.asarray(lidar_in_ego, dtype=np.float64), 1.0)
     ref_from_world = np.linalg.inv(poses[index])
     pts = np.einsum("ij,tjk,k->ti", ref_from_world, poses, lidar)[:, :3]
+    # The frame's own origin is the LiDAR position as given (SparseOcc: ego_from_lidar @ 0), not its
+    # round trip through inv(P) @ P, which can move an origin on a voxel face to the other side of it.
+    pts[index] = lidar[:3]
     lo = np.asarray(grid.range_min[:2]) + margin
     hi = np.asarray(grid.range_max[:2]) - margin
     keep = np.all((pts[:, :2] > lo) & (pts[:, :2] < hi), axis=1)
@@ -124,7 +130,7 @@ def cast_labels(
     o = np.repeat(origins, dirs.shape[0], axis=0)
     d = np.tile(dirs, (origins.shape[0], 1))
     occupied = np.asarray(labels) != free_index
-    _, voxel, hit = first_hit(grid, o, d, occupied)
+    _, voxel, hit = first_hit(grid, o, d, occupied, floor_start=True)
     label = np.full(o.shape[0], free_index, dtype=np.int64)
     depth = np.full(o.shape[0], np.inf)
     h = np.flatnonzero(hit)

@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from occ_ros.core.semantickitti_labels import (
-    LEARNING_CLASS_NAMES,
     NUM_LEARNING_CLASSES,
+    OFFICIAL_CLASS_NAMES,
     SemanticKittiConfig,
     remap_completion,
 )
@@ -58,7 +58,8 @@ class SSCResult:
         miou: mean semantic IoU over learning classes 1..19 (official).
         miou_present: mean over the classes with ground-truth voxels in the evaluated set (NaN if none).
         precision, recall: completion precision / recall.
-        per_class: class name (``LEARNING_CLASS_NAMES``, learning ids 1..19 in order) -> IoU.
+        per_class: class name (``OFFICIAL_CLASS_NAMES``, learning ids 1..19 in order: ``other-ground``, the keys of
+            the official ``scores.txt`` less its ``iou_`` prefix) -> IoU.
         samples: number of frames accumulated.
         confusion: (20, 20) int64 ``conf[gt, pred]`` over learning ids (ground-truth rows, prediction columns,
             like every result of :mod:`occ_ros.eval.metric`; the official code prints its transpose).
@@ -107,12 +108,13 @@ class SSCMetric(ConfusionMetric[SSCResult]):
     combine workers or shards. States: ``confusion`` ((20, 20) int64, gt rows x pred columns), ``samples``.
 
     Args:
-        class_names: names of learning ids 1..19 (default :data:`LEARNING_CLASS_NAMES`).
+        class_names: names of learning ids 1..19, the keys of ``per_class`` and ``present`` (default
+            :data:`~occ_ros.core.semantickitti_labels.OFFICIAL_CLASS_NAMES`, the official hyphenated names).
     """
 
     num_classes = NUM_LEARNING_CLASSES
 
-    def __init__(self, class_names: Sequence[str] = LEARNING_CLASS_NAMES) -> None:
+    def __init__(self, class_names: Sequence[str] = OFFICIAL_CLASS_NAMES) -> None:
         if len(class_names) != NUM_LEARNING_CLASSES - 1:
             raise ValueError(
                 f"need {NUM_LEARNING_CLASSES - 1} class names (learning ids 1..19), got {len(class_names)}"
