@@ -360,7 +360,7 @@ def replay(
             staged = stage / "predictions" if predictions is not None else None
             (stage / "bag").mkdir()
             staged_bag = stage / "bag" / out.name  # rosbag2 names its files after the bag's folder
-            _run(reader, staged_bag, staged, summary, stats, setup, loaded, accuracy, store, progress)
+            _run(reader, staged_bag, staged, summary, stats, setup, loaded, accuracy, store, progress, clock)
             if summary.synchronized == 0:
                 raise ReplayError(_nothing_synchronized(summary, setup.slop_s))
             os.replace(staged_bag, out)
@@ -424,8 +424,11 @@ def _run(
     accuracy: _Accuracy | None,
     store: Any,
     progress: bool,
+    clock: tuple[Callable[[], float], Callable[[float], None]],
 ) -> None:
-    """Read the open bag through a session into the new bag ``out`` (and ``predictions``); fills in ``summary``."""
+    """Read the open bag through a session into the new bag ``out`` (and ``predictions``); fills in ``summary``.
+
+    ``clock`` is ``(now, sleep)`` pacing ``realtime`` (see :func:`replay`)."""
     cfg, rate, grid = setup.session, summary.rate, loaded.info.grid
     # Images and CameraInfo of every camera are synchronized together (2N inputs), as image_transport's
     # CameraSubscriber pairs them and as the node's ApproximateTimeSynchronizer does.
