@@ -95,28 +95,7 @@ class ModelConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "grid", _resolve_grid(self.grid))
-        check_fields(self)
-        if self.image_height < 32 or self.image_width < 32:
-            name = "image_height" if self.image_height < 32 else "image_width"
-            raise ValueError(f"ModelConfig.{name} must be >= 32 pixels, got {getattr(self, name)}")
-        positive = (
-            "num_cameras",
-            "backbone_channels",
-            "feature_channels",
-            "z_samples",
-            "bev_channels",
-            "bev_blocks",
-            "bev_stages",
-            "conv3d_channels",
-        )
-        for name in positive:
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"ModelConfig.{name} must be >= 1, got {getattr(self, name)}")
-        if self.depth_bins < 0 or self.depth_max < 0:
-            name = "depth_bins" if self.depth_bins < 0 else "depth_max"
-            raise ValueError(f"ModelConfig.{name} must be >= 0, got {getattr(self, name)}")
-        if self.conv3d_layers < 0:
-            raise ValueError(f"ModelConfig.conv3d_layers must be >= 0, got {self.conv3d_layers}")
+        check_fields(self)  # the declared Ranges: image size >= 32, channels and counts >= 1, depth settings >= 0
         if self.output_stride not in OUTPUT_STRIDES:
             raise ValueError(f"ModelConfig.output_stride must be one of {OUTPUT_STRIDES}, got {self.output_stride}")
         if self.backbone_depth not in LAYOUTS:

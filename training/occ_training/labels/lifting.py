@@ -76,37 +76,17 @@ class LiftingConfig:
                 f"got {self.depth_spread}"
             )
         object.__setattr__(self, "depth_spread", spread)
-        if not 0.0 <= self.consistency_tolerance < 1.0 or self.consistency_views < 1:
-            raise ValueError(
-                "LiftingConfig needs 0 <= consistency_tolerance < 1 and consistency_views >= 1, got "
-                f"{self.consistency_tolerance}, {self.consistency_views}"
-            )
         neighbours = tuple(int(o) for o in self.consistency_neighbours)
         if 0 in neighbours or len(set(neighbours)) != len(neighbours):
             raise ValueError(f"LiftingConfig.consistency_neighbours must be distinct non-zero offsets: {neighbours}")
         object.__setattr__(self, "consistency_neighbours", neighbours)
-        for name in ("window", "dynamic_window"):
-            if int(getattr(self, name)) < 0:
-                raise ValueError(f"LiftingConfig.{name} must be >= 0 frames, got {getattr(self, name)}")
-        for name in ("pixel_stride", "ray_stride"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"LiftingConfig.{name} must be >= 1 pixel, got {getattr(self, name)}")
+        # the single-field bounds are the declared Ranges (check_fields above); these relate two fields
         if self.ray_stride % self.pixel_stride:
             raise ValueError(
                 f"LiftingConfig.ray_stride ({self.ray_stride}) must be a multiple of pixel_stride ({self.pixel_stride})"
             )
-        if not 0.0 <= self.min_confidence <= 1.0:
-            raise ValueError(f"LiftingConfig.min_confidence must be in [0, 1], got {self.min_confidence}")
-        if not 0.0 <= self.min_depth < self.max_depth:
+        if not self.min_depth < self.max_depth:
             raise ValueError(f"LiftingConfig needs 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
-        if self.carve_margin < 0 or not 0 <= self.carve_margin_relative < 1:
-            raise ValueError(
-                f"LiftingConfig.carve_margin must be >= 0 voxels and carve_margin_relative in [0, 1), got "
-                f"{self.carve_margin}, {self.carve_margin_relative}"
-            )
-        for name in ("distance_decay", "min_weight", "free_ratio"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"LiftingConfig.{name} must be > 0, got {getattr(self, name)}")
 
 
 @dataclass(frozen=True)
