@@ -10,6 +10,7 @@ import torch
 
 from occ_ros.core.config import ConfigError, from_mapping
 from occ_ros.core.grid import GridSpec
+from occ_ros.core.rig import surround_rig
 from occ_ros.model.backbone import PretrainedError, ResNetBackbone
 from occ_ros.model.network import ModelConfig, OccupancyNetwork, flops, predict_labels
 from occ_ros.model.view_transform import VoxelSampler, depth_bin_weight, pillar_points, project_voxels
@@ -108,6 +109,77 @@ def test_voxel_sampler_at_output_stride_8_reads_the_stride_8_cell():
     feats = torch.arange(14 * 25, dtype=torch.float32).reshape(1, 1, 14, 25)  # value r * 25 + c
     bev = sampler(feats, _t(K_FRONT).expand(1, 1, 3, 3), _t(_front_camera())[None, None])
     assert bev[0, 0, 0, 0].item() == pytest.approx(4 * 25 + 6, abs=1e-4)
+
+
+def _all_camera_mean(sampler: VoxelSampler, feats, K, T, probs=None, depth_max=0.0):
+    """The view transform as first written: every camera's map sampled at every point, masked, averaged."""
+    grid, valid, depth = project_voxels(sampler.points, K, T, sampler.image_size, sampler.feature_size, sampler.stride)
+    cams = K.shape[1]
+    out = torch.nn.functional.grid_sample(feats, grid, align_corners=False).reshape(
+        -1, cams, feats.shape[1], grid.shape[2]
+    )
+    if probs is not None:
+        p = torch.nn.functional.grid_sample(probs, grid, align_corners=False).reshape(
+            -1, cams, probs.shape[1], grid.shape[2]
+        )
+        out = torch.cat([out, depth_bin_weight(p, depth, depth_max).unsqueeze(2)], dim=2)
+    mask = valid.unsqueeze(2).float()
+    mean = (out * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return mean.reshape(1, -1, *sampler.bev_size), valid
+
+
+@pytest.mark.parametrize("depth_bins", [0, 5])
+def test_the_mosaic_sampler_equals_the_all_camera_mean_on_a_six_camera_surround_rig(depth_bins):
+    torch.manual_seed(1)
+    cfg = ModelConfig(**{**TINY, "z_samples": 3})
+    K, T = (_t(a)[None] for a in surround_rig(6, H, W))
+    h, w = cfg.feature_size
+    feats = torch.randn(6, 5, h, w)
+    probs = torch.rand(6, depth_bins, h, w).softmax(1) if depth_bins else None
+    sampler = VoxelSampler(cfg.grid_spec, 3, (H, W), (h, w), stride=16, views_per_point=2)
+    everyone = VoxelSampler(cfg.grid_spec, 3, (H, W), (h, w), stride=16, views_per_point=6)
+    ref, valid = _all_camera_mean(sampler, feats, K, T, probs, 40.0)
+    seen_by = valid.sum(1)[0]
+    assert int((seen_by == 2).sum()) > 100 and int(seen_by.max()) == 2  # overlaps exist; never three cameras here
+    assert torch.allclose(sampler(feats, K, T, probs, 40.0), ref, atol=1e-5)
+    assert torch.allclose(everyone(feats, K, T, probs, 40.0), ref, atol=1e-5)
+
+
+def test_sampling_at_a_map_edge_reads_zeros_beyond_it_not_the_next_camera():
+    # Two front cameras; a point 10 m ahead at z = 0 projects to v = 10 t + 55.5 from a camera at height t: into
+    # the bottom image row (v = 111.4, t = 5.59) or the top one (v = -0.4, t = -5.59), where bilinear sampling
+    # reaches half a cell past the map. With zero padding that part reads 0, never the neighbouring camera's map.
+    grid = GridSpec((9.6, -0.4, -0.25), (10.4, 0.4, 0.25), (0.8, 0.8, 0.5))  # one cell, centre (10, 0, 0)
+    sampler = VoxelSampler(grid, z_samples=1, image_size=(H, W), feature_size=FEATURE_SIZE, stride=16)
+    K = _t(K_FRONT).expand(1, 2, 3, 3)
+    low, high = _t(_front_camera(height_m=5.59)), _t(_front_camera(height_m=-5.59))
+    away = _t(_front_camera(yaw_deg=180.0))  # looks backwards: does not see the point
+
+    def maps(v0: float, v1: float) -> torch.Tensor:
+        return torch.stack([torch.full((1, *FEATURE_SIZE), v0), torch.full((1, *FEATURE_SIZE), v1)])
+
+    # camera 0 at its bottom edge: row (111.4 + 0.5) / 16 - 0.5 = 6.49375 of rows 0-6; row 7 is padding
+    bottom = sampler(maps(0.0, 1000.0), K, torch.stack([low, away])[None])
+    assert bottom.item() == 0.0
+    # camera 1 at its top edge: row -0.49375, weight 0.50625 on row 0 and 0.49375 on row -1 (padding)
+    top = sampler(maps(7.0, 1000.0), K, torch.stack([away, high])[None])
+    assert top.item() == pytest.approx(1000.0 * 0.50625, rel=1e-4)
+
+
+def test_a_point_seen_by_three_cameras_is_sampled_from_the_lowest_indexed_views_per_point():
+    grid = GridSpec((9.6, 4.0, 2.7), (10.4, 4.8, 3.5), (0.8, 0.8, 0.8))  # the cell of the averaging test above
+    feats = torch.stack([torch.full((1, *FEATURE_SIZE), v) for v in (1.0, 10.0, 100.0)])
+    K = _t(K_FRONT).expand(1, 3, 3, 3)
+    T = _t(_front_camera()).expand(1, 3, 4, 4)  # three cameras in one place: all see the point
+    values = {}
+    for views in (1, 2, 3):
+        sampler = VoxelSampler(
+            grid, z_samples=1, image_size=(H, W), feature_size=FEATURE_SIZE, stride=16, views_per_point=views
+        )
+        values[views] = sampler(feats, K, T).item()
+    assert values == pytest.approx({1: 1.0, 2: 5.5, 3: 37.0})
+    with pytest.raises(ValueError, match="views_per_point"):
+        VoxelSampler(grid, 1, (H, W), FEATURE_SIZE, stride=16, views_per_point=0)
 
 
 def test_depth_bin_weight_is_the_interpolated_probability_of_the_points_own_depth_over_the_peak():
@@ -235,9 +307,12 @@ def test_onnx_export_matches_pytorch_and_uses_only_2d_grid_sample(tmp_path, outp
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*graph.value_info, *graph.input, *graph.output]}
     grid_samples = [n for n in graph.node if n.op_type == "GridSample"]
-    assert len(grid_samples) == (2 if depth_bins else 1)  # features (and depth-bin probabilities)
+    assert len(grid_samples) == 1  # one mosaic of every camera's features (and depth-bin probabilities)
     assert all(ranks[n.input[0]] == 4 and ranks[n.input[1]] == 4 for n in grid_samples)
     assert not {n.op_type for n in graph.node} & {"Loop", "If", "ScatterND", "ScatterElements", "NonZero"}
+    topk = [n for n in graph.node if n.op_type == "TopK"]  # the view choice: K must be a constant for TensorRT
+    consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
+    assert len(topk) == 1 and topk[0].input[1] in consts
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {name: t.numpy() for name, t in zip(["images", "K", "cam_from_ego"], inputs, strict=True)}

@@ -68,6 +68,9 @@ class ModelConfig:
         num_classes: semantic classes including ``free`` (``len(vocabulary)``).
         clip_dim: channels of the per-voxel feature head (e.g. a CLIP embedding size); 0 = no such head.
         min_depth: voxel points closer than this (optical-axis depth, metres) to a camera are not sampled.
+        views_per_point: a voxel point is sampled from at most this many of the cameras that see it (the
+            lowest-indexed ones; :func:`~occ_ros.model.view_transform.select_views`). 2 fits surround rigs, whose
+            views overlap pairwise; ``>= num_cameras`` averages over every camera that sees the point.
         grid: the voxel grid: a :class:`GridSpec`, a preset name (``demo``, ``occ3d``) or a
             ``GridSpec.to_dict()`` mapping; always a :class:`GridSpec` after construction.
     """
@@ -91,6 +94,7 @@ class ModelConfig:
     num_classes: Annotated[int, Range(ge=2, le=255)] = 18
     clip_dim: Annotated[int, Range(ge=0)] = 0
     min_depth: Annotated[float, Range(gt=0)] = 0.1
+    views_per_point: Annotated[int, Range(ge=1)] = 2
     grid: GridSpec | dict[str, Any] | str = field(default="demo")
 
     def __post_init__(self) -> None:
@@ -333,6 +337,7 @@ class OccupancyNetwork(nn.Module):
             config.feature_size,
             stride=config.output_stride,
             min_depth=config.min_depth,
+            views_per_point=config.views_per_point,
         )
         self.depth_head: nn.Module | None = (
             nn.Conv2d(config.feature_channels, config.depth_bins, 1) if config.depth_bins else None

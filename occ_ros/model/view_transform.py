@@ -4,7 +4,9 @@ Every BEV cell ``(i, j)`` of the grid gets ``z_samples`` points stacked over the
 Each point is projected into every camera with the camera's ``K`` and ``cam_from_ego`` (forward
 *inputs*, so one exported engine serves any calibration with the same image size); the stride-16
 feature map is sampled there with bilinear 2D ``grid_sample`` and the samples are averaged over the
-cameras that see the point. The heights are folded into channels, giving BEV features
+cameras that see the point (at most ``views_per_point`` of them, :func:`select_views`; one ``grid_sample`` over a
+mosaic of the camera maps, so no cameras x channels x points tensor exists, :class:`VoxelSampler`). The heights
+are folded into channels, giving BEV features
 ``(B, C * z_samples, X, Y)`` for 2D convolutions (FlashOcc's channel-to-height, in reverse).
 
 Pixel and feature coordinates (docs/model.md):
@@ -26,8 +28,8 @@ the probability of its *own* depth (:func:`depth_bin_weight`). Plain sampling gi
 ray the same feature; the weight, one more channel per height sample, tells the BEV encoder which of those
 points the image puts a surface at.
 
-Only 2D ``grid_sample`` (ONNX ``GridSample`` on 4-D tensors, TensorRT ``IGridSampleLayer``) is used: no
-3D sampling, no scatter, no data-dependent control flow.
+Only 2D ``grid_sample`` (ONNX ``GridSample`` on 4-D tensors, TensorRT ``IGridSampleLayer``), ``TopK`` with a
+constant K and ``GatherElements`` are used: no 3D sampling, no scatter, no data-dependent control flow or shapes.
 """
 
 from __future__ import annotations
@@ -157,6 +159,25 @@ def pillar_points(grid: GridSpec, z_samples: int) -> np.ndarray:
     return np.stack([xx, yy, zz], axis=-1)
 
 
+def select_views(valid: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The (at most ``views``) cameras each point is sampled from: the lowest-indexed cameras that see it.
+
+    Args:
+        valid: (B, N, P) bool, which cameras see each point (:func:`project_voxels`).
+        views: slots per point, ``1 <= views <= N``.
+    Returns:
+        index: (B, views, P) int64 camera of each slot (an arbitrary camera where the slot is empty);
+        used: (B, views, P) bool, True where the slot holds a camera that sees the point.
+    A point seen by more than ``views`` cameras keeps the lowest-indexed ones (a deterministic rule, so ONNX
+    Runtime, TensorRT and PyTorch pick the same cameras); a surround rig's views overlap pairwise, so at most two
+    cameras see almost every point (docs/model.md, "View transform").
+    """
+    cams = valid.shape[1]
+    rank = torch.arange(cams, 0, -1, dtype=torch.float32, device=valid.device).reshape(1, cams, 1)  # N .. 1
+    score, index = torch.topk(valid.to(torch.float32) * rank, views, dim=1)  # distinct scores for seeing cameras
+    return index, score > 0
+
+
 class VoxelSampler(nn.Module):
     """Image features -> BEV features by sampling at voxel-pillar points and averaging over cameras.
 
@@ -167,8 +188,18 @@ class VoxelSampler(nn.Module):
         feature_size: (h, w) of the sampled feature map.
         stride: image pixels per feature cell (None: exact multiple, see :func:`resolve_stride`).
         min_depth: minimum optical-axis depth of a sampled point, metres.
+        views_per_point: cameras a point is sampled from at most (:func:`select_views`); capped at the number
+            of cameras, which gives the plain average over every camera that sees the point.
 
     The points are a non-persistent buffer ``points`` (P, 3), P = z_samples * X * Y, ordered (z, x, y).
+
+    No (cameras x channels x points) tensor is materialised. The N feature maps are stacked into one mosaic
+    (B, C, N * (h + 1), w), each camera's map followed by one row of zeros, and each point is sampled in one
+    2D ``grid_sample`` at its ``views_per_point`` slots only: (B, C, views, P). The zero row between cameras keeps
+    bilinear sampling at a map's bottom / top edge reading zeros, exactly as ``padding_mode="zeros"`` on the
+    camera's own map would. Empty slots sample far outside the mosaic, i.e. exact zeros. The choice of cameras is
+    computed in the graph from ``K`` and ``cam_from_ego`` (a (B, N, P) projection without channels), so it
+    follows every calibration change; nothing is precomputed from a rig.
     """
 
     points: torch.Tensor
@@ -181,14 +212,18 @@ class VoxelSampler(nn.Module):
         feature_size: tuple[int, int],
         stride: int | None = None,
         min_depth: float = DEFAULT_MIN_DEPTH,
+        views_per_point: int = 2,
     ) -> None:
         super().__init__()
+        if views_per_point < 1:
+            raise ValueError(f"views_per_point must be >= 1, got {views_per_point}")
         self.grid = grid
         self.z_samples = int(z_samples)
         self.image_size = (int(image_size[0]), int(image_size[1]))
         self.feature_size = (int(feature_size[0]), int(feature_size[1]))
         self.stride = resolve_stride(self.image_size, self.feature_size, stride)
         self.min_depth = float(min_depth)
+        self.views_per_point = int(views_per_point)
         self.bev_size = grid.shape[:2]
         points = pillar_points(grid, self.z_samples).reshape(-1, 3)
         self.num_points = int(points.shape[0])
@@ -214,13 +249,15 @@ class VoxelSampler(nn.Module):
             depth_max: depth covered by the D bins, metres (with ``depth_probs``).
         Returns:
             (B, C * z_samples, X, Y) BEV features in the ego frame, indexed [x, y]; channel
-            ``c * z_samples + k`` is feature channel ``c`` at height sample ``k`` (bottom to top). Points no
-            camera sees get zeros. With ``depth_probs`` the result has ``(C + 1) * z_samples`` channels: each point's
-            depth weight is one more channel after the features (channel ``C * z_samples + k``), averaged over the
-            cameras like them.
+            ``c * z_samples + k`` is feature channel ``c`` at height sample ``k`` (bottom to top): the mean over
+            the (at most ``views_per_point``) cameras that see the point. Points no camera sees get zeros. With
+            ``depth_probs`` the result has ``(C + 1) * z_samples`` channels: each point's depth weight is one more
+            channel after the features (channel ``C * z_samples + k``), averaged over the cameras like them.
         """
         cams = K.shape[1]
         channels = features.shape[1]
+        views = min(self.views_per_point, cams)
+        h, w = self.feature_size
         nx, ny = self.bev_size
         # Projection and sampling in float32 even under mixed precision: pixel coordinates of ~1000 have a
         # resolution of 0.5 px in float16.
@@ -236,15 +273,25 @@ class VoxelSampler(nn.Module):
                 self.stride,
                 self.min_depth,
             )
-            sampled = F.grid_sample(features.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            sampled = sampled.reshape(-1, cams, channels, self.num_points)  # (B, N, C, P)
+            index, used = select_views(valid, views)  # (B, V, P)
+            grid = grid.reshape(-1, cams, self.num_points, 2)
+            gx = torch.gather(grid[..., 0], 1, index)  # (B, V, P)
+            gy = torch.gather(grid[..., 1], 1, index)
+            # camera n's row coordinate r lies at row n * (h + 1) + r of the mosaic of N * (h + 1) rows:
+            # y_mosaic = (2 (n (h + 1) + r) + 1) / (N (h + 1)) - 1 with 2 r + 1 = (y + 1) h.
+            rows = cams * (h + 1)
+            gy = (2.0 * (h + 1) * index.to(gy.dtype) + (gy + 1.0) * h) / rows - 1.0
+            gy = torch.where(used, gy, torch.full_like(gy, -GRID_LIMIT))  # empty slot: off the mosaic, reads 0
+            mosaic_grid = torch.stack([gx, gy], dim=-1)  # (B, V, P, 2)
+            maps = features.float() if depth_probs is None else torch.cat([features.float(), depth_probs.float()], 1)
+            stacked = F.pad(maps, (0, 0, 0, 1)).reshape(-1, cams, maps.shape[1], h + 1, w)  # zero row below each
+            mosaic = stacked.transpose(1, 2).reshape(-1, maps.shape[1], rows, w)  # (B, C', N (h + 1), w)
+            sampled = F.grid_sample(mosaic, mosaic_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+            count = used.sum(dim=1, keepdim=True).clamp(min=1).to(sampled.dtype)  # (B, 1, P)
+            total = sampled[:, :channels].sum(dim=2)  # (B, C, P)
             if depth_probs is not None:
-                probs = F.grid_sample(
-                    depth_probs.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False
-                ).reshape(-1, cams, depth_probs.shape[1], self.num_points)  # (B, N, D, P)
-                weight = depth_bin_weight(probs, depth, depth_max).unsqueeze(2)  # (B, N, 1, P)
-                sampled = torch.cat([sampled, weight], dim=2)  # (B, N, C + 1, P)
-        mask = valid.unsqueeze(2).to(sampled.dtype)  # (B, N, 1, P)
-        total = (sampled * mask).sum(dim=1)  # (B, C', P)
-        count = mask.sum(dim=1).clamp(min=1.0)  # (B, 1, P)
-        return (total / count).reshape(-1, sampled.shape[2] * self.z_samples, nx, ny).to(features.dtype)
+                probs = sampled[:, channels:].transpose(1, 2)  # (B, V, D, P); zeros in empty slots
+                weight = depth_bin_weight(probs, torch.gather(depth, 1, index), depth_max)  # (B, V, P); 0 if empty
+                total = torch.cat([total, weight.sum(dim=1, keepdim=True)], dim=1)  # (B, C + 1, P)
+            bev = total / count
+        return bev.reshape(-1, bev.shape[1] * self.z_samples, nx, ny).to(features.dtype)
