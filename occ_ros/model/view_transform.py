@@ -274,6 +274,12 @@ class VoxelSampler(nn.Module):
                 self.min_depth,
             )
             index, used = select_views(valid, views)  # (B, V, P)
+            count = used.sum(dim=1, keepdim=True)  # (B, 1, P) cameras averaged
+            if views == 2:
+                # A point one camera sees samples it in both slots: with the maps scaled by 1 / 2 the slot sum is
+                # then the mean for every point, and the large (B, C, P) tensor needs no division.
+                index = torch.where(used, index, index[:, :1])
+                used = used | used[:, :1]
             grid = grid.reshape(-1, cams, self.num_points, 2)
             gx = torch.gather(grid[..., 0], 1, index)  # (B, V, P)
             gy = torch.gather(grid[..., 1], 1, index)
@@ -284,14 +290,18 @@ class VoxelSampler(nn.Module):
             gy = torch.where(used, gy, torch.full_like(gy, -GRID_LIMIT))  # empty slot: off the mosaic, reads 0
             mosaic_grid = torch.stack([gx, gy], dim=-1)  # (B, V, P, 2)
             maps = features.float() if depth_probs is None else torch.cat([features.float(), depth_probs.float()], 1)
+            if views <= 2:
+                maps = maps * (1.0 / views)  # the slot sum is the mean (small tensor: the feature maps)
             stacked = F.pad(maps, (0, 0, 0, 1)).reshape(-1, cams, maps.shape[1], h + 1, w)  # zero row below each
             mosaic = stacked.transpose(1, 2).reshape(-1, maps.shape[1], rows, w)  # (B, C', N (h + 1), w)
             sampled = F.grid_sample(mosaic, mosaic_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            count = used.sum(dim=1, keepdim=True).clamp(min=1).to(sampled.dtype)  # (B, 1, P)
-            total = sampled[:, :channels].sum(dim=2)  # (B, C, P)
-            if depth_probs is not None:
-                probs = sampled[:, channels:].transpose(1, 2)  # (B, V, D, P); zeros in empty slots
-                weight = depth_bin_weight(probs, torch.gather(depth, 1, index), depth_max)  # (B, V, P); 0 if empty
-                total = torch.cat([total, weight.sum(dim=1, keepdim=True)], dim=1)  # (B, C + 1, P)
-            bev = total / count
+            if depth_probs is None:
+                total = sampled.sum(dim=2)  # (B, C, P)
+            else:
+                feats, probs = sampled.split([channels, depth_probs.shape[1]], dim=1)
+                # (B, V, P) weights, 0 in empty slots; scale-free in the probabilities, so the 1 / V above cancels
+                weight = depth_bin_weight(probs.transpose(1, 2), torch.gather(depth, 1, index), depth_max)
+                weight = weight.sum(dim=1, keepdim=True) / (views if views <= 2 else 1)
+                total = torch.cat([feats.sum(dim=2), weight], dim=1)  # (B, C + 1, P)
+            bev = total if views <= 2 else total / count.clamp(min=1).to(total.dtype)
         return bev.reshape(-1, bev.shape[1] * self.z_samples, nx, ny).to(features.dtype)
