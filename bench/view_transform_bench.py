@@ -10,6 +10,9 @@ Three measurements, each a JSON for ``bench/ab.py`` (they use only APIs the tree
   camera choice, ``GridSample``, averaging), the convolutions' share, and the process' peak-RSS growth over the
   first inference (activations and ORT's arena; weights and inputs are loaded before).
 - ``torch``: the same for eager PyTorch (latency and peak-RSS growth of the first forward, no profiler).
+- ``train``: ``--steps`` optimizer steps of the real trainer (config/train/demo.yaml, every loss term, seed 0) on
+  one demo training sequence, and the loss of each step: the same losses before and after mean that a model
+  retrained with the new view transform is the model trained with the old one.
 - ``views``: on this tree only, with the real nuScenes rig (``../shared/fixtures/nuscenes_sample``) at the Occ3D
   grid: how many cameras see each voxel point; and, for models/demo.ckpt on a demo sequence's frames, the argmax
   agreement of ``views_per_point`` = 2 with the all-camera mean.
@@ -30,6 +33,8 @@ import os
 import platform
 import resource
 import statistics
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -64,20 +69,14 @@ def _classify(node: str, op: str) -> str:
 def bench_ort(config: str, iterations: int, threads: int) -> dict[str, Any]:
     import onnxruntime as ort
 
-    from occ_ros.model.deployed import DeployedNetwork
-
     model = _model(config)
     inputs = model.example_inputs(1)
     feeds = {name: t.numpy() for name, t in zip(("images", "K", "cam_from_ego"), inputs, strict=True)}
+    del model
     with tempfile.TemporaryDirectory(prefix="vt_bench_") as tmp:
         path = Path(tmp) / "model.onnx"
-        deployed = DeployedNetwork(model, ("labels", "confidence")).eval()
-        with torch.no_grad():
-            torch.onnx.export(
-                deployed, inputs, str(path), opset_version=17, dynamo=False,
-                input_names=list(feeds), output_names=["labels", "confidence"],
-            )  # fmt: skip
-        del deployed, model
+        # exported by a child process: the export's PyTorch forward must not set this process' peak RSS
+        subprocess.run([sys.executable, __file__, "--export", str(path), "--config", config], check=True)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         options.enable_profiling = True
@@ -118,6 +117,19 @@ def bench_ort(config: str, iterations: int, threads: int) -> dict[str, Any]:
     }
 
 
+def export(config: str, path: Path) -> None:
+    """The deployed graph (``labels``, ``confidence``) of the seeded random model, as ONNX at ``path``."""
+    from occ_ros.model.deployed import DeployedNetwork
+
+    model = _model(config)
+    deployed = DeployedNetwork(model, ("labels", "confidence")).eval()
+    with torch.no_grad():
+        torch.onnx.export(
+            deployed, model.example_inputs(1), str(path), opset_version=17, dynamo=False,
+            input_names=["images", "K", "cam_from_ego"], output_names=["labels", "confidence"],
+        )  # fmt: skip
+
+
 def bench_torch(config: str, iterations: int, threads: int) -> dict[str, Any]:
     torch.set_num_threads(threads)
     model = _model(config)
@@ -138,6 +150,23 @@ def bench_torch(config: str, iterations: int, threads: int) -> dict[str, Any]:
         "p50_ms": 1000 * statistics.median(times),
         "peak_rss_growth_mb": growth,
     }
+
+
+def bench_train(data: Path, steps: int) -> dict[str, Any]:
+    import shutil
+
+    from occ_training.trainer.config import load_train_config
+    from occ_training.trainer.loop import Trainer
+
+    torch.set_num_threads(1)  # deterministic reductions, whatever the machine's load
+    run = Path(tempfile.mkdtemp(prefix="vt_train_"))
+    try:
+        overrides = [f"out={run}", f"data.train=[{data}]", "data.val=[]", "decision.logit_adjustment=none"]
+        trainer = Trainer(load_train_config(ROOT / "config" / "train" / "demo.yaml", overrides), progress=False)
+        losses = [trainer.train_step()["loss"] for _ in range(steps)]
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+    return {"steps": steps, "loss": losses}
 
 
 def bench_views(data: Path, frames: int) -> dict[str, Any]:
@@ -182,18 +211,25 @@ def bench_views(data: Path, frames: int) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--what", choices=("ort", "torch", "views"), default="ort")
+    ap.add_argument("--what", choices=("ort", "torch", "train", "views"), default="ort")
+    ap.add_argument("--steps", type=int, default=20, help="for --what train")
     ap.add_argument("--config", choices=("occ3d", "demo"), default="occ3d")
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--data", type=Path, default=ROOT / "out" / "train_data" / "seq_11", help="for --what views")
     ap.add_argument("--frames", type=int, default=8, help="for --what views")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--export", type=Path, help=argparse.SUPPRESS)  # the child process of --what ort
     args = ap.parse_args()
+    if args.export:
+        export(args.config, args.export)
+        return 0
     if args.what == "ort":
         result = bench_ort(args.config, args.iterations, args.threads)
     elif args.what == "torch":
         result = bench_torch(args.config, args.iterations, args.threads)
+    elif args.what == "train":
+        result = bench_train(args.data, args.steps)
     else:
         result = bench_views(args.data, args.frames)
     result["machine"] = f"{platform.machine()}, {len(os.sched_getaffinity(0))} cores, load {os.getloadavg()[0]:.1f}"

@@ -141,8 +141,9 @@ def test_the_mosaic_sampler_equals_the_all_camera_mean_on_a_six_camera_surround_
     ref, valid = _all_camera_mean(sampler, feats, K, T, probs, 40.0)
     seen_by = valid.sum(1)[0]
     assert int((seen_by == 2).sum()) > 100 and int(seen_by.max()) == 2  # overlaps exist; never three cameras here
-    assert torch.allclose(sampler(feats, K, T, probs, 40.0), ref, atol=1e-5)
-    assert torch.allclose(everyone(feats, K, T, probs, 40.0), ref, atol=1e-5)
+    # float32 coordinates normalised over the taller mosaic (V * N * (h + 1) rows) resolve ~1e-5 of a row
+    assert torch.allclose(sampler(feats, K, T, probs, 40.0), ref, atol=1e-4)
+    assert torch.allclose(everyone(feats, K, T, probs, 40.0), ref, atol=1e-4)
 
 
 def test_sampling_at_a_map_edge_reads_zeros_beyond_it_not_the_next_camera():
@@ -307,12 +308,14 @@ def test_onnx_export_matches_pytorch_and_uses_only_2d_grid_sample(tmp_path, outp
     assert {n.domain for n in graph.node} <= {"", "ai.onnx"}
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in [*graph.value_info, *graph.input, *graph.output]}
     grid_samples = [n for n in graph.node if n.op_type == "GridSample"]
-    assert len(grid_samples) == 1  # one mosaic of every camera's features (and depth-bin probabilities)
+    # per height sample (2), one per camera slot (views_per_point = 2) on the mosaic of the cameras' feature maps
+    # (and one more on their depth-probability maps)
+    assert len(grid_samples) == 2 * 2 * (2 if depth_bins else 1)
     assert all(ranks[n.input[0]] == 4 and ranks[n.input[1]] == 4 for n in grid_samples)
     assert not {n.op_type for n in graph.node} & {"Loop", "If", "ScatterND", "ScatterElements", "NonZero"}
     topk = [n for n in graph.node if n.op_type == "TopK"]  # the view choice: K must be a constant for TensorRT
     consts = {i.name for i in graph.initializer} | {o for n in graph.node if n.op_type == "Constant" for o in n.output}
-    assert len(topk) == 1 and topk[0].input[1] in consts
+    assert len(topk) == 2 and all(n.input[1] in consts for n in topk)
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     feeds = {name: t.numpy() for name, t in zip(["images", "K", "cam_from_ego"], inputs, strict=True)}

@@ -159,6 +159,15 @@ def pillar_points(grid: GridSpec, z_samples: int) -> np.ndarray:
     return np.stack([xx, yy, zz], axis=-1)
 
 
+def _mosaic(maps: torch.Tensor, cams: int, scales: list[float]) -> torch.Tensor:
+    """(B * N, C, h, w) camera maps -> (B, C, len(scales) * N * (h + 1), w): the N maps stacked top to bottom, each
+    followed by one row of zeros, repeated once per scale (copy k multiplied by ``scales[k]``)."""
+    channels, h, w = maps.shape[1:]
+    stacked = F.pad(maps, (0, 0, 0, 1)).reshape(-1, cams, channels, h + 1, w)  # zero row below each map
+    mosaic = stacked.transpose(1, 2).reshape(-1, channels, cams * (h + 1), w)
+    return torch.cat([mosaic * scale for scale in scales], dim=2) if len(scales) > 1 else mosaic * scales[0]
+
+
 def select_views(valid: torch.Tensor, views: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The (at most ``views``) cameras each point is sampled from: the lowest-indexed cameras that see it.
 
@@ -195,9 +204,11 @@ class VoxelSampler(nn.Module):
 
     No (cameras x channels x points) tensor is materialised. The N feature maps are stacked into one mosaic
     (B, C, N * (h + 1), w), each camera's map followed by one row of zeros, and each point is sampled in one
-    2D ``grid_sample`` at its ``views_per_point`` slots only: (B, C, views, P). The zero row between cameras keeps
+    2D ``grid_sample`` per slot (``views_per_point`` of them), each (B, C, P). The zero row between cameras keeps
     bilinear sampling at a map's bottom / top edge reading zeros, exactly as ``padding_mode="zeros"`` on the
-    camera's own map would. Empty slots sample far outside the mosaic, i.e. exact zeros. The choice of cameras is
+    camera's own map would. Empty slots sample far outside the mosaic, i.e. exact zeros. The mosaic is repeated
+    ``views`` times, copy k scaled by 1 / (k + 1), and a point seen by c cameras samples copy c - 1: the sum over
+    its slots is then the mean, with no division of the sampled tensor. The choice of cameras is
     computed in the graph from ``K`` and ``cam_from_ego`` (a (B, N, P) projection without channels), so it
     follows every calibration change; nothing is precomputed from a rig.
     """
@@ -255,53 +266,66 @@ class VoxelSampler(nn.Module):
             channel after the features (channel ``C * z_samples + k``), averaged over the cameras like them.
         """
         cams = K.shape[1]
-        channels = features.shape[1]
         views = min(self.views_per_point, cams)
-        h, w = self.feature_size
         nx, ny = self.bev_size
         # Projection and sampling in float32 even under mixed precision: pixel coordinates of ~1000 have a
         # resolution of 0.5 px in float16.
         device_type = features.device.type
         no_autocast = torch.autocast(device_type, enabled=False) if device_type in ("cpu", "cuda") else nullcontext()
         with no_autocast:
-            grid, valid, depth = project_voxels(
-                self.points,
-                K.float(),
-                cam_from_ego.float(),
-                self.image_size,
-                self.feature_size,
-                self.stride,
-                self.min_depth,
-            )
-            index, used = select_views(valid, views)  # (B, V, P)
-            count = used.sum(dim=1, keepdim=True)  # (B, 1, P) cameras averaged
-            if views == 2:
-                # A point one camera sees samples it in both slots: with the maps scaled by 1 / 2 the slot sum is
-                # then the mean for every point, and the large (B, C, P) tensor needs no division.
-                index = torch.where(used, index, index[:, :1])
-                used = used | used[:, :1]
-            grid = grid.reshape(-1, cams, self.num_points, 2)
-            gx = torch.gather(grid[..., 0], 1, index)  # (B, V, P)
-            gy = torch.gather(grid[..., 1], 1, index)
-            # camera n's row coordinate r lies at row n * (h + 1) + r of the mosaic of N * (h + 1) rows:
-            # y_mosaic = (2 (n (h + 1) + r) + 1) / (N (h + 1)) - 1 with 2 r + 1 = (y + 1) h.
-            rows = cams * (h + 1)
-            gy = (2.0 * (h + 1) * index.to(gy.dtype) + (gy + 1.0) * h) / rows - 1.0
-            gy = torch.where(used, gy, torch.full_like(gy, -GRID_LIMIT))  # empty slot: off the mosaic, reads 0
-            mosaic_grid = torch.stack([gx, gy], dim=-1)  # (B, V, P, 2)
-            maps = features.float() if depth_probs is None else torch.cat([features.float(), depth_probs.float()], 1)
-            if views <= 2:
-                maps = maps * (1.0 / views)  # the slot sum is the mean (small tensor: the feature maps)
-            stacked = F.pad(maps, (0, 0, 0, 1)).reshape(-1, cams, maps.shape[1], h + 1, w)  # zero row below each
-            mosaic = stacked.transpose(1, 2).reshape(-1, maps.shape[1], rows, w)  # (B, C', N (h + 1), w)
-            sampled = F.grid_sample(mosaic, mosaic_grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-            if depth_probs is None:
-                total = sampled.sum(dim=2)  # (B, C, P)
-            else:
-                feats, probs = sampled.split([channels, depth_probs.shape[1]], dim=1)
-                # (B, V, P) weights, 0 in empty slots; scale-free in the probabilities, so the 1 / V above cancels
-                weight = depth_bin_weight(probs.transpose(1, 2), torch.gather(depth, 1, index), depth_max)
-                weight = weight.sum(dim=1, keepdim=True) / (views if views <= 2 else 1)
-                total = torch.cat([feats.sum(dim=2), weight], dim=1)  # (B, C + 1, P)
-            bev = total if views <= 2 else total / count.clamp(min=1).to(total.dtype)
+            scales = [1.0 / (k + 1) for k in range(views)]
+            maps = _mosaic(features.float(), cams, scales)  # (B, C, V N (h + 1), w)
+            probs = None if depth_probs is None else _mosaic(depth_probs.float(), cams, scales)
+            points = self.points.reshape(self.z_samples, nx * ny, 3)
+            # one height at a time: (B, C, X * Y) tensors, never (B, C, P)
+            heights = [self._sample(points[k], maps, probs, K.float(), cam_from_ego.float(), views, depth_max)
+                       for k in range(self.z_samples)]  # fmt: skip
+            bev = torch.stack(heights, dim=2)  # (B, C', z_samples, X * Y)
         return bev.reshape(-1, bev.shape[1] * self.z_samples, nx, ny).to(features.dtype)
+
+    def _sample(
+        self,
+        points: torch.Tensor,
+        maps: torch.Tensor,
+        probs: torch.Tensor | None,
+        K: torch.Tensor,
+        cam_from_ego: torch.Tensor,
+        views: int,
+        depth_max: float,
+    ) -> torch.Tensor:
+        """(Q, 3) ego points -> (B, C, Q) mean features over their (at most ``views``) seeing cameras (C + 1 channels
+        with depth probabilities); ``maps`` / ``probs`` are the :func:`_mosaic` of the feature / probability maps."""
+        cams = K.shape[1]
+        h = self.feature_size[0]
+        grid, valid, depth = project_voxels(
+            points, K, cam_from_ego, self.image_size, self.feature_size, self.stride, self.min_depth
+        )
+        index, used = select_views(valid, views)  # (B, V, Q)
+        count = used.sum(dim=1, keepdim=True)  # (B, 1, Q): cameras averaged at each point
+        grid = grid.reshape(-1, cams, points.shape[0], 2)
+        gx = torch.gather(grid[..., 0], 1, index)  # (B, V, Q)
+        gy = torch.gather(grid[..., 1], 1, index)
+        # The mosaic holds V copies of the N maps, copy k scaled by 1 / (k + 1); a point seen by c cameras reads
+        # copy c - 1, so the sum over its slots is the mean and the (B, C, Q) result needs no division. Camera
+        # n's row coordinate r in copy k lies at row (k N + n) (h + 1) + r of the V N (h + 1) rows:
+        # y_mosaic = (2 ((k N + n) (h + 1) + r) + 1) / (V N (h + 1)) - 1, with 2 r + 1 = (y + 1) h.
+        rows = views * cams * (h + 1)
+        tile = (count - 1).clamp(min=0) * cams + index  # (B, V, Q)
+        gy = (2.0 * (h + 1) * tile.to(gy.dtype) + (gy + 1.0) * h) / rows - 1.0
+        gy = torch.where(used, gy, torch.full_like(gy, -GRID_LIMIT))  # empty slot: off the mosaic, reads 0
+        slots = torch.stack([gx, gy], dim=-1)  # (B, V, Q, 2)
+        total: torch.Tensor | None = None
+        weight: torch.Tensor | None = None
+        for k in range(views):  # one grid_sample per slot
+            slot = slots[:, k : k + 1]  # (B, 1, Q, 2)
+            sampled = F.grid_sample(maps, slot, mode="bilinear", padding_mode="zeros", align_corners=False).flatten(2)
+            total = sampled if total is None else total + sampled  # (B, C, Q)
+            if probs is not None:
+                p = F.grid_sample(probs, slot, mode="bilinear", padding_mode="zeros", align_corners=False).flatten(2)
+                # (B, Q), 0 in an empty slot; free of the probabilities' scale (the copy's 1 / c cancels)
+                w_k = depth_bin_weight(p, torch.gather(depth, 1, index[:, k : k + 1]).flatten(1), depth_max)
+                weight = w_k if weight is None else weight + w_k
+        assert total is not None
+        if weight is None:
+            return total
+        return torch.cat([total, weight.unsqueeze(1) / count.clamp(min=1).to(weight.dtype)], dim=1)
