@@ -179,7 +179,11 @@ def inference(
                 skipped.append("inference CUDA graphs: no CUDA device")
                 continue
             if graph:
-                run = captured(module, inputs, device)
+                try:
+                    run = captured(module, inputs, device)
+                except RuntimeError as err:  # an op that cannot be captured: keep the other figures
+                    skipped.append(f"inference {precision} CUDA graph: capture failed: {str(err).splitlines()[0]}")
+                    continue
             else:
 
                 def run(module: torch.nn.Module = module, inputs: tuple[torch.Tensor, ...] = inputs) -> Any:
@@ -403,7 +407,10 @@ def main(argv: list[str] | None = None) -> int:
         train_model = dataclasses.replace(model_cfg, clip_dim=train_cfg.model.clip_dim)
         train_cfg = dataclasses.replace(train_cfg, model=train_model)
         batch = args.train_batch or train_cfg.batch_size
-        report["training"] = training(train_cfg, device, args.train_steps, batch, args.train_warmup)
+        try:
+            report["training"] = training(train_cfg, device, args.train_steps, batch, args.train_warmup)
+        except RuntimeError as err:  # e.g. out of memory at this batch: keep the inference figures
+            skipped.append(f"training step at batch {batch}: {str(err).splitlines()[0]}")
     else:
         skipped.append("training step: --train-steps 0")
     flop_rates(report)
