@@ -153,8 +153,13 @@ def captured(module: torch.nn.Module, inputs: tuple[torch.Tensor, ...], device: 
     torch.cuda.current_stream(device).wait_stream(stream)
     graph = torch.cuda.CUDAGraph()
     with torch.no_grad(), torch.cuda.graph(graph):
-        module(*inputs)
-    return graph.replay
+        outputs = module(*inputs)
+
+    def replay() -> Any:
+        graph.replay()
+        return outputs  # the static outputs the replay overwrites (kept alive with the graph)
+
+    return replay
 
 
 def inference(
