@@ -37,11 +37,11 @@ from occ_ros.core.frames import SkipReason
 from occ_ros.core.grid import GridSpec, coarsening_factor, upsample_labels
 from occ_ros.core.tf_buffer import TransformBuffer, add_tf_message
 from occ_ros.datasets.rosbag_reader import BagConfig
-from occ_ros.inference.backend import InferenceBackend, open_backend
+from occ_ros.inference.backend import InferenceBackend, backend_for, backend_options, open_backend
 from occ_ros.io.atomic import atomic_write_text, check_writable_dir
 from occ_ros.io.labels import LABELS_FILE, LabelFileError, OccupancyLabels, load_labels, save_labels
 from occ_ros.io.rosbag import BagWriter, ns_from_stamp, typestore
-from occ_ros.node.params import NodeParams, ParamError, from_ros_parameters, load_param_file
+from occ_ros.node.params import ModelParams, NodeParams, ParamError, from_ros_parameters, load_param_file
 from occ_ros.pipeline.messages import rosbags_message_types
 from occ_ros.pipeline.pipeline import FrameResult
 from occ_ros.pipeline.stats import PipelineStats
@@ -103,6 +103,7 @@ class ReplaySummary:
     provider: str
     rate: str
     out: str
+    settings: dict[str, Any] = field(default_factory=dict)  # the backend's CPU settings in effect (threads, ...)
     messages: int = 0
     inputs: dict[str, int] = field(default_factory=dict)
     synchronized: int = 0
@@ -300,6 +301,8 @@ def replay(
     progress: bool = True,
     params: str | Path | NodeParams | None = None,
     clock: tuple[Callable[[], float], Callable[[float], None]] = (time.perf_counter, time.sleep),
+    threads: int | None = None,
+    spinning: bool | None = None,
 ) -> ReplaySummary:
     """Replay ``bag`` through the node's session into the MCAP bag ``out`` (a new folder) and measure it.
 
@@ -316,6 +319,9 @@ def replay(
             model's grid (stored in the file).
         clock: ``(now, sleep)`` that paces ``realtime`` (seconds; default the wall clock): tests pass a fake one so
             that what they check does not depend on the machine's speed.
+        threads, spinning: the backend's CPU settings (``occ replay --threads / --spinning``,
+            :class:`~occ_ros.inference.backend.RuntimeSettings`); None = the ``params``' (parameters ``threads``,
+            ``spinning``), else the node's defaults. Not used when ``model`` is an already loaded backend.
 
     The output bag (and ``predictions``) are written under a temporary name beside ``out`` and moved into place
     only when the replay succeeds: a replay that fails or is interrupted leaves no partial output.
@@ -335,7 +341,21 @@ def replay(
         raise ReplayError(f"{bag}: no such bag")
     if out.exists():
         raise ReplayError(f"{out} already exists; rosbag2 writes new bags only (remove it or choose another --out)")
-    loaded = model if isinstance(model, InferenceBackend) else open_backend(model, backend, device=device)
+    if params is not None and not isinstance(params, NodeParams):
+        try:
+            params = load_param_file(params)
+        except ParamError as err:
+            raise ReplayError(str(err)) from None
+    if isinstance(model, InferenceBackend):
+        loaded = model
+    else:
+        settings = (params.model if params is not None else ModelParams()).runtime()
+        if threads is not None:
+            settings = replace(settings, threads=threads)
+        if spinning is not None:
+            settings = replace(settings, spinning=spinning)
+        name = backend_for(model, backend)
+        loaded = open_backend(model, name, device=device, **backend_options(name, settings))
     setup = _setup(config, params, loaded.info.cameras, min_confidence, marker_rate_hz, max_marker_voxels)
     cfg = setup.session
     stats = PipelineStats()
@@ -353,7 +373,7 @@ def replay(
         if gt is not None:
             slop_ns = slop_ns_from_seconds(setup.slop_s)
             accuracy = _Accuracy(gt, loaded.info.vocabulary, slop_ns, loaded.info.grid, name)
-        summary = ReplaySummary(str(bag), name, loaded.name, loaded.provider, rate, str(out))
+        summary = ReplaySummary(str(bag), name, loaded.name, loaded.provider, rate, str(out), dict(loaded.settings))
         # everything is written under a temporary name beside `out` and moved into place only on success
         stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=check_writable_dir(out)))
         try:

@@ -29,12 +29,12 @@ from occ_ros.core.tf_buffer import matrix_from_transform as transform_matrix
 from occ_ros.core.transforms import invert_transform
 from occ_ros.core.undistort import MAPS
 from occ_ros.core.vocabulary import Vocabulary
-from occ_ros.inference.backend import BackendError, InferenceBackend, InferenceTiming
+from occ_ros.inference.backend import BackendError, InferenceBackend, InferenceTiming, RuntimeSettings, backend_options
 from occ_ros.inference.model_info import ModelInfo
 from occ_ros.io.rosbag import camera_info_msg, compressed_image_msg, image_msg, transform_stamped
 from occ_ros.node import params as P
 from occ_ros.node.params import CameraParams, NodeParams, ParamError
-from occ_ros.node.runtime import backend_options, open_model, subscribed_topics
+from occ_ros.node.runtime import open_model, subscribed_topics
 from occ_ros.pipeline.messages import rosbags_message_types
 from occ_ros.pipeline.pipeline import OccupancyPipeline, PipelineConfig
 from occ_ros.session import (
@@ -257,6 +257,8 @@ def test_an_integer_is_a_valid_double() -> None:
         ("outputs.cloud", "yes", "true or false"),
         ("outputs.markers_rate_hz", float("nan"), "a number"),
         ("threads", 1.5, "an integer"),
+        ("threads", -1, "an integer >= 0"),
+        ("spinning", "off", "true or false"),
         ("tf_timeout_s", -1, ">= 0"),
         ("device", "gpu", "cpu, cuda or cuda:N"),
         ("base_frame", "", "a tf frame id"),
@@ -818,10 +820,39 @@ def test_the_fallback_model_loads_when_the_model_fails() -> None:
     assert loaded.fallback and "parameter 'model' (/m/model.engine)" in loaded.reasons[0]
     assert opener.calls == [
         ("/m/model.engine", "tensorrt", {"device": "cpu", "warmup": True}),
-        ("/m/model.onnx", "onnxruntime", {"device": "cpu", "warmup": True, "threads": 2}),
+        ("/m/model.onnx", "onnxruntime", {"device": "cpu", "warmup": True, "threads": 2, "spinning": True}),
     ]
     direct = open_model(P.ModelParams(model="/m/model.onnx", precision="fp16"), Opener())
     assert not direct.fallback and "ONNX model runs the precision it was exported with" in direct.warnings[0]
+
+
+class FakeEngine(FakeBackend):
+    name = "tensorrt"
+
+
+class FakeTorch(FakeBackend):
+    name = "torch"
+
+
+def test_threads_and_spinning_set_for_a_backend_without_them_are_named_in_a_warning() -> None:
+    def engine_opener(path: Path, backend: str, **kwargs: Any) -> InferenceBackend:
+        assert backend == "tensorrt" and set(kwargs) == {"device", "warmup"}  # nothing CPU-side is passed
+        return FakeEngine()
+
+    set_both = open_model(P.ModelParams(model="/m/a.engine", threads=4, spinning=False), engine_opener)
+    assert set_both.warnings == (
+        "parameters threads: 4, spinning: False do not apply to the tensorrt backend; ignored",
+    )
+    assert open_model(P.ModelParams(model="/m/a.engine"), engine_opener).warnings == ()  # defaults: no noise
+    calls: list[dict[str, Any]] = []
+
+    def torch_opener(path: Path, backend: str, **kwargs: Any) -> InferenceBackend:
+        calls.append(kwargs)
+        return FakeTorch()
+
+    note = open_model(P.ModelParams(model="/m/a.ckpt", threads=3, spinning=False), torch_opener).warnings
+    assert calls == [{"device": "cpu", "warmup": True, "threads": 3, "half": False}]
+    assert note == ("parameters spinning: False do not apply to the torch backend; ignored",)
 
 
 def test_no_loadable_model_is_one_clear_error() -> None:
@@ -835,11 +866,36 @@ def test_no_loadable_model_is_one_clear_error() -> None:
 
 
 def test_backend_options() -> None:
-    assert backend_options("torch", "fp16", 4) == {"half": True}
-    assert backend_options("onnxruntime", "", 4) == {"threads": 4}
-    assert backend_options("onnxruntime", "", 0) == {} == backend_options("tensorrt", "fp16", 3)
-    with pytest.raises(BackendError, match="parameter 'precision'"):
-        backend_options("torch", "int8", 0)
+    runtime = RuntimeSettings(threads=4, spinning=False)
+    assert backend_options("torch", runtime, "fp16") == {"threads": 4, "half": True}
+    assert backend_options("onnxruntime", runtime) == {"threads": 4, "spinning": False}
+    assert backend_options("onnxruntime", RuntimeSettings(), providers=["cuda"]) == {
+        "threads": 0,
+        "spinning": True,
+        "providers": ["cuda"],
+    }
+    assert backend_options("tensorrt", runtime, "fp16") == {}
+    assert backend_options("torch", RuntimeSettings(), cuda_graph=True) == {
+        "threads": 0,
+        "half": False,
+        "cuda_graph": True,
+    }
+    with pytest.raises(BackendError, match="precision 'int8'"):
+        backend_options("torch", RuntimeSettings(), "int8")
+
+
+@pytest.mark.parametrize(
+    ("threads", "spinning", "message"),
+    [
+        (-1, True, "threads: expected an integer >= 0"),
+        (1.5, True, "threads: expected"),
+        (True, True, "threads"),
+        (1, "no", "spinning: expected true or false"),
+    ],
+)
+def test_runtime_settings_name_a_bad_value(threads: Any, spinning: Any, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RuntimeSettings(threads, spinning)
 
 
 # ---------------------------------------------------------------------- launch file, RViz config, docs

@@ -102,7 +102,7 @@ def test_the_param_file_layout() -> None:
     )
     assert all(len(line) <= 120 for line in text.splitlines())
     values = P.param_file_values(REPO / param_docs.PARAM_FILE)
-    assert values["cameras"] == list(NUSCENES_CAMERAS) and values["precision"] == "" and values["threads"] == 0
+    assert values["cameras"] == list(NUSCENES_CAMERAS) and values["precision"] == "" and values["threads"] == 1
 
 
 @pytest.mark.parametrize("value", ["", "true", "cuda:0", "a b", "#x", "0.5", "/cam/image_raw", 1e-05, 2.0, 7, False])
@@ -172,7 +172,8 @@ def test_the_dataclass_defaults_are_the_tables() -> None:
         backend="auto",
         device="cpu",
         precision="",
-        threads=0,
+        threads=1,
+        spinning=True,
         warmup=True,
         fallback_model="",
         fallback_backend="onnxruntime",
@@ -243,12 +244,9 @@ def test_the_schema_is_autoware_shaped() -> None:
         "exclusiveMinimum": 0.0,
     }
     assert node["qos"]["properties"]["reliability"]["enum"] == ["reliable", "best_effort"]
-    assert node["threads"] == {
-        "type": "integer",
-        "description": "onnxruntime CPU threads (0 = its default)",
-        "default": 0,
-        "minimum": 0,
-    }
+    assert node["threads"]["type"] == "integer" and node["threads"]["minimum"] == 0 and node["threads"]["default"] == 1
+    assert node["spinning"]["type"] == "boolean" and node["spinning"]["default"] is True
+    assert "session.intra_op.allow_spinning" in node["spinning"]["description"]
     assert node["cameras"]["minItems"] == 1 and node["cameras"]["uniqueItems"] is True
 
 
@@ -268,6 +266,8 @@ def test_the_generated_param_file_validates_against_the_schema() -> None:
         ({"backend": "tflite"}, "is not one of"),
         ({"qos": {"depth": 0}}, "less than the minimum of 1"),
         ({"threads": 1.5}, "is not of type 'integer'"),
+        ({"threads": -1}, "less than the minimum of 0"),
+        ({"spinning": "off"}, "is not of type 'boolean'"),
         ({"device": "gpu"}, "does not match"),
         ({"sync": {"slop": 0.1}}, "Additional properties are not allowed ('slop' was unexpected)"),
         ({"cameras": []}, "should be non-empty"),

@@ -13,7 +13,7 @@ entry points (:func:`backend_class`), and each imports its runtime when it opens
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 from pathlib import Path
@@ -64,6 +64,8 @@ class InferenceBackend(ABC):
         path: the model file.
         info: what the model is (grid, vocabulary, cameras, preprocessing, outputs).
         last_timing: the split of the latest :meth:`run` (None before the first).
+        settings: the CPU runtime settings in effect, as the runtime reports them (``{"threads": 1, "spinning":
+            False}``; empty for a backend without any, TensorRT).
     """
 
     name: ClassVar[str]
@@ -72,6 +74,7 @@ class InferenceBackend(ABC):
         self.path = Path(path)
         self.info = info
         self.last_timing: InferenceTiming | None = None
+        self.settings: dict[str, Any] = {}
 
     # ------------------------------------------------------------------ per backend
     @property
@@ -145,6 +148,97 @@ class InferenceBackend(ABC):
         self.close()
 
 
+@dataclass(frozen=True)
+class RuntimeSettings:
+    """The CPU settings of an inference runtime that the node (parameters ``threads``, ``spinning``), ``occ replay``
+    and ``occ bench`` share (``--threads``, ``--spinning``); :func:`backend_options` turns them into a backend's
+    keyword options.
+
+    Attributes:
+        threads: intra-op threads: onnxruntime's ``SessionOptions.intra_op_num_threads``, torch's
+            ``torch.set_num_threads`` (process-wide); 0 = the runtime's own default (one per physical core).
+            TensorRT runs on the GPU: not used.
+        spinning: onnxruntime's intra-op worker threads busy-wait for work between operators
+            (session config ``session.intra_op.allow_spinning``); off, they sleep and leave the cores to other
+            processes. Without worker threads (``threads: 1``) there is nothing to spin. torch and TensorRT: not used.
+    Raises:
+        ValueError: ``threads`` not an integer >= 0 or ``spinning`` not a bool (the message names the setting).
+    """
+
+    threads: int = 0
+    spinning: bool = True
+    used_by: ClassVar[dict[str, tuple[str, ...]]] = {
+        "onnxruntime": ("threads", "spinning"),
+        "torch": ("threads",),
+        "tensorrt": (),
+    }
+
+    def __post_init__(self) -> None:
+        check_threads(self.threads)
+        check_spinning(self.spinning)
+
+    def options(self, backend: str) -> dict[str, Any]:
+        """The settings backend ``backend`` uses, as keyword options (``{}`` for TensorRT)."""
+        return {name: getattr(self, name) for name in self.used_by.get(backend, ())}
+
+    def unused(self, backend: str, given: tuple[str, ...] = ("threads", "spinning")) -> list[str]:
+        """Which of the settings named in ``given`` backend ``backend`` does not use (to say so, not to fail)."""
+        return [name for name in given if name not in self.used_by.get(backend, ())]
+
+
+def check_threads(threads: Any, name: str = "threads") -> int:
+    """``threads`` as an int >= 0 (0 = the runtime's default).
+
+    Raises:
+        ValueError: anything else; the message names the setting ``name``.
+    """
+    if isinstance(threads, bool) or not isinstance(threads, (int, np.integer)) or threads < 0:
+        raise ValueError(f"{name}: expected an integer >= 0 (0 = the runtime's default), got {threads!r}")
+    return int(threads)
+
+
+def check_spinning(spinning: Any, name: str = "spinning") -> bool:
+    """``spinning`` as a bool.
+
+    Raises:
+        ValueError: not a bool; the message names the setting ``name``.
+    """
+    if not isinstance(spinning, (bool, np.bool_)):
+        raise ValueError(f"{name}: expected true or false, got {spinning!r}")
+    return bool(spinning)
+
+
+def backend_options(
+    backend: str,
+    runtime: RuntimeSettings = RuntimeSettings(),
+    precision: str = "",
+    cuda_graph: bool = False,
+    providers: Sequence[str] | None = None,
+) -> dict[str, Any]:
+    """``open_backend`` keyword options of backend ``backend`` (a name, not ``auto``), from the settings the node,
+    ``occ replay`` and ``occ bench`` share; settings the backend has no use for are left out.
+
+    Args:
+        runtime: CPU threads and spinning (onnxruntime: both; torch: threads; tensorrt: neither).
+        precision: ``""`` / ``fp32`` / ``fp16`` (torch: ``fp16`` runs the network in half precision; the other
+            backends run the precision of their file).
+        cuda_graph: torch: capture a CUDA graph.
+        providers: onnxruntime execution providers in priority order (default from the device).
+    Raises:
+        BackendError: int8 asked of the torch backend.
+    """
+    options = runtime.options(backend)
+    if backend == "onnxruntime" and providers:
+        options["providers"] = list(providers)
+    if backend == "torch":
+        if precision == "int8":
+            raise BackendError("precision 'int8' is a TensorRT engine's precision; torch runs fp32 or fp16")
+        options["half"] = precision == "fp16"
+        if cuda_graph:
+            options["cuda_graph"] = True
+    return options
+
+
 def backend_class(name: str) -> Callable[..., InferenceBackend]:
     """The backend class registered under ``name`` in the ``occ_ros.backends`` entry-point group.
 
@@ -199,7 +293,8 @@ def open_backend(
         device: ``cpu`` or ``cuda[:N]`` (onnxruntime: the CUDA execution provider; tensorrt: always a GPU).
         warmup: run :meth:`InferenceBackend.warmup` before returning.
         options: backend-specific settings (onnxruntime: ``providers`` such as ``["tensorrt", "cuda"]``,
-            ``threads``; torch: ``half``, ``cuda_graph``).
+            ``threads``, ``spinning``; torch: ``half``, ``cuda_graph``, ``threads``), as :func:`backend_options`
+            builds them.
     Raises:
         BackendError: the file is missing or corrupt, the runtime is not installed or cannot use the requested
             device, or the model does not fit this machine (another TensorRT version or GPU); the message names
@@ -212,4 +307,3 @@ def open_backend(
     if warmup:
         loaded.warmup()
     return loaded
-

@@ -97,6 +97,7 @@ class BenchResult:
     Latencies are wall-clock milliseconds of :meth:`InferenceBackend.run` (input checks, copies, compute, output
     conversion). ``copy_share`` is the mean over runs of ``(h2d + d2h) / total`` of the backend's own split
     (None when the backend reports no timing); ``h2d_ms`` / ``compute_ms`` / ``d2h_ms`` are the means of that split.
+    ``settings`` are the backend's CPU settings in effect (:attr:`InferenceBackend.settings`: threads, spinning).
     """
 
     model: str
@@ -123,6 +124,7 @@ class BenchResult:
     machine: MachineInfo
     timestamp: str
     latencies_ms: tuple[float, ...] = field(default=(), repr=False)
+    settings: dict[str, Any] = field(default_factory=dict)
 
     # ------------------------------------------------------------------ serialisation
     def to_dict(self) -> dict[str, Any]:
@@ -172,6 +174,8 @@ class BenchResult:
                 f"  host<->device copies {100 * self.copy_share:.1f}% of the time (h2d {self.h2d_ms:.2f} ms, compute "
                 f"{self.compute_ms:.2f} ms, d2h {self.d2h_ms:.2f} ms)"
             )
+        if self.settings:
+            lines.append("  runtime: " + ", ".join(f"{k} {v}" for k, v in self.settings.items()))
         lines.append(f"  machine: {self.machine.describe()}")
         return "\n".join(lines)
 
@@ -283,4 +287,5 @@ def run_bench(
         machine=MachineInfo.current(gpu=str(gpu) if gpu else None),
         timestamp=datetime.now(timezone.utc).isoformat(timespec="seconds"),
         latencies_ms=tuple(float(x) for x in ms),
+        settings=dict(backend.settings),
     )

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from .backend import BackendError, InferenceBackend, InferenceTiming
+from .backend import BackendError, InferenceBackend, InferenceTiming, check_spinning, check_threads
 from .model_info import INPUT_NAMES, METADATA_KEY, ModelInfo, ModelInfoError
 
 PROVIDERS = {
@@ -27,6 +27,8 @@ PROVIDERS = {
     "tensorrt": "TensorrtExecutionProvider",
 }
 """Short provider names (``occ bench --backend onnxruntime --providers ...``) -> ONNX Runtime's names."""
+SPINNING_KEY = "session.intra_op.allow_spinning"
+"""The session config entry that lets intra-op worker threads spin ("1", ONNX Runtime's default) or not ("0")."""
 
 
 def resolve_providers(device: str, providers: Sequence[str] | None) -> list[str]:
@@ -81,17 +83,30 @@ class OnnxRuntimeBackend(InferenceBackend):
         device: ``cpu`` or ``cuda[:N]``.
         providers: short (``cpu``, ``cuda``, ``tensorrt``) or full provider names in priority order; default
             from ``device``.
-        threads: intra-op threads of the CPU provider (0 = ONNX Runtime's default).
+        threads: intra-op threads (``SessionOptions.intra_op_num_threads``; 0 = ONNX Runtime's default, one per
+            physical core).
+        spinning: the intra-op worker threads busy-wait for work between operators (session config
+            ``session.intra_op.allow_spinning``; ONNX Runtime's default is on). The inter-op pool is not used: the
+            session runs sequentially (``ExecutionMode.ORT_SEQUENTIAL``), so its threads and spinning stay unset.
     Raises:
-        BackendError: onnxruntime missing, file missing / corrupt / without metadata, or a requested GPU
-            provider that did not load.
+        BackendError: onnxruntime missing, file missing / corrupt / without metadata, a bad ``threads`` /
+            ``spinning`` (named), or a requested GPU provider that did not load.
     """
 
     name = "onnxruntime"
 
     def __init__(
-        self, path: str | Path, device: str = "cpu", providers: Sequence[str] | None = None, threads: int = 0
+        self,
+        path: str | Path,
+        device: str = "cpu",
+        providers: Sequence[str] | None = None,
+        threads: int = 0,
+        spinning: bool = True,
     ) -> None:
+        try:
+            threads, spinning = check_threads(threads), check_spinning(spinning)
+        except ValueError as err:
+            raise BackendError(f"{path}: {err}") from None
         try:
             import onnxruntime as ort
         except ImportError:
@@ -101,8 +116,8 @@ class OnnxRuntimeBackend(InferenceBackend):
         self._ort = ort
         requested = resolve_providers(device, providers)
         options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = int(threads)
+        options.intra_op_num_threads = threads
+        options.add_session_config_entry(SPINNING_KEY, "1" if spinning else "0")
         provider_options: list[dict[str, Any]] = []
         device_id = int(device.split(":")[1]) if device.startswith("cuda:") else 0
         for p in requested:
@@ -128,6 +143,11 @@ class OnnxRuntimeBackend(InferenceBackend):
         self.loaded_providers = loaded
         self._check_signature()
         self._gpu = loaded[0] != PROVIDERS["cpu"]
+        used = session.get_session_options()
+        self.settings = {
+            "threads": used.intra_op_num_threads,
+            "spinning": used.get_session_config_entry(SPINNING_KEY) != "0",
+        }
         self._device_id = device_id
 
     @property

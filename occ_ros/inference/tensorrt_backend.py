@@ -287,7 +287,8 @@ class TensorRTBackend(InferenceBackend):
     Args:
         path: the engine (``.engine`` / ``.plan``); its sidecar must lie beside it.
         device: ``cuda`` or ``cuda:N`` (``cpu`` is refused).
-        options: none are accepted (the engine fixes precision and shapes at build time).
+        options: none are accepted (the engine fixes precision and shapes at build time; the CPU settings
+            ``threads`` / ``spinning`` do not apply to it, and :func:`~.backend.backend_options` leaves them out).
     Raises:
         BackendError: TensorRT / CUDA access missing, no or bad sidecar, an engine built for another TensorRT
             version or GPU, a corrupt engine, or I/O shapes that differ from the model's.

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from occ_ros.inference.backend import BackendError, InferenceBackend, InferenceTiming
+from occ_ros.inference.backend import BackendError, InferenceBackend, InferenceTiming, check_threads
 from occ_ros.inference.model_info import INPUT_NAMES, REQUIRED_OUTPUTS
 
 
@@ -27,8 +27,11 @@ class TorchBackend(InferenceBackend):
         cuda_graph: capture the forward pass once as a CUDA graph and replay it (CUDA only).
         outputs: deployed outputs, ``labels`` and ``confidence`` first.
         cameras: camera names for the model info (default: the checkpoint's).
+        threads: torch's intra-op CPU threads, ``torch.set_num_threads`` (process-wide: every torch call of this
+            process uses them from then on); 0 = leave torch's setting (by default one per physical core).
     Raises:
-        BackendError: torch missing, an unreadable checkpoint, or fp16 / CUDA graphs asked for on a CPU.
+        BackendError: torch missing, an unreadable checkpoint, a bad ``threads`` (named), or fp16 / CUDA graphs
+            asked for on a CPU.
     """
 
     name = "torch"
@@ -41,7 +44,12 @@ class TorchBackend(InferenceBackend):
         cuda_graph: bool = False,
         outputs: Sequence[str] = REQUIRED_OUTPUTS,
         cameras: Sequence[str] | None = None,
+        threads: int = 0,
     ) -> None:
+        try:
+            threads = check_threads(threads)
+        except ValueError as err:
+            raise BackendError(f"{path}: {err}") from None
         try:
             import torch
         except ImportError:
@@ -59,6 +67,9 @@ class TorchBackend(InferenceBackend):
         except CheckpointError as err:
             raise BackendError(str(err)) from None
         super().__init__(path, info)
+        if threads:
+            torch.set_num_threads(threads)
+        self.settings = {"threads": torch.get_num_threads()}
         self._torch = torch
         self.device = torch.device(device)
         self.half = half

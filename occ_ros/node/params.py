@@ -35,6 +35,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 
 from occ_ros.core.config import flatten_keys
 from occ_ros.core.rig import NUSCENES_CAMERAS
+from occ_ros.inference.backend import RuntimeSettings
 from occ_ros.session.config import NODE_NAME, CameraInput, SessionConfig
 
 __all__ = [
@@ -239,7 +240,21 @@ PARAMS: tuple[ParamSpec, ...] = (
         "run the precision the file was exported / built with, a different value only warns; `int8`: engines only",
         PRECISION_CHOICES,
     ),
-    ParamSpec("threads", 0, "onnxruntime CPU threads (0 = its default)", minimum=0),
+    ParamSpec(
+        "threads",
+        1,
+        "CPU threads of the inference runtime: onnxruntime's intra-op threads, torch's `torch.set_num_threads` "
+        "(process-wide); 0 = the runtime's default (one per physical core); tensorrt: not used (docs/benchmarks.md, "
+        "Runtime settings)",
+        minimum=0,
+    ),
+    ParamSpec(
+        "spinning",
+        True,
+        "onnxruntime: its intra-op worker threads spin (busy-wait) between operators "
+        "(`session.intra_op.allow_spinning`); `false` leaves those cores to other processes at some latency cost; "
+        "nothing spins with `threads: 1`; torch, tensorrt: not used",
+    ),
     ParamSpec("warmup", True, "run the model a few times before subscribing"),
     ParamSpec(
         "fallback_model",
@@ -480,10 +495,15 @@ class ModelParams:
     device: str = _param("device", str)
     precision: str = _param("precision", str)
     threads: int = _param("threads", int)
+    spinning: bool = _param("spinning", bool)
     warmup: bool = _param("warmup", bool)
     fallback_model: str = _param("fallback_model", str)
     fallback_backend: str = _param("fallback_backend", str)
     fallback_device: str = _param("fallback_device", str)
+
+    def runtime(self) -> RuntimeSettings:
+        """The runtime's CPU settings (``threads``, ``spinning``), the same for ``model`` and ``fallback_model``."""
+        return RuntimeSettings(self.threads, self.spinning)
 
 
 @dataclass(frozen=True)

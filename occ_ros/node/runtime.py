@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from occ_ros.inference.backend import BackendError, InferenceBackend, backend_for, open_backend
+from occ_ros.inference.backend import BackendError, InferenceBackend, backend_for, backend_options, open_backend
 from occ_ros.session.session import LoadedModel
 
 from .params import ModelParams, NodeParams, resolve_model_path
@@ -37,21 +37,6 @@ def log_to(logger: Any, level: str, text: str) -> None:
         logger.warning(text)
 
 
-def backend_options(backend: str, precision: str, threads: int) -> dict[str, Any]:
-    """``open_backend`` keyword options for a backend name from the node's parameters.
-
-    Raises:
-        BackendError: int8 asked of the torch backend.
-    """
-    if backend == "onnxruntime":
-        return {"threads": int(threads)} if threads else {}
-    if backend == "torch":
-        if precision == "int8":
-            raise BackendError("parameter 'precision': int8 is a TensorRT engine's precision; torch runs fp32 or fp16")
-        return {"half": precision == "fp16"}
-    return {}
-
-
 def precision_warning(backend: InferenceBackend, precision: str) -> str | None:
     """A note when a file-defined precision (onnxruntime, tensorrt) differs from the ``precision`` parameter."""
     if not precision or backend.name == "torch":
@@ -65,6 +50,20 @@ def precision_warning(backend: InferenceBackend, precision: str) -> str | None:
     if actual is not None and str(actual) != precision:
         return f"parameter 'precision' is {precision!r}, but {backend.path} was built for {actual}; running {actual}"
     return None
+
+
+def settings_note(backend: InferenceBackend, params: ModelParams) -> str | None:
+    """A note naming the parameters among ``threads`` / ``spinning`` that were set (away from their defaults) but
+    do not apply to the loaded backend (spinning: torch; both: tensorrt), so were not passed to it."""
+    defaults = ModelParams()
+    unused = [
+        f"{name}: {getattr(params, name)!r}"
+        for name in params.runtime().unused(backend.name)
+        if getattr(params, name) != getattr(defaults, name)
+    ]
+    if not unused:
+        return None
+    return f"parameters {', '.join(unused)} do not apply to the {backend.name} backend; ignored"
 
 
 def open_model(params: ModelParams, opener: Callable[..., InferenceBackend] = open_backend) -> LoadedModel:
@@ -84,20 +83,23 @@ def open_model(params: ModelParams, opener: Callable[..., InferenceBackend] = op
         try:
             path: Path = resolve_model_path(model)
             name = backend_for(path, backend)
-            options = backend_options(name, params.precision if param == "model" else "", params.threads)
+            precision = params.precision if param == "model" else ""
+            options = backend_options(name, params.runtime(), precision=precision)
             loaded = opener(path, name, device=device, warmup=params.warmup, **options)
         except (BackendError, OSError, ValueError) as err:
             reasons.append(f"parameter {param!r} ({model or 'the shipped demo checkpoint'}): {err}")
             continue
-        note = precision_warning(loaded, params.precision) if param == "model" else None
-        return LoadedModel(loaded, fallback=index > 0, reasons=tuple(reasons), warnings=(note,) if note else ())
+        notes = [
+            precision_warning(loaded, params.precision) if param == "model" else None,
+            settings_note(loaded, params),
+        ]
+        warnings = tuple(note for note in notes if note)
+        return LoadedModel(loaded, fallback=index > 0, reasons=tuple(reasons), warnings=warnings)
     hint = "" if params.fallback_model else " (set parameter 'fallback_model' to run another model instead)"
     raise BackendError("no model could be loaded" + hint + ":\n  " + "\n  ".join(reasons))
-
 
 
 def subscribed_topics(params: NodeParams) -> Sequence[tuple[str, str, str]]:
     """``(camera, image topic, info topic)`` the node subscribes to (``/compressed`` appended when compressed):
     the inputs of the session these parameters configure."""
     return [(c.name, c.image_topic, c.info_topic) for c in params.session_config().cameras]
-

@@ -7,6 +7,7 @@ torch nor the synthetic-world renderer.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -14,6 +15,8 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import numpy as np
+
+    from occ_ros.inference.backend import RuntimeSettings
 
 EXIT_FAILURE = 1
 BACKEND_CHOICES = ("onnxruntime", "tensorrt", "torch")
@@ -680,6 +683,46 @@ def _export_engine(args: argparse.Namespace) -> int:
     return 0
 
 
+# ---------------------------------------------------------------------------- runtime settings
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0 (0 = the runtime's default), got {value}")
+    return value
+
+
+def _runtime_args(p: argparse.ArgumentParser, default: str) -> None:
+    """``--threads`` and ``--spinning / --no-spinning``: the node's parameters ``threads`` and ``spinning``."""
+    p.add_argument(
+        "--threads",
+        type=_non_negative_int,
+        help=f"CPU threads: onnxruntime intra-op, torch set_num_threads; 0 = the runtime's own (default: {default})",
+    )
+    p.add_argument(
+        "--spinning",
+        action=argparse.BooleanOptionalAction,
+        help=f"onnxruntime: intra-op threads busy-wait between operators (default: {default})",
+    )
+
+
+def _runtime_settings(args: argparse.Namespace, base: RuntimeSettings) -> RuntimeSettings:
+    """``base`` with the ``--threads`` / ``--spinning`` given on the command line."""
+    given = {"threads": args.threads, "spinning": args.spinning}
+    return dataclasses.replace(base, **{k: v for k, v in given.items() if v is not None})
+
+
+def _say_unused(runtime: RuntimeSettings, backend: str, args: argparse.Namespace) -> None:
+    """Name on stderr the ``--threads`` / ``--spinning`` given that ``backend`` does not use."""
+    given = tuple(name for name in ("threads", "spinning") if getattr(args, name) is not None)
+    unused = runtime.unused(backend, given)
+    if unused:
+        flags = ", ".join(f"--{name}" for name in unused)
+        print(f"note: {flags} do(es) not apply to the {backend} backend; ignored", file=sys.stderr)
+
+
 # ---------------------------------------------------------------------------- occ bench
 def _add_bench(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -698,7 +741,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
         help="torch: fp16 runs the network in half precision; engines report their own",
     )
     p.add_argument("--providers", nargs="+", help="onnxruntime providers in order, e.g. tensorrt cuda")
-    p.add_argument("--threads", type=int, default=0, help="onnxruntime CPU threads (0 = its default)")
+    _runtime_args(p, "the node's default")
     p.add_argument("--cuda-graph", action="store_true", help="torch: replay a captured CUDA graph")
     p.add_argument("--iterations", type=_positive_int, default=50, help="timed runs (default 50)")
     p.add_argument("--warmup", type=int, default=5, help="untimed runs first (default 5)")
@@ -707,18 +750,15 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
 
 
 def _run_bench(args: argparse.Namespace) -> int:
-    from occ_ros.inference.backend import BackendError, backend_for, open_backend
+    from occ_ros.inference.backend import BackendError, backend_for, backend_options, open_backend
     from occ_ros.inference.bench import run_bench
+    from occ_ros.node.params import ModelParams
 
     try:
         name = backend_for(args.model, args.backend)
-        options: dict[str, object] = {}
-        if name == "onnxruntime":
-            options = {"providers": args.providers, "threads": args.threads}
-        elif name == "torch":
-            if args.precision == "int8":
-                raise CliError("the torch backend runs fp32 or fp16; int8 is a TensorRT engine's precision")
-            options = {"half": args.precision == "fp16", "cuda_graph": args.cuda_graph}
+        runtime = _runtime_settings(args, ModelParams().runtime())
+        _say_unused(runtime, name, args)
+        options = backend_options(name, runtime, args.precision or "", args.cuda_graph, args.providers)
         backend = open_backend(args.model, name, device=args.device, warmup=False, **options)
         precision = args.precision or getattr(backend, "precision", "fp32")
         result = run_bench(backend, iterations=args.iterations, warmup=args.warmup, precision=precision)
@@ -761,6 +801,7 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", default="max", choices=("max", "realtime"), help="max: every frame (default)")
     p.add_argument("--backend", default="auto", choices=("auto", *BACKEND_CHOICES), help="default: by file suffix")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
+    _runtime_args(p, "--params' parameter, else the node's default")
     p.add_argument("--min-confidence", type=float, help="publish only voxels at least this confident (default: all)")
     _output(p, "--predictions", kind="dir", help="also write Occ3D labels.npz per frame into this folder")
     _output(p, "--timings", help="write every frame's stage latencies as CSV")
@@ -790,6 +831,8 @@ def _run_replay(args: argparse.Namespace) -> int:
             min_confidence=args.min_confidence,
             predictions=args.predictions,
             progress=not args.quiet,
+            threads=args.threads,
+            spinning=args.spinning,
         )
     except (ReplayError, BackendError, OSError, ValueError) as err:
         raise CliError(str(err)) from None
