@@ -13,6 +13,10 @@ Three measurements, each a JSON for ``bench/ab.py`` (they use only APIs the tree
 - ``train``: ``--steps`` optimizer steps of the real trainer (config/train/demo.yaml, every loss term, seed 0) on
   one demo training sequence, and the loss of each step: the same losses before and after mean that a model
   retrained with the new view transform is the model trained with the old one.
+- ``retrain``: trains config/train/demo.yaml (every loss term, seed 0, ``--steps``, no validation or logit
+  adjustment) on the demo training sequences present under ``out/train_data`` but the ``--data`` one, then
+  scores the model's single-frame predictions on ``--data`` against its exact ground truth (Occ3D mIoU / IoU,
+  camera mask): a model retrained with the view transform of each side, on equal footing.
 - ``views``: on this tree only, with the real nuScenes rig (``../shared/fixtures/nuscenes_sample``) at the Occ3D
   grid: how many cameras see each voxel point; and, for models/demo.ckpt on a demo sequence's frames, the argmax
   agreement of ``views_per_point`` = 2 with the all-camera mean.
@@ -169,6 +173,39 @@ def bench_train(data: Path, steps: int) -> dict[str, Any]:
     return {"steps": steps, "loss": losses}
 
 
+def bench_retrain(test: Path, steps: int) -> dict[str, Any]:
+    import shutil
+
+    from occ_ros.eval.runner import evaluate
+    from occ_tools.predict import run_predict
+    from occ_training.trainer.config import load_train_config
+    from occ_training.trainer.loop import train
+
+    train_data = sorted(p for p in (ROOT / "out" / "train_data").glob("seq_*") if (p / "pseudo_labels").is_dir())
+    train_data = [p for p in train_data if p.resolve() != test.resolve()]
+    run = Path(tempfile.mkdtemp(prefix="vt_retrain_"))
+    try:
+        overrides = [
+            f"out={run}", f"steps={steps}", "val_every=0", "data.val=[]", "decision.logit_adjustment=none",
+            "data.train=[" + ",".join(str(p) for p in train_data) + "]",
+        ]  # fmt: skip
+        t0 = time.perf_counter()
+        train(load_train_config(ROOT / "config" / "train" / "demo.yaml", overrides), progress=False)
+        minutes = (time.perf_counter() - t0) / 60
+        run_predict(run / "model.ckpt", test, run / "pred", progress=False)
+        report = evaluate(run / "pred", test / "gts")
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
+    return {
+        "steps": steps,
+        "train_sequences": len(train_data),
+        "test": test.name,
+        "miou": report.occ3d.miou,
+        "iou": report.occ3d.iou,
+        "train_minutes": minutes,
+    }
+
+
 def bench_views(data: Path, frames: int) -> dict[str, Any]:
     """Cameras per voxel point on the real nuScenes rig; demo.ckpt's agreement between 2 views and all views."""
     from occ_ros.core.grid import GridSpec
@@ -211,12 +248,17 @@ def bench_views(data: Path, frames: int) -> dict[str, Any]:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--what", choices=("ort", "torch", "train", "views"), default="ort")
+    ap.add_argument("--what", choices=("ort", "torch", "train", "retrain", "views"), default="ort")
     ap.add_argument("--steps", type=int, default=20, help="for --what train")
     ap.add_argument("--config", choices=("occ3d", "demo"), default="occ3d")
     ap.add_argument("--iterations", type=int, default=5)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--data", type=Path, default=ROOT / "out" / "train_data" / "seq_11", help="for --what views")
+    ap.add_argument(
+        "--data",
+        type=Path,
+        default=ROOT / "out" / "train_data" / "seq_11",
+        help="the training sequence (train), the test sequence (retrain), frames to compare (views)",
+    )
     ap.add_argument("--frames", type=int, default=8, help="for --what views")
     ap.add_argument("--json", type=Path)
     ap.add_argument("--export", type=Path, help=argparse.SUPPRESS)  # the child process of --what ort
@@ -228,6 +270,8 @@ def main() -> int:
         result = bench_ort(args.config, args.iterations, args.threads)
     elif args.what == "torch":
         result = bench_torch(args.config, args.iterations, args.threads)
+    elif args.what == "retrain":
+        result = bench_retrain(args.data, args.steps)
     elif args.what == "train":
         result = bench_train(args.data, args.steps)
     else:
