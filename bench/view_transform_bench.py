@@ -181,7 +181,8 @@ def bench_retrain(test: Path, steps: int) -> dict[str, Any]:
     from occ_training.trainer.config import load_train_config
     from occ_training.trainer.loop import train
 
-    train_data = sorted(p for p in (ROOT / "out" / "train_data").glob("seq_*") if (p / "pseudo_labels").is_dir())
+    labelled = (ROOT / "out" / "train_data").glob("seq_*/pseudo_labels/labels.json")
+    train_data = sorted(p.parent.parent for p in labelled)
     train_data = [p for p in train_data if p.resolve() != test.resolve()]
     run = Path(tempfile.mkdtemp(prefix="vt_retrain_"))
     try:

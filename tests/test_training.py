@@ -14,6 +14,7 @@ import json
 import math
 import os
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -559,6 +560,17 @@ def test_training_data_without_pseudo_labels_says_how_to_make_them(sequence, tmp
     # through the CLI: exit 1, the same advice
     assert main(["train", "--config", str(DEMO), "--quiet", *tiny(sequence, tmp_path / "run"), "data.labels=x"]) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_the_advice_names_the_sequence_whose_labels_are_missing(sequence, tmp_path):
+    unlabelled = tmp_path / "unlabelled"
+    shutil.copytree(sequence, unlabelled, ignore=shutil.ignore_patterns("pseudo_labels"))
+    cfg = load_train_config(DEMO, [*TINY, f"data.train=['{sequence}', '{unlabelled}']", f"out={tmp_path / 'run'}"])
+    with pytest.raises(DataError) as info:
+        FrameDataset(cfg, OCC3D, "train")
+    message = str(info.value)
+    assert f"{FRAMES} of {2 * FRAMES}" in message
+    assert f"--data {unlabelled} --out {unlabelled / 'pseudo_labels'}" in message  # not the first, labelled one
 
 
 def test_other_data_errors_name_both_sides(sequence, tmp_path):

@@ -282,13 +282,13 @@ class FrameDataset(Dataset):
         return self.label_dirs[ref.reader] / sample.scene / sample.frame / LABELS_FILE
 
     def _check_labels(self) -> None:
-        missing = [path for path in self.label_files if not path.exists()]
+        missing = [(ref, path) for ref, path in zip(self.frames, self.label_files, strict=True) if not path.exists()]
         if missing:
-            root = self.roots[self.frames[0].reader]
+            reader = missing[0][0].reader  # the sequence of the first missing file, not the first sequence
             raise DataError(
-                f"{len(missing)} of {len(self.frames)} training frames have no pseudo-labels, e.g. {missing[0]}; "
-                f"make them with `occ labels --data {root} --out {self.label_dirs[0]}` (data.labels = "
-                f"{self.config.data.labels!r})"
+                f"{len(missing)} of {len(self.frames)} training frames have no pseudo-labels, e.g. {missing[0][1]}; "
+                f"make them with `occ labels --data {self.roots[reader]} --out {self.label_dirs[reader]}` "
+                f"(data.labels = {self.config.data.labels!r})"
             )
 
     def label_class_counts(self) -> np.ndarray:
