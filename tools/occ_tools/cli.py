@@ -27,14 +27,22 @@ class CliError(Exception):
     """A user-facing error: printed without a traceback, exit code 1."""
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+def _int_at_least(minimum: int, meaning: str = "") -> Callable[[str], int]:
+    """An argparse ``type``: an integer >= ``minimum`` (``meaning`` explains the smallest value in the error)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum}{meaning}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_at_least(1)
 
 
 def _output(p: argparse.ArgumentParser, flag: str, kind: str = "file", **kwargs: object) -> None:
@@ -684,14 +692,7 @@ def _export_engine(args: argparse.Namespace) -> int:
 
 
 # ---------------------------------------------------------------------------- runtime settings
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0 (0 = the runtime's default), got {value}")
-    return value
+_non_negative_int = _int_at_least(0, " (0 = the runtime's default)")
 
 
 def _runtime_args(p: argparse.ArgumentParser, default: str) -> None:
