@@ -127,6 +127,23 @@ def warp_grid(
     return grid_from_homogeneous(p, size)
 
 
+def box3(padded: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """3x3 box mean of an image padded by one pixel on each side: (..., H + 2, W + 2) -> (..., H', W').
+
+    The same numbers as ``F.avg_pool2d(padded, 3, stride)`` (up to float rounding: the nine values are summed as
+    three row sums of three), computed as two separable sums of shifted slices, which on a CPU is several times
+    faster than ``avg_pool2d``'s direct 3x3 loop. ``stride`` > 1 keeps every ``stride``-th output row and column
+    (``H' = ceil(H / stride)``), computing only those.
+    """
+    h, w = padded.shape[-2] - 2, padded.shape[-1] - 2
+    if h < 1 or w < 1:
+        raise ValueError(f"box3 needs an image padded to at least 3x3, got {tuple(padded.shape[-2:])}")
+    k = int(stride)
+    rows = torch.add(padded[..., 0:h:k, :], padded[..., 1 : h + 1 : k, :]).add_(padded[..., 2 : h + 2 : k, :])
+    out = torch.add(rows[..., 0:w:k], rows[..., 1 : w + 1 : k]).add_(rows[..., 2 : w + 2 : k])
+    return out.div_(9.0)
+
+
 def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """Structural similarity on 3x3 box windows (monodepth2): (B, C, H, W) x2 -> (B, C, H, W) in [-1, 1].
 
@@ -136,7 +153,7 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     """
     c = x.shape[1]
     stack = torch.cat([x, y, x * x, y * y, x * y], dim=1)  # one padded pooling for all five moments
-    pooled = F.avg_pool2d(F.pad(stack, (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    pooled = box3(F.pad(stack, (1, 1, 1, 1), mode="reflect"))
     mx, my, xx, yy, xy = pooled.split(c, dim=1)
     sx = xx - mx * mx
     sy = yy - my * my

@@ -274,16 +274,28 @@ def vote(
     """
     idx, inside = grid.points_to_indices(points_ego)
     flat = grid.flat_index(idx[inside])
-    voxels, inverse = np.unique(flat, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    # np.unique without its sort: the voxels a point landed in, ascending, through a dense lookup table
+    dense = np.bincount(flat, minlength=grid.num_voxels)
+    voxels = np.flatnonzero(dense)
+    lookup = np.zeros(grid.num_voxels, dtype=np.int64)
+    lookup[voxels] = np.arange(voxels.size)
+    inverse = lookup[flat]
     keys = inverse * num_classes + labels[inside].astype(np.int64)
     votes = np.bincount(keys, weights=weights[inside], minlength=voxels.size * num_classes)
-    counts = np.bincount(inverse, minlength=voxels.size)
+    counts = dense[voxels]
     if sources is None:
         support = (counts > 0).astype(np.int64)
     else:
-        pairs = np.unique(inverse.astype(np.int64) * (1 << 32) + (sources[inside] - sources.min()))
-        support = np.bincount(pairs >> 32, minlength=voxels.size)
+        src = sources[inside]
+        lo = int(src.min()) if src.size else 0
+        span = int(src.max()) - lo + 1 if src.size else 1
+        if span * voxels.size <= 1 << 26:  # few distinct frames: a (frames, voxels) table of who landed where
+            seen = np.zeros((span, voxels.size), dtype=bool)
+            seen[src - lo, inverse] = True
+            support = seen.sum(axis=0).astype(np.int64)
+        else:
+            pairs = np.unique(inverse.astype(np.int64) * (1 << 32) + (src - lo))
+            support = np.bincount(pairs >> 32, minlength=voxels.size)
     return voxels, votes.reshape(voxels.size, num_classes), counts, support
 
 
@@ -363,30 +375,55 @@ def shorten(origins: np.ndarray, endpoints: np.ndarray, margin: tuple[float, flo
     return origins + seg * scale
 
 
-def free_space_counts(
+def free_space_rays(
     frame: LiftedFrame, ego_from_world: np.ndarray, rig: CameraRig, grid: GridSpec, config: LiftingConfig
-) -> np.ndarray:
-    """How many of a frame's pixel rays pass freely through each voxel of the key frame's grid.
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """A frame's free-space rays in the key frame's grid.
 
     Rays run from the camera centre towards each primary lifted point at ``ray_stride``, stopping
-    :func:`margin` short of it; the counts are scaled to all lifted pixels (``pixel_stride``).
+    :func:`margin` short of it; each stands for ``weight`` lifted pixels (``pixel_stride``).
 
     Args:
         frame: the lifted frame whose rays carve.
         ego_from_world: (4, 4) the key frame's inverse pose (the grid's frame).
     Returns:
-        (X*Y*Z,) float64 ray counts per voxel, flat (``GridSpec.flat_index`` order).
+        origins (N, 3) and shortened endpoints (N, 3) in the key frame's ego frame, and the weight of each ray
+        (lifted primary pixels / rays).
     """
     primary = frame.primary_mask
     keep = primary & np.all(frame.pixels % config.ray_stride == 0, axis=1)
     if not keep.any():
-        return np.zeros(grid.num_voxels)
+        return np.zeros((0, 3)), np.zeros((0, 3)), 0.0
     key_from_frame = ego_from_world @ frame.world_from_ego
     centers = transform_points(key_from_frame, np.stack([cam.center_ego for cam in rig]))
     origins = centers[frame.cameras[keep]]
     endpoints = transform_points(ego_from_world, frame.points[keep])
-    counts, _ = carve_counts(grid, origins, shorten(origins, endpoints, margin(grid, config)))
-    return counts.reshape(-1).astype(np.float64) * (int(primary.sum()) / int(keep.sum()))
+    return origins, shorten(origins, endpoints, margin(grid, config)), int(primary.sum()) / int(keep.sum())
+
+
+def free_space_counts(
+    frames: Sequence[LiftedFrame], ego_from_world: np.ndarray, rig: CameraRig, grid: GridSpec, config: LiftingConfig
+) -> np.ndarray:
+    """How many pixel rays of the given frames pass freely through each voxel of the key frame's grid.
+
+    Every frame's :func:`free_space_rays` are traversed in one :func:`~occ_ros.core.raycast.carve_counts`
+    call, each ray weighted by the lifted pixels it stands for (so the counts are scaled to all lifted pixels).
+
+    Args:
+        frames: the lifted frames whose rays carve.
+        ego_from_world: (4, 4) the key frame's inverse pose (the grid's frame).
+    Returns:
+        (X*Y*Z,) float64 ray counts per voxel, flat (``GridSpec.flat_index`` order).
+    """
+    rays = [free_space_rays(frame, ego_from_world, rig, grid, config) for frame in frames]
+    rays = [r for r in rays if len(r[0])]
+    if not rays:
+        return np.zeros(grid.num_voxels)
+    weights = np.concatenate([np.full(len(o), w) for o, _, w in rays])
+    counts, _ = carve_counts(
+        grid, np.concatenate([o for o, _, _ in rays]), np.concatenate([e for _, e, _ in rays]), weights
+    )
+    return counts.reshape(-1)
 
 
 def densify(
@@ -419,15 +456,15 @@ def densify(
     dynamic = vocabulary.dynamic_mask()[winner]
 
     # Free space: each frame's rays carve the key grid; dynamic voxels only trust the nearest frames.
+    # (Frames that speak for both kinds of voxels are carved once: static = both + static only, etc.)
     ego_from_world = invert_transform(frames[key_index].world_from_ego)
-    free_static = np.zeros(grid.num_voxels)
-    free_dynamic = np.zeros(grid.num_voxels)
+    groups: dict[tuple[bool, bool], list[LiftedFrame]] = {}
     for _, frame, static_ok, dynamic_ok in window_frames(key_index, frames, config):
-        free = free_space_counts(frame, ego_from_world, rig, grid, config)
-        if static_ok:
-            free_static += free
-        if dynamic_ok:
-            free_dynamic += free
+        groups.setdefault((static_ok, dynamic_ok), []).append(frame)
+    free = {kind: free_space_counts(group, ego_from_world, rig, grid, config) for kind, group in groups.items()}
+    zero = np.zeros(grid.num_voxels)
+    free_static = free.get((True, True), zero) + free.get((True, False), zero)
+    free_dynamic = free.get((True, True), zero) + free.get((False, True), zero)
     free_here = np.where(dynamic, free_dynamic[voxels], free_static[voxels])
 
     total = votes.sum(axis=1)
