@@ -118,6 +118,8 @@ class CalibrationConfig:
         refine_radius: half-width of the first local volume in log depth (exp(0.3) = +-35 %); each later
             round uses a third of the previous one.
         refine_iters: Adam iterations per round.
+        refine_coarse_rounds: how many of the ``refine_rounds`` run on the coarse search level (at
+            ``search_width``) before the others run at the working resolution.
         refine_stride: the refinement's local volumes and its loss use every ``refine_stride``-th pixel (rows and
             columns) of the working resolution (a sample of the same loss; the reported loss uses every pixel).
         refine_lr: Adam learning rate (on log-scale and on the shift in units of the scale).
@@ -146,6 +148,7 @@ class CalibrationConfig:
     refine_planes: Annotated[int, Range(ge=2)] = 9
     refine_radius: Annotated[float, Range(gt=0, lt=float("inf"))] = 0.3
     refine_iters: Annotated[int, Range(ge=0)] = 40
+    refine_coarse_rounds: Annotated[int, Range(ge=0)] = 0
     refine_stride: Annotated[int, Range(ge=1)] = 1
     refine_lr: Annotated[float, Range(gt=0, lt=float("inf"))] = 0.02
     min_depth: Annotated[float, Range(gt=0)] = 0.5
@@ -276,7 +279,8 @@ class _Level:
     tgt (C, T, ch, h, w) and src (C, T, S, ch, h, w) intensities in [0, 1] (ch = 3 RGB or 1 luminance);
     a (C, T, S, 3, h, w) and b (C, T, S, 3) the warp coefficients; slot (C, T, S) bool, a source exists;
     valid (C, T, h, w) bool target pixels; rn (C, T, h, w) normalised relative map; identity (C, T, h, w)
-    the auto-mask error; tgt_mu, tgt_var (C, T, ch, h, w) the target's 3x3 SSIM mean and variance.
+    the auto-mask error; tgt_mu, tgt_var (C, T, ch, h, w) the target's 3x3 SSIM mean and variance; tgt_pad
+    (C, T, ch, h + 2, w + 2) the target reflection-padded by one pixel (SSIM's windows).
     """
 
     tgt: torch.Tensor
@@ -289,6 +293,7 @@ class _Level:
     identity: torch.Tensor
     tgt_mu: torch.Tensor
     tgt_var: torch.Tensor
+    tgt_pad: torch.Tensor
 
     @property
     def size(self) -> tuple[int, int]:
@@ -410,7 +415,8 @@ def _build_level(
     flat = tgt.flatten(0, 1)
     moments = box3(F.pad(torch.cat([flat, flat * flat], dim=1), (1, 1, 1, 1), mode="reflect"))
     mu, sq = moments.view(n_cams, n_targets, 2 * tgt.shape[2], h, w).split(tgt.shape[2], dim=2)
-    return _Level(tgt, src, a.float(), b.float(), slot, ok, rn, ident, mu, sq - mu * mu)
+    pad = F.pad(flat, (1, 1, 1, 1), mode="reflect").view(n_cams, n_targets, tgt.shape[2], h + 2, w + 2)
+    return _Level(tgt, src, a.float(), b.float(), slot, ok, rn, ident, mu, sq - mu * mu, pad)
 
 
 def _pixel_loss(level: _Level, inv_depth: torch.Tensor, config: CalibrationConfig, stride: int = 1) -> torch.Tensor:
@@ -425,7 +431,7 @@ def _pixel_loss(level: _Level, inv_depth: torch.Tensor, config: CalibrationConfi
     channels = level.tgt.shape[2]
     h, w = level.size
     inv = inv_depth.clamp(1.0 / config.max_depth, 1.0 / config.min_depth)
-    p = level.a[None] + inv[:, :, :, None, None] * level.b[None, ..., None, None]  # (N, C, T, S, 3, h, w)
+    p = torch.addcmul(level.a[None], inv[:, :, :, None, None], level.b[None, ..., None, None])  # (N,C,T,S,3,h,w)
     grid, inside = grid_from_homogeneous(p, (h, w))
     inside = inside[..., ::k, ::k] & level.slot[None, ..., None, None]
     src = level.src[None].expand(n, -1, -1, -1, -1, -1, -1).reshape(-1, channels, h, w)
@@ -452,11 +458,9 @@ def _warped_error(warped: torch.Tensor, level: _Level, ssim_weight: float, strid
     if ssim_weight == 0:
         return l1
     shape = x.shape
-    ch = shape[4]
-    stack = torch.cat([x, x * x, x * y], dim=4).flatten(0, 3)
-    pooled = box3(F.pad(stack, (1, 1, 1, 1), mode="reflect"), k)
-    pooled = pooled.view(*shape[:4], 3 * ch, *pooled.shape[-2:])
-    mx, xx, xy = pooled.split(ch, dim=4)
+    # pad(x * y) == pad(x) * pad(y) for a reflection pad: pad the warp once, the target is padded in the level
+    xp = F.pad(x.flatten(0, 3), (1, 1, 1, 1), mode="reflect").view(*shape[:5], shape[5] + 2, shape[6] + 2)
+    mx, xx, xy = box3(xp, k), box3(xp * xp, k), box3(xp * level.tgt_pad[None, :, :, None], k)
     my, vy = level.tgt_mu[None, :, :, None, ..., ::k, ::k], level.tgt_var[None, :, :, None, ..., ::k, ::k]
     num = (2 * mx * my + SSIM_C1) * (2 * (xy - mx * my) + SSIM_C2)
     den = (mx * mx + my * my + SSIM_C1) * (xx - mx * mx + vy + SSIM_C2)
@@ -558,12 +562,13 @@ def _search(level: _Level, config: CalibrationConfig) -> torch.Tensor:
     return cands[torch.cat(losses).argmin(dim=0)]
 
 
-def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig) -> torch.Tensor:
+def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig, rounds: range) -> torch.Tensor:
     """Adam on log(s) and t around ``init`` (C, 2) normalised (s, t), on local cost volumes; returns (C, 2).
 
     Each round sweeps ``refine_planes`` depth ratios ``exp(linspace(-radius, radius))`` around the current
     depth map (exact for a pure change of scale) and runs Adam on the interpolated trimmed loss, keeping
-    each camera's best iterate; the next round re-centres with a third of the radius.
+    each camera's best iterate; the next round re-centres with a third of the radius. ``rounds``: which of the
+    ``refine_rounds`` rounds to run here (round ``r`` has radius ``refine_radius / 3**r``).
     """
     n_cams = init.shape[0]
     k = int(config.refine_stride)
@@ -571,9 +576,9 @@ def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig) -> tor
     valid = level.valid[..., ::k, ::k].reshape(n_cams, -1)
     lo, hi = 1.0 / config.max_depth, 1.0 / config.min_depth
     best = init.clone()
-    radius = float(config.refine_radius)
     n_planes = int(config.refine_planes)
-    for _ in range(int(config.refine_rounds)):
+    for round_index in rounds:
+        radius = float(config.refine_radius) / 3**round_index
         inv0 = _inverse(best[None], level.rn)[0].clamp(lo, hi)  # (C, T, h, w)
         ratios = torch.exp(torch.linspace(-radius, radius, n_planes))
         cost = _sweep(level, inv0[None] * ratios[:, None, None, None, None], config, k)
@@ -616,7 +621,6 @@ def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig) -> tor
                     m_hat = m / (1 - 0.9 ** (it + 1))
                     v_hat = v / (1 - 0.999 ** (it + 1))
                     param -= lr * m_hat / (v_hat.sqrt() + 1e-8)
-        radius /= 3
     return best
 
 
@@ -784,7 +788,9 @@ def fit_scale_shift(
                 keep,
             )
         init = _search(coarse, config)
-        best = _refine(fine, init, config)
+        rounds = int(config.refine_rounds)
+        first = min(int(config.refine_coarse_rounds), rounds)
+        best = _refine(fine, _refine(coarse, init, config, range(first)), config, range(first, rounds))
         with torch.no_grad():
             loss, pixels = _level_loss(fine, _inverse(best[None], fine.rn), config)
         for row, ci in enumerate(keep):
