@@ -244,13 +244,13 @@ def test_ssim_equals_the_avg_pool_formula_it_replaced():
 # ---------------------------------------------------------------------------------------- calibration
 @pytest.mark.parametrize("mode", ["frame", "sequence", "preset"])
 def test_calibration_recovers_metric_depth(synth, mode):
-    """Dataclass defaults per frame / per sequence, and the demo preset (config/labels/default.yaml: coarser
-    sweep and first refinement round, refinement on every 2nd pixel) per frame."""
+    """Dataclass defaults per frame / per sequence, and the label preset (config/labels/default.yaml: refinement
+    on every 2nd pixel) per frame."""
     from occ_ros.core.resources import config_dir
     from occ_training.labels.pipeline import load_label_settings
 
     preset = load_label_settings(config_dir() / "labels" / "default.yaml")[0].calibrator
-    assert preset.refine_coarse_rounds == 1 and preset.refine_stride == 2  # the preset this case is about
+    assert preset.refine_stride == 2  # the preset this case is about
     config = preset if mode == "preset" else CalibrationConfig(mode=mode)  # type: ignore[arg-type]
     fits = calibrate_sequence(synth.frames, synth.reader.rig, config)
     assert len(fits) == FRAMES
@@ -338,7 +338,6 @@ def test_scale_shift_apply_matches_depth_map_convention():
         ({"search_planes": 1}, "search_planes"),
         ({"search_stride": 0}, "search_stride"),
         ({"refine_stride": 0}, "refine_stride"),
-        ({"refine_coarse_rounds": -1}, "refine_coarse_rounds"),
         ({"refine_iters": -1}, "refine_iters"),
         ({"refine_lr": 0.0}, "refine_lr"),
         ({"refine_radius": -0.1}, "refine_radius"),

@@ -284,17 +284,6 @@ def test_carve_counts():
     assert np.array_equal(free, fc > 0) and np.array_equal(end, ec > 0)
 
 
-def test_weighted_carve_counts_sum_the_weights_of_the_segments():
-    o = np.array([[0.5, 0.5, 0.5], [0.5, 0.5, 0.5], [3.5, 0.5, 0.5]])
-    e = np.array([[3.5, 0.5, 0.5], [2.5, 0.5, 0.5], [1.5, 0.5, 0.5]])
-    fc, ec = carve_counts(SMALL, o, e, weights=[0.5, 2.0, 4.0])
-    # beam 0 (0.5) frees x=0,1,2; beam 1 (2) x=0,1; beam 2 (4) x=3,2; ends at x=3 (0.5), 2 (2), 1 (4)
-    assert fc.dtype == np.float64 and fc[:, 0, 0].tolist() == [2.5, 2.5, 4.5, 4.0] and fc.sum() == 13.5
-    assert ec[:, 0, 0].tolist() == [0.0, 4.0, 2.0, 0.5]
-    with pytest.raises(ValueError, match="weights"):
-        carve_counts(SMALL, o, e, weights=[1.0, 2.0])
-
-
 # ---------------------------------------------------------------------------------------- wall
 def test_wall_blocks_everything_behind_it():
     grid = GridSpec((0.0, 0.0, 0.0), (24.0, 16.0, 6.0), (1.0, 1.0, 1.0))

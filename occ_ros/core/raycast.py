@@ -437,7 +437,6 @@ def carve_counts(
     grid: GridSpec,
     origins: ArrayLike,
     endpoints: ArrayLike,
-    weights: ArrayLike | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Like :func:`carve`, but counting: how many segments pass freely through / end in each voxel.
 
@@ -445,41 +444,23 @@ def carve_counts(
         grid: the voxel grid.
         origins: (N, 3) or (3,) (broadcast) segment starts, metres, grid frame.
         endpoints: (N, 3) segment ends, metres, grid frame.
-        weights: optional (N,) weight of each segment: the counts are then sums of weights (float64), e.g.
-            to carve several batches of rays, each standing for a different number of rays, in one call.
     Returns:
-        free_counts: (X, Y, Z) int32 (float64 with ``weights``), number of segments traversing the voxel before
-            their end voxel (each segment counts at most once per voxel).
-        end_counts: (X, Y, Z) int32 (float64 with ``weights``), number of endpoints inside the voxel.
+        free_counts: (X, Y, Z) int32, number of segments traversing the voxel before their end voxel
+            (each segment counts at most once per voxel).
+        end_counts: (X, Y, Z) int32, number of endpoints inside the voxel.
     """
     o, unit, length, end_flat, inside = _segments(grid, origins, endpoints)
-    w = None
-    if weights is not None:
-        w = np.asarray(weights, dtype=np.float64)
-        if w.shape != (o.shape[0],):
-            raise ValueError(f"weights must have shape ({o.shape[0]},) (one per segment), got {w.shape}")
     nv = grid.num_voxels
-    counts = np.zeros(nv, dtype=np.int64 if w is None else np.float64)
+    counts = np.zeros(nv, dtype=np.int64)
     buf: list[np.ndarray] = []
-    rays: list[np.ndarray] = []
     buffered = 0
-
-    def flush() -> None:
-        flat = np.concatenate(buf)
-        counts[:] += np.bincount(flat, weights=None if w is None else w[np.concatenate(rays)], minlength=nv)
-
     for st in _march(grid, o, unit, length, end_flat=end_flat):
         buf.append(st.flat)
-        if w is not None:
-            rays.append(st.ray)
         buffered += st.flat.size
         if buffered >= _FLUSH:
-            flush()
-            buf, rays, buffered = [], [], 0
+            counts += np.bincount(np.concatenate(buf), minlength=nv)
+            buf, buffered = [], 0
     if buf:
-        flush()
-    if w is None:
-        ends = np.bincount(end_flat[inside], minlength=nv)
-        return counts.astype(np.int32).reshape(grid.shape), ends.astype(np.int32).reshape(grid.shape)
-    ends = np.bincount(end_flat[inside], weights=w[inside], minlength=nv)
-    return counts.reshape(grid.shape), ends.reshape(grid.shape)
+        counts += np.bincount(np.concatenate(buf), minlength=nv)
+    ends = np.bincount(end_flat[inside], minlength=nv)
+    return counts.astype(np.int32).reshape(grid.shape), ends.astype(np.int32).reshape(grid.shape)

@@ -43,7 +43,8 @@ Optimisation, one ``(scale, shift)`` per camera, all cameras of one image size b
    resolution (``max_width``): a local cost volume of ``refine_planes`` depth ratios within
    ``exp(+-refine_radius)`` of the current depth map (exact for a change of scale, interpolated for
    shift), cosine-decayed learning rate, best iterate kept; ``refine_rounds`` rounds, each re-centred
-   with a third of the radius. The reported loss is the exact (warped, not interpolated) loss;
+   with a third of the radius, the loss scored on every ``refine_stride``-th pixel. The reported loss is
+   the exact (warped, not interpolated) loss over every pixel;
 4. back to the raw map: ``scale = s / (r_hi - r_lo)``, ``shift = t - scale * r_lo``.
 
 Depths are clamped to ``[min_depth, max_depth]`` inside the warp. A camera with fewer than
@@ -118,8 +119,6 @@ class CalibrationConfig:
         refine_radius: half-width of the first local volume in log depth (exp(0.3) = +-35 %); each later
             round uses a third of the previous one.
         refine_iters: Adam iterations per round.
-        refine_coarse_rounds: how many of the ``refine_rounds`` run on the coarse search level (at
-            ``search_width``) before the others run at the working resolution.
         refine_stride: the refinement's local volumes and its loss use every ``refine_stride``-th pixel (rows and
             columns) of the working resolution (a sample of the same loss; the reported loss uses every pixel).
         refine_lr: Adam learning rate (on log-scale and on the shift in units of the scale).
@@ -148,7 +147,6 @@ class CalibrationConfig:
     refine_planes: Annotated[int, Range(ge=2)] = 9
     refine_radius: Annotated[float, Range(gt=0, lt=float("inf"))] = 0.3
     refine_iters: Annotated[int, Range(ge=0)] = 40
-    refine_coarse_rounds: Annotated[int, Range(ge=0)] = 0
     refine_stride: Annotated[int, Range(ge=1)] = 1
     refine_lr: Annotated[float, Range(gt=0, lt=float("inf"))] = 0.02
     min_depth: Annotated[float, Range(gt=0)] = 0.5
@@ -562,13 +560,13 @@ def _search(level: _Level, config: CalibrationConfig) -> torch.Tensor:
     return cands[torch.cat(losses).argmin(dim=0)]
 
 
-def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig, rounds: range) -> torch.Tensor:
+def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig) -> torch.Tensor:
     """Adam on log(s) and t around ``init`` (C, 2) normalised (s, t), on local cost volumes; returns (C, 2).
 
     Each round sweeps ``refine_planes`` depth ratios ``exp(linspace(-radius, radius))`` around the current
     depth map (exact for a pure change of scale) and runs Adam on the interpolated trimmed loss, keeping
-    each camera's best iterate; the next round re-centres with a third of the radius. ``rounds``: which of the
-    ``refine_rounds`` rounds to run here (round ``r`` has radius ``refine_radius / 3**r``).
+    each camera's best iterate; the next round re-centres with a third of the radius. The volumes and the loss
+    use every ``refine_stride``-th pixel.
     """
     n_cams = init.shape[0]
     k = int(config.refine_stride)
@@ -577,7 +575,7 @@ def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig, rounds
     lo, hi = 1.0 / config.max_depth, 1.0 / config.min_depth
     best = init.clone()
     n_planes = int(config.refine_planes)
-    for round_index in rounds:
+    for round_index in range(int(config.refine_rounds)):
         radius = float(config.refine_radius) / 3**round_index
         inv0 = _inverse(best[None], level.rn)[0].clamp(lo, hi)  # (C, T, h, w)
         ratios = torch.exp(torch.linspace(-radius, radius, n_planes))
@@ -788,9 +786,7 @@ def fit_scale_shift(
                 keep,
             )
         init = _search(coarse, config)
-        rounds = int(config.refine_rounds)
-        first = min(int(config.refine_coarse_rounds), rounds)
-        best = _refine(fine, _refine(coarse, init, config, range(first)), config, range(first, rounds))
+        best = _refine(fine, init, config)
         with torch.no_grad():
             loss, pixels = _level_loss(fine, _inverse(best[None], fine.rn), config)
         for row, ci in enumerate(keep):

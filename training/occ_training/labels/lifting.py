@@ -56,6 +56,7 @@ class LiftingConfig:
     max_depth: Annotated[float, Range(gt=0)] = 60.0
     pixel_stride: Annotated[int, Range(ge=1)] = 1
     ray_stride: Annotated[int, Range(ge=1)] = 2
+    carve_stride: Annotated[int, Range(ge=1)] = 2
     distance_decay: Annotated[float, Range(gt=0)] = 30.0
     min_weight: Annotated[float, Range(gt=0)] = 0.1
     free_ratio: Annotated[float, Range(gt=0)] = 20.0
@@ -84,6 +85,11 @@ class LiftingConfig:
         if self.ray_stride % self.pixel_stride:
             raise ValueError(
                 f"LiftingConfig.ray_stride ({self.ray_stride}) must be a multiple of pixel_stride ({self.pixel_stride})"
+            )
+        if self.carve_stride % self.pixel_stride:
+            raise ValueError(
+                f"LiftingConfig.carve_stride ({self.carve_stride}) must be a multiple of pixel_stride "
+                f"({self.pixel_stride})"
             )
         if not self.min_depth < self.max_depth:
             raise ValueError(f"LiftingConfig needs 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
@@ -375,55 +381,30 @@ def shorten(origins: np.ndarray, endpoints: np.ndarray, margin: tuple[float, flo
     return origins + seg * scale
 
 
-def free_space_rays(
+def free_space_counts(
     frame: LiftedFrame, ego_from_world: np.ndarray, rig: CameraRig, grid: GridSpec, config: LiftingConfig
-) -> tuple[np.ndarray, np.ndarray, float]:
-    """A frame's free-space rays in the key frame's grid.
+) -> np.ndarray:
+    """How many of a frame's pixel rays pass freely through each voxel of the key frame's grid.
 
-    Rays run from the camera centre towards each primary lifted point at ``ray_stride``, stopping
-    :func:`margin` short of it; each stands for ``weight`` lifted pixels (``pixel_stride``).
+    Rays run from the camera centre towards each primary lifted point at ``carve_stride``, stopping
+    :func:`margin` short of it; the counts are scaled to all lifted pixels (``pixel_stride``).
 
     Args:
         frame: the lifted frame whose rays carve.
         ego_from_world: (4, 4) the key frame's inverse pose (the grid's frame).
     Returns:
-        origins (N, 3) and shortened endpoints (N, 3) in the key frame's ego frame, and the weight of each ray
-        (lifted primary pixels / rays).
+        (X*Y*Z,) float64 ray counts per voxel, flat (``GridSpec.flat_index`` order).
     """
     primary = frame.primary_mask
-    keep = primary & np.all(frame.pixels % config.ray_stride == 0, axis=1)
+    keep = primary & np.all(frame.pixels % config.carve_stride == 0, axis=1)
     if not keep.any():
-        return np.zeros((0, 3)), np.zeros((0, 3)), 0.0
+        return np.zeros(grid.num_voxels)
     key_from_frame = ego_from_world @ frame.world_from_ego
     centers = transform_points(key_from_frame, np.stack([cam.center_ego for cam in rig]))
     origins = centers[frame.cameras[keep]]
     endpoints = transform_points(ego_from_world, frame.points[keep])
-    return origins, shorten(origins, endpoints, margin(grid, config)), int(primary.sum()) / int(keep.sum())
-
-
-def free_space_counts(
-    frames: Sequence[LiftedFrame], ego_from_world: np.ndarray, rig: CameraRig, grid: GridSpec, config: LiftingConfig
-) -> np.ndarray:
-    """How many pixel rays of the given frames pass freely through each voxel of the key frame's grid.
-
-    Every frame's :func:`free_space_rays` are traversed in one :func:`~occ_ros.core.raycast.carve_counts`
-    call, each ray weighted by the lifted pixels it stands for (so the counts are scaled to all lifted pixels).
-
-    Args:
-        frames: the lifted frames whose rays carve.
-        ego_from_world: (4, 4) the key frame's inverse pose (the grid's frame).
-    Returns:
-        (X*Y*Z,) float64 ray counts per voxel, flat (``GridSpec.flat_index`` order).
-    """
-    rays = [free_space_rays(frame, ego_from_world, rig, grid, config) for frame in frames]
-    rays = [r for r in rays if len(r[0])]
-    if not rays:
-        return np.zeros(grid.num_voxels)
-    weights = np.concatenate([np.full(len(o), w) for o, _, w in rays])
-    counts, _ = carve_counts(
-        grid, np.concatenate([o for o, _, _ in rays]), np.concatenate([e for _, e, _ in rays]), weights
-    )
-    return counts.reshape(-1)
+    counts, _ = carve_counts(grid, origins, shorten(origins, endpoints, margin(grid, config)))
+    return counts.reshape(-1).astype(np.float64) * (int(primary.sum()) / int(keep.sum()))
 
 
 def densify(
@@ -456,15 +437,15 @@ def densify(
     dynamic = vocabulary.dynamic_mask()[winner]
 
     # Free space: each frame's rays carve the key grid; dynamic voxels only trust the nearest frames.
-    # (Frames that speak for both kinds of voxels are carved once: static = both + static only, etc.)
     ego_from_world = invert_transform(frames[key_index].world_from_ego)
-    groups: dict[tuple[bool, bool], list[LiftedFrame]] = {}
+    free_static = np.zeros(grid.num_voxels)
+    free_dynamic = np.zeros(grid.num_voxels)
     for _, frame, static_ok, dynamic_ok in window_frames(key_index, frames, config):
-        groups.setdefault((static_ok, dynamic_ok), []).append(frame)
-    free = {kind: free_space_counts(group, ego_from_world, rig, grid, config) for kind, group in groups.items()}
-    zero = np.zeros(grid.num_voxels)
-    free_static = free.get((True, True), zero) + free.get((True, False), zero)
-    free_dynamic = free.get((True, True), zero) + free.get((False, True), zero)
+        free = free_space_counts(frame, ego_from_world, rig, grid, config)
+        if static_ok:
+            free_static += free
+        if dynamic_ok:
+            free_dynamic += free
     free_here = np.where(dynamic, free_dynamic[voxels], free_static[voxels])
 
     total = votes.sum(axis=1)
