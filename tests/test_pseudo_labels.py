@@ -237,6 +237,10 @@ def test_lifting_config_validation():
         LiftingConfig(window=-1)
     with pytest.raises(ValueError, match="multiple of pixel_stride"):
         LiftingConfig(pixel_stride=2, ray_stride=3)
+    with pytest.raises(ValueError, match="carve_stride .* multiple of pixel_stride"):
+        LiftingConfig(pixel_stride=2, ray_stride=2, carve_stride=3)
+    with pytest.raises(ValueError, match="carve_stride"):
+        LiftingConfig(carve_stride=0)
     with pytest.raises(ConfigError, match="unknown keys \\['windw'\\]"):
         from_mapping(LiftingConfig, {"windw": 3}, "labels.yaml: lifting")
     with pytest.raises(ConfigError, match="lifting.window: expected int"):
