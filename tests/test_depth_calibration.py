@@ -34,6 +34,7 @@ from occ_training.photometric import (
     SSIM_C2,
     backproject,
     box3,
+    grid_from_homogeneous,
     photometric_error,
     project,
     ssim,
@@ -130,6 +131,21 @@ def test_warp_grid_fronto_parallel_plane_pure_x_translation():
     # twice the depth halves the shift
     grid2, _ = warp_grid(depth * 2, K, K, src_cam_from_tgt_cam, (height, width))
     assert torch.allclose(((grid2[0, ..., 0] + 1) / 2 * (width - 1))[u >= 5], (u - 5)[u >= 5])
+
+
+def test_grid_from_homogeneous_without_autograd_gives_the_same_grid():
+    """The in-place path (no autograd: calibration sweeps) against the differentiable one (rendering losses)."""
+    gen = torch.Generator().manual_seed(4)
+    p = torch.randn(2, 3, 3, 5, 7, generator=gen) * torch.tensor([40.0, 30.0, 1.0])[:, None, None]
+    p[0, 0, 2, 0, 0] = -1.0  # behind the camera
+    with torch.no_grad():
+        fast, fast_valid = grid_from_homogeneous(p, (6, 9))
+    slow, slow_valid = grid_from_homogeneous(p.clone().requires_grad_(True), (6, 9))
+    assert torch.equal(fast, slow.detach()) and torch.equal(fast_valid, slow_valid)
+    assert not fast_valid[0, 0, 0, 0] and fast_valid.any() and not fast_valid.all()
+    front = p[..., 2, :, :] > 1e-6  # grid_sample coordinates in front of the camera: 2 u / (W - 1) - 1, clamped
+    u = p[..., 0, :, :] / p[..., 2, :, :]
+    assert torch.allclose(fast[..., 0][front], (2 * u / 8 - 1).clamp(-2, 2)[front], atol=1e-6)
 
 
 def test_warp_grid_behind_the_camera_is_invalid():

@@ -95,12 +95,23 @@ def grid_from_homogeneous(p: torch.Tensor, size: tuple[int, int]) -> tuple[torch
     z = p[..., 2, :, :]
     front = z > 1e-6
     safe = torch.where(front, z, torch.ones_like(z))
-    u = p[..., 0, :, :] / safe
-    v = p[..., 1, :, :] / safe
-    valid = front & (u >= 0) & (u <= src_w - 1) & (v >= 0) & (v <= src_h - 1)
-    gx = (2.0 * u / max(src_w - 1, 1) - 1.0).clamp(-2.0, 2.0)
-    gy = (2.0 * v / max(src_h - 1, 1) - 1.0).clamp(-2.0, 2.0)
-    return torch.stack([gx, gy], dim=-1), valid
+    if torch.is_grad_enabled() and p.requires_grad:
+        u = p[..., 0, :, :] / safe
+        v = p[..., 1, :, :] / safe
+        valid = front & (u >= 0) & (u <= src_w - 1) & (v >= 0) & (v <= src_h - 1)
+        gx = (2.0 * u / max(src_w - 1, 1) - 1.0).clamp(-2.0, 2.0)
+        gy = (2.0 * v / max(src_h - 1, 1) - 1.0).clamp(-2.0, 2.0)
+        return torch.stack([gx, gy], dim=-1), valid
+    # Without autograd the same operations, in place in the output: no stack (a strided copy that cost
+    # the photometric calibration as much as the bilinear sampling itself).
+    grid = torch.empty((*z.shape, 2), dtype=p.dtype)
+    valid = front
+    for axis, extent in ((0, src_w), (1, src_h)):
+        g = grid[..., axis]
+        torch.div(p[..., axis, :, :], safe, out=g)
+        valid = valid & (g >= 0) & (g <= extent - 1)
+        g.mul_(2.0).div_(max(extent - 1, 1)).sub_(1.0).clamp_(-2.0, 2.0)
+    return grid, valid
 
 
 def warp_grid(
