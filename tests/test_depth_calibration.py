@@ -29,7 +29,17 @@ from occ_training.labels.depth_calibration import (
     calibration_loss,
     fit_scale_shift,
 )
-from occ_training.photometric import SSIM_C1, SSIM_C2, backproject, photometric_error, project, ssim, warp_grid
+from occ_training.photometric import (
+    SSIM_C1,
+    SSIM_C2,
+    backproject,
+    box3,
+    grid_from_homogeneous,
+    photometric_error,
+    project,
+    ssim,
+    warp_grid,
+)
 from occ_training.synth.sequence import generate
 from occ_training.teachers.base import DepthMap
 
@@ -123,6 +133,21 @@ def test_warp_grid_fronto_parallel_plane_pure_x_translation():
     assert torch.allclose(((grid2[0, ..., 0] + 1) / 2 * (width - 1))[u >= 5], (u - 5)[u >= 5])
 
 
+def test_grid_from_homogeneous_without_autograd_gives_the_same_grid():
+    """The in-place path (no autograd: calibration sweeps) against the differentiable one (rendering losses)."""
+    gen = torch.Generator().manual_seed(4)
+    p = torch.randn(2, 3, 3, 5, 7, generator=gen) * torch.tensor([40.0, 30.0, 1.0])[:, None, None]
+    p[0, 0, 2, 0, 0] = -1.0  # behind the camera
+    with torch.no_grad():
+        fast, fast_valid = grid_from_homogeneous(p, (6, 9))
+    slow, slow_valid = grid_from_homogeneous(p.clone().requires_grad_(True), (6, 9))
+    assert torch.equal(fast, slow.detach()) and torch.equal(fast_valid, slow_valid)
+    assert not fast_valid[0, 0, 0, 0] and fast_valid.any() and not fast_valid.all()
+    front = p[..., 2, :, :] > 1e-6  # grid_sample coordinates in front of the camera: 2 u / (W - 1) - 1, clamped
+    u = p[..., 0, :, :] / p[..., 2, :, :]
+    assert torch.allclose(fast[..., 0][front], (2 * u / 8 - 1).clamp(-2, 2)[front], atol=1e-6)
+
+
 def test_warp_grid_behind_the_camera_is_invalid():
     K, height, width = _plane_camera()
     backwards = torch.from_numpy(make_transform(np.diag([-1.0, 1.0, -1.0]), [0.0, 0.0, 0.0]))  # yaw 180 degrees
@@ -197,10 +222,53 @@ def test_ssim_hand_computed_centre_pixel():
     assert float(pe[0, 1, 1]) == pytest.approx(0.85 * (1 - expected) / 2 + 0.15 * 0.5, rel=1e-9)
 
 
+def test_box3_is_avg_pool2d_at_every_stride_and_in_its_gradient():
+    """The separable 3x3 mean against torch's own 3x3 average pooling (an independent implementation)."""
+    x = torch.rand(2, 3, 13, 17, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    for stride in (1, 2, 3, 5):
+        expected = F.avg_pool2d(x, 3, stride=stride)
+        # avg_pool2d keeps windows that fit (floor); box3 keeps every stride-th centre (ceil): compare the common part
+        got = box3(x, stride)
+        assert got.shape[-2:] == (math.ceil(11 / stride), math.ceil(15 / stride))
+        assert torch.allclose(got[..., : expected.shape[-2], : expected.shape[-1]], expected, rtol=0, atol=1e-12)
+    a = x.clone().requires_grad_(True)
+    b = x.clone().requires_grad_(True)
+    weights = torch.rand(2, 3, 11, 15, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    (box3(a) * weights).sum().backward()
+    (F.avg_pool2d(b, 3, stride=1) * weights).sum().backward()
+    assert torch.allclose(a.grad, b.grad, atol=1e-12)
+    # float32: the same numbers to float precision
+    x32 = x.float()
+    assert torch.allclose(box3(x32), F.avg_pool2d(x32, 3, stride=1), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="3x3"):
+        box3(torch.zeros(1, 1, 2, 5))
+
+
+def test_ssim_equals_the_avg_pool_formula_it_replaced():
+    """ssim (box3) against the monodepth2 formula written with avg_pool2d."""
+    gen = torch.Generator().manual_seed(3)
+    x, y = torch.rand(2, 3, 10, 12, generator=gen), torch.rand(2, 3, 10, 12, generator=gen)
+    pad = lambda t: F.pad(t, (1, 1, 1, 1), mode="reflect")  # noqa: E731
+    mx, my = F.avg_pool2d(pad(x), 3, 1), F.avg_pool2d(pad(y), 3, 1)
+    sx = F.avg_pool2d(pad(x * x), 3, 1) - mx * mx
+    sy = F.avg_pool2d(pad(y * y), 3, 1) - my * my
+    sxy = F.avg_pool2d(pad(x * y), 3, 1) - mx * my
+    expected = ((2 * mx * my + SSIM_C1) * (2 * sxy + SSIM_C2)) / ((mx**2 + my**2 + SSIM_C1) * (sx + sy + SSIM_C2))
+    assert torch.allclose(ssim(x, y), expected, rtol=0, atol=1e-5)
+
+
 # ---------------------------------------------------------------------------------------- calibration
-@pytest.mark.parametrize("mode", ["frame", "sequence"])
+@pytest.mark.parametrize("mode", ["frame", "sequence", "preset"])
 def test_calibration_recovers_metric_depth(synth, mode):
-    fits = calibrate_sequence(synth.frames, synth.reader.rig, CalibrationConfig(mode=mode))
+    """Dataclass defaults per frame / per sequence, and the label preset (config/labels/default.yaml: refinement
+    on every 2nd pixel) per frame."""
+    from occ_ros.core.resources import config_dir
+    from occ_training.labels.pipeline import load_label_settings
+
+    preset = load_label_settings(config_dir() / "labels" / "default.yaml")[0].calibrator
+    assert preset.refine_stride == 2  # the preset this case is about
+    config = preset if mode == "preset" else CalibrationConfig(mode=mode)  # type: ignore[arg-type]
+    fits = calibrate_sequence(synth.frames, synth.reader.rig, config)
     assert len(fits) == FRAMES
     if mode == "sequence":
         assert all(f is fits[0] for f in fits)
@@ -285,6 +353,7 @@ def test_scale_shift_apply_matches_depth_map_convention():
         ({"anchor_percentiles": (95.0, 5.0)}, "anchor_percentiles"),
         ({"search_planes": 1}, "search_planes"),
         ({"search_stride": 0}, "search_stride"),
+        ({"refine_stride": 0}, "refine_stride"),
         ({"refine_iters": -1}, "refine_iters"),
         ({"refine_lr": 0.0}, "refine_lr"),
         ({"refine_radius": -0.1}, "refine_radius"),

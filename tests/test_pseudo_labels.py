@@ -148,6 +148,12 @@ def test_vote_is_confidence_weighted_and_counts_frames():
     assert voxels.tolist() == [0, 1]
     np.testing.assert_allclose(votes, [[0, 0.9, 0.8], [1.0, 0, 0]])
     assert counts.tolist() == [3, 1] and support.tolist() == [2, 1]
+    # frame ids far apart (no dense frames x voxels table): the same answer
+    far = vote(grid, points, labels, weights, 3, sources=np.array([0, 0, 1 << 30, 1 << 30]))
+    assert far[0].tolist() == [0, 1] and far[2].tolist() == [3, 1] and far[3].tolist() == [2, 1]
+    # points outside the grid do not vote; none inside: no voxel
+    outside = vote(grid, points + 10.0, labels, weights, 3, sources=np.array([0, 1, 2, 3]))
+    assert outside[0].size == 0 and outside[1].shape == (0, 3)
 
 
 def _wall_frame(x_world: float, label: int, ego_x: float, rig: CameraRig) -> LiftedFrame:
@@ -213,7 +219,11 @@ def test_depth_spread_votes_along_the_ray_but_carves_to_the_estimate():
         assert np.any(sem[int((x + 32) / 0.8)] == wall), x
     keep = frame.primary_mask
     primary_only = LiftedFrame(
-        frame.points[keep], frame.labels[keep], frame.weights[keep], frame.cameras[keep], frame.pixels[keep],
+        frame.points[keep],
+        frame.labels[keep],
+        frame.weights[keep],
+        frame.cameras[keep],
+        frame.pixels[keep],
         frame.world_from_ego,
     )
     plain = densify(0, {0: primary_only}, rig, grid, OCC3D, config).semantics
@@ -227,6 +237,10 @@ def test_lifting_config_validation():
         LiftingConfig(window=-1)
     with pytest.raises(ValueError, match="multiple of pixel_stride"):
         LiftingConfig(pixel_stride=2, ray_stride=3)
+    with pytest.raises(ValueError, match="carve_stride .* multiple of pixel_stride"):
+        LiftingConfig(pixel_stride=2, ray_stride=2, carve_stride=3)
+    with pytest.raises(ValueError, match="carve_stride"):
+        LiftingConfig(carve_stride=0)
     with pytest.raises(ConfigError, match="unknown keys \\['windw'\\]"):
         from_mapping(LiftingConfig, {"windw": 3}, "labels.yaml: lifting")
     with pytest.raises(ConfigError, match="lifting.window: expected int"):
@@ -346,6 +360,29 @@ def test_cli_errors_name_the_problem(sequence, tmp_path, capsys):
     assert "windw" in capsys.readouterr().err and str(bad) in capsys.readouterr().err + str(bad)
     assert main(["labels", "--data", str(tmp_path / "missing"), "--out", str(tmp_path / "o"), "--quiet"]) == 1
     assert str(tmp_path / "missing") in capsys.readouterr().err
+    assert main([*args, "--threads", "-1"]) == 1
+    assert "--threads" in capsys.readouterr().err
+
+
+def test_cli_labels_runs_with_the_threads_asked_for(sequence, tmp_path, monkeypatch):
+    import torch
+
+    from occ_training.labels import pipeline
+
+    seen = []
+    real = pipeline.run_labels
+
+    def spy(*a, **k):
+        seen.append(torch.get_num_threads())
+        return real(*a, **k)
+
+    monkeypatch.setattr(pipeline, "run_labels", spy)
+    before = torch.get_num_threads()
+    args = ["labels", "--data", str(sequence), "--depth", "metric", "--window", "0", "--quiet"]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0  # default: one thread
+    assert main([*args, "--out", str(tmp_path / "b"), "--threads", "0"]) == 0  # torch's own setting
+    assert seen == [1, before]
+    assert torch.get_num_threads() == before  # restored after the command
 
 
 def test_default_settings_file_matches_the_dataclass_defaults():

@@ -342,11 +342,34 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--dataset-config", type=Path, help="camera/topic YAML of a rosbag2 bag")
     p.add_argument("--sequences", nargs="+", help="SemanticKITTI sequences to label (default: every one present)")
     p.add_argument("--shard", type=_shard, help="RANK/WORLD_SIZE (default: torchrun's RANK / WORLD_SIZE, or 0/1)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (depth calibration, torch teachers); 0: torch's default (one per core). One thread "
+        "does not collapse when other work shares the CPU; scale out with --shard / torchrun, one rank per core",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_labels)
 
 
 def _run_labels(args: argparse.Namespace) -> int:
+    if args.threads < 0:
+        raise CliError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    if args.threads == 0:
+        return _label(args)
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(args.threads)
+    try:
+        return _label(args)
+    finally:
+        torch.set_num_threads(before)  # (the process's setting again when called in-process, as the tests do)
+
+
+def _label(args: argparse.Namespace) -> int:
+    """``occ labels`` once torch's threads are set."""
     from dataclasses import replace
 
     from occ_ros.core.config import ConfigError

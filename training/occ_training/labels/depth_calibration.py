@@ -43,7 +43,8 @@ Optimisation, one ``(scale, shift)`` per camera, all cameras of one image size b
    resolution (``max_width``): a local cost volume of ``refine_planes`` depth ratios within
    ``exp(+-refine_radius)`` of the current depth map (exact for a change of scale, interpolated for
    shift), cosine-decayed learning rate, best iterate kept; ``refine_rounds`` rounds, each re-centred
-   with a third of the radius. The reported loss is the exact (warped, not interpolated) loss;
+   with a third of the radius, the loss scored on every ``refine_stride``-th pixel. The reported loss is
+   the exact (warped, not interpolated) loss over every pixel;
 4. back to the raw map: ``scale = s / (r_hi - r_lo)``, ``shift = t - scale * r_lo``.
 
 Depths are clamped to ``[min_depth, max_depth]`` inside the warp. A camera with fewer than
@@ -73,7 +74,14 @@ import torch.nn.functional as F
 from occ_ros.core.config import Range, check_fields
 from occ_ros.core.rig import Camera, CameraRig
 from occ_ros.core.transforms import invert_transform
-from occ_training.photometric import SSIM_C1, SSIM_C2, grid_from_homogeneous, photometric_error, warp_coefficients
+from occ_training.photometric import (
+    SSIM_C1,
+    SSIM_C2,
+    box3,
+    grid_from_homogeneous,
+    photometric_error,
+    warp_coefficients,
+)
 from occ_training.teachers.base import DepthMap
 
 CalibrationMode = Literal["frame", "sequence"]
@@ -111,6 +119,8 @@ class CalibrationConfig:
         refine_radius: half-width of the first local volume in log depth (exp(0.3) = +-35 %); each later
             round uses a third of the previous one.
         refine_iters: Adam iterations per round.
+        refine_stride: the refinement's local volumes and its loss use every ``refine_stride``-th pixel (rows and
+            columns) of the working resolution (a sample of the same loss; the reported loss uses every pixel).
         refine_lr: Adam learning rate (on log-scale and on the shift in units of the scale).
         min_depth, max_depth: metres; candidate depths are clamped to this range in the warp.
         min_pixels: cameras with fewer valid target pixels (at the working resolution) are not calibrated.
@@ -137,6 +147,7 @@ class CalibrationConfig:
     refine_planes: Annotated[int, Range(ge=2)] = 9
     refine_radius: Annotated[float, Range(gt=0, lt=float("inf"))] = 0.3
     refine_iters: Annotated[int, Range(ge=0)] = 40
+    refine_stride: Annotated[int, Range(ge=1)] = 1
     refine_lr: Annotated[float, Range(gt=0, lt=float("inf"))] = 0.02
     min_depth: Annotated[float, Range(gt=0)] = 0.5
     max_depth: Annotated[float, Range(gt=0, lt=float("inf"))] = 80.0
@@ -266,7 +277,8 @@ class _Level:
     tgt (C, T, ch, h, w) and src (C, T, S, ch, h, w) intensities in [0, 1] (ch = 3 RGB or 1 luminance);
     a (C, T, S, 3, h, w) and b (C, T, S, 3) the warp coefficients; slot (C, T, S) bool, a source exists;
     valid (C, T, h, w) bool target pixels; rn (C, T, h, w) normalised relative map; identity (C, T, h, w)
-    the auto-mask error; tgt_mu, tgt_var (C, T, ch, h, w) the target's 3x3 SSIM mean and variance.
+    the auto-mask error; tgt_mu, tgt_var (C, T, ch, h, w) the target's 3x3 SSIM mean and variance; tgt_pad
+    (C, T, ch, h + 2, w + 2) the target reflection-padded by one pixel (SSIM's windows).
     """
 
     tgt: torch.Tensor
@@ -279,6 +291,7 @@ class _Level:
     identity: torch.Tensor
     tgt_mu: torch.Tensor
     tgt_var: torch.Tensor
+    tgt_pad: torch.Tensor
 
     @property
     def size(self) -> tuple[int, int]:
@@ -398,48 +411,55 @@ def _build_level(
     rn = _pool(rel, size)
     ok = _pool(valid, size) > 1 - 1e-4
     flat = tgt.flatten(0, 1)
-    moments = F.avg_pool2d(F.pad(torch.cat([flat, flat * flat], dim=1), (1, 1, 1, 1), mode="reflect"), 3, stride=1)
+    moments = box3(F.pad(torch.cat([flat, flat * flat], dim=1), (1, 1, 1, 1), mode="reflect"))
     mu, sq = moments.view(n_cams, n_targets, 2 * tgt.shape[2], h, w).split(tgt.shape[2], dim=2)
-    return _Level(tgt, src, a.float(), b.float(), slot, ok, rn, ident, mu, sq - mu * mu)
+    pad = F.pad(flat, (1, 1, 1, 1), mode="reflect").view(n_cams, n_targets, tgt.shape[2], h + 2, w + 2)
+    return _Level(tgt, src, a.float(), b.float(), slot, ok, rn, ident, mu, sq - mu * mu, pad)
 
 
-def _pixel_loss(level: _Level, inv_depth: torch.Tensor, config: CalibrationConfig) -> torch.Tensor:
-    """(N, C, T, h, w) candidate inverse depths -> (N, C, T, h, w) per-pixel loss (min over sources, auto-mask)."""
+def _pixel_loss(level: _Level, inv_depth: torch.Tensor, config: CalibrationConfig, stride: int = 1) -> torch.Tensor:
+    """(N, C, T, h, w) candidate inverse depths -> (N, C, T, h', w') per-pixel loss (min over sources, auto-mask).
+
+    Only every ``stride``-th pixel (rows and columns) is scored (h' = ceil(h / stride)): the same numbers as
+    ``_pixel_loss(...)[..., ::stride, ::stride]``, the sources still warped at every pixel (SSIM's windows).
+    """
     n = inv_depth.shape[0]
+    k = int(stride)
     n_cams, n_targets, n_slots = level.slot.shape
     channels = level.tgt.shape[2]
     h, w = level.size
     inv = inv_depth.clamp(1.0 / config.max_depth, 1.0 / config.min_depth)
-    p = level.a[None] + inv[:, :, :, None, None] * level.b[None, ..., None, None]  # (N, C, T, S, 3, h, w)
+    p = torch.addcmul(level.a[None], inv[:, :, :, None, None], level.b[None, ..., None, None])  # (N,C,T,S,3,h,w)
     grid, inside = grid_from_homogeneous(p, (h, w))
-    inside = inside & level.slot[None, ..., None, None]
+    inside = inside[..., ::k, ::k] & level.slot[None, ..., None, None]
     src = level.src[None].expand(n, -1, -1, -1, -1, -1, -1).reshape(-1, channels, h, w)
     warped = F.grid_sample(src, grid.reshape(-1, h, w, 2), mode="bilinear", padding_mode="border", align_corners=True)
-    err = _warped_error(warped.view(n, n_cams, n_targets, n_slots, channels, h, w), level, config.ssim_weight)
+    err = _warped_error(warped.view(n, n_cams, n_targets, n_slots, channels, h, w), level, config.ssim_weight, k)
     reproj = torch.where(inside, err, torch.full_like(err, math.inf)).amin(dim=3)
+    identity = level.identity[None, ..., ::k, ::k]
     if config.automask:
-        return torch.minimum(reproj, level.identity[None])
-    return torch.where(torch.isfinite(reproj), reproj, level.identity[None].expand_as(reproj))
+        return torch.minimum(reproj, identity)
+    return torch.where(torch.isfinite(reproj), reproj, identity.expand_as(reproj))
 
 
-def _warped_error(warped: torch.Tensor, level: _Level, ssim_weight: float) -> torch.Tensor:
+def _warped_error(warped: torch.Tensor, level: _Level, ssim_weight: float, stride: int = 1) -> torch.Tensor:
     """:func:`photometric_error` of (N, C, T, S, ch, h, w) warped sources against the level's targets.
 
     The same numbers as ``photometric_error(warped, target)``, with the target's SSIM moments computed once
     (``level.tgt_mu`` / ``tgt_var``) and broadcast instead of being pooled again for every warp.
-    Returns (N, C, T, S, h, w).
+    Returns (N, C, T, S, h', w'): every ``stride``-th pixel (rows and columns) only.
     """
+    k = int(stride)
     x = warped
     y = level.tgt[None, :, :, None]
-    l1 = (x - y).abs().mean(dim=4)
+    l1 = (x[..., ::k, ::k] - y[..., ::k, ::k]).abs().mean(dim=4)
     if ssim_weight == 0:
         return l1
     shape = x.shape
-    ch = shape[4]
-    stack = torch.cat([x, x * x, x * y], dim=4).flatten(0, 3)
-    pooled = F.avg_pool2d(F.pad(stack, (1, 1, 1, 1), mode="reflect"), 3, stride=1).view(*shape[:4], 3 * ch, *shape[5:])
-    mx, xx, xy = pooled.split(ch, dim=4)
-    my, vy = level.tgt_mu[None, :, :, None], level.tgt_var[None, :, :, None]
+    # pad(x * y) == pad(x) * pad(y) for a reflection pad: pad the warp once, the target is padded in the level
+    xp = F.pad(x.flatten(0, 3), (1, 1, 1, 1), mode="reflect").view(*shape[:5], shape[5] + 2, shape[6] + 2)
+    mx, xx, xy = box3(xp, k), box3(xp * xp, k), box3(xp * level.tgt_pad[None, :, :, None], k)
+    my, vy = level.tgt_mu[None, :, :, None, ..., ::k, ::k], level.tgt_var[None, :, :, None, ..., ::k, ::k]
     num = (2 * mx * my + SSIM_C1) * (2 * (xy - mx * my) + SSIM_C2)
     den = (mx * mx + my * my + SSIM_C1) * (xx - mx * mx + vy + SSIM_C2)
     dssim = ((1 - num / den) / 2).clamp(0, 1).mean(dim=4)
@@ -485,10 +505,7 @@ def _sweep(level: _Level, planes: torch.Tensor, config: CalibrationConfig, strid
     chunk = max(1, int(config.max_batch_pixels) // (n_cams * n_targets * n_slots * h * w))
     with torch.no_grad():
         return torch.cat(
-            [
-                _pixel_loss(level, planes[i : i + chunk], config)[..., ::stride, ::stride]
-                for i in range(0, len(planes), chunk)
-            ]
+            [_pixel_loss(level, planes[i : i + chunk], config, stride) for i in range(0, len(planes), chunk)]
         )
 
 
@@ -548,18 +565,22 @@ def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig) -> tor
 
     Each round sweeps ``refine_planes`` depth ratios ``exp(linspace(-radius, radius))`` around the current
     depth map (exact for a pure change of scale) and runs Adam on the interpolated trimmed loss, keeping
-    each camera's best iterate; the next round re-centres with a third of the radius.
+    each camera's best iterate; the next round re-centres with a third of the radius. The volumes and the loss
+    use every ``refine_stride``-th pixel.
     """
     n_cams = init.shape[0]
-    valid = level.valid.reshape(n_cams, -1)
+    k = int(config.refine_stride)
+    rn = level.rn[..., ::k, ::k]
+    valid = level.valid[..., ::k, ::k].reshape(n_cams, -1)
     lo, hi = 1.0 / config.max_depth, 1.0 / config.min_depth
     best = init.clone()
-    radius = float(config.refine_radius)
     n_planes = int(config.refine_planes)
-    for _ in range(int(config.refine_rounds)):
+    for round_index in range(int(config.refine_rounds)):
+        radius = float(config.refine_radius) / 3**round_index
         inv0 = _inverse(best[None], level.rn)[0].clamp(lo, hi)  # (C, T, h, w)
         ratios = torch.exp(torch.linspace(-radius, radius, n_planes))
-        cost = _sweep(level, inv0[None] * ratios[:, None, None, None, None], config)
+        cost = _sweep(level, inv0[None] * ratios[:, None, None, None, None], config, k)
+        inv0 = inv0[..., ::k, ::k]
         step = 2 * radius / (n_planes - 1)
         s0, t0 = best[:, 0].clone(), best[:, 1].clone()
 
@@ -570,7 +591,7 @@ def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig) -> tor
             step: float = step,
             radius: float = radius,
         ) -> torch.Tensor:
-            inv = _inverse(st[None], level.rn)[0].clamp(lo, hi)
+            inv = _inverse(st[None], rn)[0].clamp(lo, hi)
             pixel = _interpolate(cost, ((torch.log(inv / inv0) + radius) / step)[None])
             return _trimmed_mean(pixel.flatten(2), valid, config.trim_quantile)[0][0]
 
@@ -598,7 +619,6 @@ def _refine(level: _Level, init: torch.Tensor, config: CalibrationConfig) -> tor
                     m_hat = m / (1 - 0.9 ** (it + 1))
                     v_hat = v / (1 - 0.999 ** (it + 1))
                     param -= lr * m_hat / (v_hat.sqrt() + 1e-8)
-        radius /= 3
     return best
 
 

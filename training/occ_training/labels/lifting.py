@@ -56,6 +56,7 @@ class LiftingConfig:
     max_depth: Annotated[float, Range(gt=0)] = 60.0
     pixel_stride: Annotated[int, Range(ge=1)] = 1
     ray_stride: Annotated[int, Range(ge=1)] = 2
+    carve_stride: Annotated[int, Range(ge=1)] = 2
     distance_decay: Annotated[float, Range(gt=0)] = 30.0
     min_weight: Annotated[float, Range(gt=0)] = 0.1
     free_ratio: Annotated[float, Range(gt=0)] = 20.0
@@ -84,6 +85,11 @@ class LiftingConfig:
         if self.ray_stride % self.pixel_stride:
             raise ValueError(
                 f"LiftingConfig.ray_stride ({self.ray_stride}) must be a multiple of pixel_stride ({self.pixel_stride})"
+            )
+        if self.carve_stride % self.pixel_stride:
+            raise ValueError(
+                f"LiftingConfig.carve_stride ({self.carve_stride}) must be a multiple of pixel_stride "
+                f"({self.pixel_stride})"
             )
         if not self.min_depth < self.max_depth:
             raise ValueError(f"LiftingConfig needs 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
@@ -274,16 +280,28 @@ def vote(
     """
     idx, inside = grid.points_to_indices(points_ego)
     flat = grid.flat_index(idx[inside])
-    voxels, inverse = np.unique(flat, return_inverse=True)
-    inverse = inverse.reshape(-1)
+    # np.unique without its sort: the voxels a point landed in, ascending, through a dense lookup table
+    dense = np.bincount(flat, minlength=grid.num_voxels)
+    voxels = np.flatnonzero(dense)
+    lookup = np.zeros(grid.num_voxels, dtype=np.int64)
+    lookup[voxels] = np.arange(voxels.size)
+    inverse = lookup[flat]
     keys = inverse * num_classes + labels[inside].astype(np.int64)
     votes = np.bincount(keys, weights=weights[inside], minlength=voxels.size * num_classes)
-    counts = np.bincount(inverse, minlength=voxels.size)
+    counts = dense[voxels]
     if sources is None:
         support = (counts > 0).astype(np.int64)
     else:
-        pairs = np.unique(inverse.astype(np.int64) * (1 << 32) + (sources[inside] - sources.min()))
-        support = np.bincount(pairs >> 32, minlength=voxels.size)
+        src = sources[inside]
+        lo = int(src.min()) if src.size else 0
+        span = int(src.max()) - lo + 1 if src.size else 1
+        if span * voxels.size <= 1 << 26:  # few distinct frames: a (frames, voxels) table of who landed where
+            seen = np.zeros((span, voxels.size), dtype=bool)
+            seen[src - lo, inverse] = True
+            support = seen.sum(axis=0).astype(np.int64)
+        else:
+            pairs = np.unique(inverse.astype(np.int64) * (1 << 32) + (src - lo))
+            support = np.bincount(pairs >> 32, minlength=voxels.size)
     return voxels, votes.reshape(voxels.size, num_classes), counts, support
 
 
@@ -368,7 +386,7 @@ def free_space_counts(
 ) -> np.ndarray:
     """How many of a frame's pixel rays pass freely through each voxel of the key frame's grid.
 
-    Rays run from the camera centre towards each primary lifted point at ``ray_stride``, stopping
+    Rays run from the camera centre towards each primary lifted point at ``carve_stride``, stopping
     :func:`margin` short of it; the counts are scaled to all lifted pixels (``pixel_stride``).
 
     Args:
@@ -378,7 +396,7 @@ def free_space_counts(
         (X*Y*Z,) float64 ray counts per voxel, flat (``GridSpec.flat_index`` order).
     """
     primary = frame.primary_mask
-    keep = primary & np.all(frame.pixels % config.ray_stride == 0, axis=1)
+    keep = primary & np.all(frame.pixels % config.carve_stride == 0, axis=1)
     if not keep.any():
         return np.zeros(grid.num_voxels)
     key_from_frame = ego_from_world @ frame.world_from_ego
