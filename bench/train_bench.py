@@ -12,6 +12,7 @@ CUDA. Results go to docs/benchmarks.md by hand, with the machine and this comman
 from __future__ import annotations
 
 import argparse
+import json
 import platform
 import resource
 import shutil
@@ -74,6 +75,7 @@ def main() -> int:
     parser.add_argument("--data", type=Path, default=ROOT / "out" / "train_data" / "seq_11")
     parser.add_argument("--steps", type=int, default=10)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--json", type=Path, help="also write the figures here (bench/speed_table.py reads them)")
     args = parser.parse_args()
     from occ_ros.model.network import ModelConfig, OccupancyNetwork, flops
     from occ_tools.demo import labelled_sequence
@@ -86,9 +88,21 @@ def main() -> int:
     )
     print("| variant | s/step | peak memory (MB) |")
     print("|---|---|---|")
+    report: dict[str, object] = {
+        "machine": f"{platform.machine()} {platform.processor()}".strip(),
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "device": args.device,
+        "steps": args.steps,
+        "variants": {},
+    }
     for name, overrides in variants().items():
         seconds, peak = step_time(data, overrides, args.steps, args.device)
         print(f"| {name} | {seconds:.3f} | {peak:.0f} |", flush=True)
+        report["variants"][name] = {"seconds_per_step": seconds, "peak_memory_mb": peak}  # type: ignore[index]
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
 
     demo = load_train_config(ROOT / "config" / "train" / "demo.yaml").model
     occ3d = load_train_config(ROOT / "config" / "train" / "occ3d_nuscenes.yaml").model
