@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import cv2
 import numpy as np
 import pytest
 
@@ -55,3 +56,13 @@ def test_bad_images_name_the_camera():
         preprocess({"CAM_FRONT": np.zeros((30, 64, 3), np.uint8)}, _rig(), config)
     with pytest.raises(ValueError, match="crop"):
         PreprocessConfig(height=16, width=32, crop=2.0)
+
+
+def test_the_normalisation_is_the_per_pixel_formula_bit_for_bit():
+    """The per-channel lookup tables give exactly ``(rgb / 255 - mean) / std`` in float32, pixel by pixel."""
+    config = PreprocessConfig(height=16, width=32, mean=(0.5, 0.25, 0.125), std=(0.2, 0.3, 0.7))
+    image = np.random.default_rng(3).integers(0, 256, (36, 64, 3), dtype=np.uint8)
+    net = preprocess({"CAM_FRONT": image}, _rig(), config)
+    small = cv2.resize(image, (32, 18), interpolation=cv2.INTER_AREA)[2:]  # scale 1/2, the 2 excess rows from the top
+    expected = (small.astype(np.float32) / np.float32(255.0) - np.float32(config.mean)) / np.float32(config.std)
+    np.testing.assert_array_equal(net.images[0], expected.transpose(2, 0, 1))

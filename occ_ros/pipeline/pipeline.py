@@ -9,6 +9,15 @@ without ``labels`` / ``confidence``) skips that frame as ``backend``.
 Stages (``timings`` keys, seconds): ``decode`` (messages -> RGB), ``calibration`` (rig from CameraInfo + tf, cached),
 ``preprocess`` (the one :func:`~occ_ros.core.preprocess.preprocess`, the model's own settings), ``inference`` (the
 backend), ``postprocess`` (occupied voxels, colours); ``total`` is their sum.
+
+Work that depends only on the calibration is done once per rig: :class:`~.rig_cache.RigCache` returns the same rig
+while CameraInfo and tf do not change, and the pipeline keeps the rig's
+:class:`~occ_ros.core.preprocess.Preprocessor` (geometry, intrinsics, normalisation tables) and its model check.
+
+Reduced JPEG decode: a JPEG CompressedImage whose camera is downscaled by 2 or more for the network is decoded
+smaller by libjpeg's DCT scaling (:func:`~occ_ros.core.preprocess.decode_reduction`; 1/2 for 1600x900 -> 704 wide),
+and the preprocess takes it from there; the intrinsics are the same and the network input stays within the
+tolerance ``tests/test_reduced_decode.py`` states of the full decode's. Other formats (PNG) decode at full size.
 """
 
 from __future__ import annotations
@@ -16,14 +25,15 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from occ_ros.core.frames import FrameSet, FrameSkipped, SkipReason
-from occ_ros.core.preprocess import NetworkInput, preprocess
+from occ_ros.core.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
+from occ_ros.core.preprocess import NetworkInput, Preprocessor, decode_reduction
 from occ_ros.inference.backend import BackendError, InferenceBackend
 from occ_ros.inference.model_info import ModelInfo, ModelInfoError
-from occ_ros.io.images import UnsupportedEncodingError, image_to_rgb
+from occ_ros.io.images import UnsupportedEncodingError, image_to_rgb, is_jpeg
 
 from .outputs import VoxelCloud, occupied_voxels
 from .rig_cache import RigCache
@@ -96,6 +106,17 @@ class OccupancyPipeline:
         self.config = config
         self.stats = stats or PipelineStats()
         self.rigs = RigCache()
+        self._preprocessor: Preprocessor | None = None  # of the rig last checked against the model
+
+    def _reduction(self, cam: CameraMessage) -> int:
+        """DCT-scaling factor to decode this camera's image at (1 unless a JPEG with a CameraInfo says more)."""
+        info: Any = cam.info
+        if info is None or not is_jpeg(cam.image):
+            return 1
+        try:
+            return decode_reduction(int(info.width), int(info.height), self.info.preprocess)
+        except (TypeError, ValueError, ZeroDivisionError):  # a malformed CameraInfo: the rig reports it
+            return 1
 
     @property
     def info(self) -> ModelInfo:
@@ -127,9 +148,11 @@ class OccupancyPipeline:
             raise FrameSkipped(SkipReason.MISSING_CAMERA, f"no image from cameras {missing} (have {have})")
         cameras = [frame.cameras[name] for name in self.config.cameras]
         images = {}
+        reductions: dict[str, int] = {}
         for cam in cameras:
             try:
-                images[cam.name] = image_to_rgb(cam.image, copy=False)  # preprocess only reads it
+                reductions[cam.name] = self._reduction(cam)
+                images[cam.name] = image_to_rgb(cam.image, copy=False, reduction=reductions[cam.name])
             except UnsupportedEncodingError as err:
                 raise FrameSkipped(SkipReason.ENCODING, f"camera {cam.name!r}: {err}") from None
             except ValueError as err:  # damaged data: truncated, wrong length, undecodable
@@ -142,17 +165,21 @@ class OccupancyPipeline:
         rig = self.rigs.rig_for(cameras)
         for cam in rig:
             h, w = images[cam.name].shape[:2]
-            if (w, h) != (cam.width, cam.height):
+            r = reductions[cam.name]
+            if (w * r, h * r) != (cam.width, cam.height):
+                decoded = f" (decoded at 1/{r}; full size about {w * r}x{h * r})" if r > 1 else ""
                 raise FrameSkipped(
                     SkipReason.IMAGE_SIZE,
-                    f"camera {cam.name!r}: image is {w}x{h}, its CameraInfo says {cam.width}x{cam.height}",
+                    f"camera {cam.name!r}: image is {w}x{h}{decoded}, its CameraInfo says {cam.width}x{cam.height}",
                 )
-        try:
-            self.info.check_data(None, rig, str(self.backend.path))
-        except ModelInfoError as err:
-            raise FrameSkipped(SkipReason.IMAGE_SIZE, str(err)) from None
+        if self._preprocessor is None or self._preprocessor.rig is not rig:
+            try:
+                self.info.check_data(None, rig, str(self.backend.path))
+            except ModelInfoError as err:
+                raise FrameSkipped(SkipReason.IMAGE_SIZE, str(err)) from None
+            self._preprocessor = Preprocessor(rig, self.info.preprocess)
         t2 = time.perf_counter()
-        net: NetworkInput = preprocess(images, rig, self.info.preprocess)
+        net: NetworkInput = self._preprocessor(images, reductions)
         t3 = time.perf_counter()
         try:
             outputs = self.backend(net)
