@@ -233,7 +233,7 @@ class Preprocessor:
 
         config = self.config
         reductions = reductions or {}
-        out_images = np.zeros((len(self._plans), 3, config.height, config.width), dtype=np.float32)
+        out_images = np.empty((len(self._plans), 3, config.height, config.width), dtype=np.float32)
         for i, plan in enumerate(self._plans):
             if plan.name not in images:
                 raise ValueError(f"preprocess: no image for camera {plan.name!r} (have {sorted(images)})")
@@ -259,6 +259,7 @@ class Preprocessor:
             planes = cv2.split(rows)
             for c in range(3):  # the per-channel table, straight into the output plane
                 cv2.LUT(planes[c], self._tables[c], dst=out_images[i, c, : rows.shape[0]])
+            out_images[i, :, rows.shape[0] :] = 0.0  # a short image: zero-padded at the bottom (the mean colour)
         return NetworkInput(out_images, self._Ks.copy(), self._extrinsics.copy())
 
 
