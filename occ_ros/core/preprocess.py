@@ -18,6 +18,11 @@ image. Extrinsics (``cam_from_ego``) do not change.
 
 Normalisation: ``(rgb / 255 - mean) / std`` per channel (ImageNet statistics by default), channels
 first.
+
+:class:`Preprocessor` is the same function with what depends only on the rig and config computed once (the node
+keeps one per calibration). A JPEG may come decoded ``r`` times smaller (libjpeg's DCT scaling,
+:func:`decode_reduction`): the ``reductions`` argument says so, and the resize takes it from there with the full
+image's geometry and intrinsics.
 """
 
 from __future__ import annotations
