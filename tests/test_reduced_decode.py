@@ -184,3 +184,20 @@ def test_a_calibration_change_rebuilds_what_the_pipeline_keeps_per_rig():
         np.testing.assert_allclose(feeds["K"][0], K_expected, rtol=1e-6)
     assert not np.allclose(expected[0], expected[1])
     assert pipeline.rigs.rebuilds == 3
+
+
+def test_only_jpegs_decode_reduced_and_a_bad_factor_is_named():
+    from occ_ros.io.rosbag import compressed_image_msg
+
+    rgb = np.random.default_rng(1).integers(0, 256, (48, 64, 3), dtype=np.uint8)
+    jpeg, png, raw = (
+        compressed_image_msg(rgb, 0, "cam"),
+        compressed_image_msg(rgb, 0, "cam", "png"),
+        image_msg(rgb, 0, "cam"),
+    )
+    assert is_jpeg(jpeg) and not is_jpeg(png) and not is_jpeg(raw)
+    assert image_to_rgb(jpeg, reduction=4).shape == (12, 16, 3)
+    np.testing.assert_array_equal(image_to_rgb(png, reduction=2), rgb)  # lossless, full size
+    np.testing.assert_array_equal(image_to_rgb(raw, reduction=2), rgb)
+    with pytest.raises(ValueError, match="reduction must be 1, 2, 4 or 8, got 3"):
+        image_to_rgb(jpeg, reduction=3)
