@@ -1,7 +1,9 @@
 #!/usr/bin/env python3
 """Node-side overhead per frame and memory under load, on real nuScenes-size input.
 
-    .venv/bin/python bench/pipeline_bench.py [--frames 30] [--load-seconds 20] [--backend-ms 100]
+    .venv/bin/python bench/pipeline_bench.py [--frames 30] [--load-seconds 20] [--backend-ms 100] [--json OUT]
+
+``--load-seconds 0`` skips the load part; ``--json`` also writes every figure to a JSON file (for ``bench/ab.py``).
 
 Overhead: six real 1600x900 camera images (../shared/fixtures/nuscenes_sample) as raw ``rgb8`` Image messages
 and, separately, as the original JPEG CompressedImage messages, with their real calibration, through
@@ -20,6 +22,8 @@ when the worker picked it.
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import platform
 import sys
 import threading
@@ -38,8 +42,6 @@ def rss_mb() -> float:
     """Current resident set size of this process, MB (Linux /proc)."""
     with open("/proc/self/statm") as f:
         pages = int(f.read().split()[1])
-    import os
-
     return pages * os.sysconf("SC_PAGE_SIZE") / 1e6
 
 
@@ -189,19 +191,28 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=30)
     parser.add_argument("--load-seconds", type=float, default=20.0)
     parser.add_argument("--backend-ms", type=float, default=100.0)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     args = parser.parse_args()
     if not (FIXTURES / "nuscenes_sample").is_dir():
         print(f"needs the real-data fixtures in {FIXTURES}", file=sys.stderr)
         return 1
-    print(f"machine: {platform.machine()} {platform.processor() or ''}, Python {platform.python_version()}")
+    machine = f"{platform.machine()} {platform.processor() or ''}, Python {platform.python_version()}"
+    print(f"machine: {machine}")
+    report: dict[str, Any] = {"machine": machine, "load_1min": os.getloadavg()[0]}
     for compressed in (False, True):
         row = overhead(compressed, args.frames)
+        report["jpeg" if compressed else "raw"] = row
         print(f"\n{'JPEG CompressedImage' if compressed else 'raw rgb8 Image'} x 6 (1600x900), p50 ms:")
         for key, value in row.items():
             print(f"  {key:45s} {value:9.2f}")
-    print(f"\nload: 30 Hz cameras, backend {args.backend_ms:.0f} ms/frame, {args.load_seconds:.0f} s:")
-    for key, value in load(args.load_seconds, args.backend_ms).items():
-        print(f"  {key:55s} {value:9.1f}")
+    if args.load_seconds > 0:
+        print(f"\nload: 30 Hz cameras, backend {args.backend_ms:.0f} ms/frame, {args.load_seconds:.0f} s:")
+        report["load"] = load(args.load_seconds, args.backend_ms)
+        for key, value in report["load"].items():
+            print(f"  {key:55s} {value:9.1f}")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(report, indent=1))
     return 0
 
 

@@ -296,6 +296,24 @@ def test_cli_eval_json_and_errors(label_dirs: tuple[Path, Path], tmp_path: Path,
     assert "occ eval: error:" in err and "scene_a/000000/labels.npz" in err
 
 
+def test_cli_eval_runs_without_importing_scipy_or_torch(label_dirs: tuple[Path, Path]) -> None:
+    """``occ eval`` (Occ3D metric) never needs scipy: its start-up skips the import (a fresh interpreter, where
+    nothing else has imported it), and torch stays out as everywhere in the runtime."""
+    import subprocess
+    import sys
+
+    pred, gt = label_dirs
+    code = (
+        "import sys\n"
+        "from occ_tools.cli import main\n"
+        f"rc = main(['eval', '--pred', {str(pred)!r}, '--gt', {str(gt)!r}, '--quiet'])\n"
+        "print('RESULT', rc, sorted(m for m in ('scipy', 'torch') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "RESULT 0 []" in done.stdout, done.stdout
+
+
 # ----------------------------------------------------------------------------- grids of label files
 def test_label_file_round_trip_keeps_the_grid_and_the_extra_arrays(tmp_path: Path) -> None:
     rng = np.random.default_rng(3)

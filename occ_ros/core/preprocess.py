@@ -18,6 +18,11 @@ image. Extrinsics (``cam_from_ego``) do not change.
 
 Normalisation: ``(rgb / 255 - mean) / std`` per channel (ImageNet statistics by default), channels
 first.
+
+:class:`Preprocessor` is the same function with what depends only on the rig and config computed once (the node
+keeps one per calibration). A JPEG may come decoded ``r`` times smaller (libjpeg's DCT scaling,
+:func:`decode_reduction`): the ``reductions`` argument says so, and the resize takes it from there with the full
+image's geometry and intrinsics.
 """
 
 from __future__ import annotations
@@ -27,7 +32,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .rig import CameraRig
+from .rig import Camera, CameraRig
 from .undistort import undistort
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -110,7 +115,7 @@ class NetworkInput:
     cam_from_ego: np.ndarray
 
 
-def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
+def resize(image: np.ndarray, width: int, height: int, first_row: int = 0) -> np.ndarray:
     """(H, W, 3) uint8 -> (height, width, 3): area averaging for downscaling, bilinear otherwise.
 
     Downscaling by a factor ``f = W / width`` averages ``k x k`` pixel blocks first, ``k = floor(f)`` (OpenCV's
@@ -119,6 +124,12 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
     OpenCV's INTER_AREA; for a fractional one (1600x900 -> 704x396) it stays anti-aliased at a fraction of
     INTER_AREA's cost on fractional ratios (about 1 ms instead of 8-14 ms per nuScenes image on 2 cores). Both
     steps keep pixel centres at ``(u + 0.5) * s - 0.5`` (:func:`adjust_intrinsics`).
+
+    ``first_row``: only output rows from this one on are wanted (the rest is cropped away); when ``k`` divides
+    ``W`` and ``H`` the box step then skips the source rows that only feed the rows above (left black there). The
+    wanted rows are bit-identical to a full resize: block averages of different rows are independent, and the
+    bilinear step reads intermediate rows ``floor((row + 0.5) * H_k / height - 0.5)`` and the next, which
+    stay computed (with a row of margin).
     """
     import cv2
 
@@ -127,13 +138,142 @@ def resize(image: np.ndarray, width: int, height: int) -> np.ndarray:
         return image
     k = int(src_w // width) if width < src_w else 1
     if k >= 2:
-        image = cv2.resize(image, (src_w // k, src_h // k), interpolation=cv2.INTER_AREA)
+        box_w, box_h = src_w // k, src_h // k
+        if (box_w, box_h) == (width, height):
+            start = first_row
+        else:  # the first intermediate row the bilinear step reads for output row first_row, less a margin
+            start = int(np.floor((first_row + 0.5) * box_h / height - 0.5)) - 1
+        start = min(max(start, 0), box_h - 1)
+        if start > 0 and src_w % k == 0 and src_h % k == 0:
+            boxed = np.zeros((box_h, box_w, 3), dtype=np.uint8)
+            cv2.resize(image[start * k :], (box_w, box_h - start), dst=boxed[start:], interpolation=cv2.INTER_AREA)
+            image = boxed
+        else:
+            image = cv2.resize(image, (box_w, box_h), interpolation=cv2.INTER_AREA)
         if image.shape[1] == width and image.shape[0] == height:
             return image
     return cv2.resize(image, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
-def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: PreprocessConfig) -> NetworkInput:
+#: The reduced-size decodes libjpeg offers (DCT scaling; OpenCV ``IMREAD_REDUCED_COLOR_2/4/8``).
+JPEG_REDUCTIONS = (8, 4, 2)
+
+
+def decode_reduction(src_width: int, src_height: int, config: PreprocessConfig) -> int:
+    """Factor ``r`` (1, 2, 4 or 8) by which a JPEG of ``src_width`` x ``src_height`` may be decoded smaller for
+    ``config`` so that the rest of :func:`preprocess` stays the full-size path (see :func:`preprocess`'s
+    ``reductions``).
+
+    :func:`resize` averages ``k x k`` blocks first, ``k = src_width // config.width``; libjpeg's DCT scaling by
+    ``r`` stands in for the first ``r x r`` of them, so ``r`` is the largest of 8, 4, 2 that divides ``k``,
+    ``src_width`` and ``src_height`` (an exact ``W / r`` x ``H / r`` image, pixel centres at
+    ``(u + 0.5) / r - 0.5``, so the remaining resize and the intrinsics are the full path's). 1 when none does.
+    """
+    k = src_width // config.width if config.width < src_width else 1
+    for r in JPEG_REDUCTIONS:
+        if k % r == 0 and src_width % r == 0 and src_height % r == 0:
+            return r
+    return 1
+
+
+@dataclass(frozen=True)
+class _CameraPlan:
+    """What :class:`Preprocessor` needs per camera, from the calibration alone."""
+
+    name: str
+    width: int
+    height: int
+    scaled_h: int
+    crop_top: int
+    undistort_cam: Camera | None  # the camera at the scaled size when its images need undistorting
+    undistort_K: np.ndarray
+
+
+class Preprocessor:
+    """:func:`preprocess` for one rig and config, with everything that depends only on them computed once.
+
+    The node builds one per calibration (:class:`~occ_ros.pipeline.pipeline.OccupancyPipeline` keeps it while the
+    rig stays the same): geometry per camera, the network intrinsics (N, 3, 3) and extrinsics (N, 4, 4), and the
+    normalisation as one 256-entry float32 table per channel (``(v / 255 - mean) / std`` with the same float32
+    operations as before, so the output is bit-identical to computing it per pixel).
+    """
+
+    def __init__(self, rig: CameraRig, config: PreprocessConfig) -> None:
+        self.rig = rig
+        self.config = config
+        plans = []
+        Ks = np.zeros((len(rig), 3, 3), dtype=np.float32)
+        extrinsics = np.zeros((len(rig), 4, 4), dtype=np.float32)
+        for i, cam in enumerate(rig):
+            scale, crop_top = config.scale_and_crop(cam.width, cam.height)
+            scaled_h = int(round(cam.height * scale))
+            undistort_cam = cam.resized(config.width, scaled_h) if cam.is_distorted else None
+            plans.append(
+                _CameraPlan(
+                    cam.name,
+                    cam.width,
+                    cam.height,
+                    scaled_h,
+                    crop_top,
+                    undistort_cam,
+                    adjust_intrinsics(cam.K, scale, 0),
+                )
+            )
+            Ks[i] = adjust_intrinsics(cam.K, scale, crop_top)
+            extrinsics[i] = cam.cam_from_ego
+        self._plans = tuple(plans)
+        self._Ks = Ks
+        self._extrinsics = extrinsics
+        levels = np.arange(256, dtype=np.uint8)
+        self._tables = []
+        for c in range(3):  # (rgb / 255 - mean) / std: the float32 operations of the per-pixel formula
+            table = np.divide(levels, np.float32(255.0), dtype=np.float32)
+            table -= np.float32(config.mean[c])
+            table /= np.float32(config.std[c])
+            self._tables.append(table.reshape(1, 256))
+
+    def __call__(self, images: Mapping[str, np.ndarray], reductions: Mapping[str, int] | None = None) -> NetworkInput:
+        """Camera images -> network input; see :func:`preprocess`."""
+        import cv2
+
+        config = self.config
+        reductions = reductions or {}
+        out_images = np.empty((len(self._plans), 3, config.height, config.width), dtype=np.float32)
+        for i, plan in enumerate(self._plans):
+            if plan.name not in images:
+                raise ValueError(f"preprocess: no image for camera {plan.name!r} (have {sorted(images)})")
+            image = np.asarray(images[plan.name])
+            r = int(reductions.get(plan.name, 1))
+            if r < 1 or plan.width % r or plan.height % r:
+                raise ValueError(
+                    f"preprocess: camera {plan.name!r}: reduction {r} does not divide its {plan.width}x{plan.height}"
+                )
+            expected = (plan.height // r, plan.width // r, 3)
+            if image.shape != expected or image.dtype != np.uint8:
+                reduced = f" (decoded at 1/{r})" if r > 1 else ""
+                raise ValueError(
+                    f"preprocess: camera {plan.name!r} image is {image.dtype} {image.shape}, "
+                    f"expected uint8 {expected}{reduced} as its calibration says"
+                )
+            # the rows above the crop are not needed, unless the undistortion may move pixels from there
+            first_row = 0 if plan.undistort_cam is not None else plan.crop_top
+            scaled = resize(image, config.width, plan.scaled_h, first_row)
+            if plan.undistort_cam is not None:  # same lens at the scaled size: undistort it to the network's K
+                scaled = undistort(scaled, plan.undistort_cam, plan.undistort_K)
+            rows = scaled[plan.crop_top : plan.crop_top + config.height]
+            planes = cv2.split(rows)
+            for c in range(3):  # the per-channel table, straight into the output plane
+                cv2.LUT(planes[c], self._tables[c], dst=out_images[i, c, : rows.shape[0]])
+            out_images[i, :, rows.shape[0] :] = 0.0  # a short image: zero-padded at the bottom (the mean colour)
+        return NetworkInput(out_images, self._Ks.copy(), self._extrinsics.copy())
+
+
+def preprocess(
+    images: Mapping[str, np.ndarray],
+    rig: CameraRig,
+    config: PreprocessConfig,
+    reductions: Mapping[str, int] | None = None,
+) -> NetworkInput:
     """Camera images -> network input (the one function every stage uses).
 
     Args:
@@ -141,34 +281,12 @@ def preprocess(images: Mapping[str, np.ndarray], rig: CameraRig, config: Preproc
         rig: the cameras; their order is the network's camera order. Images of cameras with lens distortion are
             undistorted to their ``K`` (the returned intrinsics are pinhole).
         config: network input size and normalisation.
+        reductions: camera name -> ``r`` for images that were decoded ``r`` times smaller (a JPEG's DCT scaling,
+            :func:`decode_reduction`): such an image is ``(H_src / r, W_src / r, 3)`` and stands for the
+            ``r x r`` block average of the full image, so the resize takes it from there; the intrinsics are the
+            full image's (identical). Absent cameras: 1.
     Raises:
-        ValueError: naming the camera, for a missing image or one whose size differs from the rig's.
+        ValueError: naming the camera, for a missing image, one whose size differs from the rig's (divided by its
+            reduction), or a reduction that does not divide the camera's size.
     """
-    mean = np.asarray(config.mean, dtype=np.float32)
-    std = np.asarray(config.std, dtype=np.float32)
-    out_images = np.zeros((len(rig), 3, config.height, config.width), dtype=np.float32)
-    Ks = np.zeros((len(rig), 3, 3), dtype=np.float32)
-    extrinsics = np.zeros((len(rig), 4, 4), dtype=np.float32)
-    for i, cam in enumerate(rig):
-        if cam.name not in images:
-            raise ValueError(f"preprocess: no image for camera {cam.name!r} (have {sorted(images)})")
-        image = np.asarray(images[cam.name])
-        if image.shape != (cam.height, cam.width, 3) or image.dtype != np.uint8:
-            raise ValueError(
-                f"preprocess: camera {cam.name!r} image is {image.dtype} {image.shape}, "
-                f"expected uint8 ({cam.height}, {cam.width}, 3) as its calibration says"
-            )
-        scale, crop_top = config.scale_and_crop(cam.width, cam.height)
-        scaled_h = int(round(cam.height * scale))
-        scaled = resize(image, config.width, scaled_h)
-        if cam.is_distorted:  # the scaled image is one of the same lens: undistort it to the network's pinhole K
-            scaled = undistort(scaled, cam.resized(config.width, scaled_h), adjust_intrinsics(cam.K, scale, 0))
-        rows = scaled[crop_top : crop_top + config.height]
-        for c in range(3):  # (rgb / 255 - mean) / std in float32, in place per channel: no full-size temporaries
-            plane = out_images[i, c, : rows.shape[0]]
-            np.divide(rows[:, :, c], np.float32(255.0), out=plane, dtype=np.float32)
-            plane -= mean[c]
-            plane /= std[c]
-        Ks[i] = adjust_intrinsics(cam.K, scale, crop_top)
-        extrinsics[i] = cam.cam_from_ego
-    return NetworkInput(out_images, Ks, extrinsics)
+    return Preprocessor(rig, config)(images, reductions)

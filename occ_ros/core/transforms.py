@@ -2,6 +2,9 @@
 
 Naming: ``b_from_a`` maps points expressed in frame ``a`` into frame ``b``
 (``p_b = b_from_a @ p_a``). tf2 calls the same transform "a in b" (parent b, child a).
+
+SciPy (``Rotation``, for quaternions) is imported by the two functions that need it, not with this module: every
+camera rig imports it, and ``occ eval`` / the node would otherwise pay scipy's import (about 0.3-2 s) for nothing.
 """
 
 from __future__ import annotations
@@ -9,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.spatial.transform import Rotation
 
 
 def make_transform(rotation: np.ndarray, translation: Sequence[float]) -> np.ndarray:
@@ -26,11 +28,15 @@ def transform_from_quaternion(translation: Sequence[float], quat_xyzw: Sequence[
     norm = np.linalg.norm(quat)
     if not np.isfinite(norm) or abs(norm - 1.0) > 1e-3:
         raise ValueError(f"quaternion {tuple(quat)} is not unit length (norm {norm:.6g})")
+    from scipy.spatial.transform import Rotation
+
     return make_transform(Rotation.from_quat(quat / norm).as_matrix(), translation)
 
 
 def quaternion_from_transform(transform: np.ndarray) -> np.ndarray:
     """Unit quaternion (x, y, z, w) of a 4x4's rotation, with w >= 0."""
+    from scipy.spatial.transform import Rotation
+
     quat = Rotation.from_matrix(np.asarray(transform, dtype=np.float64)[:3, :3]).as_quat()
     return quat if quat[3] >= 0 else -quat
 

@@ -36,12 +36,30 @@ def _as_bytes_array(data: Any) -> np.ndarray:
     return np.frombuffer(memoryview(data).cast("B"), dtype=np.uint8)
 
 
-def image_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
+#: libjpeg's DCT-scaled decodes: factor -> OpenCV imdecode flag.
+_REDUCED_FLAGS = {2: cv2.IMREAD_REDUCED_COLOR_2, 4: cv2.IMREAD_REDUCED_COLOR_4, 8: cv2.IMREAD_REDUCED_COLOR_8}
+
+
+def is_jpeg(msg: Any) -> bool:
+    """Whether ``msg`` is a CompressedImage holding a JPEG (by its data's SOI marker ``FF D8 FF``, not ``format``)."""
+    if not hasattr(msg, "format"):
+        return False
+    head = _as_bytes_array(msg.data)[:3]
+    return head.size == 3 and bytes(head) == b"\xff\xd8\xff"
+
+
+def image_to_rgb(msg: Any, copy: bool = True, reduction: int = 1) -> np.ndarray:
     """(H, W, 3) uint8 RGB array from a sensor_msgs Image or CompressedImage.
 
     ``copy=False`` lets an ``rgb8`` image come back as a read-only view of the message's buffer (no 4 MB copy per
     1600x900 camera); the caller must then not keep it beyond the message's lifetime or write to it. Other
     encodings are converted, hence always fresh arrays.
+
+    ``reduction`` 2, 4 or 8 decodes a JPEG CompressedImage (:func:`is_jpeg`) that many times smaller per axis with
+    libjpeg's DCT scaling (OpenCV ``IMREAD_REDUCED_COLOR_r``): ``ceil(W / r) x ceil(H / r)``, each pixel about the
+    average of an ``r x r`` block (pixel centres at ``(u + 0.5) / r - 0.5``), in about half the CPU time of the
+    full decode for a 1600x900 image (the entropy decoding remains). Every other message comes back at full size
+    whatever ``reduction`` says (PNG has no DCT scaling); the caller checks :func:`is_jpeg` to know which it gets.
 
     Image encodings: rgb8, bgr8, rgba8, bgra8 (alpha dropped), mono8 (replicated). Honours ``step``
     (row padding). CompressedImage: anything OpenCV decodes (JPEG, PNG, ...), except compressedDepth.
@@ -55,7 +73,10 @@ def image_to_rgb(msg: Any, copy: bool = True) -> np.ndarray:
         fmt = str(msg.format)
         if "compresseddepth" in fmt.lower():
             raise UnsupportedEncodingError(f"compressed image format {fmt!r} is a depth image, not a colour image")
-        bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
+        if reduction not in (1, *_REDUCED_FLAGS):
+            raise ValueError(f"reduction must be 1, 2, 4 or 8, got {reduction!r}")
+        flag = _REDUCED_FLAGS[reduction] if reduction > 1 and is_jpeg(msg) else cv2.IMREAD_COLOR
+        bgr = cv2.imdecode(data, flag) if data.size else None
         if bgr is None:
             raise ValueError(f"cannot decode compressed image (format {fmt!r}, {data.size} bytes)")
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -13,6 +13,7 @@ rosbags messages.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -79,6 +80,28 @@ def pack_rgb(colors: np.ndarray) -> np.ndarray:
     return (c[..., 0] << np.uint32(16)) | (c[..., 1] << np.uint32(8)) | c[..., 2]
 
 
+@functools.lru_cache(maxsize=8)
+def _axis_centres(grid: GridSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per axis, the float32 voxel-centre coordinate of every index (``grid.indices_to_centers`` axis by axis, cast to
+    float32: the same values), built once per grid instead of per frame."""
+    tables = []
+    for axis, n in enumerate(grid.shape):
+        index = np.zeros((n, 3), dtype=np.int64)
+        index[:, axis] = np.arange(n)
+        table = grid.indices_to_centers(index)[:, axis].astype(np.float32)
+        table.flags.writeable = False
+        tables.append(table)
+    return tables[0], tables[1], tables[2]
+
+
+@functools.lru_cache(maxsize=8)
+def _packed_colors(vocabulary: Vocabulary) -> np.ndarray:
+    """(C,) uint32 packed ``0x00RRGGBB`` colour of each class (built once per vocabulary)."""
+    packed = pack_rgb(vocabulary.colors()).astype(np.uint32)
+    packed.flags.writeable = False
+    return packed
+
+
 def _check_labels(labels: np.ndarray, classes: int, grid: GridSpec | None = None, what: str = "") -> np.ndarray:
     """``labels`` as an (X, Y, Z) integer array with values in ``0..classes-1`` (and the grid's shape, if given).
 
@@ -130,15 +153,19 @@ def occupied_voxels(
             mask &= conf_grid >= float(min_confidence)
     elif min_confidence is not None and float(min_confidence) > 1.0:
         mask[...] = False  # implicit confidence 1 is below the threshold
-    index = np.nonzero(mask)  # C-order
-    sel_labels = labels[index].astype(np.uint8)
-    points = grid.indices_to_centers(np.stack(index, axis=-1)).astype(np.float32).reshape(-1, 3)
+    flat = np.flatnonzero(mask)  # C-order
+    sel_labels = labels.reshape(-1)[flat].astype(np.uint8)
+    points = np.empty((flat.shape[0], 3), dtype=np.float32)
+    for axis, (index, centres) in enumerate(
+        zip(np.unravel_index(flat, labels.shape), _axis_centres(grid), strict=True)
+    ):
+        points[:, axis] = centres[index]
     if conf_grid is None:
         conf = np.ones(sel_labels.shape[0], dtype=np.float32)
     else:
-        conf = conf_grid[index].astype(np.float32)
-    rgb = pack_rgb(vocabulary.colors())[sel_labels]
-    return VoxelCloud(points=points, labels=sel_labels, confidence=conf, rgb=rgb.astype(np.uint32))
+        conf = conf_grid.reshape(-1)[flat].astype(np.float32)
+    rgb = _packed_colors(vocabulary)[sel_labels]
+    return VoxelCloud(points=points, labels=sel_labels, confidence=conf, rgb=rgb)
 
 
 # ---------------------------------------------------------------------- PointCloud2 layout

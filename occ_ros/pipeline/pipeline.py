@@ -9,21 +9,36 @@ without ``labels`` / ``confidence``) skips that frame as ``backend``.
 Stages (``timings`` keys, seconds): ``decode`` (messages -> RGB), ``calibration`` (rig from CameraInfo + tf, cached),
 ``preprocess`` (the one :func:`~occ_ros.core.preprocess.preprocess`, the model's own settings), ``inference`` (the
 backend), ``postprocess`` (occupied voxels, colours); ``total`` is their sum.
+
+Work that depends only on the calibration is done once per rig: :class:`~.rig_cache.RigCache` returns the same rig
+while CameraInfo and tf do not change, and the pipeline keeps the rig's
+:class:`~occ_ros.core.preprocess.Preprocessor` (geometry, intrinsics, normalisation tables) and its model check.
+
+Decode: a frame's compressed images are decoded side by side on a small process-wide thread pool (as many
+threads as CPUs, at most 8; libjpeg and libpng release the GIL); raw ones are read in place. A JPEG
+CompressedImage whose camera is downscaled by 2 or more for the network is decoded smaller by libjpeg's DCT
+scaling (:func:`~occ_ros.core.preprocess.decode_reduction`; 1/2 for 1600x900 -> 704 wide), and the preprocess
+takes it from there: the intrinsics are the same, and the network input stays within the tolerance
+``tests/test_reduced_decode.py`` states of the full decode's. Other formats (PNG) decode at full size.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from occ_ros.core.frames import FrameSet, FrameSkipped, SkipReason
-from occ_ros.core.preprocess import NetworkInput, preprocess
+from occ_ros.core.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
+from occ_ros.core.preprocess import NetworkInput, PreprocessConfig, Preprocessor, decode_reduction
 from occ_ros.inference.backend import BackendError, InferenceBackend
 from occ_ros.inference.model_info import ModelInfo, ModelInfoError
-from occ_ros.io.images import UnsupportedEncodingError, image_to_rgb
+from occ_ros.io.images import UnsupportedEncodingError, image_to_rgb, is_jpeg
 
 from .outputs import VoxelCloud, occupied_voxels
 from .rig_cache import RigCache
@@ -31,6 +46,48 @@ from .stats import PipelineStats
 
 STAGES = ("decode", "calibration", "preprocess", "inference", "postprocess")
 LOG = logging.getLogger(__name__)
+
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
+
+
+def _decode_threads() -> int:
+    """Threads for decoding a frame's compressed images: the CPUs this process may use, at most 8."""
+    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+
+
+def _decode_pool() -> ThreadPoolExecutor:
+    """The process-wide decode pool (threads start on first use and idle between frames)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=_decode_threads(), thread_name_prefix="occ_decode")
+        return _POOL
+
+
+def _reduction(cam: CameraMessage, config: PreprocessConfig) -> int:
+    """DCT-scaling factor to decode this camera's image at (1 unless a JPEG whose CameraInfo allows more)."""
+    info: Any = cam.info
+    if info is None or not is_jpeg(cam.image):
+        return 1
+    try:
+        return decode_reduction(int(info.width), int(info.height), config)
+    except (TypeError, ValueError, ZeroDivisionError):  # a malformed CameraInfo: the rig reports it
+        return 1
+
+
+def _decode(cam: CameraMessage, config: PreprocessConfig) -> tuple[np.ndarray, int]:
+    """One camera's image as RGB (a read-only view for raw ``rgb8``) and the reduction it was decoded at
+    (:func:`_reduction`); every failure a FrameSkipped naming the camera."""
+    try:
+        reduction = _reduction(cam, config)
+        return image_to_rgb(cam.image, copy=False, reduction=reduction), reduction  # preprocess only reads it
+    except UnsupportedEncodingError as err:
+        raise FrameSkipped(SkipReason.ENCODING, f"camera {cam.name!r}: {err}") from None
+    except ValueError as err:  # damaged data: truncated, wrong length, undecodable
+        raise FrameSkipped(SkipReason.CORRUPT_IMAGE, f"camera {cam.name!r}: {err}") from None
+    except Exception as err:  # a malformed message object (missing fields, wrong types)
+        raise FrameSkipped(SkipReason.CORRUPT_IMAGE, f"camera {cam.name!r}: {type(err).__name__}: {err}") from None
 
 
 @dataclass(frozen=True)
@@ -96,6 +153,7 @@ class OccupancyPipeline:
         self.config = config
         self.stats = stats or PipelineStats()
         self.rigs = RigCache()
+        self._preprocessor: Preprocessor | None = None  # of the rig last checked against the model
 
     @property
     def info(self) -> ModelInfo:
@@ -126,33 +184,33 @@ class OccupancyPipeline:
             have = sorted(frame.cameras)
             raise FrameSkipped(SkipReason.MISSING_CAMERA, f"no image from cameras {missing} (have {have})")
         cameras = [frame.cameras[name] for name in self.config.cameras]
-        images = {}
-        for cam in cameras:
-            try:
-                images[cam.name] = image_to_rgb(cam.image, copy=False)  # preprocess only reads it
-            except UnsupportedEncodingError as err:
-                raise FrameSkipped(SkipReason.ENCODING, f"camera {cam.name!r}: {err}") from None
-            except ValueError as err:  # damaged data: truncated, wrong length, undecodable
-                raise FrameSkipped(SkipReason.CORRUPT_IMAGE, f"camera {cam.name!r}: {err}") from None
-            except Exception as err:  # a malformed message object (missing fields, wrong types)
-                raise FrameSkipped(
-                    SkipReason.CORRUPT_IMAGE, f"camera {cam.name!r}: {type(err).__name__}: {err}"
-                ) from None
+        pre = self.info.preprocess
+        if sum(hasattr(c.image, "format") for c in cameras) > 1 and _decode_threads() > 1:
+            # compressed images: libjpeg / libpng release the GIL, so decode side by side (errors in camera order)
+            decoded = list(_decode_pool().map(lambda c: _decode(c, pre), cameras))
+        else:
+            decoded = [_decode(c, pre) for c in cameras]
+        images = {cam.name: image for cam, (image, _) in zip(cameras, decoded, strict=True)}
+        reductions = {cam.name: r for cam, (_, r) in zip(cameras, decoded, strict=True)}
         t1 = time.perf_counter()
         rig = self.rigs.rig_for(cameras)
         for cam in rig:
             h, w = images[cam.name].shape[:2]
-            if (w, h) != (cam.width, cam.height):
+            r = reductions[cam.name]
+            if (w * r, h * r) != (cam.width, cam.height):
+                at = f" (decoded at 1/{r}; full size about {w * r}x{h * r})" if r > 1 else ""
                 raise FrameSkipped(
                     SkipReason.IMAGE_SIZE,
-                    f"camera {cam.name!r}: image is {w}x{h}, its CameraInfo says {cam.width}x{cam.height}",
+                    f"camera {cam.name!r}: image is {w}x{h}{at}, its CameraInfo says {cam.width}x{cam.height}",
                 )
-        try:
-            self.info.check_data(None, rig, str(self.backend.path))
-        except ModelInfoError as err:
-            raise FrameSkipped(SkipReason.IMAGE_SIZE, str(err)) from None
+        if self._preprocessor is None or self._preprocessor.rig is not rig:
+            try:
+                self.info.check_data(None, rig, str(self.backend.path))
+            except ModelInfoError as err:
+                raise FrameSkipped(SkipReason.IMAGE_SIZE, str(err)) from None
+            self._preprocessor = Preprocessor(rig, self.info.preprocess)
         t2 = time.perf_counter()
-        net: NetworkInput = preprocess(images, rig, self.info.preprocess)
+        net: NetworkInput = self._preprocessor(images, reductions)
         t3 = time.perf_counter()
         try:
             outputs = self.backend(net)
