@@ -25,6 +25,8 @@ _.producer_name  # onnx.ModelProto fields (onnx_export.py, teachers/espnetv2.py)
 _.producer_version
 _.doc_string
 _.intra_op_num_threads  # onnxruntime.SessionOptions
+_.enable_profiling  # onnxruntime.SessionOptions: the profiler (bench/view_transform_bench.py)
+_.profile_file_prefix  # onnxruntime.SessionOptions: where the profiler writes
 _.log_severity_level
 _.graph_optimization_level
 _.writeable  # numpy ndarray.flags.writeable (read-only views)
