@@ -240,7 +240,10 @@ def test_lifting_config_validation():
     with pytest.raises(ValueError, match="carve_stride .* multiple of pixel_stride"):
         LiftingConfig(pixel_stride=2, ray_stride=2, carve_stride=3)
     with pytest.raises(ValueError, match="carve_stride"):
-        LiftingConfig(carve_stride=0)
+        LiftingConfig(carve_stride=-1)
+    # 0 (the default) carves along the camera-mask rays, so a coarse pixel_stride needs nothing else
+    assert LiftingConfig(pixel_stride=8, ray_stride=8).carve_every == 8
+    assert LiftingConfig(ray_stride=4, carve_stride=2).carve_every == 2
     with pytest.raises(ConfigError, match="unknown keys \\['windw'\\]"):
         from_mapping(LiftingConfig, {"windw": 3}, "labels.yaml: lifting")
     with pytest.raises(ConfigError, match="lifting.window: expected int"):

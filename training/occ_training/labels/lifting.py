@@ -56,7 +56,7 @@ class LiftingConfig:
     max_depth: Annotated[float, Range(gt=0)] = 60.0
     pixel_stride: Annotated[int, Range(ge=1)] = 1
     ray_stride: Annotated[int, Range(ge=1)] = 2
-    carve_stride: Annotated[int, Range(ge=1)] = 2
+    carve_stride: Annotated[int, Range(ge=0)] = 0
     distance_decay: Annotated[float, Range(gt=0)] = 30.0
     min_weight: Annotated[float, Range(gt=0)] = 0.1
     free_ratio: Annotated[float, Range(gt=0)] = 20.0
@@ -86,13 +86,18 @@ class LiftingConfig:
             raise ValueError(
                 f"LiftingConfig.ray_stride ({self.ray_stride}) must be a multiple of pixel_stride ({self.pixel_stride})"
             )
-        if self.carve_stride % self.pixel_stride:
+        if self.carve_stride % self.pixel_stride:  # 0 (= ray_stride) passes
             raise ValueError(
                 f"LiftingConfig.carve_stride ({self.carve_stride}) must be a multiple of pixel_stride "
                 f"({self.pixel_stride})"
             )
         if not self.min_depth < self.max_depth:
             raise ValueError(f"LiftingConfig needs 0 <= min_depth < max_depth, got {self.min_depth}, {self.max_depth}")
+
+    @property
+    def carve_every(self) -> int:
+        """Pixel stride of the free-space carving rays: ``carve_stride``, or ``ray_stride`` when it is 0."""
+        return self.carve_stride or self.ray_stride
 
 
 @dataclass(frozen=True)
@@ -396,7 +401,7 @@ def free_space_counts(
         (X*Y*Z,) float64 ray counts per voxel, flat (``GridSpec.flat_index`` order).
     """
     primary = frame.primary_mask
-    keep = primary & np.all(frame.pixels % config.carve_stride == 0, axis=1)
+    keep = primary & np.all(frame.pixels % config.carve_every == 0, axis=1)
     if not keep.any():
         return np.zeros(grid.num_voxels)
     key_from_frame = ego_from_world @ frame.world_from_ego
