@@ -31,6 +31,7 @@ from occ_training.labels.depth_calibration import (
     fit_scale_shift,
 )
 from occ_training.labels.depth_calibration import _sample_grid as sample_grid
+from occ_training.labels.depth_calibration import _trimmed_mean as trimmed_mean
 from occ_training.photometric import (
     SSIM_C1,
     SSIM_C2,
@@ -177,6 +178,20 @@ def test_calibration_sampling_grid_matches_grid_from_homogeneous():
     assert torch.allclose(grid[front], ref_grid[front], atol=5e-5)  # float32 rounding: < 0.003 px
     assert torch.equal(inside, ref_valid[..., ::2, ::2])
     assert inside[:, :, :, 0].any() and not inside[:, :, :, 1].any()
+
+
+def test_trimmed_mean_per_camera_against_sorting():
+    """One kthvalue for cameras of different valid counts: each camera's mean of its lowest floor(0.8 n) losses."""
+    gen = torch.Generator().manual_seed(3)
+    loss = torch.rand(2, 3, 50, generator=gen, dtype=torch.float64)
+    valid = torch.zeros(3, 50, dtype=torch.bool)
+    valid[0, :50], valid[1, :10], valid[2, 5:17] = True, True, True  # 50, 10, 12 valid -> k = 40, 8, 9
+    means, k = trimmed_mean(loss, valid, 0.8)
+    assert k.tolist() == [40, 8, 9]
+    for c, kc in enumerate((40, 8, 9)):
+        for n in range(2):
+            expected = loss[n, c][valid[c]].sort().values[:kc].mean()
+            assert means[n, c].item() == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_warp_grid_behind_the_camera_is_invalid():

@@ -502,15 +502,18 @@ def _trimmed_mean(loss: torch.Tensor, valid: torch.Tensor, quantile: float) -> t
     count = valid.sum(dim=-1)
     k = torch.clamp(torch.floor(quantile * count.double()).long(), min=1)
     masked = torch.where(valid[None], loss, torch.full_like(loss, math.inf))
-    means = []
-    for c in range(loss.shape[1]):
-        kc = int(k[c])
-        x = masked[:, c]
-        thr = x.kthvalue(kc, dim=-1).values  # (N,)
-        below = x < thr[:, None]
-        total = torch.where(below, x, torch.zeros_like(x)).sum(dim=-1) + (kc - below.sum(dim=-1)) * thr
-        means.append(total / kc)
-    return torch.stack(means, dim=1), k
+    # One kthvalue for every camera: camera c's row gets (k_max - k_c) extra -inf values (and +inf to fill the
+    # rest), so that its k_max-th smallest is its k_c-th smallest loss.
+    k_max, spare = int(k.max()), int(k.max() - k.min())
+    thr_input = masked
+    if spare:
+        lead = torch.arange(spare)[None, :] < (k_max - k)[:, None]  # (C, spare)
+        fill = torch.where(lead, -math.inf, math.inf).to(loss.dtype).expand(loss.shape[0], -1, -1)
+        thr_input = torch.cat([masked, fill], dim=-1)
+    thr = thr_input.kthvalue(k_max, dim=-1).values  # (N, C)
+    below = masked < thr[..., None]
+    total = torch.where(below, masked, torch.zeros_like(masked)).sum(dim=-1) + (k - below.sum(dim=-1)) * thr
+    return total / k, k
 
 
 def _level_loss(level: _Level, inv_depth: torch.Tensor, config: CalibrationConfig) -> tuple[torch.Tensor, torch.Tensor]:
