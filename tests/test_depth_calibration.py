@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -29,6 +30,8 @@ from occ_training.labels.depth_calibration import (
     calibration_loss,
     fit_scale_shift,
 )
+from occ_training.labels.depth_calibration import _sample_grid as sample_grid
+from occ_training.labels.depth_calibration import _trimmed_mean as trimmed_mean
 from occ_training.photometric import (
     SSIM_C1,
     SSIM_C2,
@@ -38,6 +41,7 @@ from occ_training.photometric import (
     photometric_error,
     project,
     ssim,
+    warp_coefficients,
     warp_grid,
 )
 from occ_training.synth.sequence import generate
@@ -146,6 +150,48 @@ def test_grid_from_homogeneous_without_autograd_gives_the_same_grid():
     front = p[..., 2, :, :] > 1e-6  # grid_sample coordinates in front of the camera: 2 u / (W - 1) - 1, clamped
     u = p[..., 0, :, :] / p[..., 2, :, :]
     assert torch.allclose(fast[..., 0][front], (2 * u / 8 - 1).clamp(-2, 2)[front], atol=1e-6)
+
+
+def test_calibration_sampling_grid_matches_grid_from_homogeneous():
+    """The sweeps' grid (coefficients pre-normalised, written in place) against warp_coefficients + the reference."""
+    K, height, width = _plane_camera()
+    gen = torch.Generator().manual_seed(7)
+    transforms = torch.stack(
+        [
+            torch.from_numpy(make_transform(np.eye(3), [0.3, -0.2, -1.5])),
+            torch.from_numpy(make_transform(np.diag([-1.0, 1.0, -1.0]), [0.0, 0.0, -2.0])),  # facing away
+        ]
+    )[None, None]  # (C=1, T=1, S=2, 4, 4)
+    a, b = warp_coefficients(K, K, transforms, height, width)  # (1, 1, 2, 3, h, w), (1, 1, 2, 3)
+    inv = (0.02 + 1.5 * torch.rand(2, 1, 1, height, width, generator=gen, dtype=torch.float64)).float()
+    p = a.float()[None] + b.float()[None, ..., None, None] * inv[:, :, :, None, None]
+    ref_grid, ref_valid = grid_from_homogeneous(p, (height, width))
+    # grid_sample units by hand: x' = 2 x / (W - 1) - z, y' = 2 y / (H - 1) - z
+    norm = torch.tensor(
+        [[2.0 / (width - 1), 0.0, -1.0], [0.0, 2.0 / (height - 1), -1.0], [0.0, 0.0, 1.0]], dtype=torch.float64
+    )
+    level = SimpleNamespace(a=torch.einsum("ij,...jhw->...ihw", norm, a).float(), b=(b @ norm.T).float())
+    with torch.no_grad():
+        grid, inside = sample_grid(level, inv, 2)  # type: ignore[arg-type]
+    assert grid.shape == ref_grid.shape == (2, 1, 1, 2, height, width, 2)
+    front = p[..., 2, :, :] > 1e-6
+    assert torch.allclose(grid[front], ref_grid[front], atol=5e-5)  # float32 rounding: < 0.003 px
+    assert torch.equal(inside, ref_valid[..., ::2, ::2])
+    assert inside[:, :, :, 0].any() and not inside[:, :, :, 1].any()
+
+
+def test_trimmed_mean_per_camera_against_sorting():
+    """One kthvalue for cameras of different valid counts: each camera's mean of its lowest floor(0.8 n) losses."""
+    gen = torch.Generator().manual_seed(3)
+    loss = torch.rand(2, 3, 50, generator=gen, dtype=torch.float64)
+    valid = torch.zeros(3, 50, dtype=torch.bool)
+    valid[0, :50], valid[1, :10], valid[2, 5:17] = True, True, True  # 50, 10, 12 valid -> k = 40, 8, 9
+    means, k = trimmed_mean(loss, valid, 0.8)
+    assert k.tolist() == [40, 8, 9]
+    for c, kc in enumerate((40, 8, 9)):
+        for n in range(2):
+            expected = loss[n, c][valid[c]].sort().values[:kc].mean()
+            assert means[n, c].item() == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_warp_grid_behind_the_camera_is_invalid():

@@ -78,7 +78,6 @@ from occ_training.photometric import (
     SSIM_C1,
     SSIM_C2,
     box3,
-    grid_from_homogeneous,
     photometric_error,
     warp_coefficients,
 )
@@ -275,7 +274,8 @@ class _Level:
     """One resolution of one camera group: C cameras, T targets, S source slots per target.
 
     tgt (C, T, ch, h, w) and src (C, T, S, ch, h, w) intensities in [0, 1] (ch = 3 RGB or 1 luminance);
-    a (C, T, S, 3, h, w) and b (C, T, S, 3) the warp coefficients; slot (C, T, S) bool, a source exists;
+    a (C, T, S, 3, h, w) and b (C, T, S, 3) the warp coefficients (rows 0 and 1 in grid_sample's normalised
+    units, see ``_sample_grid``); slot (C, T, S) bool, a source exists;
     valid (C, T, h, w) bool target pixels; rn (C, T, h, w) normalised relative map; identity (C, T, h, w)
     the auto-mask error; tgt_mu, tgt_var (C, T, ch, h, w) the target's 3x3 SSIM mean and variance; tgt_pad
     (C, T, ch, h + 2, w + 2) the target reflection-padded by one pixel (SSIM's windows).
@@ -402,6 +402,10 @@ def _build_level(
                 use_identity[ci, ti, si] = identity
     k_tgt = torch.from_numpy(np.stack([c.K for c in small]))[:, None, None].expand(n_cams, n_targets, n_slots, 3, 3)
     a, b = warp_coefficients(k_tgt, torch.from_numpy(k_src), torch.from_numpy(transforms), h, w)
+    # grid_sample's units folded into the warp: rows 0 / 1 become (2 u / (w - 1) - 1) z and (2 v / (h - 1) - 1) z
+    norm = torch.tensor([[2.0 / max(w - 1, 1), 0.0, -1.0], [0.0, 2.0 / max(h - 1, 1), -1.0], [0.0, 0.0, 1.0]])
+    a = torch.einsum("ij,...jhw->...ihw", norm.to(a.dtype), a)
+    b = torch.einsum("ij,...j->...i", norm.to(b.dtype), b)
     ident = photometric_error(
         src.flatten(0, 2), tgt[:, :, None].expand_as(src).flatten(0, 2), config.ssim_weight
     ).reshape(n_cams, n_targets, n_slots, h, w)
@@ -429,9 +433,8 @@ def _pixel_loss(level: _Level, inv_depth: torch.Tensor, config: CalibrationConfi
     channels = level.tgt.shape[2]
     h, w = level.size
     inv = inv_depth.clamp(1.0 / config.max_depth, 1.0 / config.min_depth)
-    p = torch.addcmul(level.a[None], inv[:, :, :, None, None], level.b[None, ..., None, None])  # (N,C,T,S,3,h,w)
-    grid, inside = grid_from_homogeneous(p, (h, w))
-    inside = inside[..., ::k, ::k] & level.slot[None, ..., None, None]
+    grid, inside = _sample_grid(level, inv, k)
+    inside = inside & level.slot[None, ..., None, None]
     src = level.src[None].expand(n, -1, -1, -1, -1, -1, -1).reshape(-1, channels, h, w)
     warped = F.grid_sample(src, grid.reshape(-1, h, w, 2), mode="bilinear", padding_mode="border", align_corners=True)
     err = _warped_error(warped.view(n, n_cams, n_targets, n_slots, channels, h, w), level, config.ssim_weight, k)
@@ -440,6 +443,28 @@ def _pixel_loss(level: _Level, inv_depth: torch.Tensor, config: CalibrationConfi
     if config.automask:
         return torch.minimum(reproj, identity)
     return torch.where(torch.isfinite(reproj), reproj, identity.expand_as(reproj))
+
+
+def _sample_grid(level: _Level, inv: torch.Tensor, stride: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``grid_sample`` grid of every source slot at (N, C, T, h, w) inverse depths (no gradient).
+
+    The level's coefficients are already in ``grid_sample``'s normalised units, so each grid coordinate is one
+    multiply-add and one division in place (the same grid as ``grid_from_homogeneous`` up to float rounding, at a
+    third of its passes over memory), laid out (..., 2, h, w) and returned as a permuted view.
+    Returns grid (N, C, T, S, h, w, 2) clamped to [-2, 2] and (N, C, T, S, h', w') bool ``inside`` at every
+    ``stride``-th pixel: in front of the source camera and within its pixel centres.
+    """
+    k = int(stride)
+    inv = inv[:, :, :, None]  # (N, C, T, 1, h, w)
+    z = torch.addcmul(level.a[None, :, :, :, 2], inv, level.b[None, :, :, :, 2, None, None])
+    front = z > 1e-6
+    z.masked_fill_(~front, 1.0)
+    # (N, C, T, S, 2, h, w), contiguous for the arithmetic; grid_sample reads it through a permuted view
+    uv = torch.addcmul(level.a[None, :, :, :, :2], inv[:, :, :, :, None], level.b[None, :, :, :, :2, None, None])
+    uv.div_(z[:, :, :, :, None])
+    inside = front[..., ::k, ::k] & (uv[..., ::k, ::k].abs() <= 1.0).all(dim=4)
+    grid = uv.clamp_(-2.0, 2.0).permute(0, 1, 2, 3, 5, 6, 4)
+    return grid, inside
 
 
 def _warped_error(warped: torch.Tensor, level: _Level, ssim_weight: float, stride: int = 1) -> torch.Tensor:
@@ -477,15 +502,18 @@ def _trimmed_mean(loss: torch.Tensor, valid: torch.Tensor, quantile: float) -> t
     count = valid.sum(dim=-1)
     k = torch.clamp(torch.floor(quantile * count.double()).long(), min=1)
     masked = torch.where(valid[None], loss, torch.full_like(loss, math.inf))
-    means = []
-    for c in range(loss.shape[1]):
-        kc = int(k[c])
-        x = masked[:, c]
-        thr = x.kthvalue(kc, dim=-1).values  # (N,)
-        below = x < thr[:, None]
-        total = torch.where(below, x, torch.zeros_like(x)).sum(dim=-1) + (kc - below.sum(dim=-1)) * thr
-        means.append(total / kc)
-    return torch.stack(means, dim=1), k
+    # One kthvalue for every camera: camera c's row gets (k_max - k_c) extra -inf values (and +inf to fill the
+    # rest), so that its k_max-th smallest is its k_c-th smallest loss.
+    k_max, spare = int(k.max()), int(k.max() - k.min())
+    thr_input = masked
+    if spare:
+        lead = torch.arange(spare)[None, :] < (k_max - k)[:, None]  # (C, spare)
+        fill = torch.where(lead, -math.inf, math.inf).to(loss.dtype).expand(loss.shape[0], -1, -1)
+        thr_input = torch.cat([masked, fill], dim=-1)
+    thr = thr_input.kthvalue(k_max, dim=-1).values  # (N, C)
+    below = masked < thr[..., None]
+    total = torch.where(below, masked, torch.zeros_like(masked)).sum(dim=-1) + (k - below.sum(dim=-1)) * thr
+    return total / k, k
 
 
 def _level_loss(level: _Level, inv_depth: torch.Tensor, config: CalibrationConfig) -> tuple[torch.Tensor, torch.Tensor]:
