@@ -3,7 +3,8 @@
 Generates one synthetic sequence (demo preset: six 200x112 cameras, 80x80x8 grid), then labels it
 with the simulated teachers and the default settings (config/labels/default.yaml) in three set-ups:
 metric depth; relative depth calibrated per frame (the default); relative depth calibrated per
-sequence. The code path is ``run_labels``, the one ``occ labels`` runs; the breakdown wraps its
+sequence (with a simulated teacher whose affine is one per camera for the sequence, the case that mode is for).
+The code path is ``run_labels``, the one ``occ labels`` runs; the breakdown wraps its
 stages (teachers, calibration, lifting, densification and file output).
 
 Label quality, so that a faster set-up can be checked to label the same: every set-up's labels are scored
@@ -16,6 +17,7 @@ torch runs with ``--threads`` CPU threads (default 1; 0: torch's default).
 Usage::
 
     .venv/bin/python bench/labels_bench.py [--frames 16] [--threads 1] [--setups metric:none,relative:frame]
+        [--config config/labels/default.yaml]
         [--workdir /tmp/occ_labels_bench] [--json OUT]
 """
 
@@ -56,10 +58,13 @@ def _timed(times: dict[str, float], name: str, fn: Callable[..., Any]) -> Callab
     return wrapper
 
 
-def run(seq: Path, out: Path, kind: str, calibration: str) -> dict[str, Any]:
-    base, sim = load_label_settings(config_dir() / "labels" / "default.yaml")
+def run(seq: Path, out: Path, kind: str, calibration: str, settings: Path) -> dict[str, Any]:
+    base, sim = load_label_settings(settings)
     config = LabelConfig(lifting=base.lifting, calibration=calibration, calibrator=base.calibrator)  # type: ignore[arg-type]
-    depth_teacher = SimDepthTeacher(seq, replace(sim.depth, kind=kind))  # type: ignore[arg-type]
+    # per-sequence calibration assumes one affine per camera for the whole sequence: give it a teacher that has one
+    # (the preset's teacher draws a new affine per image, which only per-frame calibration can follow)
+    affine_per = "sequence" if calibration == "sequence" else sim.depth.affine_per
+    depth_teacher = SimDepthTeacher(seq, replace(sim.depth, kind=kind, affine_per=affine_per))  # type: ignore[arg-type]
     labeller = PseudoLabeller(SimSegmentationTeacher(seq, config=sim.segmentation), depth_teacher, config)
     times: dict[str, float] = defaultdict(float)
     originals = {name: getattr(pipeline, name) for name in ("fit_scale_shift", "densify", "save_labels")}
@@ -115,6 +120,12 @@ def main() -> None:
     ap.add_argument("--json", type=Path)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
     ap.add_argument(
+        "--config",
+        type=Path,
+        default=config_dir() / "labels" / "default.yaml",
+        help="label settings (occ labels --config; default: config/labels/default.yaml)",
+    )
+    ap.add_argument(
         "--setups",
         default="metric:none,relative:frame,relative:sequence",
         help="comma-separated depth:calibration set-ups (depth metric|relative; calibration none|frame|sequence)",
@@ -128,10 +139,10 @@ def main() -> None:
     seq = args.workdir / f"seq_{args.seed}_{args.frames}"
     if not (seq / "meta.json").exists():
         generate(seq, frames=args.frames, seed=args.seed, progress=False, overwrite=True)
-    results = [run(seq, args.workdir / f"labels_{kind}_{cal}", kind, cal) for kind, cal in setups]
+    results = [run(seq, args.workdir / f"labels_{kind}_{cal}", kind, cal, args.config) for kind, cal in setups]
     machine = f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores"
     print(
-        f"occ labels, demo preset, {args.frames} frames, window {load_label_settings(None)[0].lifting.window} "
+        f"occ labels, demo preset, {args.frames} frames, window {load_label_settings(args.config)[0].lifting.window} "
         f"({machine}, torch threads {torch.get_num_threads()})\n"
     )
     stages = ["teachers", "calibration", "lifting", "densify", "write"]
