@@ -33,6 +33,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from occ_ros.io.atomic import atomic_write_text
+
 REPO = Path(__file__).resolve().parents[1]
 PACKAGE_DIRS = ("", "training", "export", "tools")
 
@@ -151,8 +153,7 @@ def main(argv: list[str] | None = None) -> int:
         ratio = "" if r["ratio"] is None else f"{r['ratio']:.2f}"
         print(f"| {r['metric']} | {r['before']:.4g} | {r['after']:.4g} | {ratio} |")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
+        atomic_write_text(args.json, json.dumps(report, indent=1))
     return 0
 
 

@@ -34,6 +34,8 @@ from typing import Any
 
 import numpy as np
 
+from occ_ros.io.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT.parent / "shared" / "fixtures"
 
@@ -211,8 +213,7 @@ def main() -> int:
         for key, value in report["load"].items():
             print(f"  {key:55s} {value:9.1f}")
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
+        atomic_write_text(args.json, json.dumps(report, indent=1))
     return 0
 
 

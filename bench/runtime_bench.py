@@ -32,6 +32,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from occ_ros.io.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 ORT_SETTINGS = [(threads, spinning) for threads in (1, 2) for spinning in (True, False)]
 TORCH_THREADS = (1, 2)
@@ -147,8 +149,7 @@ def main() -> int:
         rounds, iterations = (args.rounds, args.iterations) if demo else (args.occ3d_rounds, args.occ3d_iterations)
         report["sizes"][size] = measure(ckpt, onnx, rounds, iterations, keep_open=demo)
     report["load_1min_after"] = os.getloadavg()[0]
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    args.json.write_text(json.dumps(report, indent=2) + "\n")
+    atomic_write_text(args.json, json.dumps(report, indent=2) + "\n")
     print(
         f"machine: {report['machine']}; 1-min load {report['load_1min_before']:.2f} -> {report['load_1min_after']:.2f}"
     )

@@ -23,6 +23,8 @@ from pathlib import Path
 
 import torch
 
+from occ_ros.io.atomic import atomic_write_text
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -101,8 +103,7 @@ def main() -> int:
         print(f"| {name} | {seconds:.3f} | {peak:.0f} |", flush=True)
         report["variants"][name] = {"seconds_per_step": seconds, "peak_memory_mb": peak}  # type: ignore[index]
     if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(report, indent=1))
+        atomic_write_text(args.json, json.dumps(report, indent=1))
 
     demo = load_train_config(ROOT / "config" / "train" / "demo.yaml").model
     occ3d = load_train_config(ROOT / "config" / "train" / "occ3d_nuscenes.yaml").model
