@@ -64,7 +64,7 @@ from __future__ import annotations
 import math
 import typing
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Annotated, Literal
 
 import numpy as np
@@ -897,7 +897,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--noise", type=float, default=0.03, help="multiplicative per-pixel noise (std)")
     parser.add_argument("--exclude-dynamic", action="store_true", help="valid also excludes dynamic classes")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help="label settings YAML whose calibrator section is used (e.g. config/labels/default.yaml, the preset of "
+        "occ labels); default: this module's defaults",
+    )
     args = parser.parse_args(argv)
+    base = CalibrationConfig()
+    if args.config is not None:
+        from .pipeline import load_label_settings  # the pipeline imports this module
+
+        base = load_label_settings(args.config)[0].calibrator
     torch.set_num_threads(args.threads)
     dynamic = np.nonzero(OCC3D.dynamic_mask())[0]
     rng = np.random.default_rng(args.seed)
@@ -924,7 +935,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     modes = CALIBRATION_MODES if args.mode == "both" else (args.mode,)
     for mode in modes:
         start = time.perf_counter()
-        result = calibrate_sequence(frames, rig, CalibrationConfig(mode=mode))
+        result = calibrate_sequence(frames, rig, replace(base, mode=mode))
         seconds = time.perf_counter() - start
         before, after = DepthMetric(0.5, 80.0), DepthMetric(0.5, 80.0)
         for frame, gt, fit in zip(frames, gts, result, strict=True):
