@@ -13,6 +13,7 @@ delete it to start over) and every number comes from the project's own commands'
 from __future__ import annotations
 
 import argparse
+import os
 import platform
 import re
 import shutil
@@ -136,7 +137,8 @@ def pseudo_labels(work: Path, seeds: list[int], frames: int) -> str:
         *depth_rows,
         "",
         "Seconds per labelled frame on this machine "
-        f"({platform.processor() or platform.machine()}, {_cores()} cores): "
+        f"({platform.processor() or platform.machine()}, {_cores()} cores, 1-min load {os.getloadavg()[0]:.1f} at the "
+        "end; shared with other work, so these are not benchmarks: bench/labels_bench.py and docs/benchmarks.md are): "
         + ", ".join(f"{k}: {v:.2f}" for k, v in timing.items()),
         "",
     ]
