@@ -462,7 +462,7 @@ def test_the_node_and_occ_replay_run_one_session_and_publish_the_same_messages(s
 
         return publish
 
-    sinks = OutputSinks(*(publisher(n) for n in ("voxels", "markers", "grid", "grid_description")))
+    sinks = OutputSinks(*(publisher(n) for n in ("voxels", "markers", "grid", "grid_description", "costmap")))
     tf = TransformBuffer()
     session = OccupancySession(
         params.session_config(),

@@ -183,16 +183,10 @@ def costmap_info(grid: GridSpec) -> CostmapInfo:
     return CostmapInfo(float(sx), int(nx), int(ny), (float(grid.range_min[0]), float(grid.range_min[1]), 0.0))
 
 
-def _column_mask(observed: np.ndarray | None, shape: tuple[int, int, int], band: np.ndarray) -> np.ndarray | None:
-    """``observed`` ((X, Y, Z) voxels or (X, Y) columns) -> (X, Y, B) bool over the band's layers, or None."""
-    if observed is None:
-        return None
-    seen = np.asarray(observed).astype(bool, copy=False)
-    if seen.shape == shape:
-        return seen[:, :, band]
-    if seen.shape == shape[:2]:
-        return seen[:, :, None]
-    raise ValueError(f"observed must be (X, Y, Z) = {shape} or (X, Y) = {shape[:2]}, got {seen.shape}")
+def _band_slice(band: np.ndarray) -> slice:
+    """The (contiguous) layers of a :func:`band_layers` mask as a slice (a view of the labels, no copy)."""
+    layers = np.flatnonzero(band)
+    return slice(int(layers[0]), int(layers[-1]) + 1)
 
 
 def _cells(
@@ -204,17 +198,39 @@ def _cells(
     observed: np.ndarray | None,
 ) -> np.ndarray:
     """(Y, X) int8 cells (see the module docstring); inputs already checked."""
-    in_band = labels[:, :, band]  # (X, Y, B)
-    is_obstacle = obstacle[in_band]
-    counted = _column_mask(observed, labels.shape, band)
-    if counted is None:
-        counted = np.ones(in_band.shape, dtype=bool)
+    layers = _band_slice(band)
+    is_obstacle = obstacle[labels[:, :, layers]]  # (X, Y, B)
+    counted: np.ndarray | None = None  # (X, Y, B) observed voxels of the band; None: all
+    columns: np.ndarray | None = None  # (X, Y) observed columns; None: all
+    if observed is not None:
+        seen = np.asarray(observed).astype(bool, copy=False)
+        if seen.shape == labels.shape:
+            counted = seen[:, :, layers]
+        elif seen.shape == labels.shape[:2]:
+            columns = seen
+        else:
+            raise ValueError(
+                f"observed must be (X, Y, Z) = {labels.shape} or (X, Y) = {labels.shape[:2]}, got {seen.shape}"
+            )
+    is_free = ~is_obstacle
+    doubt: np.ndarray | None = None
     if confidence is not None and min_confidence > 0:
-        sure = np.asarray(confidence)[:, :, band] >= min_confidence
-    else:
-        sure = np.ones(in_band.shape, dtype=bool)
-    occupied = (is_obstacle & sure & counted).any(axis=2)
-    free = (~is_obstacle & sure & counted).any(axis=2) & ~(is_obstacle & ~sure & counted).any(axis=2)
+        sure = np.asarray(confidence)[:, :, layers] >= min_confidence
+        doubt = is_obstacle & ~sure
+        is_obstacle = is_obstacle & sure
+        is_free &= sure
+    if counted is not None:
+        is_obstacle &= counted
+        is_free &= counted
+        if doubt is not None:
+            doubt &= counted
+    occupied = is_obstacle.any(axis=2)
+    free = is_free.any(axis=2)
+    if doubt is not None:
+        free &= ~doubt.any(axis=2)
+    if columns is not None:
+        occupied &= columns
+        free &= columns
     cells = np.full(occupied.shape, UNKNOWN, dtype=np.int8)
     cells[free] = FREE
     cells[occupied] = OCCUPIED
@@ -269,21 +285,29 @@ def camera_view_columns(grid: GridSpec, rig: CameraRig, band: np.ndarray) -> np.
     """(X, Y) bool: the columns whose band holds a voxel centre that some camera sees (in its image, in front of it).
 
     The pinhole projection of each camera's ``K`` is used (lens distortion only moves the image edge by a few
-    pixels); the camera poses are ``cam_from_ego`` in the grid's base frame.
+    pixels); the camera poses are ``cam_from_ego`` in the grid's base frame. The grid's axes are separable, so the
+    optical-frame coordinates are sums of per-axis terms (about 0.1 s for the Occ3D grid and six cameras, once per
+    calibration).
 
     Args:
         band: (Z,) bool layers of the height band (:func:`band_layers`).
     """
-    centres = grid.voxel_centers()[:, :, band]  # (X, Y, B, 3)
-    points = centres.reshape(-1, 3)
-    seen = np.zeros(points.shape[0], dtype=bool)
+    axes = [
+        lo + (np.arange(n) + 0.5) * size
+        for lo, n, size in zip(grid.range_min, grid.shape, grid.voxel_size, strict=True)
+    ]
+    xs, ys, zs = axes[0][:, None, None], axes[1][None, :, None], axes[2][band][None, None, :]
+    seen = np.zeros(grid.shape[:2], dtype=bool)
     for camera in rig:
-        uv, depth = camera.project(points)
-        inside = np.zeros_like(seen)
-        front = depth > 1e-6
-        inside[front] = camera.in_image(uv[front])
-        seen |= inside
-    return seen.reshape(centres.shape[:3]).any(axis=2)
+        rot, shift, k = camera.cam_from_ego[:3, :3], camera.cam_from_ego[:3, 3], camera.K
+        x, y, z = (rot[r, 0] * xs + rot[r, 1] * ys + rot[r, 2] * zs + shift[r] for r in range(3))  # (X, Y, B) each
+        front = z > 1e-6
+        depth = np.where(front, z, 1.0)
+        u = (k[0, 0] * x + k[0, 1] * y) / depth + k[0, 2]
+        v = k[1, 1] * y / depth + k[1, 2]
+        inside = front & (u >= -0.5) & (u < camera.width - 0.5) & (v >= -0.5) & (v < camera.height - 0.5)
+        seen |= inside.any(axis=2)
+    return seen
 
 
 class CostmapBuilder:
