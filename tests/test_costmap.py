@@ -351,3 +351,20 @@ def test_the_session_publishes_the_costmap_and_a_bad_class_stops_it_at_start():
         lambda *a: np.eye(4),
     )  # fmt: skip
     assert off.publish(result) == [] and len(sent) == 1
+
+
+def test_the_costmap_picture_has_the_orientation_of_the_bev_picture():
+    from occ_ros.viz import bev_image, costmap_image
+
+    labels = free_grid()
+    labels[5, 4, 3] = CAR
+    cells = costmap_cells(labels, GRID, OCC3D)
+    picture, bev = costmap_image(cells), bev_image(labels, OCC3D)
+    assert picture.shape == bev.shape == (X, Y, 3)
+    ((row, col),) = np.argwhere(picture[:, :, 0] == 0).tolist()  # the one black (occupied) pixel
+    ((bev_row, bev_col),) = np.argwhere((bev != 255).any(axis=2)).tolist()  # the one car-coloured pixel
+    assert (row, col) == (bev_row, bev_col) == (X - 1 - 5, Y - 1 - 4)  # ego x up, y left
+    observed = np.ones((X, Y), dtype=bool)
+    observed[0, 0] = False
+    grey = costmap_image(costmap_cells(labels, GRID, OCC3D, observed=observed))[:, :, 0]
+    assert (grey[X - 1, Y - 1], grey[0, 0]) == (205, 254)  # unknown grey, free white (map_saver's levels)

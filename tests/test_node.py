@@ -134,7 +134,13 @@ class Sink:
     """Publishers that keep what they receive; ``subscribers`` is what marker_subscribers answers."""
 
     def __init__(self, subscribers: int = 1) -> None:
-        self.msgs: dict[str, list[Any]] = {"cloud": [], "markers": [], "grid": [], "grid_description": [], "costmap": []}
+        self.msgs: dict[str, list[Any]] = {
+            "cloud": [],
+            "markers": [],
+            "grid": [],
+            "grid_description": [],
+            "costmap": [],
+        }
         self.subscribers = subscribers
 
     def publishers(self) -> OutputSinks:

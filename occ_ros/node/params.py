@@ -575,9 +575,7 @@ class CostmapParams:
     enabled: bool = _param("outputs.costmap", bool)
     min_height: float = _param("costmap.min_height", float)
     max_height: float = _param("costmap.max_height", float)
-    obstacle_classes: tuple[str, ...] = field(
-        default=(AUTO_OBSTACLES,), metadata={_PARAM: "costmap.obstacle_classes"}
-    )
+    obstacle_classes: tuple[str, ...] = field(default=(AUTO_OBSTACLES,), metadata={_PARAM: "costmap.obstacle_classes"})
     min_confidence: float = _param("costmap.min_confidence", float)
     camera_view: bool = _param("costmap.camera_view", bool)
 

@@ -100,7 +100,8 @@ class CostmapConfig:
             raise ValueError(f"costmap.obstacle_classes: expected class names or [{AUTO_OBSTACLES!r}], got []")
         if AUTO_OBSTACLES in names and len(names) > 1:
             raise ValueError(
-                f"costmap.obstacle_classes: {AUTO_OBSTACLES!r} stands alone (every non-surface class), got {list(names)}"
+                f"costmap.obstacle_classes: {AUTO_OBSTACLES!r} stands alone (every non-surface class), "
+                f"got {list(names)}"
             )
         object.__setattr__(self, "obstacle_classes", names)
 

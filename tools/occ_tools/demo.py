@@ -284,7 +284,7 @@ def replay_costmaps(bag: Path) -> dict[int, np.ndarray]:
     with AnyReader([bag], default_typestore=typestore()) as reader:
         connections = [c for c in reader.connections if c.topic == OUTPUT_TOPICS["costmap"]]
         for conn, _, raw in reader.messages(connections=connections):
-            msg = reader.deserialize(raw, conn.msgtype)
+            msg: Any = reader.deserialize(raw, conn.msgtype)
             stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
             out[stamp] = np.asarray(msg.data, dtype=np.int8).reshape(msg.info.height, msg.info.width)
     return out
