@@ -268,7 +268,7 @@ def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, Any]:
         "inference_p50_ms": summary.stages_ms["inference"]["p50_ms"],
         "total_p50_ms": float(np.percentile(series["total"], 50)),
         "accuracy": summary.accuracy,
-        "costmap": costmap_summary(work / "output"),
+        "costmap": costmap_summary(work / "output", data),
     }
 
 
@@ -290,13 +290,43 @@ def replay_costmaps(bag: Path) -> dict[int, np.ndarray]:
     return out
 
 
-def costmap_summary(bag: Path) -> dict[str, Any]:
-    """How many costmaps the replay wrote, and their mean share of occupied / free / unknown cells."""
+def costmap_summary(bag: Path, data: Path) -> dict[str, Any]:
+    """How many costmaps the replay wrote, their mean share of occupied / free / unknown cells, and their occupied
+    cells against the costmap of the ground truth (its camera-visible voxels, ``mask_camera``), over all frames:
+
+    * ``precision``, ``recall``: of the occupied cells, on the columns both call known;
+    * ``occupied_unseen``: the share of the replay's occupied cells on columns the ground truth did not observe
+      (occluded or out of range: the network fills them, the camera-view rule only removes what no camera faces).
+    """
+    from occ_ros.datasets.synth import SynthReader
+    from occ_ros.pipeline.costmap import costmap_cells
     from occ_ros.replay import OUTPUT_TOPICS
 
-    maps = list(replay_costmaps(bag).values())
+    published = replay_costmaps(bag)
+    maps = list(published.values())
     share = {name: float(np.mean([(m == v).mean() for m in maps])) if maps else 0.0 for name, v in COSTMAP_VALUES}
-    return {"topic": OUTPUT_TOPICS["costmap"], "messages": len(maps), **share}
+    reader = SynthReader(data)
+    hits = occupied = truth = unseen = 0
+    for i in range(len(reader)):
+        sample = reader.load(i, images=False)
+        if sample.gt is None or sample.stamp_ns not in published:
+            continue
+        gt = costmap_cells(sample.gt.semantics, reader.grid, reader.vocabulary, observed=sample.gt.mask_camera)
+        cells = published[sample.stamp_ns]
+        known = (gt != -1) & (cells != -1)
+        hits += int(((cells == 100) & (gt == 100) & known).sum())
+        occupied += int(((cells == 100) & known).sum())
+        truth += int(((gt == 100) & known).sum())
+        unseen += int(((cells == 100) & (gt == -1)).sum())
+    total_occupied = sum(int((m == 100).sum()) for m in maps)
+    return {
+        "topic": OUTPUT_TOPICS["costmap"],
+        "messages": len(maps),
+        **share,
+        "precision": hits / occupied if occupied else 0.0,
+        "recall": hits / truth if truth else 0.0,
+        "occupied_unseen": unseen / total_occupied if total_occupied else 0.0,
+    }
 
 
 COSTMAP_VALUES = (("occupied", 100), ("free", 0), ("unknown", -1))
@@ -548,6 +578,11 @@ def run_demo(
         f"{100 * cm['occupied']:.1f}% of the cells occupied, {100 * cm['free']:.1f}% free, "
         f"{100 * cm['unknown']:.1f}% unknown"
     )
+    print(
+        f"      against the ground truth's costmap (camera-visible voxels): occupied cells precision "
+        f"{100 * cm['precision']:.1f}%, recall {100 * cm['recall']:.1f}%; {100 * cm['occupied_unseen']:.1f}% of the "
+        "occupied cells lie where no camera saw the ground truth (occluded space the network fills in)"
+    )
 
     _stage(6, "evaluation against the ground truth (occ eval) and pictures")
     evaluation = run("eval", lambda: evaluation_stage(data, out, labels_dir, Path(network["predictions"])))
@@ -632,7 +667,7 @@ def print_summary(out: Path, summary: dict[str, Any]) -> None:
         ("predictions", summary["network"]["predictions"]),
         ("onnx", summary["export"]["onnx"]),
         ("output MCAP", f"{rp['bag']}  (open it in Foxglove; metrics {rp['metrics']})"),
-        ("costmap", f"{rp['costmap']['topic']} in the output MCAP: {rp['costmap']['messages']} nav_msgs/OccupancyGrid"),
+        ("costmap topic", f"{rp['costmap']['topic']} in the output MCAP ({rp['costmap']['messages']} OccupancyGrid)"),
         *sorted(summary["pictures"].items()),
     ]
     for name, where in rows:
