@@ -368,3 +368,29 @@ def test_the_costmap_picture_has_the_orientation_of_the_bev_picture():
     observed[0, 0] = False
     grey = costmap_image(costmap_cells(labels, GRID, OCC3D, observed=observed))[:, :, 0]
     assert (grey[X - 1, Y - 1], grey[0, 0]) == (205, 254)  # unknown grey, free white (map_saver's levels)
+
+
+# ---------------------------------------------------------------------- the node's parameters
+def test_the_costmap_parameters_reach_the_session_and_bad_ones_are_named():
+    from occ_ros.node.params import ParamError, from_ros_parameters, load_param_file
+
+    shipped = load_param_file(Path(__file__).resolve().parents[1] / "config" / "occupancy.param.yaml")
+    config = shipped.session_config()
+    assert config.costmap and config.costmap_config == CostmapConfig()  # the file holds the defaults: 0.2-2.0 m, auto
+    values = {
+        "outputs.costmap": False,
+        "costmap.min_height": 0.5,
+        "costmap.max_height": 1.5,
+        "costmap.obstacle_classes": ["car", "pedestrian"],
+        "costmap.min_confidence": 0.4,
+        "costmap.camera_view": False,
+    }
+    config = from_ros_parameters(values).session_config()
+    assert not config.costmap
+    assert config.costmap_config == CostmapConfig(0.5, 1.5, ("car", "pedestrian"), 0.4, False)
+    with pytest.raises(ParamError) as err:
+        from_ros_parameters({"costmap.max_height": 0.1, "costmap.obstacle_classes": ["auto", "car"]})
+    assert "parameter 'costmap.max_height': expected more than costmap.min_height (0.2), got 0.1" in str(err.value)
+    assert "parameter 'costmap.obstacle_classes': 'auto' stands alone" in str(err.value)
+    with pytest.raises(ParamError, match="parameter 'costmap.min_confidence'"):
+        from_ros_parameters({"costmap.min_confidence": 1.5})
