@@ -240,6 +240,7 @@ class _McapSink:
             markers=self._writer("markers"),
             grid=self._writer("grid"),
             grid_description=self._writer("grid_description"),
+            costmap=self._writer("costmap"),
         )
 
     def _writer(self, name: str) -> Any:

@@ -21,6 +21,7 @@ PICTURES = {
     "voxels_3d": ("demo_voxels_3d.png", 1400),
     "bev": ("demo_bev.png", 1400),
     "latency": ("demo_latency.png", 1200),
+    "costmap": ("demo_costmap.png", 1400),
     "real_overlay": ("real_overlay.jpg", 1600),
     "real_lidar": ("real_lidar.jpg", 1600),
     # KITTI: derived maps only; the camera images stay in ../shared (their licence forbids copying them here)

@@ -77,13 +77,19 @@ def test_export_and_replay_reproduce_the_checkpoint_through_onnx_runtime_and_the
     assert any(Path(replayed["bag"]).glob("*.mcap"))
     assert len(Path(replayed["timings"]).read_text().splitlines()) == 1 + 3
     assert replayed["total_p50_ms"] >= replayed["inference_p50_ms"] > 0
+    # the replay's MCAP holds one nav_msgs/OccupancyGrid per frame on the node's ~/costmap
+    costmap = replayed["costmap"]
+    assert costmap["topic"] == "/occupancy_node/costmap" and costmap["messages"] == 3
+    assert 0 < costmap["occupied"] < 1 and 0 < costmap["free"] < 1
+    assert costmap["occupied"] + costmap["free"] + costmap["unknown"] == pytest.approx(1.0)
 
 
 @pytest.mark.slow
 def test_every_picture_is_a_real_image(demo) -> None:
     _, summary = demo
     pictures = summary["pictures"]
-    assert {"cameras", "depth", "semantics", "bev", "voxels_3d", "overlay", "latency", "query"} <= set(pictures)
+    names = {"cameras", "depth", "semantics", "bev", "voxels_3d", "overlay", "latency", "query", "costmap"}
+    assert names <= set(pictures)
     for path in pictures.values():
         _picture(path)
     # overlays are drawn at 3x the 200x112 synthetic cameras, in the 3 x 2 mosaic

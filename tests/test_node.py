@@ -134,7 +134,13 @@ class Sink:
     """Publishers that keep what they receive; ``subscribers`` is what marker_subscribers answers."""
 
     def __init__(self, subscribers: int = 1) -> None:
-        self.msgs: dict[str, list[Any]] = {"cloud": [], "markers": [], "grid": [], "grid_description": []}
+        self.msgs: dict[str, list[Any]] = {
+            "cloud": [],
+            "markers": [],
+            "grid": [],
+            "grid_description": [],
+            "costmap": [],
+        }
         self.subscribers = subscribers
 
     def publishers(self) -> OutputSinks:
@@ -143,6 +149,7 @@ class Sink:
             markers=self.msgs["markers"].append,
             grid=self.msgs["grid"].append,
             grid_description=self.msgs["grid_description"].append,
+            costmap=self.msgs["costmap"].append,
             marker_subscribers=lambda: self.subscribers,
         )
 
@@ -485,7 +492,9 @@ def test_a_frame_publishes_every_output_in_the_base_frame() -> None:
     assert [(i, j, k, int(labels[i, j, k])) for i, j, k, _ in OCCUPIED] == OCCUPIED
     (markers,) = sink.msgs["markers"]
     assert sum(len(m.points) for m in markers.markers) == len(OCCUPIED)
-    assert core.published == {"voxels": 1, "markers": 1, "grid": 1, "grid_description": 1}
+    (costmap,) = sink.msgs["costmap"]
+    assert costmap.header.frame_id == "base_link" and (costmap.info.width, costmap.info.height) == GRID.shape[:2]
+    assert core.published == {"voxels": 1, "markers": 1, "grid": 1, "grid_description": 1, "costmap": 1}
     assert not [entry for entry in log if entry[0] != "info"]
     assert core.stop()
 
@@ -973,7 +982,7 @@ def test_the_node_doc_lists_every_parameter_and_topic() -> None:
         assert f"`{spec.name}`" in text, spec.name
     for key in P.CAMERA_KEYS:
         assert f"`camera.<NAME>.{key}`" in text
-    for topic in ("~/voxels", "~/markers", "~/grid", "~/grid_description", "/diagnostics"):
+    for topic in ("~/voxels", "~/markers", "~/grid", "~/grid_description", "~/costmap", "/diagnostics"):
         assert f"`{topic}`" in text
     for arg in launch_arguments():
         assert f"`{arg}`" in text, arg
@@ -1022,6 +1031,7 @@ def test_the_node_starts_publishes_its_description_and_shuts_down() -> None:  # 
         node = OccupancyNode(parameter_overrides=[Parameter("outputs.markers_rate_hz", value=1.0)])
         names = {name for name, _ in node.get_topic_names_and_types()}
         assert "/occupancy_node/grid_description" in names and "/occupancy_node/voxels" in names
+        assert "/occupancy_node/costmap" in names
         assert node.core.published["grid_description"] == 1
         node.shutdown()
     finally:

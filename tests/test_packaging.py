@@ -24,6 +24,7 @@ REQUIRED_EXEC_DEPENDS = {
     "sensor_msgs",
     "geometry_msgs",
     "visualization_msgs",
+    "nav_msgs",
     "diagnostic_msgs",
     "diagnostic_updater",
     "tf2_ros_py",

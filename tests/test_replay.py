@@ -150,6 +150,37 @@ def test_the_output_bag_decodes_with_mcap_ros2_and_holds_the_predicted_voxels(se
     assert description["grid"]["shape"] == [80, 80, 8]
 
 
+def test_the_output_bag_holds_a_costmap_per_frame_whose_occupied_cells_are_predicted_obstacles(sequence, replayed):
+    """``/occupancy_node/costmap`` (nav_msgs/OccupancyGrid): base_link, one cell per voxel column, and its 100s are
+    columns where the predicted labels hold an obstacle class between 0.2 and 2.0 m (checked with numpy)."""
+    (path,) = sorted((replayed / "out").glob("*.mcap"))
+    with open(path, "rb") as f:
+        summary = mcap_reader.make_reader(f).get_summary()
+    channels = {c.topic: summary.schemas[c.schema_id].name for c in summary.channels.values()}
+    assert channels["/occupancy_node/costmap"] == "nav_msgs/msg/OccupancyGrid"
+    maps = _mcap_messages(replayed / "out")["/occupancy_node/costmap"]
+    reader = SynthReader(sequence)
+    assert len(maps) == 3
+    marked = 0
+    for i, grid_map in enumerate(maps):
+        sample = reader.load(i, images=False)
+        stamp = grid_map.header.stamp.sec * 1_000_000_000 + grid_map.header.stamp.nanosec
+        assert stamp == sample.stamp_ns and grid_map.header.frame_id == "base_link"
+        info = grid_map.info
+        assert (info.width, info.height, info.resolution) == (80, 80, pytest.approx(0.8))
+        assert (info.origin.position.x, info.origin.position.y) == (-32.0, -32.0)
+        cells = np.asarray(grid_map.data, dtype=np.int8).reshape(info.height, info.width)  # [row = y, col = x]
+        assert set(np.unique(cells).tolist()) <= {-1, 0, 100}
+        labels = np.load(replayed / "pred" / str(sample.stamp_ns) / "labels.npz")["semantics"]
+        # demo grid z layers: [-1.0, -0.2), [-0.2, 0.6), [0.6, 1.4), [1.4, 2.2), ...: layers 1..3 meet (0.2, 2.0)
+        obstacle_ids = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 15, 16]  # all but the 4 surfaces and free
+        predicted = np.isin(labels[:, :, 1:4], obstacle_ids).any(axis=2)  # (X, Y)
+        occupied = cells.T == 100
+        assert occupied.any() and not (occupied & ~predicted).any()
+        marked += int(occupied.sum())
+    assert marked > 0
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def _frame(reader: SynthReader, i: int, **change) -> FrameSet:
     """A FrameSet of synthetic frame ``i`` built from real rosbags messages, with per-camera changes."""
@@ -431,7 +462,7 @@ def test_the_node_and_occ_replay_run_one_session_and_publish_the_same_messages(s
 
         return publish
 
-    sinks = OutputSinks(*(publisher(n) for n in ("voxels", "markers", "grid", "grid_description")))
+    sinks = OutputSinks(*(publisher(n) for n in ("voxels", "markers", "grid", "grid_description", "costmap")))
     tf = TransformBuffer()
     session = OccupancySession(
         params.session_config(),

@@ -5,11 +5,17 @@ The default is Occ3D-nuScenes' 18 classes in official order (0 ``others`` ...
 
     name: my_robot
     classes:
-      - {name: floor, color: [128, 64, 128], prompts: [floor, ground], dynamic: false}
+      - {name: floor, color: [128, 64, 128], prompts: [floor, ground], dynamic: false, surface: true}
       - ...
       - {name: free, color: [255, 255, 255], prompts: [], dynamic: false}
 
 The last class must be ``free`` (the empty-space label), as in Occ3D.
+
+``surface: true`` marks a drivable or flat ground class (road, sidewalk, terrain...): the one place that says which
+classes a vehicle may drive over or stand on. The costmap (:mod:`occ_ros.pipeline.costmap`) treats every other
+non-free class as an obstacle by default. A class without the key is a surface exactly when its name is in
+:data:`SURFACE_CLASS_NAMES` (the surface classes of Occ3D-nuScenes and SemanticKITTI), so vocabularies saved before
+the flag existed (model metadata, checkpoints) keep their meaning.
 """
 
 from __future__ import annotations
@@ -25,6 +31,13 @@ FREE_NAME = "free"
 #: Label value meaning "not evaluated / unknown" in label arrays (e.g. SemanticKITTI's invalid voxels); never a
 #: class (a vocabulary has at most 255 classes, 0..254).
 IGNORE_LABEL = 255
+#: Names of the drivable / flat ground classes of Occ3D-nuScenes (``driveable_surface``, ``other_flat``,
+#: ``sidewalk``, ``terrain``) and SemanticKITTI (``road``, ``parking``, ``sidewalk``, ``other_ground``,
+#: ``terrain``): a class whose ``surface`` flag is not given is a surface exactly when its name is here.
+#: ``vegetation``, ``manmade`` (buildings, poles, signs) and every object class are not surfaces.
+SURFACE_CLASS_NAMES = frozenset(
+    {"driveable_surface", "drivable_surface", "other_flat", "sidewalk", "terrain", "road", "parking", "other_ground"}
+)
 
 
 @dataclass(frozen=True)
@@ -36,12 +49,21 @@ class SemanticClass:
         color: RGB display colour, 0..255.
         prompts: text prompts for open-vocabulary teachers (empty only for ``free``).
         dynamic: True for classes that move (their points are not aggregated over time).
+        surface: True for a drivable or flat ground class (not an obstacle of the costmap); None (not given) =
+            whether ``name`` is in :data:`SURFACE_CLASS_NAMES`. Always a bool after construction.
     """
 
     name: str
     color: tuple[int, int, int]
     prompts: tuple[str, ...] = ()
     dynamic: bool = False
+    surface: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.surface is None:
+            object.__setattr__(self, "surface", self.name in SURFACE_CLASS_NAMES)
+        else:
+            object.__setattr__(self, "surface", bool(self.surface))
 
 
 @dataclass(frozen=True)
@@ -99,6 +121,10 @@ class Vocabulary:
         """(C,) bool, True for classes that move."""
         return np.array([c.dynamic for c in self.classes], dtype=bool)
 
+    def surface_mask(self) -> np.ndarray:
+        """(C,) bool, True for the drivable / flat ground classes (``surface``; never ``free``)."""
+        return np.array([bool(c.surface) and c.name != FREE_NAME for c in self.classes], dtype=bool)
+
     def prompts(self) -> list[tuple[str, ...]]:
         """Text prompts per non-free class; raises if a class has none."""
         missing = [c.name for c in self.classes[:-1] if not c.prompts]
@@ -108,13 +134,16 @@ class Vocabulary:
 
     # ------------------------------------------------------------------ (de)serialisation
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "name": self.name,
-            "classes": [
-                {"name": c.name, "color": list(c.color), "prompts": list(c.prompts), "dynamic": c.dynamic}
-                for c in self.classes
-            ],
-        }
+        """JSON-able form; ``surface`` is written only where it differs from the name's default
+        (:data:`SURFACE_CLASS_NAMES`), so vocabularies that keep the defaults serialise (and hash) as before."""
+        classes = []
+        for c in self.classes:
+            entry: dict[str, Any] = {"name": c.name, "color": list(c.color), "prompts": list(c.prompts)}
+            entry["dynamic"] = c.dynamic
+            if bool(c.surface) != (c.name in SURFACE_CLASS_NAMES):
+                entry["surface"] = bool(c.surface)
+            classes.append(entry)
+        return {"name": self.name, "classes": classes}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], source: str = "<dict>") -> Vocabulary:
@@ -124,7 +153,7 @@ class Vocabulary:
         for i, entry in enumerate(data["classes"]):
             if not isinstance(entry, Mapping) or "name" not in entry or "color" not in entry:
                 raise ValueError(f"{source}: classes[{i}] needs 'name' and 'color', got {entry!r}")
-            unknown = set(entry) - {"name", "color", "prompts", "dynamic"}
+            unknown = set(entry) - {"name", "color", "prompts", "dynamic", "surface"}
             if unknown:
                 raise ValueError(f"{source}: classes[{i}] has unknown keys {sorted(unknown)}")
             prompts = entry.get("prompts") or []
@@ -136,6 +165,7 @@ class Vocabulary:
                     color=tuple(int(v) for v in entry["color"]),  # type: ignore[arg-type]
                     prompts=tuple(str(p) for p in prompts),
                     dynamic=bool(entry.get("dynamic", False)),
+                    surface=None if entry.get("surface") is None else bool(entry["surface"]),
                 )
             )
         try:

@@ -24,6 +24,7 @@ try:
     import builtin_interfaces.msg
     import geometry_msgs.msg
     import message_filters
+    import nav_msgs.msg
     import rclpy
     import sensor_msgs.msg
     import std_msgs.msg
@@ -54,7 +55,7 @@ try:
 except ImportError as _err:  # no ROS 2 here: say what is missing and how to get it
     raise ImportError(
         f"occupancy_node needs ROS 2 (rclpy, message_filters, tf2_ros, diagnostic_updater, sensor_msgs, std_msgs, "
-        f"geometry_msgs, visualization_msgs): {_err}. Source a ROS 2 Humble/Jazzy install "
+        f"geometry_msgs, visualization_msgs, nav_msgs): {_err}. Source a ROS 2 Humble/Jazzy install "
         f"(source /opt/ros/$ROS_DISTRO/setup.bash) and build occ_ros with colcon; `occ replay` runs the same "
         f"pipeline without ROS."
     ) from _err
@@ -94,8 +95,8 @@ class NodeStartupError(RuntimeError):
 
 
 class OccupancyNode(Node):
-    """Synchronized camera images in; ``~/voxels``, ``~/markers``, ``~/grid``, ``~/grid_description`` and
-    ``/diagnostics`` out.
+    """Synchronized camera images in; ``~/voxels``, ``~/markers``, ``~/grid``, ``~/grid_description``,
+    ``~/costmap`` and ``/diagnostics`` out.
 
     Raises:
         NodeStartupError: invalid parameters or no loadable model (the reason is logged as fatal first and the
@@ -125,6 +126,7 @@ class OccupancyNode(Node):
             geometry_msgs.msg,
             builtin_interfaces.msg,
             rclpy_byte_array,
+            nav_msgs_msg=nav_msgs.msg,
         )
         # tf: the listener's subscriptions run in their own reentrant group, so a lookup waiting in the
         # synchronizer callback (tf_timeout_s) does not block the transforms it waits for.
@@ -224,6 +226,9 @@ class OccupancyNode(Node):
         if out.grid:
             sinks.grid = self._publisher(std_msgs.msg.UInt8MultiArray, "~/grid", qos).publish
             sinks.grid_description = self._publisher(std_msgs.msg.String, "~/grid_description", latched).publish
+        if self.params.costmap.enabled:
+            # reliable + transient-local, depth 1 (map_server's QoS): a late Nav2 StaticLayer gets the last costmap
+            sinks.costmap = self._publisher(nav_msgs.msg.OccupancyGrid, "~/costmap", latched).publish
         return sinks
 
     def _publisher(self, msg_type: Any, topic: str, qos: QoSProfile) -> Publisher:

@@ -36,6 +36,7 @@ from typing import Any, ClassVar, Protocol, TypeVar
 from occ_ros.core.config import flatten_keys
 from occ_ros.core.rig import NUSCENES_CAMERAS
 from occ_ros.inference.backend import RuntimeSettings
+from occ_ros.pipeline.costmap import AUTO_OBSTACLES, CostmapConfig
 from occ_ros.session.config import NODE_NAME, CameraInput, SessionConfig
 
 __all__ = [
@@ -316,6 +317,38 @@ PARAMS: tuple[ParamSpec, ...] = (
         minimum=0.0,
         maximum=1.0,
     ),
+    # --- ~/costmap (nav_msgs/OccupancyGrid; occ_ros/pipeline/costmap.py)
+    ParamSpec(
+        "outputs.costmap",
+        True,
+        "publish `~/costmap` (`nav_msgs/OccupancyGrid` in the grid's frame, one cell per voxel column; reliable, "
+        "transient-local, depth 1, as Nav2's StaticLayer subscribes)",
+    ),
+    ParamSpec(
+        "costmap.min_height",
+        0.2,
+        "costmap: lower end of the obstacle height band above the ground (base-frame z; `base_link` is on the "
+        "ground), m; a voxel counts when its extent overlaps the band",
+    ),
+    ParamSpec("costmap.max_height", 2.0, "costmap: upper end of the obstacle height band, m (> `costmap.min_height`)"),
+    ParamSpec(
+        "costmap.obstacle_classes",
+        [AUTO_OBSTACLES],
+        "costmap: the class names that are obstacles; `[auto]` = every class that is neither free nor a surface of "
+        "the model's vocabulary (`surface` in the vocabulary; Occ3D: all but driveable_surface, other_flat, sidewalk, "
+        "terrain)",
+        min_items=1,
+        unique_items=True,
+    ),
+    ParamSpec(
+        "costmap.min_confidence",
+        0.0,
+        "costmap: a voxel is evidence (obstacle or free) only at this confidence or above; a less confident obstacle "
+        "makes its column unknown (0 = every voxel)",
+        minimum=0.0,
+        maximum=1.0,
+    ),
+    ParamSpec("costmap.camera_view", True, "costmap: columns outside every camera's view are unknown (-1)"),
     # --- output QoS (inputs always use the sensor-data profile)
     ParamSpec("qos.reliability", "reliable", "reliability of `~/voxels`, `~/markers`, `~/grid`", RELIABILITY_CHOICES),
     ParamSpec("qos.durability", "volatile", "durability of `~/voxels`, `~/markers`, `~/grid`", DURABILITY_CHOICES),
@@ -536,6 +569,24 @@ class OutputParams:
 
 
 @dataclass(frozen=True)
+class CostmapParams:
+    """``~/costmap``: whether it is published, its height band, obstacle classes and evidence rules."""
+
+    enabled: bool = _param("outputs.costmap", bool)
+    min_height: float = _param("costmap.min_height", float)
+    max_height: float = _param("costmap.max_height", float)
+    obstacle_classes: tuple[str, ...] = field(default=(AUTO_OBSTACLES,), metadata={_PARAM: "costmap.obstacle_classes"})
+    min_confidence: float = _param("costmap.min_confidence", float)
+    camera_view: bool = _param("costmap.camera_view", bool)
+
+    def config(self) -> CostmapConfig:
+        """The session's :class:`~occ_ros.pipeline.costmap.CostmapConfig`."""
+        return CostmapConfig(
+            self.min_height, self.max_height, tuple(self.obstacle_classes), self.min_confidence, self.camera_view
+        )
+
+
+@dataclass(frozen=True)
 class QosParams:
     """QoS of the streamed outputs (``~/grid_description`` is always reliable + transient-local, depth 1)."""
 
@@ -577,6 +628,7 @@ class NodeParams:
         outputs: output toggles and rates.
         qos: QoS of the streamed outputs.
         diagnostics: diagnostic thresholds.
+        costmap: ``~/costmap``.
     """
 
     model: ModelParams
@@ -590,6 +642,7 @@ class NodeParams:
     outputs: OutputParams = OutputParams()
     qos: QosParams = QosParams()
     diagnostics: DiagnosticsParams = DiagnosticsParams()
+    costmap: CostmapParams = CostmapParams()
 
     @property
     def camera_names(self) -> tuple[str, ...]:
@@ -613,6 +666,8 @@ class NodeParams:
             min_confidence=o.min_confidence,
             input_timeout_s=self.input_timeout_s,
             backend_error_after=self.diagnostics.backend_error_after,
+            costmap=self.costmap.enabled,
+            costmap_config=self.costmap.config(),
         )
 
     @classmethod
@@ -698,6 +753,7 @@ def from_ros_parameters(values: Mapping[str, Any], strict: bool = False, source:
             problems.append(f"unknown parameter {name!r}{hint}")
     if checked["precision"] == "int8" and checked["backend"] == "torch":
         problems.append("parameter 'precision': int8 is a TensorRT engine's precision; torch runs fp32 or fp16")
+    problems.extend(_costmap_problems(checked))
     if problems:
         raise ParamError(problems, source)
 
@@ -712,7 +768,24 @@ def from_ros_parameters(values: Mapping[str, Any], strict: bool = False, source:
         outputs=_build(OutputParams, checked, min_confidence=min_conf if min_conf > 0 else None),
         qos=_build(QosParams, checked),
         diagnostics=_build(DiagnosticsParams, checked),
+        costmap=_build(CostmapParams, checked, obstacle_classes=tuple(checked["costmap.obstacle_classes"])),
     )
+
+
+def _costmap_problems(checked: Mapping[str, Any]) -> list[str]:
+    """What the table cannot say about the ``costmap.*`` parameters (the class names are checked against the
+    model's vocabulary when the session starts)."""
+    problems = []
+    low, high = checked["costmap.min_height"], checked["costmap.max_height"]
+    if high <= low:
+        problems.append(f"parameter 'costmap.max_height': expected more than costmap.min_height ({low}), got {high}")
+    names = list(checked["costmap.obstacle_classes"])
+    if AUTO_OBSTACLES in names and len(names) > 1:
+        problems.append(
+            f"parameter 'costmap.obstacle_classes': {AUTO_OBSTACLES!r} stands alone (every non-surface class), "
+            f"got {names}"
+        )
+    return problems
 
 
 # ---------------------------------------------------------------------- parameter files

@@ -4,7 +4,8 @@ Both libraries construct a message with keyword arguments named like its fields,
 a :class:`MessageTypes` holds the classes and the two differences:
 
 * byte arrays (``uint8[]``: ``PointCloud2.data``, ``UInt8MultiArray.data``): rosbags wants a uint8 numpy array,
-  rclpy takes an ``array.array('B')`` without a per-element check (:func:`rclpy_byte_array`);
+  rclpy takes an ``array.array('B')`` without a per-element check (:func:`rclpy_byte_array`); the same for the
+  ``int8[]`` of ``OccupancyGrid.data`` (``array.array('b')``, :func:`rclpy_int8_array`);
 * rosbags' dataclasses have no field defaults, so a builder's unset fields (e.g. ``Marker.texture``) are
   filled from the type store's field definitions (``MessageTypes.complete``); rclpy messages default them.
 
@@ -13,11 +14,13 @@ builders pass plain Python scalars.
 
 The node builds its types from the imported rclpy message modules::
 
-    import builtin_interfaces.msg, geometry_msgs.msg, sensor_msgs.msg, std_msgs.msg, visualization_msgs.msg
+    import builtin_interfaces.msg, geometry_msgs.msg, nav_msgs.msg, sensor_msgs.msg, std_msgs.msg
+    import visualization_msgs.msg
 
     def rclpy_message_types() -> MessageTypes:
         return message_types_from_modules(
-            sensor_msgs.msg, std_msgs.msg, visualization_msgs.msg, geometry_msgs.msg, builtin_interfaces.msg
+            sensor_msgs.msg, std_msgs.msg, visualization_msgs.msg, geometry_msgs.msg, builtin_interfaces.msg,
+            nav_msgs_msg=nav_msgs.msg,
         )  # byte_array defaults to rclpy_byte_array
 
 and replay / tests use :func:`rosbags_message_types`.
@@ -34,6 +37,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from occ_ros.pipeline.costmap import CostmapInfo
 from occ_ros.pipeline.outputs import (
     POINT_STEP,
     ClassCubes,
@@ -52,13 +56,16 @@ __all__ = [
     "MARKER_CUBE_LIST",
     "MARKER_DELETEALL",
     "MessageTypes",
+    "costmap_msg",
     "dense_grid_msg",
     "grid_description_msg",
     "marker_array_msg",
     "message_types_from_modules",
     "numpy_byte_array",
+    "numpy_int8_array",
     "pointcloud2_msg",
     "rclpy_byte_array",
+    "rclpy_int8_array",
     "rosbags_message_types",
 ]
 
@@ -83,6 +90,18 @@ def numpy_byte_array(data: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(data, dtype=np.uint8).reshape(-1)
 
 
+def rclpy_int8_array(data: np.ndarray) -> array.array:
+    """``array.array('b')`` of an int8 array (an rclpy ``int8[]`` field, e.g. ``OccupancyGrid.data``)."""
+    out = array.array("b")
+    out.frombytes(np.ascontiguousarray(data, dtype=np.int8).tobytes())
+    return out
+
+
+def numpy_int8_array(data: np.ndarray) -> np.ndarray:
+    """1-D contiguous int8 numpy array (what rosbags serialises ``int8[]`` from)."""
+    return np.ascontiguousarray(data, dtype=np.int8).reshape(-1)
+
+
 @dataclass(frozen=True)
 class MessageTypes:
     """The message classes the builders instantiate (rclpy or rosbags), and how to pass byte arrays.
@@ -96,6 +115,9 @@ class MessageTypes:
         byte_array: uint8 numpy array -> the value of a ``uint8[]`` field.
         complete: ``(class, fields) -> all fields`` for libraries without field defaults (rosbags); None: the
             classes default unset fields themselves (rclpy).
+        OccupancyGrid, MapMetaData: ``nav_msgs/OccupancyGrid`` / ``MapMetaData`` (the costmap; None: not
+            available, and the costmap cannot be built).
+        int8_array: int8 numpy array -> the value of an ``int8[]`` field.
     """
 
     Header: Any
@@ -116,6 +138,10 @@ class MessageTypes:
     Duration: Any
     byte_array: Callable[[np.ndarray], Any]
     complete: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
+    # --- the costmap (nav_msgs)
+    OccupancyGrid: Any = None
+    MapMetaData: Any = None
+    int8_array: Callable[[np.ndarray], Any] = rclpy_int8_array
 
     def new(self, cls: Any, **fields: Any) -> Any:
         """Instantiate ``cls`` with ``fields`` (completed with defaults where the library needs them)."""
@@ -131,8 +157,15 @@ def message_types_from_modules(
     geometry_msgs_msg: Any,
     builtin_interfaces_msg: Any,
     byte_array: Callable[[np.ndarray], Any] = rclpy_byte_array,
+    *,
+    nav_msgs_msg: Any = None,
+    int8_array: Callable[[np.ndarray], Any] = rclpy_int8_array,
 ) -> MessageTypes:
-    """MessageTypes from the ``<package>.msg`` modules of rclpy (or any namespace holding the classes)."""
+    """MessageTypes from the ``<package>.msg`` modules of rclpy (or any namespace holding the classes).
+
+    Args:
+        nav_msgs_msg: ``nav_msgs.msg`` (OccupancyGrid, MapMetaData for the costmap); None: no costmap types.
+    """
     return MessageTypes(
         Header=std_msgs_msg.Header,
         Time=builtin_interfaces_msg.Time,
@@ -151,6 +184,9 @@ def message_types_from_modules(
         ColorRGBA=std_msgs_msg.ColorRGBA,
         Duration=builtin_interfaces_msg.Duration,
         byte_array=byte_array,
+        OccupancyGrid=getattr(nav_msgs_msg, "OccupancyGrid", None),
+        MapMetaData=getattr(nav_msgs_msg, "MapMetaData", None),
+        int8_array=int8_array,
     )
 
 
@@ -253,6 +289,9 @@ def rosbags_message_types(typestore: Typestore | None = None) -> MessageTypes:
         Duration=t["builtin_interfaces/msg/Duration"],
         byte_array=numpy_byte_array,
         complete=_RosbagsDefaults(typestore),
+        OccupancyGrid=t["nav_msgs/msg/OccupancyGrid"],
+        MapMetaData=t["nav_msgs/msg/MapMetaData"],
+        int8_array=numpy_int8_array,
     )
 
 
@@ -391,3 +430,36 @@ def dense_grid_msg(types: MessageTypes, labels: np.ndarray) -> Any:
 def grid_description_msg(types: MessageTypes, description: Mapping[str, Any]) -> Any:
     """``std_msgs/String`` holding the JSON (sorted keys) of :func:`~.outputs.grid_description`."""
     return types.new(types.String, data=json.dumps(dict(description), sort_keys=True))
+
+
+def costmap_msg(types: MessageTypes, cells: np.ndarray, info: CostmapInfo, stamp_ns: int, frame_id: str) -> Any:
+    """``nav_msgs/OccupancyGrid`` of a costmap (layout: :mod:`~.costmap`).
+
+    Args:
+        cells: (height, width) int8 = (Y, X) from :func:`~.costmap.costmap_cells`: 100 occupied, 0 free, -1 unknown;
+            ``data`` is its C-order flattening (x fastest).
+        info: resolution, size and origin (:func:`~.costmap.costmap_info`); the origin has no rotation.
+        stamp_ns: the camera frame's stamp (also ``info.map_load_time``).
+        frame_id: the grid's base frame.
+    """
+    if types.OccupancyGrid is None or types.MapMetaData is None:
+        raise ValueError("these MessageTypes have no nav_msgs classes (OccupancyGrid, MapMetaData)")
+    cells = np.asarray(cells)
+    if cells.shape != (info.height, info.width):
+        raise ValueError(f"costmap cells have shape {cells.shape}, the map (height, width) {(info.height, info.width)}")
+    header = _header(types, stamp_ns, frame_id)
+    x, y, z = (float(v) for v in info.origin)
+    origin = types.new(
+        types.Pose,
+        position=types.new(types.Point, x=x, y=y, z=z),
+        orientation=types.new(types.Quaternion, x=0.0, y=0.0, z=0.0, w=1.0),
+    )
+    meta = types.new(
+        types.MapMetaData,
+        map_load_time=header.stamp,
+        resolution=float(info.resolution),
+        width=int(info.width),
+        height=int(info.height),
+        origin=origin,
+    )
+    return types.new(types.OccupancyGrid, header=header, info=meta, data=types.int8_array(cells.reshape(-1)))

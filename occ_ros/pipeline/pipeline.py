@@ -36,6 +36,7 @@ import numpy as np
 
 from occ_ros.core.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
 from occ_ros.core.preprocess import NetworkInput, PreprocessConfig, Preprocessor, decode_reduction
+from occ_ros.core.rig import CameraRig
 from occ_ros.inference.backend import BackendError, InferenceBackend
 from occ_ros.inference.model_info import ModelInfo, ModelInfoError
 from occ_ros.io.images import UnsupportedEncodingError, image_to_rgb, is_jpeg
@@ -117,6 +118,7 @@ class FrameResult:
         cloud: the occupied voxels (:func:`~.outputs.occupied_voxels`).
         timings: stage -> seconds (:data:`STAGES` and ``total``).
         outputs: every raw backend output (e.g. ``features``), batch axis removed.
+        rig: the camera rig of the frame (base frame; the same object while the calibration does not change).
     """
 
     stamp_ns: int
@@ -125,6 +127,7 @@ class FrameResult:
     cloud: VoxelCloud
     timings: dict[str, float] = field(default_factory=dict)
     outputs: dict[str, np.ndarray] = field(default_factory=dict)
+    rig: CameraRig | None = None
 
 
 class OccupancyPipeline:
@@ -231,4 +234,4 @@ class OccupancyPipeline:
             "postprocess": t5 - t4,
             "total": t5 - t0,
         }
-        return FrameResult(frame.stamp_ns, labels, confidence, cloud, timings, outputs)
+        return FrameResult(frame.stamp_ns, labels, confidence, cloud, timings, outputs, rig=rig)

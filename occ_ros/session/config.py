@@ -8,12 +8,14 @@ knows where the messages come from.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+
+from occ_ros.pipeline.costmap import CostmapConfig
 
 NODE_NAME = "occupancy_node"
 """The node's name; its outputs are ``~/<name>``, i.e. ``/<namespace>/occupancy_node/<name>``."""
 
-OUTPUT_NAMES = ("voxels", "markers", "grid", "grid_description")
+OUTPUT_NAMES = ("voxels", "markers", "grid", "grid_description", "costmap")
 """The outputs, by their private topic names (``~/voxels`` ...)."""
 
 MARKER_NAMESPACE = "occupancy"
@@ -64,6 +66,8 @@ class SessionConfig:
         warn_period_s: at most one warning per reason per this many seconds.
         backend_error_after: the diagnostics go to ERROR when the backend failed on this many frames in a row
             (WARN from the first failure; a processed frame resets the count).
+        costmap: build ``~/costmap`` (``nav_msgs/OccupancyGrid``).
+        costmap_config: its height band, obstacle classes, confidence threshold and camera-view rule.
     """
 
     cameras: tuple[CameraInput, ...]
@@ -79,6 +83,9 @@ class SessionConfig:
     input_timeout_s: float = 2.0
     warn_period_s: float = 5.0
     backend_error_after: int = 5
+    # --- ~/costmap (issue 23)
+    costmap: bool = True
+    costmap_config: CostmapConfig = field(default_factory=CostmapConfig)
 
     def __post_init__(self) -> None:
         cameras = tuple(self.cameras)

@@ -39,8 +39,10 @@ from typing import Any
 
 from occ_ros.core.frames import FrameSet, FrameSkipped, SkipReason
 from occ_ros.inference.backend import InferenceBackend
+from occ_ros.pipeline.costmap import CostmapBuilder
 from occ_ros.pipeline.messages import (
     MessageTypes,
+    costmap_msg,
     dense_grid_msg,
     grid_description_msg,
     marker_array_msg,
@@ -172,6 +174,7 @@ class OutputSinks:
     markers: Callable[[Any], None] | None = None
     grid: Callable[[Any], None] | None = None
     grid_description: Callable[[Any], None] | None = None
+    costmap: Callable[[Any], None] | None = None
     marker_subscribers: Callable[[], int] = _one_subscriber
 
 
@@ -201,7 +204,8 @@ class OccupancySession:
         on_result: called with each published frame's result on the processing thread (``occ replay``'s
             accuracy, timings and predictions).
     Raises:
-        ValueError: the camera count differs from the model's (names both lists).
+        ValueError: the camera count differs from the model's (names both lists); the costmap's configuration does
+            not fit the model's grid or vocabulary (an unknown obstacle class, a band outside the grid).
     """
 
     def __init__(
@@ -249,7 +253,11 @@ class OccupancySession:
         self.marker_limiter = RateLimiter(config.markers_period_s)
         self._throttle = WarnThrottle(config.warn_period_s, clock)
         self._lock = threading.Lock()
-        self.published = dict.fromkeys(("voxels", "markers", "grid", "grid_description"), 0)
+        self.published = dict.fromkeys(("voxels", "markers", "grid", "grid_description", "costmap"), 0)
+        # ~/costmap: checked against the model's grid and vocabulary now, so a bad parameter stops the start-up
+        self.costmap: CostmapBuilder | None = None
+        if config.costmap:
+            self.costmap = CostmapBuilder(info.grid, info.vocabulary, config.costmap_config)
         self.markers_left_out = 0
 
     # ------------------------------------------------------------------ lifecycle
@@ -354,6 +362,10 @@ class OccupancySession:
         if cfg.grid and sinks.grid is not None:
             sinks.grid(dense_grid_msg(types, result.labels))
             done.append("grid")
+        if self.costmap is not None and sinks.costmap is not None:
+            cells = self.costmap(result.labels, result.confidence, result.rig)
+            sinks.costmap(costmap_msg(types, cells, self.costmap.info, stamp, frame_id))
+            done.append("costmap")
         if self.markers_due(stamp):
             assert sinks.markers is not None
             cubes, left_out = class_cubes(result.cloud, self.backend.info.vocabulary, cfg.max_marker_voxels)

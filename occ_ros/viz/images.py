@@ -74,6 +74,21 @@ def bev_image(semantics: np.ndarray, vocab: Vocabulary, mask: np.ndarray | None 
     return colorize_labels(labels[::-1, ::-1], vocab)
 
 
+#: Grey levels of a nav_msgs/OccupancyGrid picture, as map_server's map saver writes them: free 254, occupied 0,
+#: unknown 205.
+COSTMAP_GREYS = {0: 254, 100: 0, -1: 205}
+
+
+def costmap_image(cells: np.ndarray) -> np.ndarray:
+    """(X, Y, 3) uint8 picture of a (Y, X) OccupancyGrid (``data`` reshaped to (height, width)), in the orientation
+    of :func:`bev_image` (ego x up, y left): free white, occupied black, unknown grey (:data:`COSTMAP_GREYS`;
+    other values, 1..99, in between)."""
+    cells = np.asarray(cells).astype(np.int16)
+    grey = np.where(cells < 0, COSTMAP_GREYS[-1], np.round(254 - np.clip(cells, 0, 100) * 2.54)).astype(np.uint8)
+    # (Y, X) -> [x, y] -> rows x descending, columns y descending, as bev_image
+    return np.repeat(grey.T[::-1, ::-1, None], 3, axis=2)
+
+
 def save_png(path: str | Path, rgb: np.ndarray) -> None:
     """Write an RGB uint8 image as PNG (creates the folder)."""
     import cv2

@@ -13,10 +13,11 @@ Stages (every output under ``OUT``, default ``out/demo``):
 4. **export** -- the checkpoint to a verified ONNX (parity with PyTorch, TensorRT op report), predicted again through
    ONNX Runtime, both backends timed, the TensorRT build command printed;
 5. **replay** -- the recorded bag through the ROS node's pipeline (``occ replay``) into an MCAP of the node's output
-   topics (opens in Foxglove), with per-frame latencies, checked frame by frame against ``occ predict``;
+   topics (opens in Foxglove, and holds ``~/costmap``, the planner's ``nav_msgs/OccupancyGrid``), with per-frame
+   latencies, checked frame by frame against ``occ predict``;
 6. **evaluation** -- ``occ eval`` of a neighbour-frame baseline, the pseudo-labels, the network and the replay against
    the ground truth, and the pictures: bird's-eye maps (GT vs pseudo-labels vs prediction), a 3-D voxel render, the
-   prediction projected onto the cameras, the latency plot;
+   prediction projected onto the cameras, the latency plot, the replay's costmap beside the ground truth's BEV;
 7. **real data** -- the real nuScenes keyframe in ``../shared/fixtures/nuscenes_sample`` (six 1600x900 JPEGs, real
    calibration, LiDAR) through the same pipeline, with the prediction and the LiDAR sweep projected onto the images
    (skipped, saying so, when the fixtures are absent);
@@ -267,7 +268,95 @@ def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, Any]:
         "inference_p50_ms": summary.stages_ms["inference"]["p50_ms"],
         "total_p50_ms": float(np.percentile(series["total"], 50)),
         "accuracy": summary.accuracy,
+        "costmap": costmap_summary(work / "output", data),
     }
+
+
+# ----------------------------------------------------------------------------------------- costmap
+def replay_costmaps(bag: Path) -> dict[int, np.ndarray]:
+    """The ``~/costmap`` messages of ``occ replay``'s output MCAP: header stamp (ns) -> (height, width) int8 cells."""
+    from rosbags.highlevel import AnyReader
+
+    from occ_ros.io.rosbag import typestore
+    from occ_ros.replay import OUTPUT_TOPICS
+
+    out: dict[int, np.ndarray] = {}
+    with AnyReader([bag], default_typestore=typestore()) as reader:
+        connections = [c for c in reader.connections if c.topic == OUTPUT_TOPICS["costmap"]]
+        for conn, _, raw in reader.messages(connections=connections):
+            msg: Any = reader.deserialize(raw, conn.msgtype)
+            stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+            out[stamp] = np.asarray(msg.data, dtype=np.int8).reshape(msg.info.height, msg.info.width)
+    return out
+
+
+def costmap_summary(bag: Path, data: Path) -> dict[str, Any]:
+    """How many costmaps the replay wrote, their mean share of occupied / free / unknown cells, and their occupied
+    cells against the costmap of the ground truth (its camera-visible voxels, ``mask_camera``), over all frames:
+
+    * ``precision``, ``recall``: of the occupied cells, on the columns both call known;
+    * ``occupied_unseen``: the share of the replay's occupied cells on columns the ground truth did not observe
+      (occluded or out of range: the network fills them, the camera-view rule only removes what no camera faces).
+    """
+    from occ_ros.datasets.synth import SynthReader
+    from occ_ros.pipeline.costmap import costmap_cells
+    from occ_ros.replay import OUTPUT_TOPICS
+
+    published = replay_costmaps(bag)
+    maps = list(published.values())
+    share = {name: float(np.mean([(m == v).mean() for m in maps])) if maps else 0.0 for name, v in COSTMAP_VALUES}
+    reader = SynthReader(data)
+    hits = occupied = truth = unseen = 0
+    for i in range(len(reader)):
+        sample = reader.load(i, images=False)
+        if sample.gt is None or sample.stamp_ns not in published:
+            continue
+        gt = costmap_cells(sample.gt.semantics, reader.grid, reader.vocabulary, observed=sample.gt.mask_camera)
+        cells = published[sample.stamp_ns]
+        known = (gt != -1) & (cells != -1)
+        hits += int(((cells == 100) & (gt == 100) & known).sum())
+        occupied += int(((cells == 100) & known).sum())
+        truth += int(((gt == 100) & known).sum())
+        unseen += int(((cells == 100) & (gt == -1)).sum())
+    total_occupied = sum(int((m == 100).sum()) for m in maps)
+    return {
+        "topic": OUTPUT_TOPICS["costmap"],
+        "messages": len(maps),
+        **share,
+        "precision": hits / occupied if occupied else 0.0,
+        "recall": hits / truth if truth else 0.0,
+        "occupied_unseen": unseen / total_occupied if total_occupied else 0.0,
+    }
+
+
+COSTMAP_VALUES = (("occupied", 100), ("free", 0), ("unknown", -1))
+
+
+def costmap_picture(data: Path, out: Path, bag: Path, frame: int) -> Path:
+    """``costmap.png``: the ground truth's bird's-eye view beside the costmap of the ground truth (camera-visible
+    voxels) and the ``~/costmap`` that ``occ replay`` wrote for the same frame (the network's)."""
+    from occ_ros.datasets.synth import SynthReader
+    from occ_ros.pipeline.costmap import costmap_cells
+
+    reader = SynthReader(data)
+    sample = reader.load(frame, images=False)
+    assert sample.gt is not None
+    vocab, grid = reader.vocabulary, reader.grid
+    gt, mask = sample.gt.semantics, sample.gt.mask_camera
+    published = replay_costmaps(bag)[sample.stamp_ns]
+    path = out / "costmap.png"
+    viz.legend_figure(
+        path,
+        [
+            viz.bev_image(gt, vocab, mask),
+            viz.costmap_image(costmap_cells(gt, grid, vocab, observed=mask)),
+            viz.costmap_image(published),
+        ],
+        ["ground truth (BEV)", "costmap of the ground truth", "~/costmap of the network (occ replay)"],
+        vocab,
+        suptitle=f"{sample.scene} frame {sample.frame}: obstacles 0.2-2.0 m high black, free white, unknown grey",
+    )
+    return path
 
 
 # ----------------------------------------------------------------------------------------- evaluation
@@ -483,6 +572,17 @@ def run_demo(
         f"      {replayed['processed']}/{replayed['synchronized']} synchronized frames, "
         f"{replayed['frames_equal_to_predict']}/{replayed['frames']} identical to occ predict"
     )
+    cm = replayed["costmap"]
+    print(
+        f"      {cm['messages']} costmaps (nav_msgs/OccupancyGrid) on {cm['topic']}: on average "
+        f"{100 * cm['occupied']:.1f}% of the cells occupied, {100 * cm['free']:.1f}% free, "
+        f"{100 * cm['unknown']:.1f}% unknown"
+    )
+    print(
+        f"      against the ground truth's costmap (camera-visible voxels): occupied cells precision "
+        f"{100 * cm['precision']:.1f}%, recall {100 * cm['recall']:.1f}%; {100 * cm['occupied_unseen']:.1f}% of the "
+        "occupied cells lie where no camera saw the ground truth (occluded space the network fills in)"
+    )
 
     _stage(6, "evaluation against the ground truth (occ eval) and pictures")
     evaluation = run("eval", lambda: evaluation_stage(data, out, labels_dir, Path(network["predictions"])))
@@ -492,6 +592,7 @@ def run_demo(
     frame = len(meta["frames"]) // 2
     pics = run("pictures", lambda: pictures(data, out, labels_dir, Path(network["predictions"]), frame))
     pics["latency"] = replayed["latency_plot"]
+    pics["costmap"] = str(run("costmap", lambda: costmap_picture(data, out, Path(replayed["bag"]), frame)))
     pics["query"] = network["query"]["picture"]
 
     _stage(7, "real data: the nuScenes keyframe (six 1600x900 JPEGs, real calibration) through the node's pipeline")
@@ -566,6 +667,7 @@ def print_summary(out: Path, summary: dict[str, Any]) -> None:
         ("predictions", summary["network"]["predictions"]),
         ("onnx", summary["export"]["onnx"]),
         ("output MCAP", f"{rp['bag']}  (open it in Foxglove; metrics {rp['metrics']})"),
+        ("costmap topic", f"{rp['costmap']['topic']} in the output MCAP ({rp['costmap']['messages']} OccupancyGrid)"),
         *sorted(summary["pictures"].items()),
     ]
     for name, where in rows:
