@@ -13,8 +13,11 @@ from dataclasses import dataclass
 NODE_NAME = "occupancy_node"
 """The node's name; its outputs are ``~/<name>``, i.e. ``/<namespace>/occupancy_node/<name>``."""
 
-OUTPUT_NAMES = ("voxels", "markers", "grid", "grid_description")
-"""The outputs, by their private topic names (``~/voxels`` ...)."""
+OUTPUT_NAMES = ("voxels", "markers", "grid", "grid_description", "query/voxels")
+"""The outputs, by their private topic names (``~/voxels`` ...; ``~/query/voxels`` answers ``~/query``)."""
+
+QUERY_INPUT = "query"
+"""The private topic of open-vocabulary queries (``~/query``, ``std_msgs/String``: a prompt name)."""
 
 MARKER_NAMESPACE = "occupancy"
 """``Marker.ns`` of every cube list."""
@@ -64,6 +67,9 @@ class SessionConfig:
         warn_period_s: at most one warning per reason per this many seconds.
         backend_error_after: the diagnostics go to ERROR when the backend failed on this many frames in a row
             (WARN from the first failure; a processed frame resets the count).
+        query: answer ``~/query`` with ``~/query/voxels`` (when the model has features and prompt embeddings).
+        query_threshold: a fixed decision threshold (cosine) for every prompt; None = each prompt's calibrated
+            one from the model's metadata.
     """
 
     cameras: tuple[CameraInput, ...]
@@ -79,6 +85,8 @@ class SessionConfig:
     input_timeout_s: float = 2.0
     warn_period_s: float = 5.0
     backend_error_after: int = 5
+    query: bool = True
+    query_threshold: float | None = None
 
     def __post_init__(self) -> None:
         cameras = tuple(self.cameras)
@@ -95,6 +103,8 @@ class SessionConfig:
                 raise ValueError(f"SessionConfig.{name}: expected a finite number >= 0, got {value!r}")
         if self.backend_error_after < 1:
             raise ValueError(f"SessionConfig.backend_error_after: expected >= 1, got {self.backend_error_after}")
+        if self.query_threshold is not None and not -1.0 <= self.query_threshold <= 1.0:
+            raise ValueError(f"SessionConfig.query_threshold: expected a cosine in [-1, 1], got {self.query_threshold}")
         if self.max_marker_voxels < 1:
             raise ValueError(f"SessionConfig.max_marker_voxels: expected >= 1, got {self.max_marker_voxels}")
 
