@@ -542,7 +542,7 @@ def _run(
     summary.wall_seconds = time.perf_counter() - start
     snap = stats.snapshot()
     summary.processed = snap.processed
-    summary.query_published = session.published["query/voxels"]
+    summary.query_published = session.published.get("query/voxels", 0)
     summary.skipped = dict(snap.skipped)
     summary.stages_ms = {k: v.to_dict() for k, v in snap.stages.items()}
     summary.sync_evicted = dict(sync.evicted)

@@ -270,7 +270,7 @@ class OccupancyNode(Node):
         if self.core.query_engine is None or self.core.sinks.query is None:
             return
         qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        self.query_sub = self.create_subscription(std_msgs.msg.String, "~/query", self._on_query, qos)
+        self.create_subscription(std_msgs.msg.String, "~/query", self._on_query, qos)  # the node keeps it
 
     def _on_query(self, msg: Any) -> None:
         self.core.on_query(msg.data)

@@ -16,9 +16,6 @@ NODE_NAME = "occupancy_node"
 OUTPUT_NAMES = ("voxels", "markers", "grid", "grid_description", "query/voxels")
 """The outputs, by their private topic names (``~/voxels`` ...; ``~/query/voxels`` answers ``~/query``)."""
 
-QUERY_INPUT = "query"
-"""The private topic of open-vocabulary queries (``~/query``, ``std_msgs/String``: a prompt name)."""
-
 MARKER_NAMESPACE = "occupancy"
 """``Marker.ns`` of every cube list."""
 

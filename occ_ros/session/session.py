@@ -252,10 +252,12 @@ class OccupancySession:
         self.marker_limiter = RateLimiter(config.markers_period_s)
         self._throttle = WarnThrottle(config.warn_period_s, clock)
         self._lock = threading.Lock()
-        self.published = dict.fromkeys(("voxels", "markers", "grid", "grid_description", "query/voxels"), 0)
+        self.published = dict.fromkeys(("voxels", "markers", "grid", "grid_description"), 0)
         self.markers_left_out = 0
         # open-vocabulary queries (issue 23): the prompt asked on ~/query, answered on ~/query/voxels every frame
         self.query_engine, self.query_off = query_engine(info, config)
+        if self.query_engine is not None:
+            self.published["query/voxels"] = 0
         self.query: str | None = None
         self.queries_rejected = 0
 

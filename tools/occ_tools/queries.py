@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from occ_ros.core.prompts import NO_THRESHOLD, Prompt, PromptError, PromptTable, prompts_from_texts
+from occ_ros.core.prompts import NO_THRESHOLD, PromptError, PromptTable, prompts_from_texts
 from occ_ros.inference.model_info import ModelInfo
 from occ_ros.pipeline.query import query_scores
 
@@ -160,8 +160,11 @@ def query_counts(
     legacy_query = {p.name: text_embedding(info, None, [p.texts[0]])[0] for p in classes}
     counts = {rule.name: {p.name: Counts() for p in classes} for rule in rules}
     for features, labels, gt, mask in frames:
+        # the rule is per voxel: scoring only the camera-visible ones gives the same matches there, 3x faster
+        features = np.asarray(features)[:, mask][:, :, None, None]
+        labels, gt = np.asarray(labels)[mask][:, None, None], np.asarray(gt)[mask][:, None, None]
         for prompt in classes:
-            truth = (gt == vocab.names.index(str(prompt.class_name)))[mask]
+            truth = gt == vocab.names.index(str(prompt.class_name))
             for rule in rules:
                 if rule.legacy:
                     score, match = query_scores(
@@ -172,7 +175,7 @@ def query_counts(
                     score, match = query_scores(
                         features, labels, vocab.free_index, prompt.embedding, class_emb, indices
                     )
-                counts[rule.name][prompt.name].add(score[mask], match[mask], truth)
+                counts[rule.name][prompt.name].add(score, match, truth)
     return counts
 
 
@@ -207,7 +210,9 @@ def calibrate(table: PromptTable, counts: dict[str, Counts], note: dict[str, Any
         thresholds[name] = THRESHOLDS[int(np.argmax(f1))] if c.positive and f1.max() > 0 else NO_THRESHOLD
     mean_f1 = np.mean([c.f1() for c in present], axis=0) if present else np.zeros(len(THRESHOLDS))
     default = THRESHOLDS[int(np.argmax(mean_f1))]
-    return table.with_thresholds(thresholds, default, {**note, "criterion": "max F1, camera-visible voxels"})
+    voxels = {name: c.positive for name, c in counts.items()}
+    note = {**note, "criterion": "max F1, camera-visible voxels", "class_voxels": voxels}
+    return table.with_thresholds(thresholds, default, note)
 
 
 def calibrated_table(
@@ -218,8 +223,3 @@ def calibrated_table(
     counts = query_counts(info, table, model_frames(model, data, limit), [consistent])[consistent.name]
     frames = limit or "all"
     return calibrate(table, counts, {"data": Path(data).name, "frames": frames, "rule": "occ_ros.pipeline.query"})
-
-
-def user_prompts(prompts: Sequence[Prompt]) -> list[str]:
-    """Names of the prompts that are not classes."""
-    return [p.name for p in prompts if p.class_name is None]
