@@ -108,6 +108,12 @@ class Counts:
             self.true_positive[i] += int((s_true >= t).sum())
         self.positive += int(truth.sum())
 
+    def merge(self, other: Counts) -> None:
+        """Add another set of frames' counts."""
+        self.true_positive += other.true_positive
+        self.matched += other.matched
+        self.positive += other.positive
+
     def at(self, threshold: float) -> tuple[float, float, int]:
         """(precision, recall, matched voxels) at a threshold of :data:`THRESHOLDS`."""
         i = THRESHOLDS.index(threshold)
@@ -144,16 +150,19 @@ def query_counts(
     table: PromptTable,
     frames: Iterable[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]],
     rules: Sequence[Rule] = RULES,
+    prompts: Sequence[str] | None = None,
 ) -> dict[str, dict[str, Counts]]:
     """``rule name -> class prompt name -> Counts`` over ``frames``.
 
     Args:
-        frames: ``(features (D, X, Y, Z), labels (X, Y, Z), gt semantics (X, Y, Z), camera mask (X, Y, Z))``.
+        frames: ``(features (D, X, Y, Z), labels (X, Y, Z), gt semantics (X, Y, Z), camera mask (X, Y, Z))``;
+            only the voxels of the mask are scored.
+        prompts: score only these class prompts (default all; the alternatives are always every class prompt).
     """
     from occ_tools.predict import text_embedding
 
     vocab = info.vocabulary
-    classes = [p for p in table.prompts if p.class_name is not None]
+    classes = [p for p in table.prompts if p.class_name is not None and (prompts is None or p.name in prompts)]
     class_emb, class_idx = table.class_embeddings(), table.class_indices(vocab.names)
     texts = [t for c in vocab.classes[:-1] for t in c.prompts]
     legacy_alternatives = text_embedding(info, None, texts)
