@@ -84,12 +84,14 @@ def query_scores(
     similar = classes @ q
     others = classes[similar < NEAR_DUPLICATE]
     match = (labels.reshape(-1) != free_index) & (score >= np.float32(threshold))
-    if len(others):
-        match &= score >= (others @ flat).max(axis=0) / norms
     if class_indices is not None:
         own = np.asarray(class_indices).reshape(-1)[similar >= NEAR_DUPLICATE]
         if len(own):
             match &= np.isin(labels.reshape(-1), own)
+    candidates = np.flatnonzero(match)  # step 2 only where steps 3-5 hold: the same matches, far less work
+    if len(others) and len(candidates):
+        best_other = (others @ flat[:, candidates]).max(axis=0) / norms[candidates]
+        match[candidates] = score[candidates] >= best_other
     return score.reshape(labels.shape).astype(np.float32), match.reshape(labels.shape)
 
 
