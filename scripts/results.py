@@ -718,8 +718,9 @@ def queries(work: Path, seeds: list[int], frames: int) -> str:
         f"precision {100 * wb[0]:.1f} % -> {100 * wa[0]:.1f} %, recall {100 * wb[1]:.1f} % -> {100 * wa[1]:.1f} % "
         "(hidden voxels whose features say `car` but whose predicted class is another one no longer match).",
         "- Class consistency is the precision gain at about the same recall over the camera-visible voxels (it "
-        "drops the matches whose predicted class is another class); over every voxel the node's rule costs `car` half its "
-        "recall (previous point): the hidden voxels are where the features and the semantic head disagree most. "
+        "drops the matches whose predicted class is another class); over every voxel the node's rule costs `car` "
+        "half its recall (previous point): the hidden voxels are where the features and the semantic head disagree "
+        "most. "
         "The calibrated "
         "thresholds trade recall for precision where the validation sequence's F1 says so; on the test sequences "
         "that costs recall for some prompts (see barrier and trailer, and how many voxels of theirs the validation "

@@ -264,3 +264,18 @@ def test_occ_replay_query_writes_query_voxels_with_a_score(exported: dict[str, P
         msgs = [reader.deserialize(raw, c.msgtype) for c, _, raw in reader.messages(connections=conns)]
     assert len(msgs) == summary.processed
     assert "score" in [f.name for f in msgs[0].fields]
+
+
+def test_a_malformed_prompt_table_is_an_error_naming_the_field(tmp_path: Path) -> None:
+    from occ_ros.inference.model_info import ModelInfoError
+    from occ_tools.queries import load_prompts_yaml
+
+    data = prompt_info().to_dict()
+    data["prompt_embeddings"]["prompts"][1]["embedding"] = "AAAA"  # 3 bytes, not 2 float16
+    with pytest.raises(ModelInfoError, match=r"m.onnx: prompt_embeddings: prompts\[1\].embedding: 3 bytes"):
+        ModelInfo.from_dict(data, "m.onnx")
+    assert ModelInfo.from_dict(prompt_info().to_dict()).prompts == prompt_info().prompts  # the round trip
+    bad = tmp_path / "prompts.yaml"
+    bad.write_text("ambulance: []\n")
+    with pytest.raises(PromptError, match="prompt 'ambulance': expected a text or a non-empty list of texts"):
+        load_prompts_yaml(bad)

@@ -529,7 +529,12 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
         "OUT/query.png.",
     )
     _add_model_and_data(p, "checkpoint with a CLIP head (model.clip_dim > 0), or an ONNX / engine exported with it")
-    p.add_argument("--text", required=True, help='the query, e.g. "traffic cone"')
+    p.add_argument(
+        "--text",
+        required=True,
+        help='the query: a prompt name of the model (a class such as "car", or a prompt an ONNX exported with '
+        '--queries --prompts carries: its stored embedding and threshold), or any text, e.g. "traffic cone"',
+    )
     _output(p, "--out", kind="dir", default=Path("out/query"), help="output folder (default out/query)")
     p.add_argument("--frame", type=int, help="frame index of the picture (default: the middle one)")
     p.set_defaults(func=_run_query)
