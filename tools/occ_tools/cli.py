@@ -560,9 +560,13 @@ def _run_query(args: argparse.Namespace) -> int:
         )
     except (BackendError, OSError, ValueError) as err:
         raise CliError(str(err)) from None
-    print(f"query {args.text!r}: {summary.matches} matching voxels over {summary.frames} frames -> {summary.out}")
+    print(
+        f"query {args.text!r}: {summary.matches} matching voxels over {summary.frames} frames (every voxel) -> "
+        f"{summary.out}"
+    )
     if summary.picture is not None:
-        print(f"  picture: {summary.picture}")
+        shown = summary.picture_frame or {}
+        print(f"  picture: {summary.picture} (frame {shown.get('frame')}: {shown.get('voxels')} {shown.get('scope')})")
     return 0
 
 
