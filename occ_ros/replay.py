@@ -114,6 +114,7 @@ class ReplaySummary:
     wall_seconds: float = 0.0
     accuracy: dict[str, Any] | None = None
     problems: list[str] = field(default_factory=list)
+    query_published: int = 0  # ~/query/voxels messages written (occ replay --query)
     #: one ``(stamp_ns, stage -> milliseconds)`` per processed frame, in processing order (not in :meth:`to_dict`;
     #: :func:`write_timings` writes them as CSV)
     frame_timings: list[tuple[int, dict[str, float]]] = field(default_factory=list, repr=False)
@@ -241,6 +242,7 @@ class _McapSink:
             grid=self._writer("grid"),
             grid_description=self._writer("grid_description"),
             costmap=self._writer("costmap"),
+            query=self._writer("query/voxels"),
         )
 
     def _writer(self, name: str) -> Any:
@@ -304,6 +306,7 @@ def replay(
     clock: tuple[Callable[[], float], Callable[[float], None]] = (time.perf_counter, time.sleep),
     threads: int | None = None,
     spinning: bool | None = None,
+    query: str | None = None,
 ) -> ReplaySummary:
     """Replay ``bag`` through the node's session into the MCAP bag ``out`` (a new folder) and measure it.
 
@@ -323,6 +326,8 @@ def replay(
         threads, spinning: the backend's CPU settings (``occ replay --threads / --spinning``,
             :class:`~occ_ros.inference.backend.RuntimeSettings`); None = the ``params``' (parameters ``threads``,
             ``spinning``), else the node's defaults. Not used when ``model`` is an already loaded backend.
+        query: a prompt name sent to the session's ``~/query`` before the first frame (``occ replay --query``):
+            every frame's matching voxels are written on ``/occupancy_node/query/voxels``.
 
     The output bag (and ``predictions``) are written under a temporary name beside ``out`` and moved into place
     only when the replay succeeds: a replay that fails or is interrupted leaves no partial output.
@@ -381,7 +386,7 @@ def replay(
             staged = stage / "predictions" if predictions is not None else None
             (stage / "bag").mkdir()
             staged_bag = stage / "bag" / out.name  # rosbag2 names its files after the bag's folder
-            _run(reader, staged_bag, staged, summary, stats, setup, loaded, accuracy, store, progress, clock)
+            _run(reader, staged_bag, staged, summary, stats, setup, loaded, accuracy, store, progress, clock, query)
             if summary.synchronized == 0:
                 raise ReplayError(_nothing_synchronized(summary, setup.slop_s))
             os.replace(staged_bag, out)
@@ -446,6 +451,7 @@ def _run(
     store: Any,
     progress: bool,
     clock: tuple[Callable[[], float], Callable[[float], None]],
+    query: str | None = None,
 ) -> None:
     """Read the open bag through a session into the new bag ``out`` (and ``predictions``); fills in ``summary``.
 
@@ -489,6 +495,9 @@ def _run(
             on_result=on_result,
         )
         session.start()  # the grid description, at the bag's start time
+        if query is not None and not session.on_query(query):
+            why = session.query_off or f"unknown prompt; the model knows {session.query_engine.names}"  # type: ignore[union-attr]
+            summary.problems.append(f"query {query!r} not answered: {why}")
         first_log: int | None = None
         paced_from = clock[0]()  # realtime: record time (log - first_log) is paced against clock time since here
         try:
@@ -534,6 +543,7 @@ def _run(
     summary.wall_seconds = time.perf_counter() - start
     snap = stats.snapshot()
     summary.processed = snap.processed
+    summary.query_published = session.published.get("query/voxels", 0)
     summary.skipped = dict(snap.skipped)
     summary.stages_ms = {k: v.to_dict() for k, v in snap.stages.items()}
     summary.sync_evicted = dict(sync.evicted)

@@ -42,7 +42,8 @@ def test_the_metrics_file_is_the_summary_and_every_stage_wrote_its_outputs(demo)
     network = metrics["network"]
     # the shipped checkpoint (trained on other seeds) predicts every frame; make demo never trains
     assert network["frames"] == 3 and network["model"].endswith("demo.ckpt")
-    assert network["query"]["voxels"] > 0
+    assert network["query"]["voxels"] > 0 and network["query"]["frames"] == 3
+    assert network["query"]["picture_frame"]["scope"] == "camera-visible voxels"  # the same mask on every panel
     assert set(metrics["seconds"]) >= {"synth", "labels", "predict", "export", "replay", "eval", "pictures", "total"}
 
 
@@ -72,6 +73,7 @@ def test_export_and_replay_reproduce_the_checkpoint_through_onnx_runtime_and_the
     replayed = metrics["replay"]
     assert replayed["synchronized"] == replayed["processed"] == 3
     assert replayed["frames_equal_to_predict"] == replayed["frames"] == 3
+    assert replayed["query_voxels_messages"] == 3  # the replay asks the node's ~/query for "car"
     # the replay's accuracy is the network's: same labels, same ground truth
     assert replayed["accuracy"]["miou"] == pytest.approx(metrics["evaluation"]["network"]["miou"], abs=0.01)
     assert any(Path(replayed["bag"]).glob("*.mcap"))

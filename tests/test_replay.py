@@ -487,7 +487,8 @@ def test_the_node_and_occ_replay_run_one_session_and_publish_the_same_messages(s
                     session.on_synchronized(*(done[t][1] for t in inputs))
     assert session.stop()
 
-    assert set(published) == set(topics.values()) and len(published[topics["voxels"]]) == 3
+    always = set(topics.values()) - {topics["query/voxels"]}  # ~/query/voxels only answers a query (none here)
+    assert set(published) == always and len(published[topics["voxels"]]) == 3
     for topic, messages in published.items():
         assert replayed[topic] == messages, topic
     assert session.stats.snapshot().skipped_total == 0

@@ -36,8 +36,8 @@ from occ_ros.datasets.sample import IGNORE_LABEL
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from occ_ros.model.network import OccupancyNetwork
+from occ_ros.pipeline.query import query_scores
 from occ_tools.cli import main
-from occ_tools.predict import query_scores
 from occ_training.rendering.fields import VoxelField
 from occ_training.rendering.losses import RenderingLossConfig
 from occ_training.rendering.rays import UniformSampler

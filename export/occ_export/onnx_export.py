@@ -26,8 +26,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from occ_ros.core.prompts import PromptTable
 from occ_ros.inference.engine_meta import sha256_file
-from occ_ros.inference.model_info import INPUT_NAMES, METADATA_KEY, ModelInfo
+from occ_ros.inference.model_info import INPUT_NAMES, METADATA_KEY, ModelInfo, ModelInfoError
 from occ_ros.io.atomic import atomic_write_bytes, atomic_write_text
 from occ_ros.model.checkpoint import CheckpointError, ModelBundle, load_checkpoint
 from occ_ros.model.deployed import DeployedNetwork
@@ -263,6 +264,7 @@ def export_onnx(
     dataset_config: str | None = None,
     min_agreement: float = MIN_AGREEMENT,
     families: Sequence[str] = ("8.6", "10", "11"),
+    prompts: PromptTable | None = None,
 ) -> ExportResult:
     """Export, check, and write ``out`` atomically (plus ``out.report.json``).
 
@@ -271,6 +273,9 @@ def export_onnx(
         half: an FP16 ONNX (see :class:`DeployedNetwork`); parity is then reported against fp32 PyTorch with the
             threshold lowered to 0.99 unless ``min_agreement`` says otherwise.
         logits, features: also output the semantic logits / the CLIP-head features.
+        prompts: the prompt table for open-vocabulary queries on the vehicle, stored in the metadata
+            (``ModelInfo.prompts``; built by ``occ_tools.queries.prompt_table``, which owns the text encoder);
+            implies ``features``.
         cameras: camera names in input order (default: the checkpoint's, else the parity data's rig's).
         parity_data: a dataset folder or bag for the parity check (any reader); None skips the check (reported).
     Raises:
@@ -285,6 +290,7 @@ def export_onnx(
     out = Path(out)
     bundle = checkpoint if isinstance(checkpoint, ModelBundle) else load_checkpoint(checkpoint)
     names = ["labels", "confidence"] + (["logits"] if logits else [])
+    features = features or prompts is not None
     if features:
         if not bundle.config.clip_dim:
             raise ExportError(f"{bundle.path}: --features needs a CLIP-feature head, the model has clip_dim = 0")
@@ -298,6 +304,11 @@ def export_onnx(
         info = bundle.model_info(names, cameras)
     except CheckpointError as err:
         raise ExportError(str(err)) from None
+    if prompts is not None:
+        try:
+            info = info.with_prompts(prompts)
+        except ModelInfoError as err:
+            raise ExportError(f"{bundle.path}: {err}") from None
     proto = to_onnx(bundle, info, opset, half)
 
     problems = []

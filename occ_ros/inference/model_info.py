@@ -26,6 +26,7 @@ from typing import Any
 
 from occ_ros.core.grid import GridSpec, coarsening_factor
 from occ_ros.core.preprocess import PreprocessConfig
+from occ_ros.core.prompts import PromptError, PromptTable
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.vocabulary import Vocabulary
 
@@ -75,6 +76,8 @@ class ModelInfo:
         model: ``ModelConfig.to_dict()`` of the network (informational).
         text_encoder: the CLIP-feature teacher whose text space ``features`` live in (``{}`` without that head).
         clip_dim: channels of ``features`` (0 = none).
+        prompts: the prompt table for open-vocabulary queries on the vehicle (``occ export --queries``; stored
+            as ``prompt_embeddings``, format in :mod:`occ_ros.core.prompts`), or None.
     """
 
     grid: GridSpec
@@ -88,6 +91,7 @@ class ModelInfo:
     model: dict[str, Any] = field(default_factory=dict)
     text_encoder: dict[str, Any] = field(default_factory=dict)
     clip_dim: int = 0
+    prompts: PromptTable | None = None
 
     def __post_init__(self) -> None:
         if tuple(self.outputs[: len(REQUIRED_OUTPUTS)]) != REQUIRED_OUTPUTS:
@@ -100,6 +104,15 @@ class ModelInfo:
             raise ModelInfoError("a 'features' output needs clip_dim >= 1")
         if not self.cameras:
             raise ModelInfoError("a model needs at least one camera")
+        if self.prompts is not None and self.clip_dim and len(self.prompts) and self.prompts.dim != self.clip_dim:
+            raise ModelInfoError(
+                f"the prompt embeddings have {self.prompts.dim} values, the features {self.clip_dim} channels"
+            )
+
+    @property
+    def queries(self) -> bool:
+        """The model answers open-vocabulary queries on the vehicle: it outputs ``features`` and carries prompts."""
+        return "features" in self.outputs and self.prompts is not None and len(self.prompts) > 0
 
     @property
     def num_cameras(self) -> int:
@@ -208,6 +221,7 @@ class ModelInfo:
             "model": dict(self.model),
             "text_encoder": dict(self.text_encoder),
             "clip_dim": int(self.clip_dim),
+            **({} if self.prompts is None else {"prompt_embeddings": self.prompts.to_dict()}),
         }
 
     def to_json(self) -> str:
@@ -239,6 +253,7 @@ class ModelInfo:
                 model=dict(data.get("model", {})),
                 text_encoder=dict(data.get("text_encoder", {})),
                 clip_dim=int(data.get("clip_dim", 0)),
+                prompts=_prompts(data.get("prompt_embeddings"), source),
             )
         except KeyError as err:
             raise ModelInfoError(f"{source}: model metadata has no field {err.args[0]!r}") from None
@@ -247,6 +262,12 @@ class ModelInfo:
                 raise
             raise ModelInfoError(f"{source}: bad model metadata: {err}") from None
 
+    def with_prompts(self, prompts: PromptTable | None) -> ModelInfo:
+        """A copy carrying ``prompts``."""
+        from dataclasses import replace
+
+        return replace(self, prompts=prompts)
+
     @classmethod
     def from_json(cls, text: str, source: str = "<json>") -> ModelInfo:
         try:
@@ -254,3 +275,13 @@ class ModelInfo:
         except json.JSONDecodeError as err:
             raise ModelInfoError(f"{source}: model metadata is not JSON: {err}") from None
         return cls.from_dict(data, source)
+
+
+def _prompts(data: Any, source: str) -> PromptTable | None:
+    """The ``prompt_embeddings`` field (None when absent); a malformed one is a ModelInfoError naming it."""
+    if data is None:
+        return None
+    try:
+        return PromptTable.from_dict(data, f"{source}: prompt_embeddings")
+    except PromptError as err:
+        raise ModelInfoError(str(err)) from None

@@ -72,6 +72,7 @@ from occ_ros.session import (
     diagnostic_level_bytes,
     forward_python_logging,
 )
+from occ_ros.session.session import query_engine
 
 from .params import (
     NODE_NAME,
@@ -134,7 +135,7 @@ class OccupancyNode(Node):
         self.tf_listener = TransformListener(self.tf_buffer, self)
 
         self._pubs: list[Publisher] = []
-        sinks = self._create_publishers()
+        sinks = self._create_publishers(query_engine(loaded.backend.info, params.session_config())[0] is not None)
         config = params.session_config()
         # the session (its input watch, warnings and diagnostics) names the topics as subscribed: after remapping
         # and namespacing
@@ -163,6 +164,7 @@ class OccupancyNode(Node):
 
         self.core.start()  # the worker runs before the first frame can arrive
         self._subscribe()
+        self._subscribe_query()
 
     def _read_parameters(self) -> NodeParams:
         """Declare the fixed parameters, then the per-camera ones of ``cameras``; validate them all.
@@ -208,7 +210,7 @@ class OccupancyNode(Node):
             durability=DurabilityPolicy[qos.durability_policy],
         )
 
-    def _create_publishers(self) -> OutputSinks:
+    def _create_publishers(self, answers_queries: bool = False) -> OutputSinks:
         out, qos = self.params.outputs, self._output_qos()
         latched = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
@@ -229,6 +231,8 @@ class OccupancyNode(Node):
         if self.params.costmap.enabled:
             # reliable + transient-local, depth 1 (map_server's QoS): a late Nav2 StaticLayer gets the last costmap
             sinks.costmap = self._publisher(nav_msgs.msg.OccupancyGrid, "~/costmap", latched).publish
+        if answers_queries:  # the model has features and prompts, query.enabled (else the session says why not)
+            sinks.query = self._publisher(sensor_msgs.msg.PointCloud2, "~/query/voxels", qos).publish
         return sinks
 
     def _publisher(self, msg_type: Any, topic: str, qos: QoSProfile) -> Publisher:
@@ -264,6 +268,17 @@ class OccupancyNode(Node):
             [*self._image_filters, *self._info_filters], params.sync.queue_size, params.sync.slop_s
         )
         self.sync.registerCallback(self.core.on_synchronized)
+
+    def _subscribe_query(self) -> None:
+        """``~/query`` (``std_msgs/String``, a prompt name; reliable, depth 1) when the model answers queries;
+        otherwise the session logged why at startup, and neither ``~/query`` nor ``~/query/voxels`` exists."""
+        if self.core.query_engine is None or self.core.sinks.query is None:
+            return
+        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+        self.create_subscription(std_msgs.msg.String, "~/query", self._on_query, qos)  # the node keeps it
+
+    def _on_query(self, msg: Any) -> None:
+        self.core.on_query(msg.data)
 
     # ------------------------------------------------------------------ callbacks
     def _arrived(self, msg: Any, topic: str) -> None:

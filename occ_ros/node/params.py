@@ -361,6 +361,28 @@ PARAMS: tuple[ParamSpec, ...] = (
         "first failure; the next processed frame resets the count)",
         minimum=1,
     ),
+    # --- open-vocabulary queries (issue 23)
+    ParamSpec(
+        "query.enabled",
+        True,
+        "subscribe `~/query` (`std_msgs/String`, a prompt name) and publish `~/query/voxels` (`sensor_msgs/"
+        "PointCloud2`: x, y, z, score, label) every frame while a query is set; needs a model exported with "
+        "`occ export --queries` (features output and prompt embeddings), else the node says why queries are off",
+    ),
+    ParamSpec(
+        "query.calibrated_threshold",
+        True,
+        "use each prompt's decision threshold stored in the model (chosen on a validation sequence by `occ export "
+        "--calibrate`); `false`: `query.threshold` for every prompt",
+    ),
+    ParamSpec(
+        "query.threshold",
+        -1.0,
+        "decision threshold on the cosine score when `query.calibrated_threshold` is false (-1 = none: the prompt "
+        "only has to beat the other classes' prompts)",
+        minimum=-1.0,
+        maximum=1.0,
+    ),
 )
 """The fixed parameters, in declaration order."""
 
@@ -613,6 +635,15 @@ class DiagnosticsParams:
 
 
 @dataclass(frozen=True)
+class QueryParams:
+    """Open-vocabulary queries (``~/query`` -> ``~/query/voxels``)."""
+
+    enabled: bool = _param("query.enabled", bool)
+    calibrated_threshold: bool = _param("query.calibrated_threshold", bool)
+    threshold: float = _param("query.threshold", float)
+
+
+@dataclass(frozen=True)
 class NodeParams:
     """Every setting of ``occupancy_node``, validated.
 
@@ -629,6 +660,7 @@ class NodeParams:
         qos: QoS of the streamed outputs.
         diagnostics: diagnostic thresholds.
         costmap: ``~/costmap``.
+        query: open-vocabulary queries.
     """
 
     model: ModelParams
@@ -643,6 +675,7 @@ class NodeParams:
     qos: QosParams = QosParams()
     diagnostics: DiagnosticsParams = DiagnosticsParams()
     costmap: CostmapParams = CostmapParams()
+    query: QueryParams = QueryParams()
 
     @property
     def camera_names(self) -> tuple[str, ...]:
@@ -668,6 +701,8 @@ class NodeParams:
             backend_error_after=self.diagnostics.backend_error_after,
             costmap=self.costmap.enabled,
             costmap_config=self.costmap.config(),
+            query=self.query.enabled,
+            query_threshold=None if self.query.calibrated_threshold else self.query.threshold,
         )
 
     @classmethod
@@ -769,6 +804,7 @@ def from_ros_parameters(values: Mapping[str, Any], strict: bool = False, source:
         qos=_build(QosParams, checked),
         diagnostics=_build(DiagnosticsParams, checked),
         costmap=_build(CostmapParams, checked, obstacle_classes=tuple(checked["costmap.obstacle_classes"])),
+        query=_build(QueryParams, checked),
     )
 
 

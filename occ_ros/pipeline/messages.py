@@ -47,6 +47,7 @@ from occ_ros.pipeline.outputs import (
     pack_cloud,
     pointcloud2_fields,
 )
+from occ_ros.pipeline.query import QUERY_POINT_STEP, QueryCloud, pack_query_cloud, query_pointcloud2_fields
 
 if TYPE_CHECKING:
     from rosbags.typesys.store import Typestore
@@ -64,6 +65,7 @@ __all__ = [
     "numpy_byte_array",
     "numpy_int8_array",
     "pointcloud2_msg",
+    "query_pointcloud2_msg",
     "rclpy_byte_array",
     "rclpy_int8_array",
     "rosbags_message_types",
@@ -333,6 +335,31 @@ def pointcloud2_msg(types: MessageTypes, cloud: VoxelCloud, stamp_ns: int, frame
         point_step=POINT_STEP,
         row_step=POINT_STEP * n,
         data=types.byte_array(pack_cloud(cloud)),
+        is_dense=True,
+    )
+
+
+def query_pointcloud2_msg(types: MessageTypes, cloud: QueryCloud, stamp_ns: int, frame_id: str) -> Any:
+    """``sensor_msgs/PointCloud2`` of the voxels matching a query (``~/query/voxels``; layout:
+    :data:`~.query.QUERY_CLOUD_DTYPE`: ``x, y, z, score`` float32, ``label`` uint8).
+
+    Unordered cloud: height 1, width M, point_step 20, row_step 20 * M, little endian, is_dense.
+    """
+    n = len(cloud)
+    fields = [
+        types.new(types.PointField, name=name, offset=offset, datatype=datatype, count=count)
+        for name, offset, datatype, count in query_pointcloud2_fields()
+    ]
+    return types.new(
+        types.PointCloud2,
+        header=_header(types, stamp_ns, frame_id),
+        height=1,
+        width=n,
+        fields=fields,
+        is_bigendian=False,
+        point_step=QUERY_POINT_STEP,
+        row_step=QUERY_POINT_STEP * n,
+        data=types.byte_array(pack_query_cloud(cloud)),
         is_dense=True,
     )
 

@@ -15,8 +15,8 @@ from occ_ros.pipeline.costmap import CostmapConfig
 NODE_NAME = "occupancy_node"
 """The node's name; its outputs are ``~/<name>``, i.e. ``/<namespace>/occupancy_node/<name>``."""
 
-OUTPUT_NAMES = ("voxels", "markers", "grid", "grid_description", "costmap")
-"""The outputs, by their private topic names (``~/voxels`` ...)."""
+OUTPUT_NAMES = ("voxels", "markers", "grid", "grid_description", "costmap", "query/voxels")
+"""The outputs, by their private topic names (``~/voxels`` ...; ``~/query/voxels`` answers ``~/query``)."""
 
 MARKER_NAMESPACE = "occupancy"
 """``Marker.ns`` of every cube list."""
@@ -68,6 +68,9 @@ class SessionConfig:
             (WARN from the first failure; a processed frame resets the count).
         costmap: build ``~/costmap`` (``nav_msgs/OccupancyGrid``).
         costmap_config: its height band, obstacle classes, confidence threshold and camera-view rule.
+        query: answer ``~/query`` with ``~/query/voxels`` (when the model has features and prompt embeddings).
+        query_threshold: a fixed decision threshold (cosine) for every prompt; None = each prompt's calibrated
+            one from the model's metadata.
     """
 
     cameras: tuple[CameraInput, ...]
@@ -86,6 +89,8 @@ class SessionConfig:
     # --- ~/costmap (issue 23)
     costmap: bool = True
     costmap_config: CostmapConfig = field(default_factory=CostmapConfig)
+    query: bool = True
+    query_threshold: float | None = None
 
     def __post_init__(self) -> None:
         cameras = tuple(self.cameras)
@@ -102,6 +107,8 @@ class SessionConfig:
                 raise ValueError(f"SessionConfig.{name}: expected a finite number >= 0, got {value!r}")
         if self.backend_error_after < 1:
             raise ValueError(f"SessionConfig.backend_error_after: expected >= 1, got {self.backend_error_after}")
+        if self.query_threshold is not None and not -1.0 <= self.query_threshold <= 1.0:
+            raise ValueError(f"SessionConfig.query_threshold: expected a cosine in [-1, 1], got {self.query_threshold}")
         if self.max_marker_voxels < 1:
             raise ValueError(f"SessionConfig.max_marker_voxels: expected >= 1, got {self.max_marker_voxels}")
 

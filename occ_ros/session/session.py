@@ -47,9 +47,11 @@ from occ_ros.pipeline.messages import (
     grid_description_msg,
     marker_array_msg,
     pointcloud2_msg,
+    query_pointcloud2_msg,
 )
 from occ_ros.pipeline.outputs import RateLimiter, class_cubes, grid_description
 from occ_ros.pipeline.pipeline import FrameResult, OccupancyPipeline, PipelineConfig
+from occ_ros.pipeline.query import QueryEngine
 from occ_ros.pipeline.stats import DIAG_ERROR, DIAG_OK, DIAG_WARN, PipelineStats
 from occ_ros.pipeline.sync import StampGuard
 from occ_ros.pipeline.worker import LatestFrameWorker
@@ -176,6 +178,7 @@ class OutputSinks:
     grid_description: Callable[[Any], None] | None = None
     costmap: Callable[[Any], None] | None = None
     marker_subscribers: Callable[[], int] = _one_subscriber
+    query: Callable[[Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -259,6 +262,12 @@ class OccupancySession:
         if config.costmap:
             self.costmap = CostmapBuilder(info.grid, info.vocabulary, config.costmap_config)
         self.markers_left_out = 0
+        # open-vocabulary queries (issue 23): the prompt asked on ~/query, answered on ~/query/voxels every frame
+        self.query_engine, self.query_off = query_engine(info, config)
+        if self.query_engine is not None:
+            self.published["query/voxels"] = 0
+        self.query: str | None = None
+        self.queries_rejected = 0
 
     # ------------------------------------------------------------------ lifecycle
     def startup_notes(self) -> list[tuple[str, str]]:
@@ -275,6 +284,10 @@ class OccupancySession:
             reasons = "; ".join(self.loaded.reasons)
             notes.append(("warn", f"running the FALLBACK model; the configured model failed: {reasons}"))
         notes.extend(("warn", note) for note in self.loaded.warnings)
+        if self.query_engine is not None:
+            notes.append(("info", f"open-vocabulary queries on ~/query: prompts {self.query_engine.names}"))
+        else:
+            notes.append(("info", f"open-vocabulary queries are off: {self.query_off}"))
         if tuple(info.cameras) != self.config.camera_names:
             notes.append(
                 (
@@ -375,9 +388,42 @@ class OccupancySession:
                 self.markers_left_out = left_out
             done.append("markers")
         with self._lock:
+            query = self.query
+        if query is not None and self.query_engine is not None and sinks.query is not None:
+            features = result.outputs.get("features")
+            if features is not None:
+                cloud = self.query_engine(query, features, result.labels)
+                sinks.query(query_pointcloud2_msg(types, cloud, stamp, frame_id))
+                done.append("query/voxels")
+        with self._lock:
             for topic in done:
                 self.published[topic] += 1
         return done
+
+    # ------------------------------------------------------------------ open-vocabulary queries (executor thread)
+    def on_query(self, name: str) -> bool:
+        """A prompt name arrived on ``~/query``: from the next frame on, every frame's matching voxels go to
+        ``~/query/voxels`` (an empty name stops). An unknown name (or queries being off) is warned about, naming
+        the known prompts, counted (``queries rejected`` in the diagnostics), and stops the current query: nothing
+        is published for it. Returns whether the query is now set."""
+        name = str(name).strip()
+        accepted: str | None = None
+        if not name:
+            self.log("info", "query cleared: ~/query/voxels stops")
+        elif self.query_engine is None:
+            self.log("warn", f"query {name!r} ignored: open-vocabulary queries are off ({self.query_off})")
+        elif name not in self.query_engine.table:
+            known = ", ".join(self.query_engine.names)
+            self.log("warn", f"query {name!r} ignored: unknown prompt; this model knows: {known}")
+        else:
+            accepted = name
+            threshold = self.query_engine.threshold(name)
+            self.log("info", f"query {name!r} (threshold {threshold:g}): ~/query/voxels from the next frame")
+        with self._lock:
+            self.query = accepted
+            if name and accepted is None:
+                self.queries_rejected += 1
+        return accepted is not None
 
     def markers_due(self, stamp_ns: int) -> bool:
         """Markers are on, someone subscribes, and the rate limit allows one at this frame stamp (taking the slot)."""
@@ -464,6 +510,8 @@ class OccupancySession:
         with self._lock:
             values += [(f"published {topic}", str(n)) for topic, n in self.published.items()]
             values.append(("markers left out (last)", str(self.markers_left_out)))
+            values.append(("query", self.query or ("none" if self.query_engine else f"off: {self.query_off}")))
+            values.append(("queries rejected", str(self.queries_rejected)))
         values += self.stats.diagnostic_values()
         if silent and level <= DIAG_WARN:
             level, message = DIAG_WARN, f"silent input(s): {', '.join(silent)}"
@@ -484,6 +532,20 @@ class OccupancySession:
         if failures and level <= DIAG_WARN:
             return DIAG_WARN, f"the inference backend failed on the last {failures} frame(s): {error}"
         return level, message
+
+
+def query_engine(info: Any, config: SessionConfig) -> tuple[QueryEngine | None, str]:
+    """The query engine of a model (``ModelInfo``) under ``config``, or None and why queries are off."""
+    if not config.query:
+        return None, "parameter query.enabled is false"
+    if "features" not in info.outputs:
+        return None, "the model has no 'features' output (export it with `occ export --queries`)"
+    if info.prompts is None or not len(info.prompts):
+        return None, "the model carries no prompt embeddings (export it with `occ export --queries`)"
+    engine = QueryEngine(
+        info.prompts, list(info.vocabulary.names), info.vocabulary.free_index, info.grid, config.query_threshold
+    )
+    return engine, ""
 
 
 def _silence_warning(silent: list[InputState], watched: int) -> str:

@@ -11,7 +11,7 @@ import dataclasses
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
@@ -529,7 +529,12 @@ def _add_query(sub: argparse._SubParsersAction) -> None:
         "OUT/query.png.",
     )
     _add_model_and_data(p, "checkpoint with a CLIP head (model.clip_dim > 0), or an ONNX / engine exported with it")
-    p.add_argument("--text", required=True, help='the query, e.g. "traffic cone"')
+    p.add_argument(
+        "--text",
+        required=True,
+        help='the query: a prompt name of the model (a class such as "car", or a prompt an ONNX exported with '
+        '--queries --prompts carries: its stored embedding and threshold), or any text, e.g. "traffic cone"',
+    )
     _output(p, "--out", kind="dir", default=Path("out/query"), help="output folder (default out/query)")
     p.add_argument("--frame", type=int, help="frame index of the picture (default: the middle one)")
     p.set_defaults(func=_run_query)
@@ -555,9 +560,13 @@ def _run_query(args: argparse.Namespace) -> int:
         )
     except (BackendError, OSError, ValueError) as err:
         raise CliError(str(err)) from None
-    print(f"query {args.text!r}: {summary.matches} matching voxels over {summary.frames} frames -> {summary.out}")
+    print(
+        f"query {args.text!r}: {summary.matches} matching voxels over {summary.frames} frames (every voxel) -> "
+        f"{summary.out}"
+    )
     if summary.picture is not None:
-        print(f"  picture: {summary.picture}")
+        shown = summary.picture_frame or {}
+        print(f"  picture: {summary.picture} (frame {shown.get('frame')}: {shown.get('voxels')} {shown.get('scope')})")
     return 0
 
 
@@ -577,6 +586,26 @@ def _add_export(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--half", action="store_true", help="step 1: an FP16 ONNX (TensorRT 11 strongly typed builds)")
     p.add_argument("--logits", action="store_true", help="step 1: also output the semantic logits")
     p.add_argument("--features", action="store_true", help="step 1: also output the CLIP-head features")
+    p.add_argument(
+        "--queries",
+        action="store_true",
+        help="step 1: open-vocabulary queries on the vehicle: output the CLIP-head features and store the "
+        "vocabulary's class prompts' text embeddings in the metadata (docs/export.md)",
+    )
+    p.add_argument(
+        "--prompts",
+        type=Path,
+        metavar="FILE.yaml",
+        help="step 1: more prompts (name -> text or list of texts) for --queries (implies it)",
+    )
+    p.add_argument(
+        "--calibrate",
+        type=Path,
+        metavar="DATA",
+        help="step 1, with --queries: choose each prompt's decision threshold on this validation sequence "
+        "(with ground truth; not a test sequence)",
+    )
+    p.add_argument("--calibrate-frames", type=_positive_int, help="step 1: frames of --calibrate (default all)")
     p.add_argument("--opset", type=int, default=17, help="step 1: ONNX opset (>= 17, default 17)")
     p.add_argument("--data", type=Path, help="step 1: dataset folder or bag for the parity check (any reader)")
     p.add_argument("--frames", type=_positive_int, default=8, help="step 1: parity frames (default 8)")
@@ -652,6 +681,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
     from occ_ros.model.checkpoint import CheckpointError
 
     try:
+        prompts = _export_prompts(args)
         result = export_onnx(
             args.checkpoint,
             args.out,
@@ -659,6 +689,7 @@ def _export_onnx(args: argparse.Namespace) -> int:
             half=args.half,
             logits=args.logits,
             features=args.features,
+            prompts=prompts,
             parity_data=args.data,
             parity_frames=args.frames,
             kind=args.kind,
@@ -667,6 +698,9 @@ def _export_onnx(args: argparse.Namespace) -> int:
     except (ExportError, CheckpointError, OSError, ValueError) as err:
         raise CliError(str(err)) from None
     print(result.compat.to_markdown())
+    if prompts is not None:
+        how = f"thresholds chosen on {args.calibrate}" if args.calibrate else "no thresholds (pass --calibrate DATA)"
+        print(f"queries: {len(prompts)} prompts {prompts.names} stored in the metadata; {how}")
     if result.parity is not None:
         print(result.parity.summary())
     else:
@@ -674,6 +708,23 @@ def _export_onnx(args: argparse.Namespace) -> int:
     print(f"export: {result.path} ({result.bytes / 1e6:.1f} MB, sha256 {result.sha256[:12]}) in {result.seconds:.1f} s")
     print(f"  report: {result.report_path}")
     return 0
+
+
+def _export_prompts(args: argparse.Namespace) -> Any:
+    """The prompt table of ``--queries`` / ``--prompts`` / ``--calibrate`` (None without them)."""
+    if not (args.queries or args.prompts):
+        if args.calibrate:
+            raise CliError("--calibrate chooses query thresholds: it needs --queries")
+        return None
+    from occ_ros.model.checkpoint import load_checkpoint
+    from occ_tools.queries import calibrated_table, load_prompts_yaml, prompt_table
+
+    info = load_checkpoint(args.checkpoint).model_info(("labels", "confidence", "features"))
+    extra = load_prompts_yaml(args.prompts) if args.prompts else []
+    table = prompt_table(info, extra, str(args.checkpoint))
+    if args.calibrate:
+        table = calibrated_table(args.checkpoint, info, table, args.calibrate, args.calibrate_frames)
+    return table
 
 
 def _export_engine(args: argparse.Namespace) -> int:
@@ -833,6 +884,12 @@ def _add_replay(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--budget-ms", type=float, help="draw this per-frame budget on the latency plot (e.g. 100 for 10 Hz cameras)"
     )
+    p.add_argument(
+        "--query",
+        metavar="PROMPT",
+        help="send this prompt name to the node's ~/query before the first frame: ~/query/voxels (the matching "
+        "voxels, with their score) is written every frame (the model must be exported with `occ export --queries`)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_replay)
 
@@ -857,6 +914,7 @@ def _run_replay(args: argparse.Namespace) -> int:
             progress=not args.quiet,
             threads=args.threads,
             spinning=args.spinning,
+            query=args.query,
         )
     except (ReplayError, BackendError, OSError, ValueError) as err:
         raise CliError(str(err)) from None
@@ -870,6 +928,10 @@ def _run_replay(args: argparse.Namespace) -> int:
     if summary.accuracy is not None:
         acc = summary.accuracy
         print(f"  accuracy: mIoU {acc['miou']:.2f}  IoU {acc['iou']:.2f} over {acc['frames']} frames (camera mask)")
+    if args.query is not None:
+        print(f"  query {args.query!r}: {summary.query_published} ~/query/voxels messages")
+    for problem in summary.problems:
+        print(f"  note: {problem}")
     print(f"  output bag: {summary.out}")
     if args.json is not None:
         write_metrics(summary, args.json)

@@ -167,7 +167,13 @@ def predict_and_query(model: Path, data: Path, out: Path, query: str = "car") ->
         "predictions": str(pred_dir),
         "frames": summary.frames,
         "seconds_per_frame": round(summary.seconds / max(1, summary.frames), 3),
-        "query": {"text": query, "voxels": queried.matches, "picture": str(queried.picture)},
+        "query": {
+            "text": query,
+            "frames": queried.frames,
+            "voxels": queried.matches,  # every frame, every voxel
+            "picture": str(queried.picture),
+            "picture_frame": queried.picture_frame,  # the picture's frame: its voxels and their scope
+        },
     }
 
 
@@ -180,10 +186,15 @@ def export_stage(model: Path, data: Path, out: Path, parity_frames: int = 4, ben
     from occ_ros.datasets.sample import LABELS_FILE, load_labels
     from occ_ros.inference.backend import open_backend
     from occ_ros.inference.bench import run_bench
+    from occ_ros.model.checkpoint import load_checkpoint
     from occ_tools.predict import run_predict
+    from occ_tools.queries import prompt_table
 
     onnx_path = out / "export" / f"{model.stem}.onnx"
-    result = export_onnx(model, onnx_path, features=True, parity_data=data, parity_frames=parity_frames)
+    # `occ export --queries`: the features output and the class prompts' embeddings (not calibrated here: `occ
+    # export --calibrate DATA` chooses the thresholds on a validation sequence, docs/export.md)
+    prompts = prompt_table(load_checkpoint(model).model_info(("labels", "confidence", "features")))
+    result = export_onnx(model, onnx_path, prompts=prompts, parity_data=data, parity_frames=parity_frames)
     assert result.parity is not None
     pred_dir = out / "predictions_onnx"
     shutil.rmtree(pred_dir, ignore_errors=True)
@@ -236,6 +247,7 @@ def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, Any]:
         params=config_path("occupancy.param.yaml"),  # the node's own parameters: replay runs the node's session
         gt=data,
         predictions=work / "labels",
+        query="car",  # ~/query/voxels in the MCAP, as `ros2 topic pub /occupancy_node/query ... car` would
     )
     write_metrics(summary, work / "metrics.json")
     write_timings(summary, work / "timings.csv")
@@ -263,6 +275,7 @@ def replay_stage(data: Path, out: Path, onnx_path: Path) -> dict[str, Any]:
         "processed": summary.processed,
         "synchronized": summary.synchronized,
         "frames_equal_to_predict": same,
+        "query_voxels_messages": summary.query_published,
         "frames": len(reader),
         "node_side_p50_ms": sum(v["p50_ms"] for k, v in summary.stages_ms.items() if k in node_stages),
         "inference_p50_ms": summary.stages_ms["inference"]["p50_ms"],
@@ -548,7 +561,12 @@ def run_demo(
         model = models_dir() / "demo.ckpt"
     network = run("predict", lambda: predict_and_query(model, data, out))
     summary["network"] = network
-    print(f"      open-vocabulary query {network['query']['text']!r}: {network['query']['voxels']} voxels")
+    q = network["query"]
+    shown = q["picture_frame"] or {}
+    print(
+        f"      open-vocabulary query {q['text']!r}: {q['voxels']} voxels over {q['frames']} frames (all voxels); "
+        f"the picture, frame {shown.get('frame')}: {shown.get('voxels')} {shown.get('scope')}"
+    )
 
     _stage(4, "export: checkpoint -> ONNX, parity with PyTorch, TensorRT op check, occ predict via ONNX Runtime")
     exported = run("export", lambda: export_stage(model, data, out))

@@ -20,8 +20,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from occ_ros.core.grid import GridSpec, upsample_labels
 from occ_ros.core.preprocess import NetworkInput, preprocess
@@ -30,6 +28,7 @@ from occ_ros.datasets.sample import LABELS_FILE, DatasetReader, OccupancyLabels,
 from occ_ros.inference.backend import BackendError, InferenceBackend, backend_for, open_backend
 from occ_ros.inference.model_info import ModelInfo
 from occ_ros.io.atomic import atomic_savez_compressed, atomic_write_text
+from occ_ros.pipeline.query import query_scores
 
 QUERY_FILE = "query.npz"
 
@@ -62,7 +61,7 @@ def open_model_and_data(
         options["outputs"] = ("labels", "confidence", "features")
     loaded = open_backend(model, backend, device=device, **options)
     if features and "features" not in loaded.info.outputs:
-        hint = "export it with `occ export --features`" if loaded.name != "torch" else "train with loss.clip > 0"
+        hint = "export it with `occ export --queries`" if loaded.name != "torch" else "train with loss.clip > 0"
         raise BackendError(f"{model}: the model has no CLIP-feature output ({hint})")
     reader_options: dict[str, Any] = {"config": dataset_config} if dataset_config else {}
     if sequences:
@@ -153,18 +152,20 @@ def run_predict(
 
 
 # ---------------------------------------------------------------------------------------- occ query
-def text_embedding(info: ModelInfo, data: str | Path, texts: list[str], where: str = "model") -> np.ndarray:
-    """(T, D) unit text embeddings in the space the model's CLIP head was distilled into."""
+def text_embedding(info: ModelInfo, data: str | Path | None, texts: list[str], where: str = "model") -> np.ndarray:
+    """(T, D) unit text embeddings in the space the model's CLIP head was distilled into (the training-side text
+    encoder: the runtime reads the embeddings ``occ export --queries`` stored instead). ``data`` is not needed
+    for the simulated encoder (kept for callers that pass it)."""
     enc = info.text_encoder
     if not enc or not info.clip_dim:
         raise BackendError(f"{where}: this model has no CLIP-feature head (clip_dim = 0); train with loss.clip > 0")
     if enc.get("kind") == "sim":
         from occ_ros.core.config import from_mapping
-        from occ_training.teachers.factory import synth_root
-        from occ_training.teachers.simulated import SimFeatureConfig, SimFeatureTeacher
+        from occ_training.teachers.simulated import SimFeatureConfig, SimTextEncoder
 
-        teacher = SimFeatureTeacher(synth_root(data), from_mapping(SimFeatureConfig, enc.get("features", {})))
-        return teacher.embed_text(texts)
+        return SimTextEncoder(info.vocabulary, from_mapping(SimFeatureConfig, enc.get("features", {}))).embed_text(
+            texts
+        )
     if enc.get("kind") == "hf" and enc.get("feature_model"):
         from occ_training.teachers.hf import MaskClipTeacher
 
@@ -172,40 +173,16 @@ def text_embedding(info: ModelInfo, data: str | Path, texts: list[str], where: s
     raise BackendError(f"{where}: unknown text encoder {enc!r}")
 
 
-def query_scores(
-    features: np.ndarray, labels: np.ndarray, free_index: int, text: np.ndarray, vocabulary_texts: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """Cosine similarity of each voxel to the query, and which occupied voxels match it.
-
-    A voxel matches when it is occupied (predicted class not free) and the query is at least as similar to its
-    feature as every vocabulary prompt that is not a near-duplicate of the query (cosine < 0.9 to it): the query
-    must win against the alternatives, as in LangOcc's open-vocabulary retrieval.
-
-    Args:
-        features: (D, X, Y, Z) per-voxel features (unnormalised). labels: (X, Y, Z) predicted classes.
-        text: (D,) unit query embedding. vocabulary_texts: (K, D) unit embeddings of the vocabulary prompts.
-    Returns:
-        similarity: (X, Y, Z) float32 cosine to the query; match: (X, Y, Z) bool.
-    """
-    feats = F.normalize(torch.from_numpy(features).float(), dim=0)
-    q = torch.from_numpy(text).float()
-    sim = torch.einsum("dxyz,d->xyz", feats, q).numpy()
-    others = vocabulary_texts[(vocabulary_texts @ text) < 0.9]
-    best_other = (
-        torch.einsum("dxyz,kd->kxyz", feats, torch.from_numpy(others).float()).amax(dim=0).numpy()
-        if len(others)
-        else np.full(sim.shape, -np.inf, dtype=np.float32)
-    )
-    match = (labels != free_index) & (sim >= best_other)
-    return sim.astype(np.float32), match
-
-
 @dataclass
 class QuerySummary:
+    """``frames`` queried, ``matches`` over all of them (every voxel), and the picture's frame
+    (``picture_frame``: frame, voxels shown, scope)."""
+
     frames: int
     matches: int
     picture: Path | None
     out: Path
+    picture_frame: dict[str, Any] | None = None
 
 
 def run_query(
@@ -222,7 +199,13 @@ def run_query(
     sequences: list[str] | None = None,
 ) -> QuerySummary:
     """``occ query``: per frame ``OUT/<scene>/<frame>/query.npz`` (``similarity``, ``match``, ``points``: (M, 3)
-    ego-frame centres of the matching voxels) and ``OUT/query.png`` (bird's-eye view of one frame)."""
+    ego-frame centres of the matching voxels) and ``OUT/query.png`` (bird's-eye view of one frame).
+
+    ``text`` is a prompt name of the model's table (an ONNX exported with ``--queries``: its stored embedding and
+    calibrated threshold, what the node uses) or any text (encoded here; no threshold). The match is
+    :func:`occ_ros.pipeline.query.query_scores`, the node's rule. The picture shows one frame, every panel masked
+    by the camera visibility of the ground truth when the data has one; ``QuerySummary.picture_frame`` says what
+    it shows, ``matches`` counts every frame and every voxel."""
     from occ_ros import viz
 
     predictor, reader = open_model_and_data(
@@ -230,19 +213,24 @@ def run_query(
     )
     info = predictor.info
     vocab = info.vocabulary
-    query = text_embedding(info, data, [text], str(model))[0]
-    prompts = [p for c in vocab.classes[:-1] for p in c.prompts]
-    vocab_emb = text_embedding(info, data, prompts, str(model))
+    from occ_tools.queries import class_prompt_table, query_embedding
+
+    table = info.prompts if info.prompts is not None else class_prompt_table(info)
+    query, threshold = query_embedding(info, table, text, str(model))
+    classes, class_indices = table.class_embeddings(), table.class_indices(vocab.names)
     grid = info.grid
     out = Path(out)
     indices = list(_frames(reader, limit))
     show = picture_frame if picture_frame is not None else indices[len(indices) // 2]
     total = 0
     picture = None
+    shown_frame: dict[str, Any] | None = None
     for i in indices:
         sample = reader.load(i)
         result = predictor(prepare(predictor, sample))
-        sim, match = query_scores(result["features"], result["labels"], vocab.free_index, query, vocab_emb)
+        sim, match = query_scores(
+            result["features"], result["labels"], vocab.free_index, query, classes, class_indices, threshold
+        )
         points = grid.indices_to_centers(np.argwhere(match)).astype(np.float32)
         atomic_savez_compressed(
             out / sample.scene / sample.frame / QUERY_FILE,
@@ -253,20 +241,38 @@ def run_query(
         total += int(match.sum())
         if i == show:
             picture = out / "query.png"
-            panels = [viz.bev_image(result["labels"], vocab), _bev_match(result["labels"], match, vocab.free_index)]
-            titles = ["predicted semantics", f"query {text!r}: {int(match.sum())} voxels (red)"]
+            mask = sample.gt.mask_camera if sample.gt is not None else None
+            shown = match if mask is None else match & mask
+            scope = "camera-visible voxels" if mask is not None else "all voxels"
+            panels = [
+                viz.bev_image(result["labels"], vocab, mask),
+                _bev_match(result["labels"], shown, vocab.free_index, mask),
+            ]
+            titles = ["predicted semantics", f"query {text!r}: {int(shown.sum())} voxels (red)"]
             if sample.gt is not None:
                 panels.insert(0, viz.bev_image(sample.gt.semantics, vocab, sample.gt.mask_camera))
-                titles.insert(0, "ground truth (camera-visible)")
-            viz.legend_figure(picture, panels, titles, vocab, suptitle=f"{sample.scene} frame {sample.frame}")
-    atomic_write_text(out / "query.json", json.dumps({"text": text, "frames": len(indices), "matches": total}))
-    return QuerySummary(len(indices), total, picture, out)
+                titles.insert(0, "ground truth")
+            viz.legend_figure(
+                picture,
+                panels,
+                titles,
+                vocab,
+                suptitle=f"{sample.scene} frame {sample.frame} ({scope}; threshold {threshold:g})",
+            )
+            shown_frame = {"frame": sample.frame, "voxels": int(shown.sum()), "scope": scope}
+    record = {"text": text, "frames": len(indices), "matches": total, "threshold": threshold, "picture": shown_frame}
+    atomic_write_text(out / "query.json", json.dumps(record))
+    return QuerySummary(len(indices), total, picture, out, shown_frame)
 
 
-def _bev_match(labels: np.ndarray, match: np.ndarray, free_index: int) -> np.ndarray:
-    """(X, Y, 3) top-down picture in the layout of :func:`occ_ros.viz.bev_image`: grey = occupied, red = match."""
+def _bev_match(labels: np.ndarray, match: np.ndarray, free_index: int, mask: np.ndarray | None = None) -> np.ndarray:
+    """(X, Y, 3) top-down picture in the layout of :func:`occ_ros.viz.bev_image`: grey = occupied, red = match;
+    with ``mask`` (the camera visibility), only the masked voxels count, as in the ground-truth panel."""
     from occ_ros import viz
 
+    if mask is not None:
+        labels = np.where(mask, labels, free_index)
+        match = match & mask
     occupied = viz.bev_labels(labels, free_index) != free_index
     hit = match.any(axis=2)
     rgb = np.full((*occupied.shape, 3), 255, dtype=np.uint8)

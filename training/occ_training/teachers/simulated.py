@@ -388,6 +388,32 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(np.linalg.norm(v, axis=-1, keepdims=True), 1e-12)
 
 
+class SimTextEncoder:
+    """The simulated teacher's text space: every class of ``vocabulary`` (plus sky) has a random unit direction
+    (a function of ``config.seed`` and the class count only); a class prompt maps near its class' direction, any
+    other text to an unrelated random direction (both deterministic per text). Needs no data, so ``occ export
+    --queries`` can encode prompts for a model trained with the simulated teacher."""
+
+    def __init__(self, vocabulary: Vocabulary, config: SimFeatureConfig | None = None) -> None:
+        self.config = config or SimFeatureConfig()
+        rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, _TEACHER_STREAM["features"]]))
+        # Rows: the semantic classes in vocabulary order, then sky.
+        self.directions = _unit(rng.standard_normal((vocabulary.num_semantic + 1, self.config.dim)))
+        self.prompt_class = {p.lower(): k for k, c in enumerate(vocabulary.classes[:-1]) for p in c.prompts}
+        self.prompt_class["sky"] = vocabulary.num_semantic
+
+    def embed_text(self, texts: Sequence[str]) -> np.ndarray:
+        """(T, D) float32 unit embeddings of ``texts``."""
+        rows = []
+        for text in texts:
+            key = text.strip().lower()
+            rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, zlib.crc32(key.encode())]))
+            offset = rng.standard_normal(self.config.dim)
+            k = self.prompt_class.get(key)
+            rows.append(_unit(offset) if k is None else self.directions[k] + self.config.prompt_noise * _unit(offset))
+        return _unit(np.stack(rows)).astype(np.float32)
+
+
 class SimFeatureTeacher(FeatureTeacher):
     """A stand-in for MaskCLIP: dense features of the synthetic world in a simulated text space.
 
@@ -402,22 +428,11 @@ class SimFeatureTeacher(FeatureTeacher):
     def __init__(self, root: str | Path, config: SimFeatureConfig | None = None) -> None:
         self.lookup = _SynthLookup(root)
         self.config = config or SimFeatureConfig()
-        vocab = self.lookup.reader.vocabulary
-        rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, _TEACHER_STREAM["features"]]))
-        # Rows: the semantic classes in vocabulary order, then sky.
-        self.directions = _unit(rng.standard_normal((vocab.num_semantic + 1, self.config.dim)))
-        self.prompt_class = {p.lower(): k for k, c in enumerate(vocab.classes[:-1]) for p in c.prompts}
-        self.prompt_class["sky"] = vocab.num_semantic
+        self.text = SimTextEncoder(self.lookup.reader.vocabulary, self.config)
+        self.directions = self.text.directions
 
     def embed_text(self, texts: Sequence[str]) -> np.ndarray:
-        rows = []
-        for text in texts:
-            key = text.strip().lower()
-            rng = np.random.default_rng(np.random.SeedSequence([self.config.seed, zlib.crc32(key.encode())]))
-            offset = rng.standard_normal(self.config.dim)
-            k = self.prompt_class.get(key)
-            rows.append(_unit(offset) if k is None else self.directions[k] + self.config.prompt_noise * _unit(offset))
-        return _unit(np.stack(rows)).astype(np.float32)
+        return self.text.embed_text(texts)
 
     def features(self, sample: Sample) -> dict[str, FeatureMap]:
         index = self.lookup.frame_index(sample)
