@@ -321,7 +321,9 @@ def test_the_session_publishes_the_costmap_and_a_bad_class_stops_it_at_start():
     from occ_ros.pipeline.pipeline import FrameResult
     from occ_ros.session import CameraInput, OccupancySession, OutputSinks, SessionConfig
 
-    info = SimpleNamespace(grid=GRID, vocabulary=OCC3D, num_cameras=1, cameras=("CAM_FRONT",))
+    info = SimpleNamespace(
+        grid=GRID, vocabulary=OCC3D, num_cameras=1, cameras=("CAM_FRONT",), outputs=("labels", "confidence")
+    )
     backend = SimpleNamespace(info=info, path="fake.onnx", name="fake", provider="cpu", close=lambda: None)
     sent: list = []
     config = SessionConfig((CameraInput("CAM_FRONT", "/cam_front/image_raw", "/cam_front/camera_info"),))
