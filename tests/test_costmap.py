@@ -21,9 +21,11 @@ from occ_ros.pipeline.costmap import (
     CostmapConfig,
     band_layers,
     camera_view_columns,
+    column_rays,
     costmap_cells,
     costmap_info,
     obstacle_classes,
+    visible_columns,
 )
 from occ_ros.pipeline.messages import costmap_msg, message_types_from_modules, rosbags_message_types
 
@@ -220,6 +222,35 @@ def test_columns_outside_every_cameras_view_are_unknown_for_predictions():
     assert builder.view(rig) is builder.view(rig)  # cached per rig
     off = CostmapBuilder(GRID, OCC3D, CostmapConfig(camera_view=False))
     assert off(labels, None, rig)[0, 0] == 100
+
+
+def test_a_ray_sees_up_to_and_including_its_first_blocking_column():
+    # a 2 x 3 map (flat index i * 3 + j); ray 0 runs 0 -> 1 -> 2 (then leaves), ray 1 runs 5 -> 4 -> 3
+    rays = np.array([[0, 1, 2, -1], [5, 4, 3, -1]])
+    blocking = np.zeros((2, 3), dtype=bool)
+    blocking[0, 1] = True  # flat 1
+    seen = visible_columns(rays, blocking)
+    assert seen.tolist() == [[True, True, False], [True, True, True]]
+
+
+def test_columns_the_predictions_own_obstacles_hide_from_every_camera_are_unknown():
+    # 1 m columns: x in [-1, 11) (i = x + 1), y in [-5, 5) (j = y + 5); the forward camera sits at (0, 0, 1)
+    grid = GridSpec((-1.0, -5.0, -0.5), (11.0, 5.0, 3.0), (1.0, 1.0, 0.5))
+    rig = CameraRig((_forward_camera(),))
+    labels = np.full(grid.shape, FREE, dtype=np.uint8)
+    labels[6, 5, 3] = CAR  # the column x in [5, 6), y in [0, 1): seen between 0 and 11.3 degrees to the left
+    cells = CostmapBuilder(grid, OCC3D)(labels, None, rig)  # (Y, X)
+    assert cells[5, 6] == 100
+    assert cells[5, 4] == 0  # (3.5, 0.5), in front of the car
+    # straight behind it: x in [7, 11), y in [0, 1), i.e. 0 to 8.1 degrees; every ray there crossed the car's cell
+    # (at x in [5, 6) such a ray has 0 <= y < 0.86)
+    assert (cells[5, 8:] == -1).all()
+    assert cells[8, 9] == 0  # (8.5, 3.5), 22 degrees to the left: beside it, seen
+    assert cells[4, 9] == 0  # (8.5, -0.5): just right of the shadow
+    rays = column_rays(grid, rig)
+    assert rays.shape[1] == int(np.ceil(2 * np.hypot(12.0, 10.0) / 1.0))  # half-cell samples out to the diagonal
+    unoccluded = CostmapBuilder(grid, OCC3D, CostmapConfig(occlusion=False))(labels, None, rig)
+    assert (unoccluded[5, 8:] == 0).all()
 
 
 # ---------------------------------------------------------------------- the message, decoded independently

@@ -349,6 +349,12 @@ PARAMS: tuple[ParamSpec, ...] = (
         maximum=1.0,
     ),
     ParamSpec("costmap.camera_view", True, "costmap: columns outside every camera's view are unknown (-1)"),
+    ParamSpec(
+        "costmap.occlusion",
+        True,
+        "costmap: with `costmap.camera_view`, columns hidden from every camera by an obstacle column of the frame's "
+        "own prediction are unknown (-1) (a ray cast in the ground plane)",
+    ),
     # --- output QoS (inputs always use the sensor-data profile)
     ParamSpec("qos.reliability", "reliable", "reliability of `~/voxels`, `~/markers`, `~/grid`", RELIABILITY_CHOICES),
     ParamSpec("qos.durability", "volatile", "durability of `~/voxels`, `~/markers`, `~/grid`", DURABILITY_CHOICES),
@@ -600,11 +606,17 @@ class CostmapParams:
     obstacle_classes: tuple[str, ...] = field(default=(AUTO_OBSTACLES,), metadata={_PARAM: "costmap.obstacle_classes"})
     min_confidence: float = _param("costmap.min_confidence", float)
     camera_view: bool = _param("costmap.camera_view", bool)
+    occlusion: bool = _param("costmap.occlusion", bool)
 
     def config(self) -> CostmapConfig:
         """The session's :class:`~occ_ros.pipeline.costmap.CostmapConfig`."""
         return CostmapConfig(
-            self.min_height, self.max_height, tuple(self.obstacle_classes), self.min_confidence, self.camera_view
+            self.min_height,
+            self.max_height,
+            tuple(self.obstacle_classes),
+            self.min_confidence,
+            self.camera_view,
+            self.occlusion,
         )
 
 

@@ -9,8 +9,9 @@ One cell per voxel column of the grid, in the grid's (base) frame, as ``nav_msgs
   obstacle voxel of the band is there with a lower confidence (a doubtful obstacle makes the column unknown, not
   free);
 * **unknown (-1)**: everything else. Only *observed* voxels count as evidence: for ground truth, the voxels of
-  ``mask_camera``; for predictions, the columns some camera sees (:func:`camera_view_columns`; the network labels
-  every voxel, also those no camera sees, and those labels are guesses).
+  ``mask_camera``; for predictions, the columns some camera sees (:func:`camera_view_columns`) and, with
+  ``occlusion``, that no obstacle column hides from it (:func:`visible_columns`): the network labels every voxel,
+  also those no camera sees and those behind a wall, and those labels are guesses.
 
 Heights: the base frame (``base_link``) has its origin on the ground (docs/conventions.md), so "above the ground" is
 base-frame ``z``. A voxel is in the band when its vertical extent ``[z_lo, z_hi)`` overlaps the open interval
@@ -53,9 +54,11 @@ __all__ = [
     "CostmapInfo",
     "band_layers",
     "camera_view_columns",
+    "column_rays",
     "costmap_cells",
     "costmap_info",
     "obstacle_classes",
+    "visible_columns",
 ]
 
 OCCUPIED, FREE, UNKNOWN = 100, 0, -1
@@ -76,6 +79,8 @@ class CostmapConfig:
             surface of the vocabulary.
         min_confidence: a voxel is evidence (obstacle or free) only at this confidence or above (0 = every voxel).
         camera_view: predictions: columns outside every camera's view are unknown.
+        occlusion: predictions, with ``camera_view``: columns hidden from every camera by an obstacle column of the
+            frame's own prediction are unknown (a 2-D ray cast in the ground plane, :func:`visible_columns`).
     """
 
     min_height: float = 0.2
@@ -83,6 +88,7 @@ class CostmapConfig:
     obstacle_classes: tuple[str, ...] = (AUTO_OBSTACLES,)
     min_confidence: float = 0.0
     camera_view: bool = True
+    occlusion: bool = True
 
     def __post_init__(self) -> None:
         for name in ("min_height", "max_height", "min_confidence"):
@@ -311,6 +317,62 @@ def camera_view_columns(grid: GridSpec, rig: CameraRig, band: np.ndarray) -> np.
     return seen
 
 
+def column_rays(grid: GridSpec, rig: CameraRig) -> np.ndarray:
+    """Horizontal rays across each camera's field of view, sampled every half cell: (R, S) flat column indices.
+
+    In the ground plane (base-frame x, y), each camera casts rays from its centre through the pixels of its
+    principal row (``v = cy``), spaced so that neighbouring rays are at most one cell apart at the far corner of
+    the grid. Each ray is sampled at ``t = (k + 0.5) * resolution / 2``, ``k = 0 .. S-1``, out to the grid's
+    diagonal. Static for a grid and a calibration: built once per rig, read every frame by :func:`visible_columns`.
+
+    Returns:
+        (R, S) int64 flat column index ``i * Y + j`` of each sample (``i``: x index, ``j``: y index), -1 outside the
+        grid. R sums the rays of every camera; a camera looking straight up or down contributes none.
+    """
+    (x0, y0, _), (x1, y1, _) = grid.range_min, grid.range_max
+    nx, ny = grid.shape[:2]
+    cell = float(min(grid.voxel_size[:2]))
+    reach = math.hypot(x1 - x0, y1 - y0)
+    steps = (np.arange(math.ceil(2 * reach / cell)) + 0.5) * (cell / 2)  # (S,) metres along a ray
+    rays = []
+    for camera in rig:
+        k_inv = np.linalg.inv(camera.K)
+        row = np.array([[u, camera.K[1, 2], 1.0] for u in (0.0, camera.width - 1.0)])
+        ends = (camera.ego_from_cam[:3, :3] @ (k_inv @ row.T))[:2].T  # (2, 2) the row's edge directions, x/y
+        norms = np.linalg.norm(ends, axis=1)
+        if np.any(norms < 1e-9):
+            continue
+        angles = np.arctan2(ends[:, 1], ends[:, 0])
+        span = (angles[1] - angles[0] + np.pi) % (2 * np.pi) - np.pi  # signed, |span| < pi
+        count = max(2, math.ceil(abs(span) * reach / cell) + 1)
+        theta = angles[0] + np.linspace(0.0, span, count)
+        direction = np.stack([np.cos(theta), np.sin(theta)], axis=1)  # (n, 2)
+        x = camera.center_ego[0] + direction[:, 0, None] * steps  # (n, S)
+        y = camera.center_ego[1] + direction[:, 1, None] * steps
+        i = np.floor((x - x0) / grid.voxel_size[0]).astype(np.int64)
+        j = np.floor((y - y0) / grid.voxel_size[1]).astype(np.int64)
+        inside = (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
+        rays.append(np.where(inside, i * ny + j, -1))
+    return np.concatenate(rays) if rays else np.full((0, len(steps)), -1, dtype=np.int64)
+
+
+def visible_columns(rays: np.ndarray, blocking: np.ndarray) -> np.ndarray:
+    """(X, Y) bool: the columns some ray of :func:`column_rays` reaches before (or at) its first blocking column.
+
+    Args:
+        rays: (R, S) flat column indices, -1 outside the grid.
+        blocking: (X, Y) bool columns that stop a ray (they are themselves visible).
+    """
+    flat = np.asarray(blocking, dtype=bool).reshape(-1)
+    valid = rays >= 0
+    hit = np.zeros(rays.shape, dtype=bool)
+    hit[valid] = flat[rays[valid]]
+    before = np.cumsum(hit, axis=1) - hit  # blocking samples strictly before each sample
+    seen = np.zeros(flat.size, dtype=bool)
+    seen[rays[valid & (before == 0)]] = True
+    return seen.reshape(np.shape(blocking))
+
+
 class CostmapBuilder:
     """The costmap of one model's grid and vocabulary, frame after frame (the node's and ``occ replay``'s).
 
@@ -331,19 +393,38 @@ class CostmapBuilder:
         self.obstacle = obstacle_classes(vocabulary, self.config.obstacle_classes)
         self._rig: CameraRig | None = None
         self._view: np.ndarray | None = None
+        self._rays: np.ndarray | None = None
+
+    def _geometry(self, rig: CameraRig) -> tuple[np.ndarray, np.ndarray]:
+        """The camera-view columns and the ground-plane rays of ``rig`` (cached while the rig object is the same)."""
+        if self._rig is not rig or self._view is None or self._rays is None:
+            self._view = camera_view_columns(self.grid, rig, self.band)
+            self._rays = column_rays(self.grid, rig) if self.config.occlusion else np.zeros((0, 0), dtype=np.int64)
+            self._rig = rig
+        return self._view, self._rays
 
     def view(self, rig: CameraRig) -> np.ndarray:
         """(X, Y) bool camera-view columns of ``rig`` (cached while the rig object is the same)."""
-        if self._rig is not rig or self._view is None:
-            self._view = camera_view_columns(self.grid, rig, self.band)
-            self._rig = rig
-        return self._view
+        return self._geometry(rig)[0]
+
+    def observed(self, labels: np.ndarray, confidence: np.ndarray | None, rig: CameraRig) -> np.ndarray:
+        """(X, Y) bool columns of a predicted grid that count as observed: in some camera's view and, with
+        ``occlusion``, not hidden from every camera by an obstacle column (one at ``min_confidence`` or above) of
+        this prediction."""
+        view, rays = self._geometry(rig)
+        if not self.config.occlusion:
+            return view
+        layers = _band_slice(self.band)
+        obstacle = self.obstacle[labels[:, :, layers]]
+        if confidence is not None and self.config.min_confidence > 0:
+            obstacle &= np.asarray(confidence)[:, :, layers] >= self.config.min_confidence
+        return view & visible_columns(rays, obstacle.any(axis=2))
 
     def __call__(
         self, labels: np.ndarray, confidence: np.ndarray | None = None, rig: CameraRig | None = None
     ) -> np.ndarray:
-        """(Y, X) int8 cells of a predicted grid; with ``rig`` and ``camera_view``, columns no camera sees are
-        unknown."""
+        """(Y, X) int8 cells of a predicted grid; with ``rig`` and ``camera_view``, columns no camera sees (with
+        ``occlusion``: or that the prediction's own obstacles hide) are unknown."""
         labels = _check(labels, confidence, self.grid, len(self.vocabulary))
-        observed = self.view(rig) if rig is not None and self.config.camera_view else None
+        observed = self.observed(labels, confidence, rig) if rig is not None and self.config.camera_view else None
         return _cells(labels, confidence, self.obstacle, self.band, self.config.min_confidence, observed)

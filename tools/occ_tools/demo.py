@@ -309,7 +309,8 @@ def costmap_summary(bag: Path, data: Path) -> dict[str, Any]:
 
     * ``precision``, ``recall``: of the occupied cells, on the columns both call known;
     * ``occupied_unseen``: the share of the replay's occupied cells on columns the ground truth did not observe
-      (occluded or out of range: the network fills them, the camera-view rule only removes what no camera faces).
+      (occluded or out of range: the network fills them; the camera-view and occlusion rules turn most of them
+      into unknown cells).
     """
     from occ_ros.datasets.synth import SynthReader
     from occ_ros.pipeline.costmap import costmap_cells
@@ -599,7 +600,7 @@ def run_demo(
     print(
         f"      against the ground truth's costmap (camera-visible voxels): occupied cells precision "
         f"{100 * cm['precision']:.1f}%, recall {100 * cm['recall']:.1f}%; {100 * cm['occupied_unseen']:.1f}% of the "
-        "occupied cells lie where no camera saw the ground truth (occluded space the network fills in)"
+        "occupied cells lie where no camera saw the ground truth"
     )
 
     _stage(6, "evaluation against the ground truth (occ eval) and pictures")
