@@ -13,7 +13,7 @@ import pytest
 
 from occ_ros.core import raycast
 from occ_ros.core.grid import GridSpec
-from occ_ros.core.raycast import carve, carve_counts, first_hit, visibility_mask
+from occ_ros.core.raycast import carve, carve_counts, first_hit, traversal_table, visibility_mask
 
 # ---------------------------------------------------------------------------------------- helpers
 # A 4 x 4 x 1 grid of 1 m voxels over [0, 4] x [0, 4] x [0, 1].
@@ -443,3 +443,29 @@ def test_non_finite_and_extreme_inputs():
     # 4 is huge but finite: it crosses the whole row y=1.
     assert voxel_list(free) == sorted([(0, 0, 0), (1, 0, 0), (2, 0, 0)] + [(i, 1, 0) for i in range(4)])
     assert voxel_list(end) == [(1, 0, 0), (3, 0, 0)]
+
+
+# ---------------------------------------------------------------------------------------- traversal_table
+def test_the_traversal_table_lists_each_rays_voxels_in_order_padded_with_minus_one():
+    # SMALL: flat index = 4 * i + j (Z = 1). From (0.5, 1.5): along +x through i = 0..3 at j = 1, then along -y
+    # through j = 1, 0; a zero direction traverses nothing.
+    origin = np.array([0.5, 1.5, 0.5])
+    table = traversal_table(SMALL, origin, np.array([[1.0, 0.0, 0.0], [0.0, -1.0, 0.0], [0.0, 0.0, 0.0]]))
+    assert table.tolist() == [[1, 5, 9, 13], [1, 0, -1, -1], [-1, -1, -1, -1]]
+    # a 2.2 m limit stops the +x ray before it enters the voxel at x = 3 (entered at t = 2.5)
+    assert traversal_table(SMALL, origin, np.array([[1.0, 0.0, 0.0]]), max_range=2.2).tolist() == [[1, 5, 9]]
+
+
+def test_the_traversal_table_covers_what_visibility_marks_without_obstacles():
+    rng = np.random.default_rng(4)
+    origins = rng.uniform([-1.5, -2.1, -0.8], [2.0, 2.1, 1.2], size=(300, 3))
+    directions = rng.normal(size=(300, 3))
+    table = traversal_table(ODD, origins, directions)
+    marked = np.zeros(ODD.num_voxels, dtype=bool)
+    marked[table[table >= 0]] = True
+    empty = np.zeros(ODD.shape, dtype=bool)
+    np.testing.assert_array_equal(marked.reshape(ODD.shape), visibility_mask(ODD, origins, directions, empty))
+    for row in table:  # each ray visits a voxel once, and its -1 padding only trails
+        visited = row[row >= 0]
+        assert len(set(visited.tolist())) == visited.size
+        assert (row[visited.size :] == -1).all()

@@ -332,6 +332,42 @@ def visibility_mask(
     return mask.reshape(grid.shape)
 
 
+def traversal_table(
+    grid: GridSpec,
+    origins: ArrayLike,
+    directions: ArrayLike,
+    max_range: RangeLike = None,
+) -> np.ndarray:
+    """Every voxel each ray traverses, in order: the DDA's visits as a padded table.
+
+    Static geometry for rays whose stop depends on data that changes (e.g. a per-frame occupancy): the traversal
+    is computed once, and a stop rule applied to the table per frame is one gather (``occupied[table]``).
+
+    Args:
+        grid: the voxel grid.
+        origins: (N, 3) or (3,) (broadcast) ray origins, metres, grid frame.
+        directions: (N, 3) ray directions, grid frame; need not be unit. Zero rows traverse nothing.
+        max_range: None (unlimited), a scalar or an (N,) array of metres along each ray.
+    Returns:
+        (N, S) int64 flat voxel indices (``GridSpec.flat_index`` order), row n = the voxels ray n visits in order,
+        padded with -1; S = the longest traversal (at least 1).
+    """
+    o, d = _as_rays(origins, directions)
+    unit, _ = _normalise(d)
+    n = o.shape[0]
+    count = np.zeros(n, dtype=np.int64)
+    rows, cols, flats = [], [], []
+    for st in _march(grid, o, unit, _as_limit(max_range, n)):
+        rows.append(st.ray.copy())
+        cols.append(count[st.ray])
+        flats.append(st.flat.copy())
+        count[st.ray] += 1
+    table = np.full((n, max(1, int(count.max(initial=0)))), -1, dtype=np.int64)
+    if rows:
+        table[np.concatenate(rows), np.concatenate(cols)] = np.concatenate(flats)
+    return table
+
+
 def first_hit(
     grid: GridSpec,
     origins: ArrayLike,

@@ -39,6 +39,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from occ_ros.core.grid import GridSpec
+from occ_ros.core.raycast import traversal_table
 from occ_ros.core.vocabulary import Vocabulary
 
 if TYPE_CHECKING:
@@ -318,42 +319,40 @@ def camera_view_columns(grid: GridSpec, rig: CameraRig, band: np.ndarray) -> np.
 
 
 def column_rays(grid: GridSpec, rig: CameraRig) -> np.ndarray:
-    """Horizontal rays across each camera's field of view, sampled every half cell: (R, S) flat column indices.
+    """Horizontal rays across each camera's field of view: the columns each one crosses, in order.
 
     In the ground plane (base-frame x, y), each camera casts rays from its centre through the pixels of its
-    principal row (``v = cy``), spaced so that neighbouring rays are at most one cell apart at the far corner of
-    the grid. Each ray is sampled at ``t = (k + 0.5) * resolution / 2``, ``k = 0 .. S-1``, out to the grid's
-    diagonal. Static for a grid and a calibration: built once per rig, read every frame by :func:`visible_columns`.
+    principal row (``v = cy``), spaced so that neighbouring rays are at most half a cell apart at the grid's corner
+    farthest from the camera; each ray's columns are the exact DDA traversal of the one-layer column grid
+    (:func:`occ_ros.core.raycast.traversal_table`). Static for a grid and a calibration: built once per rig, read
+    every frame by :func:`visible_columns`.
 
     Returns:
-        (R, S) int64 flat column index ``i * Y + j`` of each sample (``i``: x index, ``j``: y index), -1 outside the
-        grid. R sums the rays of every camera; a camera looking straight up or down contributes none.
+        (R, S) int64 flat column index ``i * Y + j`` of each crossed column (``i``: x index, ``j``: y index), -1
+        after the ray leaves the grid. R sums the rays of every camera; a camera looking straight up or down
+        contributes none.
     """
     (x0, y0, _), (x1, y1, _) = grid.range_min, grid.range_max
-    nx, ny = grid.shape[:2]
+    columns = GridSpec((x0, y0, 0.0), (x1, y1, 1.0), (grid.voxel_size[0], grid.voxel_size[1], 1.0))
     cell = float(min(grid.voxel_size[:2]))
-    reach = math.hypot(x1 - x0, y1 - y0)
-    steps = (np.arange(math.ceil(2 * reach / cell)) + 0.5) * (cell / 2)  # (S,) metres along a ray
-    rays = []
+    corners = np.array([[x0, y0], [x0, y1], [x1, y0], [x1, y1]])
+    origins, directions = [], []
     for camera in rig:
+        centre = np.asarray(camera.center_ego[:2], dtype=np.float64)
+        reach = float(np.linalg.norm(corners - centre, axis=1).max())
         k_inv = np.linalg.inv(camera.K)
         row = np.array([[u, camera.K[1, 2], 1.0] for u in (0.0, camera.width - 1.0)])
         ends = (camera.ego_from_cam[:3, :3] @ (k_inv @ row.T))[:2].T  # (2, 2) the row's edge directions, x/y
-        norms = np.linalg.norm(ends, axis=1)
-        if np.any(norms < 1e-9):
+        if np.any(np.linalg.norm(ends, axis=1) < 1e-9):
             continue
         angles = np.arctan2(ends[:, 1], ends[:, 0])
         span = (angles[1] - angles[0] + np.pi) % (2 * np.pi) - np.pi  # signed, |span| < pi
-        count = max(2, math.ceil(abs(span) * reach / cell) + 1)
-        theta = angles[0] + np.linspace(0.0, span, count)
-        direction = np.stack([np.cos(theta), np.sin(theta)], axis=1)  # (n, 2)
-        x = camera.center_ego[0] + direction[:, 0, None] * steps  # (n, S)
-        y = camera.center_ego[1] + direction[:, 1, None] * steps
-        i = np.floor((x - x0) / grid.voxel_size[0]).astype(np.int64)
-        j = np.floor((y - y0) / grid.voxel_size[1]).astype(np.int64)
-        inside = (i >= 0) & (i < nx) & (j >= 0) & (j < ny)
-        rays.append(np.where(inside, i * ny + j, -1))
-    return np.concatenate(rays) if rays else np.full((0, len(steps)), -1, dtype=np.int64)
+        theta = angles[0] + np.linspace(0.0, span, max(2, math.ceil(2 * abs(span) * reach / cell) + 1))
+        directions.append(np.stack([np.cos(theta), np.sin(theta), np.zeros_like(theta)], axis=1))
+        origins.append(np.broadcast_to([centre[0], centre[1], 0.5], directions[-1].shape))
+    if not directions:
+        return np.full((0, 1), -1, dtype=np.int64)
+    return traversal_table(columns, np.concatenate(origins), np.concatenate(directions))
 
 
 def visible_columns(rays: np.ndarray, blocking: np.ndarray) -> np.ndarray:
@@ -363,14 +362,14 @@ def visible_columns(rays: np.ndarray, blocking: np.ndarray) -> np.ndarray:
         rays: (R, S) flat column indices, -1 outside the grid.
         blocking: (X, Y) bool columns that stop a ray (they are themselves visible).
     """
-    flat = np.asarray(blocking, dtype=bool).reshape(-1)
-    valid = rays >= 0
-    hit = np.zeros(rays.shape, dtype=bool)
-    hit[valid] = flat[rays[valid]]
-    before = np.cumsum(hit, axis=1) - hit  # blocking samples strictly before each sample
+    # one extra slot at the end: index -1 (outside) reads False there and writes there
+    flat = np.append(np.asarray(blocking, dtype=bool).reshape(-1), False)
+    hit = flat[rays]  # (R, S)
+    first = np.where(hit.any(axis=1), hit.argmax(axis=1), rays.shape[1])  # the first blocking sample of each ray
+    reached = np.arange(rays.shape[1]) <= first[:, None]
     seen = np.zeros(flat.size, dtype=bool)
-    seen[rays[valid & (before == 0)]] = True
-    return seen.reshape(np.shape(blocking))
+    seen[np.where(reached, rays, -1)] = True
+    return seen[:-1].reshape(np.shape(blocking))
 
 
 class CostmapBuilder:
