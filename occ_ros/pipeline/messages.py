@@ -53,6 +53,7 @@ __all__ = [
     "MARKER_DELETEALL",
     "MessageTypes",
     "dense_grid_msg",
+    "float64_msg",
     "grid_description_msg",
     "marker_array_msg",
     "message_types_from_modules",
@@ -91,8 +92,8 @@ class MessageTypes:
         Header .. Duration: the classes of ``std_msgs/Header``, ``builtin_interfaces/Time``,
             ``sensor_msgs/PointCloud2`` / ``PointField``, ``visualization_msgs/Marker`` / ``MarkerArray``,
             ``std_msgs/UInt8MultiArray`` / ``MultiArrayLayout`` / ``MultiArrayDimension`` / ``String``,
-            ``geometry_msgs/Point`` / ``Pose`` / ``Quaternion`` / ``Vector3``, ``std_msgs/ColorRGBA`` and
-            ``builtin_interfaces/Duration``.
+            ``geometry_msgs/Point`` / ``Pose`` / ``Quaternion`` / ``Vector3``, ``std_msgs/ColorRGBA``,
+            ``builtin_interfaces/Duration`` and ``std_msgs/Float64``.
         byte_array: uint8 numpy array -> the value of a ``uint8[]`` field.
         complete: ``(class, fields) -> all fields`` for libraries without field defaults (rosbags); None: the
             classes default unset fields themselves (rclpy).
@@ -114,6 +115,7 @@ class MessageTypes:
     Vector3: Any
     ColorRGBA: Any
     Duration: Any
+    Float64: Any
     byte_array: Callable[[np.ndarray], Any]
     complete: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
 
@@ -150,6 +152,7 @@ def message_types_from_modules(
         Vector3=geometry_msgs_msg.Vector3,
         ColorRGBA=std_msgs_msg.ColorRGBA,
         Duration=builtin_interfaces_msg.Duration,
+        Float64=std_msgs_msg.Float64,
         byte_array=byte_array,
     )
 
@@ -251,6 +254,7 @@ def rosbags_message_types(typestore: Typestore | None = None) -> MessageTypes:
         Vector3=t["geometry_msgs/msg/Vector3"],
         ColorRGBA=t["std_msgs/msg/ColorRGBA"],
         Duration=t["builtin_interfaces/msg/Duration"],
+        Float64=t["std_msgs/msg/Float64"],
         byte_array=numpy_byte_array,
         complete=_RosbagsDefaults(typestore),
     )
@@ -391,3 +395,8 @@ def dense_grid_msg(types: MessageTypes, labels: np.ndarray) -> Any:
 def grid_description_msg(types: MessageTypes, description: Mapping[str, Any]) -> Any:
     """``std_msgs/String`` holding the JSON (sorted keys) of :func:`~.outputs.grid_description`."""
     return types.new(types.String, data=json.dumps(dict(description), sort_keys=True))
+
+
+def float64_msg(types: MessageTypes, value: float) -> Any:
+    """``std_msgs/Float64`` of ``value`` (a processing time or latency in ms: ``~/debug/...``)."""
+    return types.new(types.Float64, data=float(value))
