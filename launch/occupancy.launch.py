@@ -71,11 +71,12 @@ def _on_node_exit(event: ProcessExited, context: LaunchContext) -> Shutdown | No
     A plain ``Shutdown`` ends ``ros2 launch`` with exit code 0 whatever the reason. An exception raised in an event
     handler is what makes ``LaunchService.run()`` return 1 (humble / jazzy ``run_async``: it logs "Caught exception
     in launch ...: <message>", shuts everything down and returns 1), so a failed node raises :class:`NodeFailed`.
-    Killed by a signal while the launch is already shutting down (Ctrl-C, SIGTERM / SIGKILL escalation) is the
-    shutdown itself, not a failure.
+    Killed by a signal, or a clean exit, while the launch is already shutting down (Ctrl-C, SIGTERM / SIGKILL
+    escalation) is the shutdown itself, not a failure, and needs no second ``Shutdown`` (with a ``LifecycleNode``,
+    whose ROS adapter is already stopped then, it raised "Cannot shutdown a ROS adapter that is not running").
     """
     code = event.returncode
-    if code < 0 and context.is_shutdown:
+    if code <= 0 and context.is_shutdown:  # stopped by the shutdown itself; a second Shutdown would be an error
         return None
     if code != 0:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"

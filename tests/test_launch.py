@@ -325,6 +325,12 @@ def test_a_node_stopped_by_the_launch_shutdown_is_not_a_failure(fakes: Fakes) ->
     assert on_exit(fakes)(exited(fakes, -15), FakeContext({}, is_shutdown=True)) is None
 
 
+def test_a_node_exiting_cleanly_during_the_shutdown_asks_for_no_second_shutdown(fakes: Fakes) -> None:
+    """SIGINT from the launch's shutdown: the node exits 0; another Shutdown made launch_ros' ROS adapter (started by a
+    LifecycleNode action) raise "Cannot shutdown a ROS adapter that is not running" under Jazzy."""
+    assert on_exit(fakes)(exited(fakes, 0), FakeContext({}, is_shutdown=True)) is None
+
+
 def test_a_node_exiting_cleanly_shuts_the_launch_down(fakes: Fakes) -> None:
     handler = on_exit(fakes)
     result = handler(exited(fakes, 0), FakeContext({}))
