@@ -138,6 +138,7 @@ setup(
         "console_scripts": [
             "occ = occ_tools.cli:main",
             "occupancy_node = occ_ros.node.occupancy_node:main",
+            "occupancy_lifecycle_node = occ_ros.node.occupancy_node:lifecycle_main",
         ],
         # Inference backends (occ_ros.inference.backend.backend_class): the torch one lives in the model layer.
         "occ_ros.backends": [

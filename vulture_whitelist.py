@@ -19,6 +19,10 @@ OnnxRuntimeBackend  # occ_ros.backends entry points (setup.py), loaded by occ_ro
 TensorRTBackend
 TorchBackend
 _.tf_listener  # tf2_ros.TransformListener must stay referenced to keep filling the buffer (node)
+_.on_configure  # rclpy.lifecycle transition callbacks, registered by LifecycleNodeMixin (OccupancyLifecycleNode)
+_.on_cleanup
+_.on_shutdown
+lifecycle_main  # console script occupancy_lifecycle_node (setup.py entry point)
 
 # -- attributes of library objects, set to configure them ----------------------------------------------------------
 _.producer_name  # onnx.ModelProto fields (onnx_export.py, teachers/espnetv2.py)

@@ -3,6 +3,7 @@
     ros2 launch occ_ros occupancy.launch.py model:=/path/model.onnx use_sim_time:=true
     ros2 launch occ_ros occupancy.launch.py namespace:=/perception rviz:=true \
         camera_remaps:="/cam_front/image_raw:=/sensing/front/image_raw,/cam_front/camera_info:=/sensing/front/info"
+    ros2 launch occ_ros occupancy.launch.py lifecycle:=true     # then: ros2 lifecycle set /occupancy_node configure
 
 Arguments (``ros2 launch occ_ros occupancy.launch.py --show-args``):
 
@@ -14,7 +15,12 @@ Arguments (``ros2 launch occ_ros occupancy.launch.py --show-args``):
   also be set per camera in the parameter file (``camera.<NAME>.image_topic`` / ``info_topic``); remaps are for
   wiring an unchanged config to another driver. With ``compressed: true`` the node subscribes to
   ``<image_topic>/compressed``, so remap that name;
-* ``rviz``, ``rviz_config``: start RViz2 with the shipped config (``share/occ_ros/config/rviz/occupancy.rviz``).
+* ``rviz``, ``rviz_config``: start RViz2 with the shipped config (``share/occ_ros/config/rviz/occupancy.rviz``);
+* ``lifecycle``: ``true`` starts ``occupancy_lifecycle_node`` (a managed node, as a ``launch_ros`` ``LifecycleNode``
+  action) instead of ``occupancy_node``: it starts unconfigured and waits for ``configure`` and ``activate``
+  (``ros2 lifecycle set``, a lifecycle manager, or ``autostart``);
+* ``autostart``: with ``lifecycle:=true``, configure at launch and activate after the first successful configure
+  (launch_ros' lifecycle events).
 
 Lifetime: ``occupancy_node`` is required. When it exits with code 0 the launch shuts down (RViz too) and
 ``ros2 launch`` exits 0; when it fails (e.g. a bad ``model``: it logs FATAL and exits 1) the launch shuts down and
@@ -29,16 +35,21 @@ import shutil
 from typing import Any
 
 from ament_index_python.packages import PackageNotFoundError, get_package_prefix, get_package_share_directory
-from launch.actions import DeclareLaunchArgument, GroupAction, OpaqueFunction, Shutdown
+from launch.actions import DeclareLaunchArgument, EmitEvent, GroupAction, OpaqueFunction, RegisterEventHandler, Shutdown
+from launch.events import matches_action
 from launch.events.process import ProcessExited
 from launch.launch_context import LaunchContext
 from launch.launch_description import LaunchDescription
 from launch.substitutions import LaunchConfiguration
-from launch_ros.actions import Node, PushRosNamespace
+from launch_ros.actions import LifecycleNode, Node, PushRosNamespace
+from launch_ros.event_handlers import OnStateTransition
+from launch_ros.events.lifecycle import ChangeState
+from lifecycle_msgs.msg import Transition
 
 from occ_ros.node.params import NODE_NAME, parse_remaps
 
 PACKAGE = "occ_ros"
+LIFECYCLE_EXECUTABLE = "occupancy_lifecycle_node"
 _TRUE = ("true", "1", "yes", "on")
 _FALSE = ("false", "0", "no", "off")
 
@@ -60,11 +71,12 @@ def _on_node_exit(event: ProcessExited, context: LaunchContext) -> Shutdown | No
     A plain ``Shutdown`` ends ``ros2 launch`` with exit code 0 whatever the reason. An exception raised in an event
     handler is what makes ``LaunchService.run()`` return 1 (humble / jazzy ``run_async``: it logs "Caught exception
     in launch ...: <message>", shuts everything down and returns 1), so a failed node raises :class:`NodeFailed`.
-    Killed by a signal while the launch is already shutting down (Ctrl-C, SIGTERM / SIGKILL escalation) is the
-    shutdown itself, not a failure.
+    Killed by a signal, or a clean exit, while the launch is already shutting down (Ctrl-C, SIGTERM / SIGKILL
+    escalation) is the shutdown itself, not a failure, and needs no second ``Shutdown`` (with a ``LifecycleNode``,
+    whose ROS adapter is already stopped then, it raised "Cannot shutdown a ROS adapter that is not running").
     """
     code = event.returncode
-    if code < 0 and context.is_shutdown:
+    if code <= 0 and context.is_shutdown:  # stopped by the shutdown itself; a second Shutdown would be an error
         return None
     if code != 0:
         how = f"was killed by signal {-code}" if code < 0 else f"exited with code {code}"
@@ -88,6 +100,23 @@ def _check_rviz2() -> None:
         raise RuntimeError(f"rviz:=true but there is no rviz2 executable in {libexec}; {hint}")
 
 
+def _autostart(node: LifecycleNode) -> list[Any]:
+    """Configure ``node`` now, and activate it once a configure has succeeded (the first time only: a later
+    deactivate or cleanup stays as it was asked). A failed configure leaves it unconfigured, its log says why."""
+
+    def change(transition_id: int) -> EmitEvent:
+        return EmitEvent(event=ChangeState(lifecycle_node_matcher=matches_action(node), transition_id=transition_id))
+
+    configured = OnStateTransition(
+        target_lifecycle_node=node,
+        start_state="configuring",
+        goal_state="inactive",
+        entities=[change(Transition.TRANSITION_ACTIVATE)],
+        handle_once=True,
+    )
+    return [RegisterEventHandler(configured), change(Transition.TRANSITION_CONFIGURE)]
+
+
 def _launch_setup(context: LaunchContext) -> list[Any]:
     """The actions, once the arguments are known (overrides only for arguments that were given)."""
 
@@ -96,6 +125,10 @@ def _launch_setup(context: LaunchContext) -> list[Any]:
 
     use_sim_time = _as_bool(arg("use_sim_time"), "use_sim_time")
     rviz = _as_bool(arg("rviz"), "rviz")
+    lifecycle = _as_bool(arg("lifecycle"), "lifecycle")
+    autostart = _as_bool(arg("autostart"), "autostart")
+    if autostart and not lifecycle:
+        raise ValueError("launch argument 'autostart': only with lifecycle:=true (occupancy_node always starts)")
     if rviz:
         _check_rviz2()  # before any action exists: a missing rviz2 starts nothing
     overrides: dict[str, Any] = {"use_sim_time": use_sim_time}
@@ -120,18 +153,23 @@ def _launch_setup(context: LaunchContext) -> list[Any]:
                 output="screen",
             )
         )
-    actions.append(
-        Node(
-            package=PACKAGE,
-            executable=NODE_NAME,
-            name=NODE_NAME,
-            parameters=[arg("config"), overrides],
-            remappings=parse_remaps(arg("camera_remaps")),
-            output="screen",
-            emulate_tty=True,
-            on_exit=_on_node_exit,  # required: see _on_node_exit
-        )
-    )
+    node_arguments: dict[str, Any] = {
+        "package": PACKAGE,
+        "name": NODE_NAME,
+        "parameters": [arg("config"), overrides],
+        "remappings": parse_remaps(arg("camera_remaps")),
+        "output": "screen",
+        "emulate_tty": True,
+        "on_exit": _on_node_exit,  # required: see _on_node_exit
+    }
+    if not lifecycle:
+        actions.append(Node(executable=NODE_NAME, **node_arguments))
+        return [GroupAction(actions)]
+    # LifecycleNode needs a namespace: "" is the pushed one (PushRosNamespace above), or the root
+    node = LifecycleNode(executable=LIFECYCLE_EXECUTABLE, namespace="", **node_arguments)
+    actions.append(node)
+    if autostart:
+        actions += _autostart(node)  # after the node: its action registers the ChangeState handler
     return [GroupAction(actions)]
 
 
@@ -168,6 +206,16 @@ def generate_launch_description() -> LaunchDescription:
                 "rviz_config",
                 default_value=os.path.join(share, "config", "rviz", "occupancy.rviz"),
                 description="RViz2 config for rviz:=true",
+            ),
+            DeclareLaunchArgument(
+                "lifecycle",
+                default_value="false",
+                description="true: start occupancy_lifecycle_node, a lifecycle node that waits for configure/activate",
+            ),
+            DeclareLaunchArgument(
+                "autostart",
+                default_value="false",
+                description="with lifecycle:=true: configure at launch, activate after the first successful configure",
             ),
             OpaqueFunction(function=_launch_setup),
         ]

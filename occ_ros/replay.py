@@ -10,6 +10,12 @@ the bag is read with rosbags (MCAP or sqlite3) in recording order; each image an
 classes) are written into a new MCAP bag on the node's own topics (``/occupancy_node/voxels``, ...), together with
 the input's tf, for Foxglove or ``ros2 bag play``. The bag clock is the log time of the last record read.
 
+With ``outputs.processing_time`` (the default) the bag also holds the node's ``/occupancy_node/debug/...`` topics:
+each frame's stage times as measured in this replay, and ``pipeline_latency_ms`` = the bag clock when the frame's
+outputs were written (the log time of the record that completed its synchronized set, or of the last record read
+before a ``realtime`` worker finished it) minus the frame's stamp: the recording's own delay from image stamp to
+logged record, plus the synchronizer's wait, not this machine's compute time.
+
 Configuration: the node's parameter file (``--params``, the same file ``ros2 launch`` takes), or an
 ``occ inspect`` bag YAML (``--config``), or neither: the node's defaults for the model's cameras.
 
@@ -46,7 +52,7 @@ from occ_ros.pipeline.messages import rosbags_message_types
 from occ_ros.pipeline.pipeline import FrameResult
 from occ_ros.pipeline.stats import PipelineStats
 from occ_ros.pipeline.sync import ApproximateTimeSync, slop_ns_from_seconds
-from occ_ros.session import CameraInput, OccupancySession, OutputSinks, SessionConfig, output_topics
+from occ_ros.session import NODE_NAME, CameraInput, OccupancySession, OutputSinks, SessionConfig, output_topics
 
 RATES = ("max", "realtime")
 OUTPUT_TOPICS = output_topics()
@@ -243,7 +249,12 @@ class _McapSink:
             grid_description=self._writer("grid_description"),
             costmap=self._writer("costmap"),
             query=self._writer("query/voxels"),
+            processing_time=self._write_debug,
         )
+
+    def _write_debug(self, relative: str, msg: Any) -> None:
+        """``debug/...`` topics (relative to the node) under the node's name in the root namespace."""
+        self.write(f"/{NODE_NAME}/{relative}", msg, self.now_ns)
 
     def _writer(self, name: str) -> Any:
         topic = self.topics[name]
@@ -493,6 +504,7 @@ def _run(
             stats=stats,
             run_inline=rate == "max",
             on_result=on_result,
+            stamp_clock=lambda: sink.now_ns,
         )
         session.start()  # the grid description, at the bag's start time
         if query is not None and not session.on_query(query):

@@ -37,6 +37,19 @@ def _launch_description(initial_entities=None, *, deprecated_reason=None) -> Non
 def _launch_configuration(variable_name, *, default=None) -> None: ...
 def _push_ros_namespace(namespace, *, condition=None) -> None: ...
 def _process_exited(*, returncode, action, name, cmd, cwd, env, pid) -> None: ...
+def _emit_event(*, event, condition=None) -> None: ...
+def _register_event_handler(event_handler, *, condition=None) -> None: ...
+def _change_state(*, lifecycle_node_matcher, transition_id) -> None: ...
+def _on_state_transition(
+    *,
+    entities,
+    target_lifecycle_node=None,
+    transition=None,
+    start_state=None,
+    goal_state=None,
+    matcher=None,
+    handle_once=False,  # launch.EventHandler's, through **kwargs
+) -> None: ...
 
 
 def _node(
@@ -72,6 +85,19 @@ def _node(
     # launch.Action
     condition=None,
 ) -> None: ...
+
+
+def _lifecycle_node(**kwargs: Any) -> None:
+    """launch_ros.actions.LifecycleNode (humble and jazzy): Node's arguments, with ``name`` and ``namespace``
+    required (its signature below)."""
+
+
+_lifecycle_node.__signature__ = inspect.signature(_node).replace(  # type: ignore[attr-defined]
+    parameters=[
+        p.replace(default=inspect.Parameter.empty) if p.name in ("name", "namespace") else p
+        for p in inspect.signature(_node).parameters.values()
+    ]
+)
 
 
 class Fake:
@@ -116,6 +142,14 @@ class Fakes:
         self.OpaqueFunction = fake("OpaqueFunction", _opaque_function)
         self.DeclareLaunchArgument = fake("DeclareLaunchArgument", _declare_launch_argument)
         self.ProcessExited = fake("ProcessExited", _process_exited, returncode=property(lambda e: e.args["returncode"]))
+        self.LifecycleNode = fake("LifecycleNode", _lifecycle_node)
+        self.EmitEvent = fake("EmitEvent", _emit_event)
+        self.RegisterEventHandler = fake("RegisterEventHandler", _register_event_handler)
+        self.OnStateTransition = fake("OnStateTransition", _on_state_transition)
+        self.ChangeState = fake("ChangeState", _change_state)
+
+        def matches_action(target_action: Any) -> Callable[[Any], bool]:
+            return lambda action: action is target_action
 
         def perform(substitution: Fake, context: FakeContext) -> str:
             return context.launch_configurations[substitution.args["variable_name"]]
@@ -135,17 +169,29 @@ class Fakes:
             "launch": {},
             "launch.actions": {
                 "DeclareLaunchArgument": self.DeclareLaunchArgument,
+                "EmitEvent": self.EmitEvent,
                 "GroupAction": self.GroupAction,
                 "OpaqueFunction": self.OpaqueFunction,
+                "RegisterEventHandler": self.RegisterEventHandler,
                 "Shutdown": self.Shutdown,
             },
-            "launch.events": {},
+            "launch.events": {"matches_action": matches_action},
             "launch.events.process": {"ProcessExited": self.ProcessExited},
             "launch.launch_context": {"LaunchContext": FakeContext},
             "launch.launch_description": {"LaunchDescription": fake("LaunchDescription", _launch_description)},
             "launch.substitutions": {"LaunchConfiguration": launch_configuration},
             "launch_ros": {},
-            "launch_ros.actions": {"Node": self.Node, "PushRosNamespace": self.PushRosNamespace},
+            "launch_ros.actions": {
+                "LifecycleNode": self.LifecycleNode,
+                "Node": self.Node,
+                "PushRosNamespace": self.PushRosNamespace,
+            },
+            "launch_ros.event_handlers": {"OnStateTransition": self.OnStateTransition},
+            "launch_ros.events": {},
+            "launch_ros.events.lifecycle": {"ChangeState": self.ChangeState},
+            # lifecycle_msgs/msg/Transition ids (lifecycle_msgs' Transition.msg)
+            "lifecycle_msgs": {},
+            "lifecycle_msgs.msg": {"Transition": types.SimpleNamespace(TRANSITION_CONFIGURE=1, TRANSITION_ACTIVATE=3)},
             "ament_index_python": {},
             "ament_index_python.packages": {
                 "PackageNotFoundError": FakePackageNotFoundError,
@@ -159,7 +205,7 @@ class Fakes:
             monkeypatch.setitem(sys.modules, name, module)
 
     def nodes(self) -> list[Fake]:
-        return [f for f in self.created if isinstance(f, self.Node)]
+        return [f for f in self.created if isinstance(f, self.Node | self.LifecycleNode)]
 
 
 @pytest.fixture
@@ -279,12 +325,75 @@ def test_a_node_stopped_by_the_launch_shutdown_is_not_a_failure(fakes: Fakes) ->
     assert on_exit(fakes)(exited(fakes, -15), FakeContext({}, is_shutdown=True)) is None
 
 
+def test_a_node_exiting_cleanly_during_the_shutdown_asks_for_no_second_shutdown(fakes: Fakes) -> None:
+    """SIGINT from the launch's shutdown: the node exits 0; another Shutdown made launch_ros' ROS adapter (started by a
+    LifecycleNode action) raise "Cannot shutdown a ROS adapter that is not running" under Jazzy."""
+    assert on_exit(fakes)(exited(fakes, 0), FakeContext({}, is_shutdown=True)) is None
+
+
 def test_a_node_exiting_cleanly_shuts_the_launch_down(fakes: Fakes) -> None:
     handler = on_exit(fakes)
     result = handler(exited(fakes, 0), FakeContext({}))
     actions = result if isinstance(result, list | tuple) else [result]
     assert len(actions) == 1 and isinstance(actions[0], fakes.Shutdown)
     assert "occupancy_node" in actions[0].args["reason"]
+
+
+# ---------------------------------------------------------------------- launch file: lifecycle:=true
+def test_the_plain_node_is_the_default(fakes: Fakes) -> None:
+    (group,) = run_setup(fakes)
+    assert [type(a).__name__ for a in group.args["actions"]] == ["Node"]
+    assert group.args["actions"][0].args["executable"] == "occupancy_node"
+
+
+def test_lifecycle_starts_the_lifecycle_executable_as_a_lifecycle_node(fakes: Fakes) -> None:
+    (group,) = run_setup(fakes, lifecycle="true", namespace="/perception", model="/m.onnx")
+    actions = group.args["actions"]
+    assert isinstance(actions[0], fakes.PushRosNamespace) and actions[0].args["namespace"] == "/perception"
+    (node,) = actions[1:]  # no autostart: nothing configures it
+    assert isinstance(node, fakes.LifecycleNode)
+    args = node.args
+    assert args["executable"] == "occupancy_lifecycle_node" and args["package"] == "occ_ros"
+    assert args["name"] == "occupancy_node" and args["namespace"] == ""  # "" = the pushed namespace
+    assert args["parameters"][1] == {"use_sim_time": False, "model": "/m.onnx"}
+    assert callable(args["on_exit"])  # required, as the plain node
+    assert not [f for f in fakes.created if isinstance(f, fakes.EmitEvent)]
+
+
+def test_autostart_configures_then_activates_once_configured(fakes: Fakes) -> None:
+    (group,) = run_setup(fakes, lifecycle="true", autostart="true")
+    node, register, configure = group.args["actions"]
+    assert isinstance(node, fakes.LifecycleNode)
+    # configure, emitted after the node action (which registers launch_ros' ChangeState handler when it executes)
+    assert isinstance(configure, fakes.EmitEvent)
+    event = configure.args["event"]
+    assert isinstance(event, fakes.ChangeState) and event.args["transition_id"] == 1  # TRANSITION_CONFIGURE
+    assert event.args["lifecycle_node_matcher"](node) and not event.args["lifecycle_node_matcher"](register)
+    # activate, when a configure ends in inactive: not after a deactivate (active -> deactivating -> inactive),
+    # and only the first time
+    assert isinstance(register, fakes.RegisterEventHandler)
+    handler = register.args["event_handler"]
+    assert isinstance(handler, fakes.OnStateTransition)
+    assert handler.args["target_lifecycle_node"] is node
+    assert (handler.args["start_state"], handler.args["goal_state"]) == ("configuring", "inactive")
+    assert handler.args["handle_once"] is True
+    (activate,) = handler.args["entities"]
+    assert activate.args["event"].args["transition_id"] == 3  # TRANSITION_ACTIVATE
+    assert activate.args["event"].args["lifecycle_node_matcher"](node)
+
+
+def test_autostart_without_lifecycle_is_refused(fakes: Fakes) -> None:
+    with pytest.raises(ValueError, match="autostart.*lifecycle:=true"):
+        run_setup(fakes, autostart="true")
+    with pytest.raises(ValueError, match="'lifecycle': expected true or false"):
+        run_setup(fakes, lifecycle="maybe")
+
+
+def test_a_failed_lifecycle_node_fails_the_launch_too(fakes: Fakes) -> None:
+    (group,) = run_setup(fakes, lifecycle="true")
+    (node,) = [a for a in group.args["actions"] if isinstance(a, fakes.LifecycleNode)]
+    with pytest.raises(Exception, match="exited with code 1"):
+        node.args["on_exit"](exited(fakes, 1), FakeContext({}))
 
 
 # ---------------------------------------------------------------------- shipped files (config/, models/)

@@ -933,8 +933,11 @@ def test_the_launch_file_compiles_and_declares_its_arguments() -> None:
         "camera_remaps",
         "rviz",
         "rviz_config",
+        "lifecycle",
+        "autostart",
     }
     assert args["use_sim_time"] == "false" and args["rviz"] == "false" and args["model"] == ""
+    assert args["lifecycle"] == "false" and args["autostart"] == "false"  # the plain node stays the default
     assert args["config"] == "<computed>"  # the installed share/occ_ros/config/occupancy.param.yaml
     tree = ast.parse(LAUNCH_FILE.read_text())
     assert "generate_launch_description" in {f.name for f in tree.body if isinstance(f, ast.FunctionDef)}
@@ -982,7 +985,8 @@ def test_the_node_doc_lists_every_parameter_and_topic() -> None:
         assert f"`{spec.name}`" in text, spec.name
     for key in P.CAMERA_KEYS:
         assert f"`camera.<NAME>.{key}`" in text
-    for topic in ("~/voxels", "~/markers", "~/grid", "~/grid_description", "~/costmap", "/diagnostics"):
+    debug = ("~/debug/processing_time/<stage>_ms", "~/debug/pipeline_latency_ms")
+    for topic in ("~/voxels", "~/markers", "~/grid", "~/grid_description", "~/costmap", "/diagnostics", *debug):
         assert f"`{topic}`" in text
     for arg in launch_arguments():
         assert f"`{arg}`" in text, arg

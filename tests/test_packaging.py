@@ -48,6 +48,7 @@ REQUIRED_TEST_DEPENDS = {
 CONSOLE_SCRIPTS = {
     "occ": "occ_tools.cli:main",
     "occupancy_node": "occ_ros.node.occupancy_node:main",
+    "occupancy_lifecycle_node": "occ_ros.node.occupancy_node:lifecycle_main",
 }
 IMPORT_PACKAGES = {
     "occ_ros": "occ_ros",

@@ -181,6 +181,36 @@ def test_the_output_bag_holds_a_costmap_per_frame_whose_occupied_cells_are_predi
     assert marked > 0
 
 
+def test_the_output_bag_holds_the_processing_times_and_the_bag_clock_latency(sequence, replayed):
+    """The node's ~/debug topics, one message per frame: stage times that add up, and a latency that is the bag
+    clock (the log time the frame's outputs were written at) minus the frame's stamp, as the voxels say."""
+    (path,) = sorted((replayed / "out").glob("*.mcap"))
+    log_times: dict[str, list[int]] = {}
+    values: dict[str, list[float]] = {}
+    with open(path, "rb") as f:
+        reader = mcap_reader.make_reader(f, decoder_factories=[mcap_ros2.DecoderFactory()])
+        for _schema, channel, message, decoded in reader.iter_decoded_messages(log_time_order=True):
+            log_times.setdefault(channel.topic, []).append(message.log_time)
+            if channel.topic.startswith("/occupancy_node/debug/"):
+                values.setdefault(channel.topic, []).append(decoded.data)
+    stages = ("decode", "calibration", "preprocess", "inference", "postprocess", "total", "wait", "publish")
+    topics = {f"/occupancy_node/debug/processing_time/{s}_ms" for s in stages} | {
+        "/occupancy_node/debug/pipeline_latency_ms"
+    }
+    assert set(values) == topics
+    assert all(len(v) == 3 for v in values.values())
+    ms = {s: values[f"/occupancy_node/debug/processing_time/{s}_ms"] for s in stages}
+    for i in range(3):
+        assert all(ms[s][i] >= 0 for s in stages) and ms["inference"][i] > 0
+        parts = sum(ms[s][i] for s in ("decode", "calibration", "preprocess", "inference", "postprocess"))
+        assert ms["total"][i] == pytest.approx(parts, abs=1e-6)
+    reader = SynthReader(sequence)
+    stamps = [reader.load(i, images=False).stamp_ns for i in range(len(reader))]
+    expected = [(log - stamp) / 1e6 for log, stamp in zip(log_times["/occupancy_node/voxels"], stamps, strict=True)]
+    assert values["/occupancy_node/debug/pipeline_latency_ms"] == pytest.approx(expected, abs=1e-9)
+    assert log_times["/occupancy_node/debug/pipeline_latency_ms"] == log_times["/occupancy_node/voxels"]
+
+
 # ---------------------------------------------------------------------------------------------- bad input
 def _frame(reader: SynthReader, i: int, **change) -> FrameSet:
     """A FrameSet of synthetic frame ``i`` built from real rosbags messages, with per-camera changes."""

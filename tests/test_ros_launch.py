@@ -145,3 +145,43 @@ def test_ros2_param_dump_shows_the_nodes_parameters(recording):
         assert line in out, (line, out)
     code, out = ros2("param", "describe", "/occupancy_node", "sync.slop_s", "--no-daemon", "--spin-time", "5")
     assert code == 0 and "Read only: true" in out.replace("Read only: True", "Read only: true"), out
+
+
+@pytest.mark.launch(fixture=occupancy_launch)
+def test_the_processing_time_topics_arrive_with_each_frame(recording, player):
+    """Autoware-style ~/debug topics: every stage's time and the pipeline latency, std_msgs/Float64, one per frame."""
+    import threading
+
+    from std_msgs.msg import Float64
+
+    stages = ("decode", "calibration", "preprocess", "inference", "postprocess", "total", "wait", "publish")
+    topics = [f"/occupancy_node/debug/processing_time/{s}_ms" for s in stages]
+    topics.append("/occupancy_node/debug/pipeline_latency_ms")
+    lock = threading.Lock()
+    got: dict[str, list[float]] = {t: [] for t in topics}
+
+    def keep(topic, msg):
+        with lock:
+            got[topic].append(msg.data)
+
+    for topic in topics:
+        player.node.create_subscription(Float64, topic, lambda m, t=topic: keep(t, m), 10)
+    assert player.wait_for(lambda: all(player.node.count_publishers(t) == 1 for t in topics), 20)
+    time.sleep(1.0)  # discovery of the new subscriptions by the node's publishers
+    _, frames = bag_frames(recording.bag)
+    first = frames[min(recording.stamps)]
+    stamp = max(recording.stamps) + 10 * 10**9  # after every frame the other tests sent: the stamp guard takes it
+
+    def restamp(msg):
+        header = msg.transforms[0].header if hasattr(msg, "transforms") else msg.header
+        header.stamp.sec, header.stamp.nanosec = divmod(stamp, 10**9)
+
+    assert player.play_frame(stamp, first, edits={t: restamp for t, _, _ in first}, wait_s=60)
+    assert player.wait_for(lambda: all(got[t] for t in topics), 20), {t: len(v) for t, v in got.items()}
+    with lock:
+        ms = {t.rsplit("/", 1)[1]: v[-1] for t, v in got.items()}
+    assert ms["inference_ms"] > 0 and ms["total_ms"] > 0 and ms["publish_ms"] > 0
+    parts = sum(ms[f"{s}_ms"] for s in ("decode", "calibration", "preprocess", "inference", "postprocess"))
+    assert ms["total_ms"] == pytest.approx(parts, rel=1e-6)
+    # /clock was published at the frame's stamp just before it: the latency is in sim time, 0 or a little more
+    assert 0 <= ms["pipeline_latency_ms"] < 60_000, ms

@@ -6,6 +6,11 @@ publishers, the tf buffer and the diagnostic updater, and forwards every callbac
 decisions live (tested without ROS, and run by ``occ replay`` too). See docs/node.md for topics, parameters, QoS
 and the threading model.
 
+Two executables share one implementation (:class:`OccupancyDriver`, one method per lifecycle step):
+``occupancy_node`` (:class:`OccupancyNode`, configured and activated in its constructor, the default) and
+``occupancy_lifecycle_node`` (:class:`OccupancyLifecycleNode`, an ``rclpy.lifecycle`` managed node that waits for
+``configure`` / ``activate``; ``lifecycle:=true`` in the launch file).
+
 Images are decoded by the pipeline's own decoder (:func:`occ_ros.io.images.image_to_rgb`), not cv_bridge: one
 implementation for raw and compressed images in the node and in ``occ replay`` (so both give the same labels),
 which honours ``step`` padding and turns every bad image into a counted skip instead of a cv_bridge exception.
@@ -17,6 +22,7 @@ without it the import fails with an :class:`ImportError` saying so.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -41,6 +47,7 @@ try:
         ParameterException,
     )
     from rclpy.executors import ExternalShutdownException, MultiThreadedExecutor
+    from rclpy.lifecycle import LifecycleNode, LifecyclePublisher, LifecycleState, TransitionCallbackReturn
     from rclpy.node import Node
     from rclpy.publisher import Publisher
     from rclpy.qos import (
@@ -69,6 +76,7 @@ from occ_ros.session import (
     DiagnosticReport,
     OccupancySession,
     OutputSinks,
+    debug_topics,
     diagnostic_level_bytes,
     forward_python_logging,
 )
@@ -89,37 +97,45 @@ from .runtime import log_to, open_model, subscribed_topics
 
 EXECUTOR_THREADS = 4
 DIAGNOSTIC_TASK = "occupancy"
+STARTUP_ERRORS = (ParamError, BackendError, ValueError, ParameterException, NameValidationException)
+"""What a failed configure raises: logged (fatal in the plain node, an error in the lifecycle node), never a crash."""
 
 
 class NodeStartupError(RuntimeError):
     """The node cannot start (bad parameters, no loadable model); already logged as fatal."""
 
 
-class OccupancyNode(Node):
-    """Synchronized camera images in; ``~/voxels``, ``~/markers``, ``~/grid``, ``~/grid_description``,
-    ``~/costmap`` and ``/diagnostics`` out.
+class OccupancyDriver(Node):
+    """The one setup of both node classes: each lifecycle step is one method here, called by
+    :class:`OccupancyNode` (all of them in its constructor) and by :class:`OccupancyLifecycleNode` (one per
+    transition). Never instantiated itself.
 
-    Raises:
-        NodeStartupError: invalid parameters or no loadable model (the reason is logged as fatal first and the
-            node is destroyed).
+    * :meth:`_init_driver` (constructor): log forwarding, message types, the diagnostic updater;
+    * :meth:`_configure`: parameters, model and backend (the engine build or load), tf, publishers
+      (:meth:`_create_publishers`), the session;
+    * :meth:`_activate`: the worker starts, ``~/grid_description`` is published, subscriptions
+      (:meth:`_subscribe`);
+    * :meth:`_deactivate`: subscriptions destroyed, the worker stopped (the frame in progress finishes and is
+      published, the pending one is dropped);
+    * :meth:`_cleanup`: the session closed (backend released), publishers and tf destroyed: back to nothing
+      configured.
+
+    Every publisher is made by :meth:`_publisher` (a lifecycle publisher in the lifecycle node) and every
+    subscription goes into ``self._subs`` (destroyed on deactivate).
     """
 
-    def __init__(self, **kwargs: Any) -> None:
-        super().__init__(NODE_NAME, **kwargs)
+    # ------------------------------------------------------------------ construction
+    def _init_driver(self) -> None:
+        """The parts that live as long as the node (the updater declares its parameter once per node)."""
+        self.params: NodeParams | None = None
+        self.core: OccupancySession | None = None
+        self.tf_listener: TransformListener | None = None
+        self._pubs: list[Publisher] = []
+        self._subs: list[Any] = []  # rclpy subscriptions, destroyed on deactivate
+        self._active = False
+        self._declared: dict[str, str] = {}  # parameter -> what rclpy rejected at its declaration ("" = nothing)
         # occ_ros' Python logging (worker errors, backend notes) goes to this node's logger, i.e. /rosout.
         self._unforward_logging = forward_python_logging(self._log)
-        try:
-            self._setup()
-        except (ParamError, BackendError, ValueError, ParameterException, NameValidationException) as err:
-            self.get_logger().fatal(f"cannot start: {err}")
-            self.shutdown()
-            raise NodeStartupError(str(err)) from err
-
-    # ------------------------------------------------------------------ setup
-    def _setup(self) -> None:
-        self.params = self._read_parameters()
-        params = self.params
-        loaded = open_model(params.model)
         self.types = message_types_from_modules(
             sensor_msgs.msg,
             std_msgs.msg,
@@ -129,31 +145,8 @@ class OccupancyNode(Node):
             rclpy_byte_array,
             nav_msgs_msg=nav_msgs.msg,
         )
-        # tf: the listener's subscriptions run in their own reentrant group, so a lookup waiting in the
-        # synchronizer callback (tf_timeout_s) does not block the transforms it waits for.
-        self.tf_buffer = Buffer(node=self)
-        self.tf_listener = TransformListener(self.tf_buffer, self)
-
-        self._pubs: list[Publisher] = []
-        sinks = self._create_publishers(query_engine(loaded.backend.info, params.session_config())[0] is not None)
-        config = params.session_config()
-        # the session (its input watch, warnings and diagnostics) names the topics as subscribed: after remapping
-        # and namespacing
-        resolved = tuple(
-            replace(
-                c, image_topic=self.resolve_topic_name(c.image_topic), info_topic=self.resolve_topic_name(c.info_topic)
-            )
-            for c in config.cameras
-        )
-        self.core = OccupancySession(
-            replace(config, cameras=resolved), loaded, self.types, sinks, self._lookup, self._log
-        )
-        for level, note in self.core.startup_notes():
-            self._log(level, note)
-
         self.updater = Updater(self)
-        device = params.model.fallback_device if loaded.fallback else params.model.device
-        self.updater.setHardwareID(f"{loaded.backend.name}@{device}")
+        self.updater.setHardwareID("none")
         self.updater.add(FunctionDiagnosticTask(DIAGNOSTIC_TASK, self._diagnose))
         # diagnostic_updater's own timer runs on the node's clock, which under use_sim_time stops with /clock: a
         # stalled bag would silence /diagnostics exactly when the inputs go stale. Tick it on the steady clock.
@@ -162,10 +155,84 @@ class OccupancyNode(Node):
             self.updater.period, self.updater.update, clock=Clock(clock_type=ClockType.STEADY_TIME)
         )
 
-        self.core.start()  # the worker runs before the first frame can arrive
-        self._subscribe()
-        self._subscribe_query()
+    # ------------------------------------------------------------------ lifecycle steps
+    def _configure(self) -> None:
+        """Parameters, model, tf, publishers and the session (its worker not started yet).
 
+        Raises:
+            one of :data:`STARTUP_ERRORS`: nothing is left configured (the caller runs :meth:`_cleanup`).
+        """
+        self.params = params = self._read_parameters()
+        loaded = open_model(params.model)
+        try:
+            # tf: the listener's subscriptions run in their own reentrant group, so a lookup waiting in the
+            # synchronizer callback (tf_timeout_s) does not block the transforms it waits for.
+            self.tf_buffer = Buffer(node=self)
+            self.tf_listener = TransformListener(self.tf_buffer, self)
+            sinks = self._create_publishers(query_engine(loaded.backend.info, params.session_config())[0] is not None)
+            config = params.session_config()
+            # the session (its input watch, warnings and diagnostics) names the topics as subscribed: after
+            # remapping and namespacing
+            resolved = tuple(
+                replace(
+                    c,
+                    image_topic=self.resolve_topic_name(c.image_topic),
+                    info_topic=self.resolve_topic_name(c.info_topic),
+                )
+                for c in config.cameras
+            )
+            self.core = OccupancySession(
+                replace(config, cameras=resolved),
+                loaded,
+                self.types,
+                sinks,
+                self._lookup,
+                self._log,
+                stamp_clock=self._now_ns,
+            )
+        except BaseException:
+            loaded.backend.close()
+            raise
+        for level, note in self.core.startup_notes():
+            self._log(level, note)
+        device = params.model.fallback_device if loaded.fallback else params.model.device
+        self.updater.setHardwareID(f"{loaded.backend.name}@{device}")
+
+    def _activate(self) -> None:
+        """Start the worker (before the first frame can arrive) and publish the description, then subscribe."""
+        if self.core is None:
+            raise RuntimeError("activate before configure")
+        self.core.start()
+        self._subscribe()
+        self._active = True
+
+    def _deactivate(self) -> None:
+        """Destroy the subscriptions, then stop the worker: the frame in progress finishes and is published, the
+        pending one is dropped (counted ``superseded``)."""
+        self._active = False
+        for sub in self._subs:
+            self.destroy_subscription(sub)
+        self._subs = []
+        if self.core is not None and not self.core.stop(timeout=5.0):
+            self.get_logger().warning("the inference worker was still busy after 5 s; leaving it to finish")
+
+    def _cleanup(self) -> None:
+        """Back to nothing configured: deactivate, close the session (the backend and its GPU memory are
+        released), destroy the publishers and the tf listener. Safe on a partial configure."""
+        if self._active or self._subs:
+            self._deactivate()
+        core, self.core = self.core, None
+        if core is not None and not core.close(timeout=5.0):
+            self.get_logger().warning("the inference worker was still busy after 5 s; the backend stays open")
+        for pub in self._pubs:
+            self._drop_publisher(pub)
+        self._pubs = []
+        if self.tf_listener is not None:
+            self.tf_listener.unregister()
+            self.tf_listener = None
+        self.updater.setHardwareID("none")
+
+    # ------------------------------------------------------------------ parameters
     def _read_parameters(self) -> NodeParams:
         """Declare the fixed parameters, then the per-camera ones of ``cameras``; validate them all.
 
@@ -193,16 +260,23 @@ class OccupancyNode(Node):
         return params
 
     def _declare(self, spec: ParamSpec, rejected: list[str]) -> None:
-        """Declare ``spec``; a value rclpy rejects (wrong type, out of range) is noted in ``rejected`` and the
-        parameter declared with its default, so that every bad parameter is reported at once."""
-        try:
-            self.declare_parameter(spec.name, spec.default, ros_descriptor(descriptor(spec)))
-        except (InvalidParameterTypeException, InvalidParameterValueException) as err:
-            rejected.append(f"parameter {spec.name!r}: expected {spec.expected()} ({err})")
-            self.declare_parameter(spec.name, spec.default, ros_descriptor(descriptor(spec)), ignore_override=True)
+        """Declare ``spec`` (once per node: a lifecycle node configures again after cleanup); a value rclpy
+        rejects (wrong type, out of range) is noted in ``rejected``, at every configure, and the parameter
+        declared with its default, so that every bad parameter is reported at once."""
+        if spec.name not in self._declared:
+            problem = ""
+            try:
+                self.declare_parameter(spec.name, spec.default, ros_descriptor(descriptor(spec)))
+            except (InvalidParameterTypeException, InvalidParameterValueException) as err:
+                problem = f"parameter {spec.name!r}: expected {spec.expected()} ({err})"
+                self.declare_parameter(spec.name, spec.default, ros_descriptor(descriptor(spec)), ignore_override=True)
+            self._declared[spec.name] = problem
+        if self._declared[spec.name]:
+            rejected.append(self._declared[spec.name])
 
-    def _output_qos(self) -> QoSProfile:
-        qos = self.params.qos
+    # ------------------------------------------------------------------ publishers and subscriptions
+    def _output_qos(self, params: NodeParams) -> QoSProfile:
+        qos = params.qos
         return QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=qos.depth,
@@ -211,7 +285,10 @@ class OccupancyNode(Node):
         )
 
     def _create_publishers(self, answers_queries: bool = False) -> OutputSinks:
-        out, qos = self.params.outputs, self._output_qos()
+        """The output publishers (``answers_queries``: the model has features and prompts and ``query.enabled``;
+        else the session says at startup why not, and ``~/query/voxels`` is not advertised)."""
+        assert self.params is not None
+        out, qos = self.params.outputs, self._output_qos(self.params)
         latched = QoSProfile(
             history=HistoryPolicy.KEEP_LAST,
             depth=1,
@@ -231,16 +308,29 @@ class OccupancyNode(Node):
         if self.params.costmap.enabled:
             # reliable + transient-local, depth 1 (map_server's QoS): a late Nav2 StaticLayer gets the last costmap
             sinks.costmap = self._publisher(nav_msgs.msg.OccupancyGrid, "~/costmap", latched).publish
-        if answers_queries:  # the model has features and prompts, query.enabled (else the session says why not)
+        if answers_queries:
             sinks.query = self._publisher(sensor_msgs.msg.PointCloud2, "~/query/voxels", qos).publish
+        if out.processing_time:  # Autoware's debug topics: reliable, volatile, depth 1
+            debug = {
+                name: self._publisher(std_msgs.msg.Float64, f"~/{name}", QoSProfile(depth=1)) for name in debug_topics()
+            }
+            sinks.processing_time = lambda name, msg: debug[name].publish(msg)
         return sinks
 
     def _publisher(self, msg_type: Any, topic: str, qos: QoSProfile) -> Publisher:
-        pub = self.create_publisher(msg_type, topic, qos)
+        pub = self._new_publisher(msg_type, topic, qos)
         self._pubs.append(pub)
         return pub
 
+    def _new_publisher(self, msg_type: Any, topic: str, qos: QoSProfile) -> Publisher:
+        """A plain publisher (the lifecycle node makes lifecycle publishers, which publish only while active)."""
+        return self.create_publisher(msg_type, topic, qos)
+
+    def _drop_publisher(self, pub: Publisher) -> None:
+        self.destroy_publisher(pub)
+
     def _subscribe(self) -> None:
+        assert self.params is not None and self.core is not None
         params = self.params
         image_type = sensor_msgs.msg.CompressedImage if params.compressed else sensor_msgs.msg.Image
         # Images and CameraInfo of every camera go into one ApproximateTimeSynchronizer (2N inputs), the pairing
@@ -263,26 +353,27 @@ class OccupancyNode(Node):
             info.registerCallback(self._arrived, watched.info_topic)
             self._image_filters.append(image)
             self._info_filters.append(info)
+            self._subs += [image.sub, info.sub]
             self.get_logger().info(f"camera {camera}: images {watched.image_topic}, camera_info {watched.info_topic}")
         self.sync = message_filters.ApproximateTimeSynchronizer(
             [*self._image_filters, *self._info_filters], params.sync.queue_size, params.sync.slop_s
         )
         self.sync.registerCallback(self.core.on_synchronized)
-
-    def _subscribe_query(self) -> None:
-        """``~/query`` (``std_msgs/String``, a prompt name; reliable, depth 1) when the model answers queries;
-        otherwise the session logged why at startup, and neither ``~/query`` nor ``~/query/voxels`` exists."""
-        if self.core.query_engine is None or self.core.sinks.query is None:
-            return
-        qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
-        self.create_subscription(std_msgs.msg.String, "~/query", self._on_query, qos)  # the node keeps it
-
-    def _on_query(self, msg: Any) -> None:
-        self.core.on_query(msg.data)
+        # ~/query (std_msgs/String, a prompt name; reliable, depth 1) only when the model answers queries
+        if self.core.query_engine is not None and self.core.sinks.query is not None:
+            qos = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE)
+            self._subs.append(self.create_subscription(std_msgs.msg.String, "~/query", self._on_query, qos))
 
     # ------------------------------------------------------------------ callbacks
     def _arrived(self, msg: Any, topic: str) -> None:
-        self.core.on_input(topic)
+        core = self.core
+        if core is not None:
+            core.on_input(topic)
+
+    def _on_query(self, msg: Any) -> None:
+        core = self.core
+        if core is not None:
+            core.on_query(msg.data)
 
     def _lookup(self, target: str, source: str, stamp_ns: int, timeout_s: float) -> np.ndarray:
         """tf2: the pose of ``source`` in ``target`` at ``stamp_ns``, waiting up to ``timeout_s``."""
@@ -290,9 +381,19 @@ class OccupancyNode(Node):
         timeout = Duration(nanoseconds=int(max(0.0, timeout_s) * 1e9))
         return matrix_from_transform(self.tf_buffer.lookup_transform(target, source, at, timeout))
 
+    def _now_ns(self) -> int:
+        """The node's clock (ROS time: ``/clock`` under ``use_sim_time``), for ``~/debug/pipeline_latency_ms``."""
+        return int(self.get_clock().now().nanoseconds)
+
     def _diagnose(self, stat: Any) -> Any:
-        """diagnostic_updater task: the session's report into the DiagnosticStatusWrapper."""
-        report: DiagnosticReport = self.core.diagnostics()
+        """diagnostic_updater task: the session's report into the DiagnosticStatusWrapper; OK with the lifecycle
+        state while not active (deliberately idle, not a fault)."""
+        core = self.core
+        if core is None or not self._active:
+            state = "unconfigured" if core is None else "inactive"
+            stat.summary(diagnostic_level_bytes(0), f"{state}: not processing (lifecycle)")
+            return stat
+        report: DiagnosticReport = core.diagnostics()
         stat.summary(diagnostic_level_bytes(report.level), report.message)
         for key, value in report.values:
             stat.add(key, value)
@@ -303,12 +404,95 @@ class OccupancyNode(Node):
 
     # ------------------------------------------------------------------ shutdown
     def shutdown(self) -> None:
-        """Stop the worker (the frame in progress finishes), then destroy the node (also after a failed start)."""
-        core = getattr(self, "core", None)
-        if core is not None and not core.close(timeout=5.0):
-            self.get_logger().warning("the inference worker was still busy after 5 s; leaving it to finish")
+        """Stop the worker (the frame in progress finishes), release the backend, then destroy the node (also
+        after a failed start)."""
+        self._cleanup()
         self._unforward_logging()
         self.destroy_node()
+
+
+class OccupancyNode(OccupancyDriver):
+    """Synchronized camera images (and ``~/query``) in; ``~/voxels``, ``~/markers``, ``~/grid``,
+    ``~/grid_description``, ``~/costmap``, ``~/query/voxels``, ``~/debug/...`` and ``/diagnostics`` out.
+    Configured and activated in its constructor.
+
+    Raises:
+        NodeStartupError: invalid parameters or no loadable model (the reason is logged as fatal first and the
+            node is destroyed).
+    """
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(NODE_NAME, **kwargs)
+        self._init_driver()
+        try:
+            self._configure()
+            self._activate()
+        except STARTUP_ERRORS as err:
+            self.get_logger().fatal(f"cannot start: {err}")
+            self.shutdown()
+            raise NodeStartupError(str(err)) from err
+
+
+class OccupancyLifecycleNode(LifecycleNode, OccupancyDriver):
+    """The same node as a managed (lifecycle) node: it starts unconfigured; each transition runs one step of
+    :class:`OccupancyDriver` (see docs/node.md, "Lifecycle node"). Its output publishers are lifecycle
+    publishers: they publish only while active. A failed configure logs the reason and leaves the node
+    unconfigured (alive: fix the cause, configure again)."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        LifecycleNode.__init__(self, NODE_NAME, **kwargs)
+        self._init_driver()
+
+    def _new_publisher(self, msg_type: Any, topic: str, qos: QoSProfile) -> Publisher:
+        return self.create_lifecycle_publisher(msg_type, topic, qos)
+
+    def _drop_publisher(self, pub: Publisher) -> None:
+        if isinstance(pub, LifecyclePublisher):
+            self.destroy_lifecycle_publisher(pub)
+        else:
+            self.destroy_publisher(pub)
+
+    def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        try:
+            self._configure()
+        except STARTUP_ERRORS as err:
+            self.get_logger().error(f"cannot configure: {err}")
+            self._cleanup()
+            return TransitionCallbackReturn.FAILURE
+        except Exception as err:  # a bug: rclpy would turn it into ERROR without a word
+            self.get_logger().error(f"configure failed: {type(err).__name__}: {err}")
+            return TransitionCallbackReturn.ERROR  # on_error cleans up
+        self.get_logger().info("configured: model loaded; activate to subscribe and publish")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        result = super().on_activate(state)  # the lifecycle publishers first: the description goes out
+        if result != TransitionCallbackReturn.SUCCESS:
+            return result
+        try:
+            self._activate()
+        except Exception as err:  # a bug: rclpy would turn it into ERROR without a word
+            self.get_logger().error(f"activate failed: {type(err).__name__}: {err}")
+            return TransitionCallbackReturn.ERROR  # on_error cleans up
+        self.get_logger().info("active: subscribed")
+        return result
+
+    def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._deactivate()
+        return super().on_deactivate(state)
+
+    def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        self.get_logger().info("cleaned up: backend released")
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()
+        return TransitionCallbackReturn.SUCCESS
+
+    def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._cleanup()  # after an exception in a transition: back to unconfigured
+        return super().on_error(state)
 
 
 def ros_descriptor(d: Descriptor) -> ParameterDescriptor:
@@ -328,14 +512,14 @@ def ros_descriptor(d: Descriptor) -> ParameterDescriptor:
     )
 
 
-def main(args: list[str] | None = None) -> int:
-    """``ros2 run occ_ros occupancy_node``: spin the node on a multi-threaded executor until shutdown."""
+def _spin(make_node: Callable[[], OccupancyDriver], args: list[str] | None) -> int:
+    """Spin ``make_node()`` on a multi-threaded executor until shutdown; 1 when the node could not start."""
     rclpy.init(args=args)
     executor = MultiThreadedExecutor(num_threads=EXECUTOR_THREADS)
-    node: OccupancyNode | None = None
+    node: OccupancyDriver | None = None
     code = 0
     try:
-        node = OccupancyNode()
+        node = make_node()
         executor.add_node(node)
         executor.spin()
     except NodeStartupError:
@@ -348,6 +532,17 @@ def main(args: list[str] | None = None) -> int:
             node.shutdown()
         rclpy.try_shutdown()
     return code
+
+
+def main(args: list[str] | None = None) -> int:
+    """``ros2 run occ_ros occupancy_node``: the node, configured and active from the start."""
+    return _spin(OccupancyNode, args)
+
+
+def lifecycle_main(args: list[str] | None = None) -> int:
+    """``ros2 run occ_ros occupancy_lifecycle_node``: the lifecycle node, unconfigured until told
+    (``ros2 lifecycle set /occupancy_node configure``, then ``activate``)."""
+    return _spin(OccupancyLifecycleNode, args)
 
 
 if __name__ == "__main__":

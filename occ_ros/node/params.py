@@ -308,6 +308,12 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec(
         "outputs.grid", True, "publish `~/grid` (`std_msgs/UInt8MultiArray`) and `~/grid_description` (latched JSON)"
     ),
+    ParamSpec(
+        "outputs.processing_time",
+        True,
+        "publish `~/debug/processing_time/<stage>_ms` for each pipeline stage and `~/debug/pipeline_latency_ms` "
+        "(frame stamp to published, on the node's clock) as `std_msgs/Float64` after each frame",
+    ),
     ParamSpec("outputs.markers_rate_hz", 2.0, "maximum rate of `~/markers`, Hz (0 = every frame)", minimum=0.0),
     ParamSpec("outputs.max_marker_voxels", 50000, "cap on the cubes in one MarkerArray", minimum=1),
     ParamSpec(
@@ -590,6 +596,7 @@ class OutputParams:
     markers_rate_hz: float = _param("outputs.markers_rate_hz", float)
     max_marker_voxels: int = _param("outputs.max_marker_voxels", int)
     min_confidence: float | None = table_default("outputs.min_confidence", float) or None
+    processing_time: bool = _param("outputs.processing_time", bool)
 
     @property
     def markers_period_s(self) -> float:
@@ -706,6 +713,7 @@ class NodeParams:
             cloud=o.cloud,
             markers=o.markers,
             grid=o.grid,
+            processing_time=o.processing_time,
             markers_period_s=o.markers_period_s,
             max_marker_voxels=o.max_marker_voxels,
             min_confidence=o.min_confidence,

@@ -59,6 +59,7 @@ __all__ = [
     "MessageTypes",
     "costmap_msg",
     "dense_grid_msg",
+    "float64_msg",
     "grid_description_msg",
     "marker_array_msg",
     "message_types_from_modules",
@@ -112,8 +113,8 @@ class MessageTypes:
         Header .. Duration: the classes of ``std_msgs/Header``, ``builtin_interfaces/Time``,
             ``sensor_msgs/PointCloud2`` / ``PointField``, ``visualization_msgs/Marker`` / ``MarkerArray``,
             ``std_msgs/UInt8MultiArray`` / ``MultiArrayLayout`` / ``MultiArrayDimension`` / ``String``,
-            ``geometry_msgs/Point`` / ``Pose`` / ``Quaternion`` / ``Vector3``, ``std_msgs/ColorRGBA`` and
-            ``builtin_interfaces/Duration``.
+            ``geometry_msgs/Point`` / ``Pose`` / ``Quaternion`` / ``Vector3``, ``std_msgs/ColorRGBA``,
+            ``builtin_interfaces/Duration`` and ``std_msgs/Float64``.
         byte_array: uint8 numpy array -> the value of a ``uint8[]`` field.
         complete: ``(class, fields) -> all fields`` for libraries without field defaults (rosbags); None: the
             classes default unset fields themselves (rclpy).
@@ -138,6 +139,7 @@ class MessageTypes:
     Vector3: Any
     ColorRGBA: Any
     Duration: Any
+    Float64: Any
     byte_array: Callable[[np.ndarray], Any]
     complete: Callable[[Any, dict[str, Any]], dict[str, Any]] | None = None
     # --- the costmap (nav_msgs)
@@ -185,6 +187,7 @@ def message_types_from_modules(
         Vector3=geometry_msgs_msg.Vector3,
         ColorRGBA=std_msgs_msg.ColorRGBA,
         Duration=builtin_interfaces_msg.Duration,
+        Float64=std_msgs_msg.Float64,
         byte_array=byte_array,
         OccupancyGrid=getattr(nav_msgs_msg, "OccupancyGrid", None),
         MapMetaData=getattr(nav_msgs_msg, "MapMetaData", None),
@@ -289,6 +292,7 @@ def rosbags_message_types(typestore: Typestore | None = None) -> MessageTypes:
         Vector3=t["geometry_msgs/msg/Vector3"],
         ColorRGBA=t["std_msgs/msg/ColorRGBA"],
         Duration=t["builtin_interfaces/msg/Duration"],
+        Float64=t["std_msgs/msg/Float64"],
         byte_array=numpy_byte_array,
         complete=_RosbagsDefaults(typestore),
         OccupancyGrid=t["nav_msgs/msg/OccupancyGrid"],
@@ -490,3 +494,8 @@ def costmap_msg(types: MessageTypes, cells: np.ndarray, info: CostmapInfo, stamp
         origin=origin,
     )
     return types.new(types.OccupancyGrid, header=header, info=meta, data=types.int8_array(cells.reshape(-1)))
+
+
+def float64_msg(types: MessageTypes, value: float) -> Any:
+    """``std_msgs/Float64`` of ``value`` (a processing time or latency in ms: ``~/debug/...``)."""
+    return types.new(types.Float64, data=float(value))

@@ -22,14 +22,18 @@ if TYPE_CHECKING:
     from .assembler import FrameAssembler, TransformLookup
     from .inputs import InputMonitor, InputState
     from .session import (
+        LATENCY_TOPIC,
+        PROCESSING_TIME_STAGES,
         DiagnosticReport,
         LoadedModel,
         LogForwarder,
         OccupancySession,
         OutputSinks,
         WarnThrottle,
+        debug_topics,
         diagnostic_level_bytes,
         forward_python_logging,
+        processing_time_topic,
     )
 
 _LAZY = {
@@ -43,6 +47,10 @@ _LAZY = {
     "OccupancySession": ".session",
     "OutputSinks": ".session",
     "WarnThrottle": ".session",
+    "LATENCY_TOPIC": ".session",
+    "PROCESSING_TIME_STAGES": ".session",
+    "debug_topics": ".session",
+    "processing_time_topic": ".session",
     "diagnostic_level_bytes": ".session",
     "forward_python_logging": ".session",
 }
@@ -55,8 +63,10 @@ def __getattr__(name: str) -> Any:
 
 
 __all__ = [
+    "LATENCY_TOPIC",
     "MARKER_NAMESPACE",
     "NODE_NAME",
+    "PROCESSING_TIME_STAGES",
     "CameraInput",
     "DiagnosticReport",
     "FrameAssembler",
@@ -69,7 +79,9 @@ __all__ = [
     "SessionConfig",
     "TransformLookup",
     "WarnThrottle",
+    "debug_topics",
     "diagnostic_level_bytes",
     "forward_python_logging",
     "output_topics",
+    "processing_time_topic",
 ]

@@ -58,6 +58,8 @@ class SessionConfig:
         frame_id: ``header.frame_id`` of the outputs ("" = ``base_frame``).
         tf_timeout_s: how long one frame may wait for its camera transforms in total, s.
         cloud, markers, grid: which outputs are built (``grid`` includes ``grid_description``).
+        processing_time: publish each frame's stage times and latency (``~/debug/...``, see
+            :func:`occ_ros.session.session.debug_topics`).
         markers_period_s: at most one MarkerArray per this many seconds of *message time* (frame stamps, so the
             node under sim time and ``occ replay`` emit markers on the same frames); 0 = every frame.
         max_marker_voxels: cap on the cubes in one MarkerArray.
@@ -80,6 +82,7 @@ class SessionConfig:
     cloud: bool = True
     markers: bool = True
     grid: bool = True
+    processing_time: bool = True
     markers_period_s: float = 0.5
     max_marker_voxels: int = 50_000
     min_confidence: float | None = None

@@ -23,6 +23,12 @@ stamp), the stamp guard drops duplicates and out-of-order sets, the latest-frame
 (:mod:`occ_ros.pipeline.messages`) and handed to the sinks. Markers are rate-limited on frame stamps (message
 time), so the node under sim time and the replay of the same bag publish markers on the same frames.
 
+**Processing times** (Autoware's ``~/debug/processing_time/<stage>_ms`` convention): after a frame's outputs,
+each stage of :data:`PROCESSING_TIME_STAGES` goes to :attr:`OutputSinks.processing_time` in milliseconds as a
+``std_msgs/Float64`` on :func:`processing_time_topic`, and the frame's age ``now - stamp`` on :data:`LATENCY_TOPIC`,
+``now`` read from the ``stamp_clock`` (the node's ROS clock, so ``/clock`` under ``use_sim_time``; ``occ replay``'s
+bag clock).
+
 Every bad message or frame ends as a :class:`~occ_ros.core.frames.FrameSkipped`: counted in
 :class:`~occ_ros.pipeline.stats.PipelineStats` (diagnostics), warned about (throttled per reason), and the frame
 is skipped. Nothing a message contains can raise out of these callbacks.
@@ -44,13 +50,14 @@ from occ_ros.pipeline.messages import (
     MessageTypes,
     costmap_msg,
     dense_grid_msg,
+    float64_msg,
     grid_description_msg,
     marker_array_msg,
     pointcloud2_msg,
     query_pointcloud2_msg,
 )
 from occ_ros.pipeline.outputs import RateLimiter, class_cubes, grid_description
-from occ_ros.pipeline.pipeline import FrameResult, OccupancyPipeline, PipelineConfig
+from occ_ros.pipeline.pipeline import STAGES, FrameResult, OccupancyPipeline, PipelineConfig
 from occ_ros.pipeline.query import QueryEngine
 from occ_ros.pipeline.stats import DIAG_ERROR, DIAG_OK, DIAG_WARN, PipelineStats
 from occ_ros.pipeline.sync import StampGuard
@@ -59,6 +66,40 @@ from occ_ros.pipeline.worker import LatestFrameWorker
 from .assembler import FrameAssembler, TransformLookup
 from .config import MARKER_NAMESPACE, SessionConfig
 from .inputs import InputMonitor, InputState
+
+PROCESSING_TIME_STAGES: tuple[str, ...] = (*STAGES, "total", "wait", "publish")
+"""The stages published as ``~/debug/processing_time/<stage>_ms``: the pipeline's (``decode`` ... ``postprocess``,
+and ``total``, their sum: :attr:`FrameResult.timings <occ_ros.pipeline.pipeline.FrameResult>`), ``wait`` (the frame
+in the latest-frame slot, from synchronized to picked up by the worker) and ``publish`` (building and publishing the
+frame's outputs)."""
+
+LATENCY_TOPIC = "debug/pipeline_latency_ms"
+"""From the frame's stamp (its first image's header) to its outputs published, ms, on the stamp clock."""
+
+
+def processing_time_topic(stage: str) -> str:
+    """The topic of one stage's time, relative to the node (``debug/processing_time/inference_ms``)."""
+    return f"debug/processing_time/{stage}_ms"
+
+
+def debug_topics() -> tuple[str, ...]:
+    """Every processing-time topic and :data:`LATENCY_TOPIC`, relative to the node (``~/`` + name in the node)."""
+    return (*(processing_time_topic(stage) for stage in PROCESSING_TIME_STAGES), LATENCY_TOPIC)
+
+
+def processing_times_ms(timings: dict[str, float], wait_s: float | None, publish_s: float) -> dict[str, float]:
+    """Topic (:func:`processing_time_topic`) -> milliseconds for one frame, in :data:`PROCESSING_TIME_STAGES` order.
+
+    Args:
+        timings: the pipeline's stage -> seconds (``FrameResult.timings``).
+        wait_s: the time in the latest-frame slot, s (None: unknown, a frame without ``received_ns``; left out).
+        publish_s: building and publishing the outputs, s.
+    """
+    seconds = {**timings, "publish": publish_s}
+    if wait_s is not None:
+        seconds["wait"] = wait_s
+    return {processing_time_topic(s): 1e3 * seconds[s] for s in PROCESSING_TIME_STAGES if s in seconds}
+
 
 LogFn = Callable[[str, str], None]
 """``log(level, text)``; level is ``debug``, ``info``, ``warn``, ``error`` or ``fatal``."""
@@ -169,7 +210,8 @@ class OutputSinks:
     ``occ replay``, lists in tests.
 
     A None sink is an output that is turned off. ``marker_subscribers`` tells whether anyone listens to
-    ``~/markers`` (the MarkerArray is built only then; a recording always listens).
+    ``~/markers`` (the MarkerArray is built only then; a recording always listens). ``processing_time`` takes
+    ``(topic relative to the node, std_msgs/Float64)`` for each of :func:`debug_topics`.
     """
 
     cloud: Callable[[Any], None] | None = None
@@ -179,6 +221,7 @@ class OutputSinks:
     costmap: Callable[[Any], None] | None = None
     marker_subscribers: Callable[[], int] = _one_subscriber
     query: Callable[[Any], None] | None = None
+    processing_time: Callable[[str, Any], None] | None = None
 
 
 @dataclass(frozen=True)
@@ -206,6 +249,8 @@ class OccupancySession:
             latest-frame worker's thread.
         on_result: called with each published frame's result on the processing thread (``occ replay``'s
             accuracy, timings and predictions).
+        stamp_clock: now on the clock of the message stamps, ns, for ``~/debug/pipeline_latency_ms``: the node's
+            ROS clock (``/clock`` under ``use_sim_time``), ``occ replay``'s bag clock; default the wall clock.
     Raises:
         ValueError: the camera count differs from the model's (names both lists); the costmap's configuration does
             not fit the model's grid or vocabulary (an unknown obstacle class, a band outside the grid).
@@ -224,6 +269,7 @@ class OccupancySession:
         clock: Callable[[], float] = time.monotonic,
         run_inline: bool = False,
         on_result: Callable[[FrameResult], None] | None = None,
+        stamp_clock: Callable[[], int] = time.time_ns,
     ) -> None:
         self.config = config
         self._on_result = on_result
@@ -234,6 +280,7 @@ class OccupancySession:
         self.log = log
         self.stats = stats or PipelineStats(clock=clock)
         self._clock = clock
+        self._stamp_clock = stamp_clock
         info = self.backend.info
         if len(config.cameras) != info.num_cameras:
             raise ValueError(
@@ -246,13 +293,9 @@ class OccupancySession:
         self.assembler = FrameAssembler(config.cameras, config.base_frame, lookup, config.tf_timeout_s, clock=clock)
         self.inputs = InputMonitor(config.input_topics(), config.input_timeout_s, clock)
         self.guard = StampGuard(on_jump=self._on_jump)
-        self.worker: LatestFrameWorker[FrameSet] = LatestFrameWorker(
-            self._process_item,
-            on_drop=self._on_drop,
-            on_error=self._on_error,
-            name="occ-inference",
-            run_inline=run_inline,
-        )
+        self._run_inline = run_inline
+        self._stopped = False
+        self.worker = self._new_worker()
         self.marker_limiter = RateLimiter(config.markers_period_s)
         self._throttle = WarnThrottle(config.warn_period_s, clock)
         self._lock = threading.Lock()
@@ -298,14 +341,31 @@ class OccupancySession:
             )
         return notes
 
+    def _new_worker(self) -> LatestFrameWorker[FrameSet]:
+        return LatestFrameWorker(
+            self._process_item,
+            on_drop=self._on_drop,
+            on_error=self._on_error,
+            name="occ-inference",
+            run_inline=self._run_inline,
+        )
+
     def start(self) -> None:
-        """Start the worker and publish the (latched) grid description."""
+        """Start the worker and publish the (latched) grid description. After :meth:`stop` (a lifecycle node's
+        deactivate, then activate) a new worker starts: its counts in the diagnostics start again from 0."""
+        with self._lock:
+            if self._stopped:
+                self.worker = self._new_worker()
+                self._stopped = False
         self.worker.start()
         self.publish_description()
 
     def stop(self, timeout: float | None = 5.0, drain: bool = False) -> bool:
-        """Stop the worker (the frame in progress finishes); ``drain``: the pending frame is processed first
-        (the end of a bag) instead of dropped (shutdown). False if it was still busy after ``timeout``."""
+        """Stop the worker (the frame in progress finishes and is published); ``drain``: the pending frame is
+        processed first (the end of a bag) instead of dropped (shutdown, deactivate). A frame submitted after this
+        is dropped. False if it was still busy after ``timeout``."""
+        with self._lock:
+            self._stopped = True
         return self.worker.stop(timeout, drain=drain)
 
     def close(self, timeout: float = 5.0) -> bool:
@@ -349,9 +409,12 @@ class OccupancySession:
         self.process(frame)
 
     def process(self, frame: FrameSet) -> FrameResult | None:
-        """Run the pipeline on ``frame`` and publish its outputs (None: the frame was skipped)."""
+        """Run the pipeline on ``frame`` and publish its outputs, then its processing times (None: the frame was
+        skipped)."""
+        wait_s = None
         if frame.received_ns:
-            self.stats.record_stage("wait", max(0, time.monotonic_ns() - frame.received_ns) / 1e9)
+            wait_s = max(0, time.monotonic_ns() - frame.received_ns) / 1e9
+            self.stats.record_stage("wait", wait_s)
         try:
             result = self.pipeline.process(frame)  # records the skip itself
         except FrameSkipped as skip:
@@ -359,7 +422,9 @@ class OccupancySession:
             return None
         start = time.perf_counter()
         self.publish(result)
-        self.stats.record_stage("publish", time.perf_counter() - start)
+        publish_s = time.perf_counter() - start
+        self.stats.record_stage("publish", publish_s)
+        self.publish_processing_times(result, wait_s, publish_s)
         if self._on_result is not None:
             self._on_result(result)
         return result
@@ -424,6 +489,20 @@ class OccupancySession:
             if name and accepted is None:
                 self.queries_rejected += 1
         return accepted is not None
+
+    def publish_processing_times(self, result: FrameResult, wait_s: float | None, publish_s: float) -> dict[str, float]:
+        """Publish one frame's stage times (:func:`processing_times_ms`) and its latency ``stamp clock now -
+        stamp`` (:data:`LATENCY_TOPIC`), each a ``std_msgs/Float64`` in ms; returns them by topic ({} when off).
+
+        Under sim time the latency is in the bag's time: 0 while ``/clock`` stands at the frame's stamp, and
+        negative if ``/clock`` lags behind the images."""
+        if not self.config.processing_time or self.sinks.processing_time is None:
+            return {}
+        values = processing_times_ms(result.timings, wait_s, publish_s)
+        values[LATENCY_TOPIC] = (int(self._stamp_clock()) - result.stamp_ns) / 1e6
+        for topic, ms in values.items():
+            self.sinks.processing_time(topic, float64_msg(self.types, ms))
+        return values
 
     def markers_due(self, stamp_ns: int) -> bool:
         """Markers are on, someone subscribes, and the rate limit allows one at this frame stamp (taking the slot)."""
