@@ -309,7 +309,7 @@ def test_rclpy_style_modules_get_an_int8_array():
             self.__dict__.update(fields)
 
     names = "Header PointCloud2 PointField Marker MarkerArray UInt8MultiArray MultiArrayLayout MultiArrayDimension"
-    names += " String Point Pose Quaternion Vector3 ColorRGBA Time Duration OccupancyGrid MapMetaData"
+    names += " String Point Pose Quaternion Vector3 ColorRGBA Time Duration OccupancyGrid MapMetaData Float64"
     module = SimpleNamespace(**{n: type(n, (Msg,), {}) for n in names.split()})
     types = message_types_from_modules(module, module, module, module, module, nav_msgs_msg=module)
     cells = np.array([[-1, 0], [100, 0]], dtype=np.int8)

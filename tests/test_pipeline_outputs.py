@@ -330,7 +330,9 @@ def _strict_module(*names: str) -> SimpleNamespace:
 def test_builders_with_rclpy_style_classes() -> None:
     types = message_types_from_modules(
         _strict_module("PointCloud2", "PointField"),
-        _strict_module("Header", "UInt8MultiArray", "MultiArrayLayout", "MultiArrayDimension", "String", "ColorRGBA"),
+        _strict_module(
+            "Header", "UInt8MultiArray", "MultiArrayLayout", "MultiArrayDimension", "String", "ColorRGBA", "Float64"
+        ),
         _strict_module("Marker", "MarkerArray"),
         _strict_module("Point", "Pose", "Quaternion", "Vector3"),
         _strict_module("Time", "Duration"),
