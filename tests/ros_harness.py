@@ -277,3 +277,30 @@ def ros2(*args: str, timeout: float = 60.0, env: dict[str, str] | None = None) -
 
 def iter_frames(frames: dict[int, list[tuple[str, str, bytes]]]) -> Iterator[tuple[int, list[tuple[str, str, bytes]]]]:
     yield from sorted(frames.items())
+
+
+def occupancy_launch_description(**arguments: str) -> Any:
+    """The installed ``occupancy.launch.py`` with these launch arguments, then launch_pytest's ``ReadyToTest``: what
+    a ``@launch_pytest.fixture`` of the launch tests returns (call :func:`require_ros` first)."""
+    import launch
+    import launch_pytest
+    from ament_index_python.packages import get_package_share_directory
+    from launch.launch_description_sources import PythonLaunchDescriptionSource
+
+    launch_file = Path(get_package_share_directory("occ_ros")) / "launch" / "occupancy.launch.py"
+    return launch.LaunchDescription(
+        [
+            launch.actions.IncludeLaunchDescription(
+                PythonLaunchDescriptionSource(str(launch_file)), launch_arguments=arguments.items()
+            ),
+            launch_pytest.actions.ReadyToTest(),
+        ]
+    )
+
+
+def running_player() -> Iterator[Player]:
+    """A :class:`Player` for the module's tests, closed after them (``player = pytest.fixture(scope="module")(
+    running_player)``)."""
+    player = Player()
+    yield player
+    player.close()

@@ -18,18 +18,14 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
-from ros_harness import Player, bag_frames, make_recording, require_ros
+from ros_harness import bag_frames, make_recording, occupancy_launch_description, require_ros, running_player
 
 require_ros()
 
-import launch  # noqa: E402
 import launch_pytest  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
 # Occ3D classes that are not obstacles (the four surfaces and free); the demo grid's z layers 1..3
 # ([-0.2, 0.6), [0.6, 1.4), [1.4, 2.2) m) meet the default band (0.2, 2.0) m.
@@ -42,25 +38,12 @@ def recording(tmp_path_factory: pytest.TempPathFactory):
     return make_recording(tmp_path_factory.mktemp("ros_costmap"), frames=3)
 
 
-@pytest.fixture(scope="module")
-def player():
-    p = Player()
-    yield p
-    p.close()
+player = pytest.fixture(scope="module", name="player")(running_player)
 
 
 @launch_pytest.fixture(scope="module")
 def occupancy_launch(recording):
-    launch_file = Path(get_package_share_directory("occ_ros")) / "launch" / "occupancy.launch.py"
-    return launch.LaunchDescription(
-        [
-            launch.actions.IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(str(launch_file)),
-                launch_arguments={"model": str(recording.model), "use_sim_time": "true"}.items(),
-            ),
-            launch_pytest.actions.ReadyToTest(),
-        ]
-    )
+    return occupancy_launch_description(model=str(recording.model), use_sim_time="true")
 
 
 def _predicted_labels(recording, stamp: int) -> np.ndarray:

@@ -11,14 +11,21 @@ import time
 from pathlib import Path
 
 import pytest
-from ros_harness import Player, bag_frames, level_of, make_recording, require_ros, ros2, status_values
+from ros_harness import (
+    Player,
+    bag_frames,
+    level_of,
+    make_recording,
+    occupancy_launch_description,
+    require_ros,
+    ros2,
+    status_values,
+)
 
 require_ros()
 
-import launch  # noqa: E402
 import launch_pytest  # noqa: E402
 from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
 SILENT = "/cam_back/image_raw"
 
@@ -34,15 +41,7 @@ def _launch_file() -> Path:
 
 @launch_pytest.fixture(scope="module")
 def occupancy_launch(recording):
-    return launch.LaunchDescription(
-        [
-            launch.actions.IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(str(_launch_file())),
-                launch_arguments={"model": str(recording.model), "use_sim_time": "true"}.items(),
-            ),
-            launch_pytest.actions.ReadyToTest(),
-        ]
-    )
+    return occupancy_launch_description(model=str(recording.model), use_sim_time="true")
 
 
 @pytest.mark.launch(fixture=occupancy_launch)

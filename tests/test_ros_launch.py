@@ -21,17 +21,22 @@ Where ROS 2 is not sourced (CI), the module is skipped with the reason. To run i
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import pytest
-from ros_harness import Player, bag_frames, level_of, make_recording, require_ros, ros2, status_values
+from ros_harness import (
+    bag_frames,
+    level_of,
+    make_recording,
+    occupancy_launch_description,
+    require_ros,
+    ros2,
+    running_player,
+    status_values,
+)
 
 require_ros()
 
-import launch  # noqa: E402
 import launch_pytest  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
 FIELDS = ["x", "y", "z", "rgb", "label", "confidence"]  # docs/node.md, CLOUD_DTYPE
 
@@ -41,25 +46,12 @@ def recording(tmp_path_factory: pytest.TempPathFactory):
     return make_recording(tmp_path_factory.mktemp("ros_launch"), frames=5)
 
 
-@pytest.fixture(scope="module")
-def player():
-    p = Player()
-    yield p
-    p.close()
+player = pytest.fixture(scope="module", name="player")(running_player)
 
 
 @launch_pytest.fixture(scope="module")
 def occupancy_launch(recording):
-    launch_file = Path(get_package_share_directory("occ_ros")) / "launch" / "occupancy.launch.py"
-    return launch.LaunchDescription(
-        [
-            launch.actions.IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(str(launch_file)),
-                launch_arguments={"model": str(recording.model), "use_sim_time": "true"}.items(),
-            ),
-            launch_pytest.actions.ReadyToTest(),
-        ]
-    )
+    return occupancy_launch_description(model=str(recording.model), use_sim_time="true")
 
 
 def _inputs() -> list[str]:

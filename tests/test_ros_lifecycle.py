@@ -17,14 +17,21 @@ import time
 from pathlib import Path
 
 import pytest
-from ros_harness import NO_ROS, Player, bag_frames, make_recording, require_ros, ros2
+from ros_harness import (
+    NO_ROS,
+    Player,
+    bag_frames,
+    make_recording,
+    occupancy_launch_description,
+    require_ros,
+    ros2,
+    running_player,
+)
 
 require_ros()
 
-import launch  # noqa: E402
 import launch_pytest  # noqa: E402
-from ament_index_python.packages import get_package_prefix, get_package_share_directory  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
+from ament_index_python.packages import get_package_prefix  # noqa: E402
 
 if not (Path(get_package_prefix("occ_ros")) / "lib" / "occ_ros" / "occupancy_lifecycle_node").exists():
     pytest.skip(NO_ROS + "no occupancy_lifecycle_node in the overlay: build it again", allow_module_level=True)
@@ -40,25 +47,12 @@ def recording(tmp_path_factory: pytest.TempPathFactory):
     return make_recording(tmp_path_factory.mktemp("ros_lifecycle"), frames=3)
 
 
-@pytest.fixture(scope="module")
-def player():
-    p = Player()
-    yield p
-    p.close()
+player = pytest.fixture(scope="module", name="player")(running_player)
 
 
 @launch_pytest.fixture(scope="module")
 def lifecycle_launch(recording):
-    launch_file = Path(get_package_share_directory("occ_ros")) / "launch" / "occupancy.launch.py"
-    arguments = {"model": str(recording.model), "use_sim_time": "true", "lifecycle": "true"}
-    return launch.LaunchDescription(
-        [
-            launch.actions.IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(str(launch_file)), launch_arguments=arguments.items()
-            ),
-            launch_pytest.actions.ReadyToTest(),
-        ]
-    )
+    return occupancy_launch_description(model=str(recording.model), use_sim_time="true", lifecycle="true")
 
 
 def lifecycle(*args: str, timeout: float = 60.0) -> str:

@@ -13,18 +13,14 @@ from __future__ import annotations
 
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
-from ros_harness import Player, bag_frames, require_ros
+from ros_harness import bag_frames, occupancy_launch_description, require_ros, running_player
 
 require_ros()
 
-import launch  # noqa: E402
 import launch_pytest  # noqa: E402
-from ament_index_python.packages import get_package_share_directory  # noqa: E402
-from launch.launch_description_sources import PythonLaunchDescriptionSource  # noqa: E402
 
 QUERY_FIELDS = ["x", "y", "z", "score", "label"]  # docs/node.md, QUERY_CLOUD_DTYPE
 
@@ -54,25 +50,12 @@ def recording(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return {"bag": sequence / "bag", "model": model, "widths": widths}
 
 
-@pytest.fixture(scope="module")
-def player():
-    p = Player()
-    yield p
-    p.close()
+player = pytest.fixture(scope="module", name="player")(running_player)
 
 
 @launch_pytest.fixture(scope="module")
 def query_launch(recording):
-    launch_file = Path(get_package_share_directory("occ_ros")) / "launch" / "occupancy.launch.py"
-    return launch.LaunchDescription(
-        [
-            launch.actions.IncludeLaunchDescription(
-                PythonLaunchDescriptionSource(str(launch_file)),
-                launch_arguments={"model": str(recording["model"]), "use_sim_time": "true"}.items(),
-            ),
-            launch_pytest.actions.ReadyToTest(),
-        ]
-    )
+    return occupancy_launch_description(model=str(recording["model"]), use_sim_time="true")
 
 
 @pytest.mark.launch(fixture=query_launch)

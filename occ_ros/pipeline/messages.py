@@ -318,29 +318,40 @@ def _duration(types: MessageTypes, seconds: float) -> Any:
     return types.new(types.Duration, sec=sec, nanosec=nanosec)
 
 
+def _unordered_cloud(
+    types: MessageTypes,
+    fields: list[tuple[str, int, int, int]],
+    step: int,
+    data: np.ndarray,
+    n: int,
+    stamp_ns: int,
+    frame_id: str,
+) -> Any:
+    """``sensor_msgs/PointCloud2`` of ``n`` packed points: height 1, little endian, is_dense (no NaN)."""
+    return types.new(
+        types.PointCloud2,
+        header=_header(types, stamp_ns, frame_id),
+        height=1,
+        width=n,
+        fields=[
+            types.new(types.PointField, name=name, offset=offset, datatype=datatype, count=count)
+            for name, offset, datatype, count in fields
+        ],
+        is_bigendian=False,
+        point_step=step,
+        row_step=step * n,
+        data=types.byte_array(data),
+        is_dense=True,
+    )
+
+
 def pointcloud2_msg(types: MessageTypes, cloud: VoxelCloud, stamp_ns: int, frame_id: str) -> Any:
     """``sensor_msgs/PointCloud2`` of the occupied voxels (layout: :data:`~.outputs.CLOUD_DTYPE`).
 
     Unordered cloud: height 1, width M, point_step 24, row_step 24 * M, little endian, is_dense (no NaN).
     ``frame_id`` is the grid's base frame; ``stamp_ns`` the camera frame's stamp.
     """
-    n = len(cloud)
-    fields = [
-        types.new(types.PointField, name=name, offset=offset, datatype=datatype, count=count)
-        for name, offset, datatype, count in pointcloud2_fields()
-    ]
-    return types.new(
-        types.PointCloud2,
-        header=_header(types, stamp_ns, frame_id),
-        height=1,
-        width=n,
-        fields=fields,
-        is_bigendian=False,
-        point_step=POINT_STEP,
-        row_step=POINT_STEP * n,
-        data=types.byte_array(pack_cloud(cloud)),
-        is_dense=True,
-    )
+    return _unordered_cloud(types, pointcloud2_fields(), POINT_STEP, pack_cloud(cloud), len(cloud), stamp_ns, frame_id)
 
 
 def query_pointcloud2_msg(types: MessageTypes, cloud: QueryCloud, stamp_ns: int, frame_id: str) -> Any:
@@ -349,22 +360,8 @@ def query_pointcloud2_msg(types: MessageTypes, cloud: QueryCloud, stamp_ns: int,
 
     Unordered cloud: height 1, width M, point_step 20, row_step 20 * M, little endian, is_dense.
     """
-    n = len(cloud)
-    fields = [
-        types.new(types.PointField, name=name, offset=offset, datatype=datatype, count=count)
-        for name, offset, datatype, count in query_pointcloud2_fields()
-    ]
-    return types.new(
-        types.PointCloud2,
-        header=_header(types, stamp_ns, frame_id),
-        height=1,
-        width=n,
-        fields=fields,
-        is_bigendian=False,
-        point_step=QUERY_POINT_STEP,
-        row_step=QUERY_POINT_STEP * n,
-        data=types.byte_array(pack_query_cloud(cloud)),
-        is_dense=True,
+    return _unordered_cloud(
+        types, query_pointcloud2_fields(), QUERY_POINT_STEP, pack_query_cloud(cloud), len(cloud), stamp_ns, frame_id
     )
 
 

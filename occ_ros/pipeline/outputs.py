@@ -187,11 +187,15 @@ declared FLOAT32 but holding the uint32 bits ``0x00RRGGBB`` (the PCL / RViz conv
 _FIELD_CODES = {"x": FLOAT32, "y": FLOAT32, "z": FLOAT32, "rgb": FLOAT32, "label": UINT8, "confidence": FLOAT32}
 
 
-def pointcloud2_fields() -> list[tuple[str, int, int, int]]:
-    """The PointCloud2 fields as ``(name, offset, sensor_msgs/PointField datatype, count)``, in offset order."""
-    fields = CLOUD_DTYPE.fields
+def pointcloud2_fields(
+    dtype: np.dtype = CLOUD_DTYPE, codes: Mapping[str, int] | None = None
+) -> list[tuple[str, int, int, int]]:
+    """The PointCloud2 fields of a packed point ``dtype`` (default: ``~/voxels``' :data:`CLOUD_DTYPE`) as ``(name,
+    offset, sensor_msgs/PointField datatype, count)``, in offset order; ``codes``: each field's datatype."""
+    fields = dtype.fields
     assert fields is not None
-    return [(name, int(fields[name][1]), _FIELD_CODES[name], 1) for name in CLOUD_DTYPE.names or ()]
+    codes = _FIELD_CODES if codes is None else codes
+    return [(name, int(fields[name][1]), codes[name], 1) for name in dtype.names or ()]
 
 
 def pack_cloud(cloud: VoxelCloud) -> np.ndarray:

@@ -28,6 +28,8 @@ import numpy as np
 from occ_ros.core.grid import GridSpec
 from occ_ros.core.prompts import NEAR_DUPLICATE, NO_THRESHOLD, PromptError, PromptTable, unit_rows
 
+from .outputs import FLOAT32, UINT8, pointcloud2_fields
+
 __all__ = [
     "QUERY_CLOUD_DTYPE",
     "QUERY_POINT_STEP",
@@ -38,9 +40,6 @@ __all__ = [
     "query_pointcloud2_fields",
     "query_scores",
 ]
-
-# sensor_msgs/PointField datatype constants.
-_UINT8, _FLOAT32 = 2, 7
 
 
 def query_scores(
@@ -136,14 +135,12 @@ QUERY_CLOUD_DTYPE = np.dtype(
 """One point of ``~/query/voxels`` (little endian): ``x, y, z`` float32 at 0/4/8 (base frame, metres), ``score``
 float32 at 12 (cosine to the query), ``label`` uint8 at 16 (predicted class), 3 padding bytes (zero)."""
 
-_QUERY_FIELD_CODES = {"x": _FLOAT32, "y": _FLOAT32, "z": _FLOAT32, "score": _FLOAT32, "label": _UINT8}
+_QUERY_FIELD_CODES = {"x": FLOAT32, "y": FLOAT32, "z": FLOAT32, "score": FLOAT32, "label": UINT8}
 
 
 def query_pointcloud2_fields() -> list[tuple[str, int, int, int]]:
     """The fields as ``(name, offset, sensor_msgs/PointField datatype, count)``, in offset order."""
-    fields = QUERY_CLOUD_DTYPE.fields
-    assert fields is not None
-    return [(name, int(fields[name][1]), _QUERY_FIELD_CODES[name], 1) for name in QUERY_CLOUD_DTYPE.names or ()]
+    return pointcloud2_fields(QUERY_CLOUD_DTYPE, _QUERY_FIELD_CODES)
 
 
 def pack_query_cloud(cloud: QueryCloud) -> np.ndarray:
