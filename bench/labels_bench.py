@@ -12,11 +12,14 @@ against the sequence's exact ground truth (Occ3D mIoU / IoU over the camera mask
 calibrated set-up's scale / shift against the simulated teacher's true ones (median over cameras and frames of
 ``|scale / true - 1|``, and of ``|shift - true|`` in 1/m).
 
-torch runs with ``--threads`` CPU threads (default 1; 0: torch's default).
+torch runs with ``--threads`` CPU threads (default 1; 0: torch's default), and ``run_labels`` with ``--workers``
+threads (default 2, as ``occ labels``; 0: every stage in the main thread). With workers, the stage times are summed
+over the threads that ran them, so they add up to more than the wall time that frames/s is measured on.
 
 Usage::
 
-    .venv/bin/python bench/labels_bench.py [--frames 16] [--threads 1] [--setups metric:none,relative:frame]
+    .venv/bin/python bench/labels_bench.py [--frames 16] [--threads 1] [--workers 2]
+        [--setups metric:none,relative:frame]
         [--config config/labels/default.yaml]
         [--workdir /tmp/occ_labels_bench] [--json OUT]
 """
@@ -41,6 +44,7 @@ import torch
 from occ_ros.core.resources import config_dir
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.eval.runner import evaluate
+from occ_ros.io.atomic import atomic_write_text
 from occ_training.labels import pipeline
 from occ_training.labels.pipeline import LabelConfig, PseudoLabeller, load_label_settings, run_labels
 from occ_training.synth.sequence import generate
@@ -58,7 +62,7 @@ def _timed(times: dict[str, float], name: str, fn: Callable[..., Any]) -> Callab
     return wrapper
 
 
-def run(seq: Path, out: Path, kind: str, calibration: str, settings: Path) -> dict[str, Any]:
+def run(seq: Path, out: Path, kind: str, calibration: str, settings: Path, workers: int) -> dict[str, Any]:
     base, sim = load_label_settings(settings)
     config = LabelConfig(lifting=base.lifting, calibration=calibration, calibrator=base.calibrator)  # type: ignore[arg-type]
     # per-sequence calibration assumes one affine per camera for the whole sequence: give it a teacher that has one
@@ -83,7 +87,7 @@ def run(seq: Path, out: Path, kind: str, calibration: str, settings: Path) -> di
     try:
         if out.exists():
             shutil.rmtree(out)
-        summary = run_labels(SynthReader(seq), out, labeller, progress=False)
+        summary = run_labels(SynthReader(seq), out, labeller, progress=False, workers=workers)
     finally:
         for name, fn in originals.items():
             setattr(pipeline, name, fn)
@@ -119,6 +123,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path, default=Path("/tmp/occ_labels_bench"))
     ap.add_argument("--json", type=Path)
     ap.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    ap.add_argument("--workers", type=int, default=2, help="occ labels --workers (0: every stage in the main thread)")
     ap.add_argument(
         "--config",
         type=Path,
@@ -139,11 +144,13 @@ def main() -> None:
     seq = args.workdir / f"seq_{args.seed}_{args.frames}"
     if not (seq / "meta.json").exists():
         generate(seq, frames=args.frames, seed=args.seed, progress=False, overwrite=True)
-    results = [run(seq, args.workdir / f"labels_{kind}_{cal}", kind, cal, args.config) for kind, cal in setups]
+    results = [
+        run(seq, args.workdir / f"labels_{kind}_{cal}", kind, cal, args.config, args.workers) for kind, cal in setups
+    ]
     machine = f"{platform.processor() or platform.machine()}, {len(os.sched_getaffinity(0))} cores"
     print(
         f"occ labels, demo preset, {args.frames} frames, window {load_label_settings(args.config)[0].lifting.window} "
-        f"({machine}, torch threads {torch.get_num_threads()})\n"
+        f"({machine}, torch threads {torch.get_num_threads()}, workers {args.workers})\n"
     )
     stages = ["teachers", "calibration", "lifting", "densify", "write"]
     print(
@@ -160,8 +167,12 @@ def main() -> None:
             f"{r['miou']:.2f} | {r['iou']:.2f} | {errors} |"
         )
     if args.json:
-        args.json.write_text(
-            json.dumps({"machine": machine, "threads": torch.get_num_threads(), "results": results}, indent=1)
+        atomic_write_text(
+            args.json,
+            json.dumps(
+                {"machine": machine, "threads": torch.get_num_threads(), "workers": args.workers, "results": results},
+                indent=1,
+            ),
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import replace
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from occ_ros.datasets.sample import IGNORE_LABEL, load_labels
 from occ_ros.datasets.synth import SynthReader
 from occ_ros.eval.occ3d import Occ3DMetric
 from occ_tools.cli import main
+from occ_training.labels.depth_calibration import CalibrationConfig
 from occ_training.labels.lifting import LiftedFrame, LiftingConfig, backproject, densify, lift_frame, vote
 from occ_training.labels.pipeline import (
     LabelConfig,
@@ -319,6 +321,58 @@ def test_a_crash_loses_no_finished_frame_and_a_rerun_continues(sequence, tmp_pat
         run_labels(reader, out, _labeller(sequence, 2), progress=False)
 
 
+def _relative_labeller(sequence: Path) -> PseudoLabeller:
+    """Relative depth calibrated per frame, at a small working size (the arithmetic of the preset, less of it)."""
+    seg = SimSegmentationTeacher(sequence)
+    dep = SimDepthTeacher(sequence, SimDepthConfig(kind="relative"))
+    small = CalibrationConfig(max_width=64, search_width=64, refine_iters=10)
+    return PseudoLabeller(seg, dep, LabelConfig(lifting=LiftingConfig(window=2), calibrator=small))
+
+
+def _files(out: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("labels.npz"))}
+
+
+def test_calibrating_ahead_in_threads_writes_the_same_labels(sequence, tmp_path):
+    reader = SynthReader(sequence)
+    inline = run_labels(reader, tmp_path / "inline", _relative_labeller(sequence), progress=False, workers=0)
+    threaded = run_labels(reader, tmp_path / "threads", _relative_labeller(sequence), progress=False, workers=2)
+    assert inline.written == threaded.written == len(reader)
+    assert threaded.calibration == inline.calibration  # every frame's scale and shift, bit for bit
+    assert _files(tmp_path / "threads") == _files(tmp_path / "inline")
+    assert not [t for t in threading.enumerate() if t.name.startswith("occ-labels")]
+    # Resuming with frames missing in the middle (each needs its own window of calibrations) gives them back.
+    for name in ("000002", "000005"):
+        (tmp_path / "threads" / reader.scene / name / "labels.npz").unlink()
+    again = run_labels(reader, tmp_path / "threads", _relative_labeller(sequence), progress=False, workers=3)
+    assert (again.written, again.skipped) == (2, len(reader) - 2)
+    assert _files(tmp_path / "threads") == _files(tmp_path / "inline")
+    with pytest.raises(LabelError, match="workers"):
+        run_labels(reader, tmp_path / "bad", _relative_labeller(sequence), progress=False, workers=-1)
+
+
+def test_a_failed_calibration_in_a_thread_stops_the_job_and_keeps_what_was_written(sequence, tmp_path, monkeypatch):
+    from occ_training.labels import pipeline
+
+    real = pipeline.fit_scale_shift
+
+    def fail_on_frame_4(frames, targets, rig, config):
+        if np.allclose(frames[targets[0]].world_from_ego, poses[4]):
+            raise ValueError("frame 4: calibration failed")
+        return real(frames, targets, rig, config)
+
+    reader = SynthReader(sequence)
+    poses = [reader.load(i, images=False).world_from_ego for i in range(len(reader))]
+    monkeypatch.setattr(pipeline, "fit_scale_shift", fail_on_frame_4)
+    out = tmp_path / "labels"
+    with pytest.raises(ValueError, match="frame 4"):
+        run_labels(reader, out, _relative_labeller(sequence), progress=False, workers=2)
+    # key frame 2 needs frame 4's depth (window 2): frames 0 and 1 were written, atomically, and nothing else
+    assert sorted(p.parent.name for p in out.rglob("labels.npz")) == ["000000", "000001"]
+    assert not [p for p in out.rglob("*") if p.is_file() and p.suffix not in (".npz", ".json")]
+    assert not [t for t in threading.enumerate() if t.name.startswith("occ-labels")]
+
+
 def test_shards_split_scenes_between_ranks(sequence, tmp_path):
     assert shard_scenes(["c", "a", "b"], 0, 2) == ["a", "c"]
     assert shard_scenes(["c", "a", "b"], 1, 2) == ["b"]
@@ -365,6 +419,8 @@ def test_cli_errors_name_the_problem(sequence, tmp_path, capsys):
     assert str(tmp_path / "missing") in capsys.readouterr().err
     assert main([*args, "--threads", "-1"]) == 1
     assert "--threads" in capsys.readouterr().err
+    assert main([*args, "--workers", "-1"]) == 1
+    assert "--workers" in capsys.readouterr().err
 
 
 def test_cli_labels_runs_with_the_threads_asked_for(sequence, tmp_path, monkeypatch):

@@ -349,6 +349,13 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
         help="torch CPU threads (depth calibration, torch teachers); 0: torch's default (one per core). One thread "
         "does not collapse when other work shares the CPU; scale out with --shard / torchrun, one rank per core",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=2,
+        help="threads that calibrate relative depth a few frames ahead and densify key frames while the main thread "
+        "teaches, lifts and writes (0: one frame after another in the main thread). The labels do not depend on it",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_labels)
 
@@ -356,6 +363,8 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
 def _run_labels(args: argparse.Namespace) -> int:
     if args.threads < 0:
         raise CliError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
+    if args.workers < 0:
+        raise CliError(f"--workers must be >= 0 (0: calibrate in the main thread), got {args.workers}")
     if args.threads == 0:
         return _label(args)
     import torch
@@ -413,7 +422,13 @@ def _label(args: argparse.Namespace) -> int:
         segmentation, depth = build_teachers(spec, args.data, vocabulary)
         labeller = PseudoLabeller(segmentation, depth, label_config)
         summary = run_labels(
-            reader, args.out, labeller, teachers=spec.describe(), shard=args.shard, progress=not args.quiet
+            reader,
+            args.out,
+            labeller,
+            teachers=spec.describe(),
+            shard=args.shard,
+            progress=not args.quiet,
+            workers=args.workers,
         )
     except (OSError, ValueError, KeyError, LookupError, ConfigError, LabelError, TeacherError) as err:
         raise CliError(str(err)) from None

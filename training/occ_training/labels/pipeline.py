@@ -12,6 +12,11 @@ skipped on a rerun, and ``OUT/labels.json`` records the configuration so a rerun
 one is refused instead of mixing two kinds of labels. Under ``torchrun`` (``RANK`` /
 ``WORLD_SIZE``) every rank takes its own scenes (``sorted(scenes)[rank::world_size]``); the ranks
 share nothing but the output folder, so they need no process group and may run on several nodes.
+
+Within a scene, ``workers`` threads run the photometric calibrations (most of a frame's time) a few frames
+ahead, and densify each key frame, while the main thread teaches, lifts and writes in frame order (torch and
+numpy release the GIL in their kernels). Each calibration is seeded and reads only its own frames, so the
+labels are the same for any ``workers``; a failure stops the job after writing the key frames already densified.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import json
 import math
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Mapping, Sequence
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from occ_ros.core.config import ConfigError, check_fields, from_mapping, load_yaml_mapping, told_from_file
+from occ_ros.core.rig import CameraRig
 from occ_ros.core.transforms import is_rigid
 from occ_ros.core.vocabulary import Vocabulary
 from occ_ros.datasets.sample import IGNORE_LABEL, LABELS_FILE, DatasetReader, OccupancyLabels, Sample, save_labels
@@ -364,6 +372,7 @@ def run_labels(
     shard: tuple[int, int] | None = None,
     progress: bool = True,
     on_frame: Callable[[Sample, float], None] | None = None,
+    workers: int = 2,
 ) -> LabelSummary:
     """Write pseudo-labels for every frame of this shard's scenes, skipping finished ones.
 
@@ -376,9 +385,13 @@ def run_labels(
         shard: (rank, world size); default from torchrun's environment.
         progress: show a progress bar.
         on_frame: called with (sample, seconds) after each written frame (benchmarks).
+        workers: threads that calibrate relative depth ahead of the frame being labelled and densify key
+            frames (0: everything in the calling thread, one frame after another). The labels do not depend on it.
     """
     from tqdm import tqdm
 
+    if workers < 0:
+        raise LabelError(f"workers must be >= 0 (0: calibrate in the main thread), got {workers}")
     out = Path(out)
     rank, world = shard if shard is not None else shard_from_env()
     scenes = reader.scenes()
@@ -395,12 +408,17 @@ def run_labels(
         total += len(pending)
     start = time.perf_counter()
     bar = tqdm(total=total, desc=f"labels [{rank}/{world}]", unit="frame", disable=not progress)
+    pool = ThreadPoolExecutor(workers, thread_name_prefix="occ-labels") if workers > 0 else None
     try:
         for scene in mine:
             if todo[scene]:
-                _label_scene(reader, list(scenes[scene]), todo[scene], out, labeller, summary, bar, on_frame)
+                _label_scene(
+                    reader, list(scenes[scene]), todo[scene], out, labeller, summary, bar, on_frame, pool, workers
+                )
     finally:
         bar.close()
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
     summary.seconds = time.perf_counter() - start
     return summary
 
@@ -414,8 +432,14 @@ def _label_scene(
     summary: LabelSummary,
     bar: Any,
     on_frame: Callable[[Sample, float], None] | None,
+    pool: Executor | None,
+    ahead: int,
 ) -> None:
-    """Label the ``pending`` positions of one scene (``indices``: the scene's dataset indices in order)."""
+    """Label the ``pending`` positions of one scene (``indices``: the scene's dataset indices in order).
+
+    ``pool``: where per-frame calibrations run, ``ahead`` frames beyond what the key frame needs, and where key
+    frames are densified, one while the next is lifted (None: all in this thread, when a frame needs it).
+    """
     config = labeller.config
     reach = labeller.reach
     relative = labeller.depth.kind == "relative" and config.calibration != "none"
@@ -425,7 +449,10 @@ def _label_scene(
     calibrations: dict[int, dict[str, ScaleShift] | None] = {}
     metric: dict[int, dict[str, np.ndarray]] = {}
     lifted: dict[int, LiftedFrame] = {}
+    running: dict[int, Future[dict[str, ScaleShift]]] = {}
     sequence_calibration: dict[str, ScaleShift] | None = None
+    # how far a key frame's labels reach: its window, and each window frame's consistency neighbours
+    back = max((abs(o) for o in labeller.consistency_offsets), default=0)
 
     def teach(p: int) -> _FrameTeaching:
         if p not in taught:
@@ -443,14 +470,24 @@ def _label_scene(
         targets = sequence_targets(len(indices), config.calibrator.sequence_targets)
         sequence_calibration = fit_scale_shift(frames, targets, teach(0).sample.rig, config.calibrator)
 
+    def per_frame_calibration(p: int) -> tuple[list[CalibrationFrame], list[int], CameraRig]:
+        near, target = calibration_window(p, len(indices), offsets)
+        return [calibration_frame(q) for q in near], [target], teach(p).sample.rig
+
+    def start_calibration(p: int) -> None:
+        """Calibrate position ``p`` in the pool (its frames are taught here first)."""
+        if pool is None or not relative or sequence_calibration is not None or p in running or p in metric:
+            return
+        running[p] = pool.submit(fit_scale_shift, *per_frame_calibration(p), config.calibrator)
+
     def calibrate(p: int) -> dict[str, ScaleShift] | None:
         if not relative:
             return None
         if sequence_calibration is not None:
             return sequence_calibration
-        near, target = calibration_window(p, len(indices), offsets)
-        frames = [calibration_frame(q) for q in near]
-        return fit_scale_shift(frames, [target], teach(p).sample.rig, config.calibrator)
+        if p in running:
+            return running.pop(p).result()
+        return fit_scale_shift(*per_frame_calibration(p), config.calibrator)
 
     def metric_depth(p: int) -> dict[str, np.ndarray]:
         if p not in metric:
@@ -465,13 +502,11 @@ def _label_scene(
             lifted[p] = labeller.lift(teach(p), depth)
         return lifted[p]
 
-    for p in pending:
-        t0 = time.perf_counter()
-        window = range(max(0, p - reach), min(len(indices), p + reach + 1))
-        frames = {q: lift(q) for q in window}
-        key = taught[p].sample
-        labels = densify(p, frames, key.rig, key.grid, labeller.vocabulary, config.lifting)
-        fitted = calibrations[p]
+    densifying: deque[tuple[Sample, dict[str, ScaleShift] | None, float, Any]] = deque()
+
+    def write(key: Sample, fitted: dict[str, ScaleShift] | None, t0: float, job: Any) -> None:
+        """Write one key frame's labels (``job``: its :class:`OccupancyLabels`, or their future)."""
+        labels = job.result() if isinstance(job, Future) else job
         # The dataset's official prediction format first (SemanticKITTI: sequences/NN/predictions/F.label),
         # then labels.npz, whose presence marks the frame done.
         reader.write_prediction(out, key, labels.semantics)
@@ -486,11 +521,37 @@ def _label_scene(
         bar.update(1)
         if on_frame is not None:
             on_frame(key, time.perf_counter() - t0)
-        # Forget what no later key frame needs (lifting a frame reads its consistency neighbours' depth, and
-        # calibrating one reads its calibration neighbours).
-        back = max((abs(o) for o in labeller.consistency_offsets), default=0)
-        keep_from = p + 1 - reach - back - max((abs(o) for o in offsets), default=0)
-        caches: tuple[dict[int, Any], ...] = (taught, calibration_frames, calibrations, metric, lifted)
-        for cache in caches:
-            for q in [q for q in cache if q < keep_from]:
-                del cache[q]
+
+    try:
+        for p in pending:
+            t0 = time.perf_counter()
+            # what this key frame needs, and the next frames' calibrations to keep the pool busy meanwhile
+            for q in range(max(0, p - reach - back), min(len(indices), p + reach + back + ahead + 1)):
+                start_calibration(q)
+            window = range(max(0, p - reach), min(len(indices), p + reach + 1))
+            try:
+                frames = {q: lift(q) for q in window}
+            except BaseException:
+                while densifying:  # the key frames densified before the failure are kept
+                    write(*densifying.popleft())
+                raise
+            key = taught[p].sample
+            args = (p, frames, key.rig, key.grid, labeller.vocabulary, config.lifting)
+            # the key frame is densified in the pool while this thread lifts the next one
+            densifying.append((key, calibrations[p], t0, pool.submit(densify, *args) if pool else densify(*args)))
+            if len(densifying) > (1 if pool else 0):
+                write(*densifying.popleft())
+            # Forget what no later key frame needs (lifting a frame reads its consistency neighbours' depth, and
+            # calibrating one reads its calibration neighbours).
+            keep_from = p + 1 - reach - back - max((abs(o) for o in offsets), default=0)
+            for q in [q for q in running if q < keep_from]:
+                running.pop(q).cancel()
+            caches: tuple[dict[int, Any], ...] = (taught, calibration_frames, calibrations, metric, lifted)
+            for cache in caches:
+                for q in [q for q in cache if q < keep_from]:
+                    del cache[q]
+        while densifying:
+            write(*densifying.popleft())
+    finally:  # an error, or frames ahead that no pending key frame needed
+        for future in [*running.values(), *(job for *_, job in densifying if isinstance(job, Future))]:
+            future.cancel()
