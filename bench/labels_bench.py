@@ -12,9 +12,10 @@ against the sequence's exact ground truth (Occ3D mIoU / IoU over the camera mask
 calibrated set-up's scale / shift against the simulated teacher's true ones (median over cameras and frames of
 ``|scale / true - 1|``, and of ``|shift - true|`` in 1/m).
 
-torch runs with ``--threads`` CPU threads (default 1; 0: torch's default), and ``run_labels`` with ``--workers``
-threads (default 2, as ``occ labels``; 0: every stage in the main thread). With workers, the stage times are summed
-over the threads that ran them, so they add up to more than the wall time that frames/s is measured on.
+torch runs with ``--threads`` CPU threads (default 1; 0: torch's default), and ``run_labels`` with
+``--workers`` threads (default 2, what ``occ labels`` picks on two cores; 0: every stage in the main thread).
+With workers, the stage times are summed over the threads that ran them, so they add up to more than the wall
+time that frames/s is measured on.
 
 Usage::
 

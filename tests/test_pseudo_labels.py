@@ -25,6 +25,7 @@ from occ_training.labels.pipeline import (
     LabelConfig,
     LabelError,
     PseudoLabeller,
+    default_workers,
     load_label_settings,
     run_labels,
     shard_scenes,
@@ -349,6 +350,16 @@ def test_calibrating_ahead_in_threads_writes_the_same_labels(sequence, tmp_path)
     assert _files(tmp_path / "threads") == _files(tmp_path / "inline")
     with pytest.raises(LabelError, match="workers"):
         run_labels(reader, tmp_path / "bad", _relative_labeller(sequence), progress=False, workers=-1)
+
+
+def test_default_workers_count_the_cores_each_torchrun_rank_has():
+    assert default_workers(cores=2, environ={}) == 2
+    assert default_workers(cores=16, environ={}) == 2  # calibrations are a few frames ahead, not a wide pool
+    assert default_workers(cores=1, environ={}) == 0  # one worker is no faster than the main thread alone
+    assert default_workers(cores=2, environ={"LOCAL_WORLD_SIZE": "2"}) == 0
+    assert default_workers(cores=8, environ={"LOCAL_WORLD_SIZE": "4"}) == 2
+    with pytest.raises(LabelError, match="LOCAL_WORLD_SIZE"):
+        default_workers(cores=2, environ={"LOCAL_WORLD_SIZE": "two"})
 
 
 def test_a_failed_calibration_in_a_thread_stops_the_job_and_keeps_what_was_written(sequence, tmp_path, monkeypatch):

@@ -352,9 +352,9 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--workers",
         type=int,
-        default=2,
         help="threads that calibrate relative depth a few frames ahead and densify key frames while the main thread "
-        "teaches, lifts and writes (0: one frame after another in the main thread). The labels do not depend on it",
+        "teaches, lifts and writes (0: one frame after another in the main thread; default: 2 when this process has "
+        "two cores to itself, counting torchrun's LOCAL_WORLD_SIZE ranks, else 0). The labels do not depend on it",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_labels)
@@ -363,7 +363,7 @@ def _add_labels(sub: argparse._SubParsersAction) -> None:
 def _run_labels(args: argparse.Namespace) -> int:
     if args.threads < 0:
         raise CliError(f"--threads must be >= 0 (0: torch's default), got {args.threads}")
-    if args.workers < 0:
+    if args.workers is not None and args.workers < 0:
         raise CliError(f"--workers must be >= 0 (0: calibrate in the main thread), got {args.workers}")
     if args.threads == 0:
         return _label(args)

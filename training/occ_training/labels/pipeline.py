@@ -305,6 +305,23 @@ def shard_from_env(environ: Mapping[str, str] | None = None) -> tuple[int, int]:
         raise LabelError(f"RANK={env.get('RANK')!r} / WORLD_SIZE={env.get('WORLD_SIZE')!r} are not integers") from None
 
 
+def default_workers(cores: int | None = None, environ: Mapping[str, str] | None = None) -> int:
+    """Label threads of one process: 2 when it has two cores to itself, else 0 (everything in the main thread).
+
+    ``cores``: the CPUs this process may run on (default: its affinity mask); they are shared by torchrun's
+    ``LOCAL_WORLD_SIZE`` ranks on the node. One worker is no faster than none (calibration and densification
+    then share one thread), and more threads than cores are slower (docs/benchmarks.md).
+    """
+    env = os.environ if environ is None else environ
+    if cores is None:
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    try:
+        local = max(1, int(env.get("LOCAL_WORLD_SIZE", "1")))
+    except ValueError:
+        raise LabelError(f"LOCAL_WORLD_SIZE={env.get('LOCAL_WORLD_SIZE')!r} is not an integer") from None
+    return 2 if cores // local >= 2 else 0
+
+
 def calibration_window(position: int, length: int, offsets: Sequence[int]) -> tuple[list[int], int]:
     """The frames a per-frame calibration of ``position`` needs, in time order, and the target's index among them.
 
@@ -372,7 +389,7 @@ def run_labels(
     shard: tuple[int, int] | None = None,
     progress: bool = True,
     on_frame: Callable[[Sample, float], None] | None = None,
-    workers: int = 2,
+    workers: int | None = None,
 ) -> LabelSummary:
     """Write pseudo-labels for every frame of this shard's scenes, skipping finished ones.
 
@@ -386,10 +403,13 @@ def run_labels(
         progress: show a progress bar.
         on_frame: called with (sample, seconds) after each written frame (benchmarks).
         workers: threads that calibrate relative depth ahead of the frame being labelled and densify key
-            frames (0: everything in the calling thread, one frame after another). The labels do not depend on it.
+            frames (0: everything in the calling thread, one frame after another; default
+            :func:`default_workers`). The labels do not depend on it.
     """
     from tqdm import tqdm
 
+    if workers is None:
+        workers = default_workers()
     if workers < 0:
         raise LabelError(f"workers must be >= 0 (0: calibrate in the main thread), got {workers}")
     out = Path(out)
