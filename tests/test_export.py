@@ -172,6 +172,7 @@ def test_bad_models_get_errors_naming_the_file_and_the_mismatch(exported, tmp_pa
         backend.run(feeds)
 
 
+@pytest.mark.filterwarnings("ignore:Specified provider 'CUDAExecutionProvider':UserWarning")  # ONNX Runtime's own
 def test_a_gpu_provider_that_does_not_load_is_an_error_and_the_caller_can_fall_back(exported):
     if "CUDAExecutionProvider" in ort.get_available_providers():
         pytest.skip("this machine has the CUDA provider")
