@@ -1,4 +1,5 @@
-"""Locating the package's shipped files (``config/``, ``models/``) in a source tree, a pip install or a colcon install.
+"""Locating the package's shipped files (``config/``, ``models/``) in a source tree, a pip install or a colcon install,
+and the CPUs this process may use (:func:`usable_cpus`).
 
 Both folders are found by one lookup (:func:`_find_shipped`), in this order:
 
@@ -17,6 +18,12 @@ from collections.abc import Callable
 from pathlib import Path
 
 PACKAGE = "occ_ros"
+
+
+def usable_cpus() -> int:
+    """The CPUs this process may run on: its affinity mask where the OS has one (a container's or ``taskset``'s
+    limit), else ``os.cpu_count()``."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
 def source_root() -> Path:

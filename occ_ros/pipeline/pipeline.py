@@ -25,7 +25,6 @@ takes it from there: the intrinsics are the same, and the network input stays wi
 from __future__ import annotations
 
 import logging
-import os
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -36,6 +35,7 @@ import numpy as np
 
 from occ_ros.core.frames import CameraMessage, FrameSet, FrameSkipped, SkipReason
 from occ_ros.core.preprocess import NetworkInput, PreprocessConfig, Preprocessor, decode_reduction
+from occ_ros.core.resources import usable_cpus
 from occ_ros.core.rig import CameraRig
 from occ_ros.inference.backend import BackendError, InferenceBackend
 from occ_ros.inference.model_info import ModelInfo, ModelInfoError
@@ -54,7 +54,7 @@ _POOL_LOCK = threading.Lock()
 
 def _decode_threads() -> int:
     """Threads for decoding a frame's compressed images: the CPUs this process may use, at most 8."""
-    return min(8, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    return min(8, usable_cpus())
 
 
 def _decode_pool() -> ThreadPoolExecutor:

@@ -35,6 +35,7 @@ from typing import Any, Literal
 import numpy as np
 
 from occ_ros.core.config import ConfigError, check_fields, from_mapping, load_yaml_mapping, told_from_file
+from occ_ros.core.resources import usable_cpus
 from occ_ros.core.rig import CameraRig
 from occ_ros.core.transforms import is_rigid
 from occ_ros.core.vocabulary import Vocabulary
@@ -314,7 +315,7 @@ def default_workers(cores: int | None = None, environ: Mapping[str, str] | None 
     """
     env = os.environ if environ is None else environ
     if cores is None:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        cores = usable_cpus()
     try:
         local = max(1, int(env.get("LOCAL_WORLD_SIZE", "1")))
     except ValueError:
@@ -522,11 +523,11 @@ def _label_scene(
             lifted[p] = labeller.lift(teach(p), depth)
         return lifted[p]
 
-    densifying: deque[tuple[Sample, dict[str, ScaleShift] | None, float, Any]] = deque()
+    # key frames being densified in the pool, oldest first: (key, its calibration, start time, the labels' future)
+    densifying: deque[tuple[Sample, dict[str, ScaleShift] | None, float, Future[OccupancyLabels]]] = deque()
 
-    def write(key: Sample, fitted: dict[str, ScaleShift] | None, t0: float, job: Any) -> None:
-        """Write one key frame's labels (``job``: its :class:`OccupancyLabels`, or their future)."""
-        labels = job.result() if isinstance(job, Future) else job
+    def write(key: Sample, fitted: dict[str, ScaleShift] | None, t0: float, labels: OccupancyLabels) -> None:
+        """Write one key frame's labels (and its calibration) and report it."""
         # The dataset's official prediction format first (SemanticKITTI: sequences/NN/predictions/F.label),
         # then labels.npz, whose presence marks the frame done.
         reader.write_prediction(out, key, labels.semantics)
@@ -542,6 +543,10 @@ def _label_scene(
         if on_frame is not None:
             on_frame(key, time.perf_counter() - t0)
 
+    def write_oldest() -> None:
+        key, fitted, t0, job = densifying.popleft()
+        write(key, fitted, t0, job.result())
+
     try:
         for p in pending:
             t0 = time.perf_counter()
@@ -553,14 +558,16 @@ def _label_scene(
                 frames = {q: lift(q) for q in window}
             except BaseException:
                 while densifying:  # the key frames densified before the failure are kept
-                    write(*densifying.popleft())
+                    write_oldest()
                 raise
             key = taught[p].sample
             args = (p, frames, key.rig, key.grid, labeller.vocabulary, config.lifting)
-            # the key frame is densified in the pool while this thread lifts the next one
-            densifying.append((key, calibrations[p], t0, pool.submit(densify, *args) if pool else densify(*args)))
-            if len(densifying) > (1 if pool else 0):
-                write(*densifying.popleft())
+            if pool is None:
+                write(key, calibrations[p], t0, densify(*args))
+            else:  # the key frame is densified in the pool while this thread lifts the next one
+                densifying.append((key, calibrations[p], t0, pool.submit(densify, *args)))
+                if len(densifying) > 1:
+                    write_oldest()
             # Forget what no later key frame needs (lifting a frame reads its consistency neighbours' depth, and
             # calibrating one reads its calibration neighbours).
             keep_from = p + 1 - reach - back - max((abs(o) for o in offsets), default=0)
@@ -571,7 +578,7 @@ def _label_scene(
                 for q in [q for q in cache if q < keep_from]:
                     del cache[q]
         while densifying:
-            write(*densifying.popleft())
+            write_oldest()
     finally:  # an error, or frames ahead that no pending key frame needed
-        for future in [*running.values(), *(job for *_, job in densifying if isinstance(job, Future))]:
+        for future in [*running.values(), *(job for *_, job in densifying)]:
             future.cancel()
