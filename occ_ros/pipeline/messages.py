@@ -83,9 +83,7 @@ _INT32_MAX = 2**31 - 1
 
 def rclpy_byte_array(data: np.ndarray) -> array.array:
     """``array.array('B')`` of a uint8 array's bytes: rclpy stores it as is (a list would be checked per element)."""
-    out = array.array("B")
-    out.frombytes(np.ascontiguousarray(data, dtype=np.uint8).tobytes())
-    return out
+    return array.array("B", np.ascontiguousarray(data, dtype=np.uint8).tobytes())
 
 
 def numpy_byte_array(data: np.ndarray) -> np.ndarray:
@@ -95,9 +93,7 @@ def numpy_byte_array(data: np.ndarray) -> np.ndarray:
 
 def rclpy_int8_array(data: np.ndarray) -> array.array:
     """``array.array('b')`` of an int8 array (an rclpy ``int8[]`` field, e.g. ``OccupancyGrid.data``)."""
-    out = array.array("b")
-    out.frombytes(np.ascontiguousarray(data, dtype=np.int8).tobytes())
-    return out
+    return array.array("b", np.ascontiguousarray(data, dtype=np.int8).tobytes())
 
 
 def numpy_int8_array(data: np.ndarray) -> np.ndarray:
