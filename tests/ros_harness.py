@@ -26,6 +26,10 @@ NO_ROS = (
     "and occ_ros built into a sourced colcon overlay (colcon build; source install/setup.bash): "
 )
 STATUS_NAME = "occupancy_node: occupancy"
+#: The node's camera inputs for a recording of :func:`make_recording` (the synthetic surround rig, the
+#: launch file's default topics): every image and CameraInfo topic it subscribes to.
+CAMERAS = ("cam_front", "cam_front_right", "cam_front_left", "cam_back", "cam_back_left", "cam_back_right")
+CAMERA_INPUTS = [f"/{c}/image_raw" for c in CAMERAS] + [f"/{c}/camera_info" for c in CAMERAS]
 
 
 def require_ros() -> None:

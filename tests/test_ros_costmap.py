@@ -21,7 +21,14 @@ import time
 
 import numpy as np
 import pytest
-from ros_harness import bag_frames, make_recording, occupancy_launch_description, require_ros, running_player
+from ros_harness import (
+    CAMERA_INPUTS,
+    bag_frames,
+    make_recording,
+    occupancy_launch_description,
+    require_ros,
+    running_player,
+)
 
 require_ros()
 
@@ -71,9 +78,7 @@ def test_the_costmap_reaches_a_transient_local_subscriber_with_the_predicted_obs
 
     nav2_qos = QoSProfile(depth=1, durability=DurabilityPolicy.TRANSIENT_LOCAL, reliability=ReliabilityPolicy.RELIABLE)
     player.node.create_subscription(OccupancyGrid, "/occupancy_node/costmap", on_map, nav2_qos)
-    cams = ("cam_front", "cam_front_right", "cam_front_left", "cam_back", "cam_back_left", "cam_back_right")
-    inputs = [f"/{c}/image_raw" for c in cams] + [f"/{c}/camera_info" for c in cams]
-    assert player.wait_for_subscribers(inputs, timeout=60), "the node never subscribed to the camera topics"
+    assert player.wait_for_subscribers(CAMERA_INPUTS, timeout=60), "the node never subscribed to the camera topics"
     assert player.wait_for(lambda: player.node.count_publishers("/occupancy_node/costmap") > 0, 30)
 
     static, frames = bag_frames(recording.bag)

@@ -24,6 +24,7 @@ import time
 
 import pytest
 from ros_harness import (
+    CAMERA_INPUTS,
     bag_frames,
     level_of,
     make_recording,
@@ -54,14 +55,9 @@ def occupancy_launch(recording):
     return occupancy_launch_description(model=str(recording.model), use_sim_time="true")
 
 
-def _inputs() -> list[str]:
-    cams = ("cam_front", "cam_front_right", "cam_front_left", "cam_back", "cam_back_left", "cam_back_right")
-    return [f"/{c}/image_raw" for c in cams] + [f"/{c}/camera_info" for c in cams]
-
-
 @pytest.mark.launch(fixture=occupancy_launch)
 def test_every_frame_has_occ_predicts_voxel_count_and_the_diagnostics_turn_ok(recording, player):
-    assert player.wait_for_subscribers(_inputs(), timeout=60), "the node never subscribed to the camera topics"
+    assert player.wait_for_subscribers(CAMERA_INPUTS, timeout=60), "the node never subscribed to the camera topics"
     assert player.wait_for(lambda: player.heard.status_count() > 0, 15), "no /diagnostics from the node"
     assert level_of(player.heard.last_status()) == 1  # WARN: no frames received yet
     static, frames = bag_frames(recording.bag)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 from ros_harness import (
+    CAMERA_INPUTS,
     NO_ROS,
     Player,
     bag_frames,
@@ -37,8 +38,6 @@ if not (Path(get_package_prefix("occ_ros")) / "lib" / "occ_ros" / "occupancy_lif
     pytest.skip(NO_ROS + "no occupancy_lifecycle_node in the overlay: build it again", allow_module_level=True)
 
 NODE = "/occupancy_node"
-CAMS = ("cam_front", "cam_front_right", "cam_front_left", "cam_back", "cam_back_left", "cam_back_right")
-INPUTS = [f"/{c}/image_raw" for c in CAMS] + [f"/{c}/camera_info" for c in CAMS]
 DEBUG = ("debug/processing_time/inference_ms", "debug/processing_time/total_ms", "debug/pipeline_latency_ms")
 
 
@@ -108,18 +107,18 @@ def restamped(records, stamp_ns: int):
 def test_configure_activate_deactivate_cleanup_with_the_ros2_lifecycle_cli(recording, player):
     assert state() == "unconfigured [1]"
     time.sleep(1.0)
-    assert all(player.node.count_subscribers(t) == 0 for t in INPUTS), "unconfigured but subscribed"
+    assert all(player.node.count_subscribers(t) == 0 for t in CAMERA_INPUTS), "unconfigured but subscribed"
     assert player.node.count_publishers(f"{NODE}/voxels") == 0, "unconfigured but advertising"
 
     transition("configure")
     assert state() == "inactive [2]"
     assert player.wait_for(lambda: player.node.count_publishers(f"{NODE}/voxels") == 1, 20)
-    assert all(player.node.count_subscribers(t) == 0 for t in INPUTS), "inactive but subscribed"
+    assert all(player.node.count_subscribers(t) == 0 for t in CAMERA_INPUTS), "inactive but subscribed"
 
     floats = Floats(player, DEBUG)
     transition("activate")
     assert state() == "active [3]"
-    assert player.wait_for_subscribers(INPUTS, timeout=60), "active but not subscribed to the cameras"
+    assert player.wait_for_subscribers(CAMERA_INPUTS, timeout=60), "active but not subscribed to the cameras"
     static, frames = bag_frames(recording.bag)
     assert player.advertise(static + frames[recording.stamps[0]])
     for topic, msgtype, raw in static:
@@ -134,7 +133,7 @@ def test_configure_activate_deactivate_cleanup_with_the_ros2_lifecycle_cli(recor
 
     transition("deactivate")
     assert state() == "inactive [2]"
-    assert player.wait_for(lambda: all(player.node.count_subscribers(t) == 0 for t in INPUTS), 20)
+    assert player.wait_for(lambda: all(player.node.count_subscribers(t) == 0 for t in CAMERA_INPUTS), 20)
     late = max(recording.stamps) + 10**9
     first = frames[min(recording.stamps)]
     player.play_frame(late, first, edits=restamped(first, late), wait_s=None)
